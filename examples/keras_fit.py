@@ -1,0 +1,80 @@
+"""A tiny keypoint regressor trained with Keras ``model.fit``, logged with one callback:
+
+    model.fit(x, y, validation_data=(vx, vy), callbacks=[unitb.TFCallback("runs/keras-fit")])
+
+    python examples/keras_fit.py --out runs --steps 60
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from typing import Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+from synthetic import NUM_KPTS, SIZE, SKELETON, keypoint_images  # noqa: E402
+
+
+def build_model():
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(NUM_KPTS * 2, activation="sigmoid", name="keypoints")(x)
+    return keras.Model(inputs, outputs, name="tiny_keypoint_regressor")
+
+
+def predict_keypoints(model, images):
+    """(keypoints N x K x 2 in pixels, scores N x K) for TFCallback's train/image."""
+    coords = np.asarray(model(images, training=False)).reshape(-1, NUM_KPTS, 2) * SIZE
+    return coords, np.ones(coords.shape[:2], np.float32)
+
+
+def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optional[dict] = None,
+          epochs: Optional[int] = None) -> str:
+    import keras
+
+    import unitb
+
+    keras.utils.set_random_seed(0)
+    images, kpts = keypoint_images(64, seed=0)
+    val_images, val_kpts = keypoint_images(16, seed=1)
+    steps_per_epoch = math.ceil(len(images) / batch_size)
+    epochs = epochs or max(1, math.ceil(steps / steps_per_epoch))
+    model = build_model()
+    schedule = keras.optimizers.schedules.CosineDecay(0.003, decay_steps=max(1, steps), warmup_target=0.01,
+                                                      warmup_steps=max(1, steps // 3))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", metrics=["mae"])
+    run_dir = os.path.join(out, "keras-fit")
+    kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6)
+    kwargs.update(callback_kwargs or {})
+    callback = unitb.TFCallback(run_dir, image_data=images[:4], gt_keypoints=kpts[:4],
+                                predict_keypoints=predict_keypoints, skeleton=SKELETON,
+                                hparams={"batch_size": batch_size}, **kwargs)
+    model.fit(images, kpts.reshape(len(kpts), -1) / SIZE, batch_size=batch_size, epochs=epochs,
+              validation_data=(val_images, val_kpts.reshape(len(val_kpts), -1) / SIZE),
+              callbacks=[callback], verbose=0)
+    callback.close()
+    print(f"keras-fit: events in {run_dir}")
+    return run_dir
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    parser = argparse.ArgumentParser(description="Keras fit logged with unitb.TFCallback")
+    parser.add_argument("--out", default="runs")
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args(argv)
+    return train(args.out, args.steps)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

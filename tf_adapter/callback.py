@@ -1,0 +1,223 @@
+"""``unitb.TFCallback``: ``model.fit(callbacks=[unitb.TFCallback("runs/keras")])``.
+
+Writes the unitb schema with ``tf.summary`` into ONE run directory (train and val told
+apart by tag prefix, unlike Keras' ``train/`` + ``validation/`` sub-runs). The step is
+``optimizer.iterations`` after the update, so a second or resumed ``fit()`` continues the
+curves (Keras' own callback restarts its batch step at 0, tensorflow/tensorflow#45274).
+
+Gradient norms are computed in-graph from the gradients the real train step hands to the
+optimizer (no extra forward/backward pass): ``optimizer.apply`` is wrapped so that, on
+logging steps only (a ``tf.cond`` on a flag armed from Python), the global norm and the
+selected layers' norms land in one variable, read with a single transfer after the batch.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+import keras
+from tf_adapter import measure
+from tf_adapter.session import check_logdir, open_run, render_images, write_header
+from unitb import schema
+from unitb.options import LogOptions
+from unitb.run_logger import RunLogger
+
+
+class TFCallback(keras.callbacks.Callback):
+    """unitb for Keras ``fit``. Parameters and defaults are those of the mmengine hook.
+
+    ``image_data``: an optional batch of inputs (N x H x W x C) for ``train/image``;
+    ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)`` draws the
+    model's predictions on it, ``gt_keypoints`` the ground truth (green).
+    """
+
+    def __init__(self, logdir: str = "runs/keras-fit", image_data=None, gt_keypoints=None,
+                 predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
+                 hparams: Optional[Mapping[str, object]] = None, **kwargs):
+        super().__init__()
+        self.options = LogOptions.from_kwargs("TFCallback", kwargs)
+        self.logdir = check_logdir(logdir)
+        if predict_keypoints is not None and not callable(predict_keypoints):
+            raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
+        self.image_data = image_data
+        self.gt_keypoints = gt_keypoints
+        self.predict_keypoints = predict_keypoints
+        self.skeleton = skeleton
+        self.extra_hparams = dict(hparams or {})
+        self.run: Optional[RunLogger] = None
+        self._chief = True
+        self._picked: Optional[list] = None
+        self._layer_names: list = []
+        self._norms: Optional[tf.Variable] = None
+        self._armed_var: Optional[tf.Variable] = None
+        self._armed = False
+        self._wrapped = None
+        self._steps_per_epoch: Optional[int] = None
+
+    # ------------------------------------------------------------------ set-up
+    def set_model(self, model) -> None:
+        super().set_model(model)
+
+    def on_train_begin(self, logs=None) -> None:
+        self._chief = measure.is_chief()
+        if not self._chief:
+            return
+        model = self.model
+        step = self._step()
+        if self.run is None:
+            try:
+                self.run = open_run(self.logdir, self.options, resume_step=step)
+                if step == 0:
+                    write_header(self.run, self.options, model, config_text=self._config_text(),
+                                 hparams=self._hparams())
+            except Exception as exc:
+                tf.get_logger().warning(f"unitb: could not open {self.logdir} ({exc}); logging is off")
+                self.run = None
+                return
+        self._steps_per_epoch = (self.params or {}).get("steps")
+        if self.options.log_grad_norm:
+            self._install_grad_probe()
+
+    def _config_text(self) -> str:
+        try:
+            return "```\n" + json.dumps(json.loads(self.model.to_json()), indent=1)[:20000] + "\n```"
+        except Exception:
+            return f"model: {type(self.model).__name__}"
+
+    def _hparams(self) -> Dict[str, object]:
+        opt = self.model.optimizer
+        values: Dict[str, object] = {"framework": "tensorflow-keras", "optimizer": type(opt).__name__}
+        lr = measure.current_learning_rate(opt)
+        if lr is not None:
+            values["learning_rate"] = lr
+        params = self.params or {}
+        if params.get("steps") and params.get("epochs"):
+            values["max_steps"] = int(params["steps"]) * int(params["epochs"])
+        values.update(self.extra_hparams)
+        return values
+
+    def _install_grad_probe(self) -> None:
+        optimizer = self.model.optimizer
+        if self._wrapped is optimizer:
+            return
+        variables = list(self.model.trainable_variables)
+        if not variables:
+            return
+        self._picked, self._layer_names = measure.pick_layers(variables, self.options.max_layers_to_log)
+        paths = [measure.variable_name(v) for v in variables]
+        with tf.init_scope():
+            self._norms = tf.Variable(tf.zeros(len(self._picked) + 2), trainable=False, name="unitb_grad_norms")
+            self._armed_var = tf.Variable(False, trainable=False, name="unitb_grad_armed")
+        original_apply = optimizer.apply
+        callback = self
+
+        def apply(grads, trainable_variables=None):
+            grads = list(grads)
+            names = [measure.variable_name(v) for v in (trainable_variables or variables)]
+            index = {n: i for i, n in enumerate(names)}
+            picked = [index.get(paths[i], -1) for i in callback._picked]
+
+            def measure_now():
+                norms = measure.norms_in_graph(grads, [p for p in picked if p >= 0])
+                applied, pre_clip = measure.clipped_global(norms, optimizer, len(picked))
+                values = tf.concat([[applied, pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
+                if values.shape[0] < callback._norms.shape[0]:
+                    values = tf.pad(values, [[0, callback._norms.shape[0] - values.shape[0]]])
+                callback._norms.assign(values)
+                return tf.constant(True)
+
+            tf.cond(callback._armed_var, measure_now, lambda: tf.constant(False))
+            return original_apply(grads, trainable_variables)
+
+        optimizer.apply = apply
+        self._wrapped = optimizer
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    # ------------------------------------------------------------------ batches
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        if self.run is None or self._armed_var is None:
+            return
+        armed = self.options.grad_policy.should_log(self._step() + 1)
+        if armed != self._armed:  # assign only on changes: two small writes per logged step
+            self._armed_var.assign(armed)
+            self._armed = armed
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        if self.run is None:
+            return
+        try:
+            self._batch_end(batch, logs or {})
+        except FloatingPointError:
+            raise
+        except Exception as exc:
+            self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
+
+    def _batch_end(self, batch: int, logs: Mapping[str, object]) -> None:
+        opts, run = self.options, self.run
+        step = self._step()
+        if opts.scalar_policy.should_log(step):
+            if opts.log_loss:
+                run.losses(step, logs.get("loss"), {k: v for k, v in logs.items() if k != "loss" and "loss" in k})
+                run.metrics(schema.TRAIN, step, {k: v for k, v in logs.items() if "loss" not in k})
+            if opts.log_lr:
+                lr = measure.current_learning_rate(self.model.optimizer)
+                if lr is not None:
+                    run.learning_rates(step, {"0": lr})
+            if self._steps_per_epoch:
+                run.epoch(step, self._epoch + (batch + 1) / self._steps_per_epoch)
+        if self._armed and self._norms is not None:
+            values = self._norms.numpy()  # the one device->host transfer
+            layers = dict(zip(self._layer_names, values[2:2 + len(self._layer_names)].tolist()))
+            run.grad_norms(step, float(values[0]), layers, pre_clip=float(values[1]) if values[1] >= 0 else None)
+        if opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step):
+            run.image(schema.TRAIN, step, self._train_images())
+
+    def _train_images(self) -> Callable[[], np.ndarray]:
+        images = np.asarray(self.image_data)[: self.options.max_train_images]
+        pred = scores = None
+        if self.predict_keypoints is not None:
+            pred, scores = self.predict_keypoints(self.model, images)
+        return render_images(self.options, images, gt_keypoints=self.gt_keypoints, pred_keypoints=pred,
+                             pred_scores=scores, skeleton=self.skeleton)
+
+    # ------------------------------------------------------------------ epochs
+    _epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if self.run is None:
+            return
+        step = self._step()
+        logs = logs or {}
+        try:
+            if self.options.log_val_metrics:
+                val = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
+                self.run.metrics(schema.VAL, step, val)
+            if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
+                variables = list(self.model.trainable_variables)
+                picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log)
+                self.run.histograms(schema.weights_histogram, step, measure.weight_arrays(variables, picked))
+            self.run.flush()
+        except FloatingPointError:
+            raise
+        except Exception as exc:
+            self.run.warn_once("callback", type(exc).__name__, f"epoch logging failed ({exc}); training goes on")
+
+    def on_train_end(self, logs=None) -> None:
+        if self.run is not None:
+            self.run.flush()
+        if self._armed_var is not None and self._armed:
+            self._armed_var.assign(False)
+            self._armed = False
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.close()
+            self.run = None

@@ -1,0 +1,175 @@
+"""``unitb.TFLogger``: the unitb schema for custom TF training loops (seed 004's YOLO loop).
+
+    manager = unitb.CheckpointManager(ckpt, "ckpt", save_every=50)
+    start = manager.restore_or_initialize()
+    logger = unitb.TFLogger("runs/yolo", checkpoint_manager=manager)
+    for step in range(start + 1, total + 1):
+        losses, grads = train_step(images, targets)      # your tf.function
+        ckpt.step.assign_add(1)
+        logger.log_train_step(step, losses=losses, learning_rate=lr, grads=grads,
+                              variables=model.trainable_variables)
+        manager.maybe_save()
+
+``log_train_step`` also works inside a ``tf.function``: then it emits ``tf.summary`` ops
+under ``tf.summary.record_if`` driven by the same interval policy.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_adapter import measure
+from tf_adapter.session import check_logdir, open_run, render_images, write_header
+from unitb import schema
+from unitb.options import LogOptions
+from unitb.run_logger import RunLogger
+
+
+class TFLogger:
+    """Log a custom TF loop. Losses: ``{'total': ..., 'coord': ..., ...}`` ('total' or
+    'loss' -> ``train/loss``, the others -> ``train/loss/{name}``). Only the chief writes.
+
+    The writer opens on first use, after ``checkpoint_manager.restore_or_initialize()``,
+    so a resumed run first drops the steps the interrupted run wrote after its checkpoint.
+    ``start_step`` does the same without a manager.
+    """
+
+    def __init__(self, logdir: str, checkpoint_manager=None, start_step: Optional[int] = None,
+                 model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
+                 skeleton: Optional[Sequence] = None, **kwargs):
+        self.options = LogOptions.from_kwargs("TFLogger", kwargs)
+        self.logdir = check_logdir(logdir)
+        if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
+                                       or start_step < 0):
+            raise ValueError(f"start_step must be a non-negative int or None, got {start_step!r}")
+        self.checkpoint_manager = checkpoint_manager
+        self.start_step = start_step
+        self.model = model
+        self.config = config
+        self.hparams = dict(hparams or {})
+        self.skeleton = skeleton
+        self.enabled = measure.is_chief()
+        self._run: Optional[RunLogger] = None
+        self._picked: Optional[list] = None
+        self._names: list = []
+        if checkpoint_manager is not None:
+            checkpoint_manager.attach(self)
+
+    # ------------------------------------------------------------------ writer
+    @property
+    def run(self) -> Optional[RunLogger]:
+        if self._run is None and self.enabled:
+            resume_step = self.start_step
+            if resume_step is None and self.checkpoint_manager is not None:
+                resume_step = self.checkpoint_manager.restored_step
+            self._run = open_run(self.logdir, self.options, resume_step)
+            if not resume_step:
+                write_header(self._run, self.options, self.model, self.config,
+                             {"framework": "tensorflow-loop", **self.hparams})
+        return self._run
+
+    def _writer(self) -> tf.summary.SummaryWriter:
+        return self.run.sink.writer  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ training
+    def log_train_step(self, step, losses: Optional[Mapping[str, object]] = None, learning_rate=None,
+                       grads: Optional[Sequence] = None, variables: Optional[Sequence] = None,
+                       metrics: Optional[Mapping[str, object]] = None, epoch=None) -> None:
+        """Log one optimizer step (``step`` counts from 1). Eager or inside ``tf.function``."""
+        if not self.enabled:
+            return
+        if not tf.executing_eagerly():
+            self._log_in_graph(step, losses or {}, learning_rate, grads, variables)
+            return
+        step = int(step)
+        opts, run = self.options, self.run
+        if opts.scalar_policy.should_log(step):
+            if opts.log_loss and losses:
+                total = next((losses[k] for k in schema.TOTAL_LOSS_NAMES if k in losses), None)
+                run.losses(step, _host(total), {k: _host(v) for k, v in losses.items()
+                                                 if k not in schema.TOTAL_LOSS_NAMES})
+            if opts.log_lr and learning_rate is not None:
+                run.learning_rates(step, {"0": _host(learning_rate)})
+            if metrics:
+                run.metrics(schema.TRAIN, step, {k: _host(v) for k, v in metrics.items()})
+            if epoch is not None:
+                run.epoch(step, _host(epoch))
+        if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
+            picked, names = self._pick(variables, len(grads))
+            values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer
+            run.grad_norms(step, float(values[0]), dict(zip(names, values[1:].tolist())))
+            if opts.log_grad_hist:
+                run.histograms(schema.gradients_histogram, step,
+                               {n: np.asarray(measure.dense_grad(grads[i])) for i, n in zip(picked, names)
+                                if grads[i] is not None})
+
+    def _pick(self, variables: Optional[Sequence], count: int):
+        if self._picked is None:
+            if variables is not None:
+                self._picked, self._names = measure.pick_layers(list(variables), self.options.max_layers_to_log)
+            else:
+                from unitb.layers import select_layers
+
+                self._picked = select_layers([str(i) for i in range(count)], self.options.max_layers_to_log)
+                self._names = [f"var{i}" for i in self._picked]
+        return self._picked, self._names
+
+    def _log_in_graph(self, step, losses, learning_rate, grads, variables) -> None:
+        opts = self.options
+        step = tf.cast(step, tf.int64)
+        scalar_due = tf.numpy_function(lambda s: np.bool_(opts.scalar_policy.should_log(int(s))), [step], tf.bool)
+        grad_due = tf.numpy_function(lambda s: np.bool_(opts.grad_policy.should_log(int(s))), [step], tf.bool)
+        with self._writer().as_default(step=step):
+            with tf.summary.record_if(scalar_due):
+                if opts.log_loss:
+                    for name, value in losses.items():
+                        tf.summary.scalar(schema.loss_tag(name), tf.cast(value, tf.float32))
+                if opts.log_lr and learning_rate is not None:
+                    tf.summary.scalar(schema.learning_rate("0"), tf.cast(learning_rate, tf.float32))
+            if opts.log_grad_norm and grads is not None:
+                picked, names = self._pick(variables, len(grads))
+                with tf.summary.record_if(grad_due):
+                    norms = measure.norms_in_graph(list(grads), picked)
+                    tf.summary.scalar(schema.GRAD_NORM_GLOBAL, norms[0])
+                    for i, name in enumerate(names):
+                        tf.summary.scalar(schema.grad_norm_layer(name), norms[i + 1])
+
+    # ------------------------------------------------------------------ the rest
+    def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
+        if self.enabled and self.options.log_val_metrics:
+            self.run.metrics(schema.VAL, int(step), {k: _host(v) for k, v in metrics.items()})
+
+    def log_weights(self, step: int, epoch: int, variables: Sequence) -> None:
+        """Weight histograms after a completed epoch (1-based), per ``weight_hist_interval``."""
+        if self.enabled and self.options.log_weight_hist and self.options.weight_policy.should_log(int(epoch)):
+            picked, _ = measure.pick_layers(list(variables), self.options.max_layers_to_log)
+            self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(list(variables), picked))
+
+    def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
+                   pred_scores=None, boxes=None) -> None:
+        """Images (N x H x W x C) with GT keypoints (green), predictions (red) and boxes."""
+        if not self.enabled:
+            return
+        if split == "train" and not self.options.train_image_policy.should_log(int(step)):
+            return
+        self.run.image(split, int(step), render_images(self.options, images, gt_keypoints, pred_keypoints,
+                                                       pred_scores, boxes, self.skeleton))
+
+    def flush(self) -> None:
+        if self._run is not None:
+            self._run.flush()
+
+    def close(self) -> None:
+        if self._run is not None:
+            self._run.close()
+            self._run = None
+
+
+def _host(value):
+    if value is None:
+        return None
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return value.numpy()
+    return value

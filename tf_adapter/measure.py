@@ -1,0 +1,95 @@
+"""Native TensorFlow/Keras measurements: in-graph gradient norms, LR, model statistics."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from unitb import schema
+from unitb.layers import select_layers
+
+
+def variable_name(variable) -> str:
+    """Keras 3 ``path`` (``dense/kernel``) or TF ``name`` (``dense/kernel:0``), dotted."""
+    return schema.layer_name(getattr(variable, "path", None) or variable.name)
+
+
+def dense_grad(grad):
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.convert_to_tensor(grad)
+    return grad
+
+
+def norms_in_graph(grads: Sequence, picked: Sequence[int]) -> tf.Tensor:
+    """[global L2 norm, norms of the picked gradients...] as one float32 vector.
+
+    Works eagerly and inside ``tf.function``; ``None`` gradients count as zero.
+    """
+    present = [tf.cast(dense_grad(g), tf.float32) for g in grads if g is not None]
+    global_norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
+    layer = [tf.norm(tf.cast(dense_grad(grads[i]), tf.float32)) if grads[i] is not None else tf.constant(0.0)
+             for i in picked]
+    return tf.stack([global_norm] + layer)
+
+
+def clipped_global(norms: tf.Tensor, optimizer, picked_count: int) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """The global norm after the optimizer's own clipping, and the pre-clip norm if it clips."""
+    global_clip = getattr(optimizer, "global_clipnorm", None)
+    clipnorm = getattr(optimizer, "clipnorm", None)
+    if global_clip:
+        return tf.minimum(norms[0], float(global_clip)), norms[0]
+    if clipnorm:
+        return tf.minimum(norms[0], float(clipnorm)), norms[0]  # upper bound when clipping per variable
+    return norms[0], None
+
+
+def model_stats(model) -> Tuple[int, int, float]:
+    total = int(sum(int(np.prod(v.shape)) for v in model.weights))
+    trainable = int(sum(int(np.prod(v.shape)) for v in model.trainable_weights))
+    size = sum(int(np.prod(v.shape)) * np.dtype(_np_dtype(v)).itemsize for v in model.weights)
+    return total, trainable, size / (1024 * 1024)
+
+
+def _np_dtype(variable) -> str:
+    dtype = getattr(variable, "dtype", "float32")
+    return getattr(dtype, "name", str(dtype)).replace("bfloat16", "float16")
+
+
+def current_learning_rate(optimizer) -> Optional[float]:
+    """The LR the optimizer uses now; schedules are evaluated at ``optimizer.iterations``."""
+    lr = getattr(optimizer, "learning_rate", None)
+    if lr is None:
+        return None
+    if callable(lr) and not isinstance(lr, tf.Variable):
+        lr = lr(optimizer.iterations)
+    try:
+        return float(np.asarray(lr))
+    except (TypeError, ValueError):
+        return None
+
+
+def pick_layers(variables: Sequence, limit: int) -> Tuple[List[int], List[str]]:
+    names = [variable_name(v) for v in variables]
+    picked = select_layers(names, limit)
+    return picked, [names[i] for i in picked]
+
+
+def weight_arrays(variables: Sequence, picked: Sequence[int]) -> Dict[str, np.ndarray]:
+    return {variable_name(variables[i]): np.asarray(variables[i].numpy()) for i in picked}
+
+
+def is_chief() -> bool:
+    """False on non-chief workers of a multi-worker strategy; True in a single process."""
+    try:
+        resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    except Exception:
+        resolver = None
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", 0) or 0
+    if task_type in (None, "chief"):
+        return True
+    if task_type == "worker":
+        spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+        return "chief" not in spec and task_id == 0
+    return False

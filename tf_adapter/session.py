@@ -1,0 +1,67 @@
+"""What TFCallback and TFLogger share: opening the run (with resume clean-up) and the
+once-per-run header."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+
+from tf_adapter import measure
+from tf_adapter.sink import TFSummarySink
+from unitb import render, resume
+from unitb.options import LogOptions
+from unitb.run_logger import RunLogger, default_warn
+
+
+def check_logdir(logdir: object) -> str:
+    """Create ``logdir`` now, so an unusable path fails at construction, naming the path."""
+    if not isinstance(logdir, (str, os.PathLike)):
+        raise ValueError(f"logdir must be a path, got {logdir!r}")
+    path = os.fspath(logdir)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create logdir {path!r}: {exc}") from exc
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"logdir {path!r} is not writable")
+    return path
+
+
+def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
+             warn: Callable[[str], None] = default_warn) -> RunLogger:
+    """Drop orphaned steps after ``resume_step`` (if any), then open the tf.summary writer."""
+    if resume_step is not None:
+        dropped = resume.truncate_run(logdir, resume_step if resume_step > 0 else -1)
+        if dropped:
+            warn(f"unitb: resumed at step {resume_step}: removed {dropped} event(s) written after it "
+                 f"by the interrupted run in {logdir}")
+    return RunLogger(TFSummarySink(logdir), warn=warn, max_log_mb=options.max_log_mb,
+                     raise_on_nonfinite=options.raise_on_nonfinite)
+
+
+def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
+                 hparams: Optional[Mapping[str, object]] = None) -> None:
+    if model is not None and options.log_model_stats:
+        run.model_stats(*measure.model_stats(model))
+    if config_text:
+        run.config(config_text)
+    run.hparams({**options.hparams(), **(hparams or {})})
+    run.layout()
+
+
+def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,
+                  boxes=None, skeleton=None) -> Callable[[], np.ndarray]:
+    """A deferred render of a host batch (N x H x W x C, as TF models take it)."""
+    limit = options.max_train_images
+
+    def host(seq):
+        return None if seq is None else [None if s is None else np.asarray(s) for s in list(seq)[:limit]]
+
+    def draw() -> np.ndarray:
+        array = np.asarray(images)[:limit]
+        return render.render_batch(array, layout="HWC" if array.ndim == 4 else "auto",
+                                   gt_keypoints=host(gt_keypoints), pred_keypoints=host(pred_keypoints),
+                                   pred_scores=host(pred_scores), boxes=host(boxes), kpt_thr=options.kpt_thr,
+                                   skeleton=skeleton)
+    return draw

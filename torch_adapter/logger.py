@@ -1,0 +1,128 @@
+"""``TorchLogger``: unitb for a plain PyTorch loop (seed 002 style), same tags as the hook.
+
+    logger = TorchLogger("runs/my-run", model=model, optimizer=optimizer)
+    for step, (x, y) in enumerate(loader, start=1):
+        loss = criterion(model(x), y)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+        logger.log_step(step, loss=loss, epoch=epoch)
+    logger.log_val(step, {"accuracy": acc})
+    logger.close()
+
+Gradient norms are measured inside ``optimizer.step()`` (a step pre-hook armed on logging
+steps), so it does not matter whether ``zero_grad`` runs before or after ``log_step``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from torch_adapter import measure
+from torch_adapter.images import ImageBatch
+from torch_adapter.session import TorchSession
+from torch_adapter.sink import SummaryWriterSink
+from unitb import resume
+from unitb.options import LogOptions
+
+
+def _is_chief() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()
+                and torch.distributed.get_rank() != 0)
+
+
+class TorchLogger:
+    """Log a plain PyTorch loop in the unitb schema. Only rank 0 writes.
+
+    ``start_step``: the optimizer steps already taken when resuming from a checkpoint; the
+    run directory is cleaned of any steps written after it (see :mod:`unitb.resume`).
+    """
+
+    def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
+                 start_step: int = 0, config: Optional[str] = None,
+                 hparams: Optional[Mapping[str, object]] = None, **kwargs) -> None:
+        self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
+        if not isinstance(logdir, (str, os.PathLike)):
+            raise ValueError(f"logdir must be a path, got {logdir!r}")
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
+        self.logdir = os.fspath(logdir)
+        self.model = model
+        self.optimizer = optimizer
+        self.enabled = _is_chief()
+        self.session: Optional[TorchSession] = None
+        self._epochs_logged = 0
+        if not self.enabled:
+            return
+        try:
+            os.makedirs(self.logdir, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
+        if start_step > 0:
+            resume.truncate_run(self.logdir, start_step)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.session = TorchSession(SummaryWriterSink(SummaryWriter(self.logdir)), self.options)
+        if model is not None:
+            self.session.start(model, optimizer, config_text=config,
+                               hparams={"framework": "pytorch", **(hparams or {})}, write_header=start_step == 0)
+        self.session.arm(start_step + 1)
+
+    @property
+    def run(self):
+        return None if self.session is None else self.session.run
+
+    def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
+                 metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None) -> None:
+        """Call once per optimizer step, after ``optimizer.step()``; ``step`` counts from 1."""
+        if self.session is None:
+            return
+        log_vars = dict(losses or {})
+        if loss is not None:
+            log_vars["loss"] = loss
+        log_vars.update(metrics or {})
+        self.session.step_end(step, log_vars, self.optimizer, epoch=epoch)
+        self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
+
+    def log_epoch(self, step: int, epoch: int) -> None:
+        """Call after each completed epoch (1-based): weight histograms per weight_hist_interval."""
+        if self.session is not None and self.model is not None:
+            self.session.epoch_end(step, epoch, self.model)
+
+    def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
+        if self.session is not None:
+            self.session.val_end(step, metrics)
+
+    def log_images(self, split: str, step: int, images, gt_keypoints: Optional[Sequence] = None,
+                   pred_keypoints: Optional[Sequence] = None, pred_scores: Optional[Sequence] = None,
+                   mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> None:
+        """Log a batch (N x C x H x W tensor or array) with GT (green) / predicted (red) keypoints."""
+        if self.session is None:
+            return
+        limit = self.options.max_train_images
+
+        def batch() -> ImageBatch:
+            array = images.detach()[:limit].cpu().numpy() if isinstance(images, torch.Tensor) \
+                else np.asarray(images)[:limit]
+            as_list = lambda seq: None if seq is None else [None if s is None else np.asarray(
+                s.detach().cpu() if isinstance(s, torch.Tensor) else s) for s in list(seq)[:limit]]
+            return ImageBatch(images=array, mean=mean, std=std, gt=as_list(gt_keypoints) or [],
+                              pred=as_list(pred_keypoints) or [], scores=as_list(pred_scores) or [])
+        self.session.image(split, step, batch)
+
+    def flush(self) -> None:
+        if self.session is not None:
+            self.session.run.flush()
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+            self.session.run.close()
+            self.session = None
+
+    def __enter__(self) -> "TorchLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,149 @@
+"""Cheap, native PyTorch measurements handed to the core as plain numbers."""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from unitb.layers import select_layers
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The user's module inside DDP / FSDP / mmengine wrappers (seed 001, fix 3)."""
+    while hasattr(model, "module") and isinstance(getattr(model, "module"), torch.nn.Module):
+        model = model.module
+    return model
+
+
+def model_stats(model: torch.nn.Module) -> Tuple[int, int, float]:
+    """(total parameters, trainable parameters, size in MB of parameters + buffers)."""
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    size = sum(p.numel() * p.element_size() for p in params)
+    size += sum(b.numel() * b.element_size() for b in model.buffers())
+    return total, trainable, size / (1024 * 1024)
+
+
+def learning_rates(optimizer) -> Dict[str, float]:
+    """{group: lr}; group = the param group's ``name`` if set, else its index.
+
+    Accepts a torch optimizer, an mmengine OptimWrapper, or an OptimWrapperDict
+    (then the group is ``{optimizer name}.{group}``).
+    """
+    if optimizer is None:
+        return {}
+    if hasattr(optimizer, "optim_wrappers"):  # OptimWrapperDict
+        out: Dict[str, float] = {}
+        for name, wrapper in optimizer.optim_wrappers.items():
+            for group, lr in learning_rates(wrapper).items():
+                out[f"{name}.{group}"] = lr
+        return out
+    inner = getattr(optimizer, "optimizer", optimizer)
+    out = {}
+    for index, group in enumerate(getattr(inner, "param_groups", [])):
+        lr = group.get("lr")
+        if lr is None:
+            continue
+        out[str(group.get("name", index))] = float(lr)
+    return out
+
+
+def torch_optimizer(optimizer) -> Optional[torch.optim.Optimizer]:
+    """The torch optimizer inside an mmengine OptimWrapper (or the optimizer itself)."""
+    if optimizer is None or hasattr(optimizer, "optim_wrappers"):
+        return None
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return inner if isinstance(inner, torch.optim.Optimizer) else None
+
+
+class GradNormProbe:
+    """Measures gradient norms where the gradients exist: in an optimizer step pre-hook.
+
+    mmengine's ``OptimWrapper.update_params`` runs backward -> (clip) -> step -> zero_grad
+    inside ``train_step``, so ``param.grad`` is None by ``after_train_iter``. The pre-hook
+    runs after clipping and before the update, i.e. on the gradients actually applied. It
+    does work only when ``should_capture()`` says so (a logging step): ``_foreach_norm``
+    per device, one stack, and ONE device->host transfer for the global norm plus the
+    selected layers (seed 001, fix 2B).
+    """
+
+    def __init__(self, model: torch.nn.Module, max_layers: int, should_capture: Callable[[], bool],
+                 keep_grads: bool = False):
+        self.model = model
+        self.max_layers = max_layers
+        self.should_capture = should_capture
+        self.keep_grads = keep_grads
+        self.layer_names: Optional[List[str]] = None  # chosen once, stable for the run
+        self.result: Optional[Tuple[float, Dict[str, float]]] = None
+        self.grad_arrays: Dict[str, np.ndarray] = {}
+        self._handle = None
+        self.steps_taken = 0
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        self._handle = optimizer.register_step_pre_hook(self._pre_step)
+        self._post = optimizer.register_step_post_hook(self._post_step)
+
+    def detach(self) -> None:
+        for handle in (self._handle, getattr(self, "_post", None)):
+            if handle is not None:
+                handle.remove()
+        self._handle = self._post = None
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        self.steps_taken += 1
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        if not self.should_capture():
+            return
+        try:
+            self.result = self.measure()
+        except Exception:  # never break the optimizer step; the session reports it
+            self.result = None
+
+    def named_grads(self) -> List[Tuple[str, torch.Tensor]]:
+        return [(name, p.grad) for name, p in unwrap_model(self.model).named_parameters()
+                if p.grad is not None]
+
+    @torch.no_grad()
+    def measure(self) -> Optional[Tuple[float, Dict[str, float]]]:
+        named = self.named_grads()
+        if not named:
+            return None
+        if self.layer_names is None:
+            picked = select_layers([n for n, _ in named], self.max_layers)
+            self.layer_names = [named[i][0] for i in picked]
+        grads = [g.detach() for _, g in named]
+        norms = global_and_layer_norms(grads)
+        index_of = {name: i for i, (name, _) in enumerate(named)}
+        wanted = [index_of[n] for n in self.layer_names if n in index_of]
+        host = torch.cat([norms[-1:], norms[wanted]]).cpu().tolist()  # the one transfer
+        layers = {named[i][0]: value for i, value in zip(wanted, host[1:])}
+        if self.keep_grads:
+            self.grad_arrays = {named[i][0]: named[i][1].detach().float().cpu().numpy() for i in wanted}
+        return host[0], layers
+
+
+def global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-tensor L2 norms followed by the global L2 norm, as one float32 tensor (on device)."""
+    by_device: Dict[torch.device, List[int]] = {}
+    for i, g in enumerate(grads):
+        by_device.setdefault(g.device, []).append(i)
+    first = grads[0].device
+    norms = torch.empty(len(grads), dtype=torch.float32, device=first)
+    for device, indices in by_device.items():
+        per = torch._foreach_norm([grads[i] for i in indices], 2.0)
+        norms[torch.tensor(indices, device=first)] = torch.stack(per).to(first, torch.float32)
+    total = torch.linalg.vector_norm(norms, 2).reshape(1)
+    return torch.cat([norms, total])
+
+
+def weight_arrays(model: torch.nn.Module, names: Optional[Sequence[str]], max_layers: int) -> Tuple[List[str], Dict[str, np.ndarray]]:
+    """Host copies of the selected parameters for weight histograms (selection is stable)."""
+    named = list(unwrap_model(model).named_parameters())
+    if names is None:
+        names = [named[i][0] for i in select_layers([n for n, _ in named], max_layers)]
+    wanted = set(names)
+    arrays = {n: p.detach().float().cpu().numpy() for n, p in named if n in wanted}
+    return list(names), arrays

@@ -1,0 +1,127 @@
+"""The PyTorch side of a run: what the mmengine hook and TorchLogger share.
+
+Both entry points only translate their framework's events into calls on a
+:class:`TorchSession`; measuring is in :mod:`torch_adapter.measure`, naming and guarding
+in the core (:class:`unitb.RunLogger`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping, Optional
+
+import torch
+
+from torch_adapter import measure
+from torch_adapter.images import ImageBatch
+from unitb import render, schema
+from unitb.options import LogOptions
+from unitb.run_logger import RunLogger, Sink, as_number, default_warn
+
+
+def split_log_vars(log_vars: Mapping[str, object]):
+    """mmengine ``log_vars`` -> (total loss, loss components, other training values)."""
+    total, components, others = None, {}, {}
+    for key, value in log_vars.items():
+        if key in schema.TOTAL_LOSS_NAMES:
+            total = value
+        elif "loss" in key:
+            components[key] = value
+        else:
+            others[key] = value
+    return total, components, others
+
+
+class TorchSession:
+    def __init__(self, sink: Sink, options: LogOptions, warn: Callable[[str], None] = default_warn):
+        self.options = options
+        self.run = RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb,
+                             raise_on_nonfinite=options.raise_on_nonfinite)
+        self.probe: Optional[measure.GradNormProbe] = None
+        self.weight_names = None
+        self.skeleton = None
+        self._armed = False
+
+    # ------------------------------------------------------------------ set-up
+    def start(self, model: torch.nn.Module, optimizer=None, config_text: Optional[str] = None,
+              hparams: Optional[Mapping[str, object]] = None, write_header: bool = True) -> None:
+        """Attach the gradient probe and write the once-per-run records (step 0)."""
+        model = measure.unwrap_model(model)
+        opts = self.options
+        if write_header:
+            if opts.log_model_stats:
+                self.run.model_stats(*measure.model_stats(model))
+            if config_text:
+                self.run.config(config_text)
+            self.run.hparams({**opts.hparams(), **(hparams or {})})
+            self.run.layout()
+        torch_opt = measure.torch_optimizer(optimizer)
+        if opts.log_grad_norm and torch_opt is not None and self.probe is None:
+            self.probe = measure.GradNormProbe(model, opts.max_layers_to_log, lambda: self._armed,
+                                               keep_grads=opts.log_grad_hist)
+            self.probe.attach(torch_opt)
+        elif opts.log_grad_norm and torch_opt is None:
+            self.run.warn_once("setup", "optimizer", "no torch optimizer found: gradient norms are not logged")
+
+    def stop(self) -> None:
+        if self.probe is not None:
+            self.probe.detach()
+        self.run.flush()
+
+    # ------------------------------------------------------------------ per step
+    def arm(self, step: int) -> None:
+        """Before the step: measure gradients in the optimizer pre-hook only when due."""
+        self._armed = self.options.log_grad_norm and self.options.grad_policy.should_log(step)
+        if self.probe is not None:
+            self.probe.result = None
+
+    def step_end(self, step: int, log_vars: Optional[Mapping[str, object]] = None, optimizer=None,
+                 epoch: Optional[float] = None, pre_clip: object = None) -> None:
+        opts, run = self.options, self.run
+        if opts.scalar_policy.should_log(step):
+            if opts.log_loss and log_vars:
+                total, components, others = split_log_vars(log_vars)
+                run.losses(step, total, components)
+                run.metrics(schema.TRAIN, step, others)
+            if opts.log_lr and optimizer is not None:
+                run.learning_rates(step, measure.learning_rates(optimizer))
+            if epoch is not None:
+                run.epoch(step, epoch)
+        if self._armed and self.probe is not None:
+            result = self.probe.result
+            if result is None:
+                run.warn_once("grad", "none", f"no gradients were seen at step {step} (was optimizer.step() "
+                              "called?); gradient norms skipped")
+            else:
+                global_norm, layers = result
+                run.grad_norms(step, global_norm, layers, pre_clip=pre_clip)
+                if opts.log_grad_hist and self.probe.grad_arrays:
+                    run.histograms(schema.gradients_histogram, step, self.probe.grad_arrays)
+            self.probe.result = None
+        self._armed = False
+
+    def epoch_end(self, step: int, epochs_completed: int, model: torch.nn.Module) -> None:
+        if self.options.log_weight_hist and self.options.weight_policy.should_log(epochs_completed):
+            self.weight_names, arrays = measure.weight_arrays(model, self.weight_names,
+                                                              self.options.max_layers_to_log)
+            self.run.histograms(schema.weights_histogram, step, arrays)
+
+    def val_end(self, step: int, metrics: Mapping[str, object]) -> None:
+        if self.options.log_val_metrics and metrics:
+            numeric: Dict[str, object] = {}
+            for key, value in metrics.items():
+                if as_number(value) is None:
+                    self.run.warn_once("metric", str(key), f"validation metric {key!r} is not a number "
+                                       f"({type(value).__name__}); skipped")
+                    continue
+                numeric[key] = value
+            self.run.metrics(schema.VAL, step, numeric)
+
+    def image(self, split: str, step: int, batch: Callable[[], ImageBatch]) -> None:
+        opts = self.options
+
+        def draw():
+            b = batch()
+            return render.render_batch(b.images, mean=b.mean, std=b.std, bgr=b.bgr, max_images=opts.max_train_images,
+                                       gt_keypoints=b.gt, gt_visible=b.gt_visible, pred_keypoints=b.pred,
+                                       pred_scores=b.scores, kpt_thr=opts.kpt_thr,
+                                       skeleton=self.skeleton)
+        self.run.image(split, step, draw)

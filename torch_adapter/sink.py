@@ -1,0 +1,34 @@
+"""Write unitb records through ``torch.utils.tensorboard.SummaryWriter``."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class SummaryWriterSink:
+    """Adapts a SummaryWriter (ours or mmengine's TensorboardVisBackend's) to the core Sink."""
+
+    def __init__(self, writer, owns_writer: bool = True):
+        self.writer = writer
+        self.owns_writer = owns_writer
+        self.logdir = writer.log_dir if hasattr(writer, "log_dir") else writer.get_logdir()
+
+    def write_scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def write_histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        self.writer.add_histogram(tag, values, step)
+
+    def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def write_summary(self, summary, step: int) -> None:
+        self.writer._get_file_writer().add_summary(summary, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.owns_writer:
+            self.writer.close()
+        else:
+            self.writer.flush()

@@ -1,0 +1,5 @@
+import sys
+
+from unitb.cli import main
+
+sys.exit(main())

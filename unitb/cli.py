@@ -1,0 +1,132 @@
+"""The ``unitb`` command: look at runs without starting TensorBoard.
+
+    unitb tags RUN                      tag, kind, count, first/last step
+    unitb export RUN --format csv|json  every row (scalars as values, others summarised)
+    unitb diff RUN_A RUN_B [RUN_C ...]  layout parity; exit 1 on a mismatch
+    unitb demo [--out runs] [--steps N] train the three example runs and diff them
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from unitb import diff as diff_mod
+from unitb import reader
+
+
+def _row_value(row: reader.Row) -> object:
+    if row.kind == "scalar":
+        return row.value
+    if row.kind == "histogram":
+        buckets = row.value
+        return {"buckets": int(buckets.shape[0]), "count": float(buckets[:, 2].sum())}
+    if row.kind == "image":
+        return {"width": row.value["width"], "height": row.value["height"], "images": len(row.value["png"])}
+    if row.kind == "text":
+        return row.value
+    return None
+
+
+def _require_run(path: str) -> Optional[str]:
+    if not os.path.isdir(path):
+        return f"unitb: {path} is not a directory"
+    if not reader.event_files(path):
+        runs = reader.find_runs(path)
+        hint = f" (runs below it: {', '.join(runs[:5])})" if runs else ""
+        return f"unitb: no event files directly in {path}{hint}"
+    return None
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    error = _require_run(args.run)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    table = reader.summarize(reader.read_run(args.run))
+    width = max([len(str(e["tag"])) for e in table] + [3])
+    print(f"{'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}")
+    for entry in table:
+        print(f"{str(entry['tag']).ljust(width)}  {entry['kind']:<14} {entry['count']:>6} "
+              f"{entry['first_step']:>8} {entry['last_step']:>8}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    error = _require_run(args.run)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    rows = reader.read_run(args.run)
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            json.dump([{"tag": r.tag, "step": r.step, "wall_time": r.wall_time, "kind": r.kind,
+                        "value": _row_value(r)} for r in rows], out, indent=1)
+            out.write("\n")
+        else:
+            writer = csv.writer(out)
+            writer.writerow(["tag", "step", "wall_time", "kind", "value"])
+            for r in rows:
+                value = _row_value(r)
+                writer.writerow([r.tag, r.step, f"{r.wall_time:.6f}", r.kind,
+                                 value if isinstance(value, (int, float, str)) or value is None
+                                 else json.dumps(value)])
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    for run in args.runs:
+        error = _require_run(run)
+        if error:
+            print(error, file=sys.stderr)
+            return 2
+    layouts = [diff_mod.layout_of(run) for run in args.runs]
+    report = diff_mod.compare(layouts)
+    print(diff_mod.format_report(layouts, report))
+    return 0 if report.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from unitb import demo
+
+    return demo.run(out=args.out, steps=args.steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unitb", description="One TensorBoard layout for PyTorch and TensorFlow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tags = sub.add_parser("tags", help="list the tags of a run")
+    tags.add_argument("run")
+    tags.set_defaults(func=cmd_tags)
+    export = sub.add_parser("export", help="export a run's rows as CSV or JSON")
+    export.add_argument("run")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_export)
+    compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
+    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.set_defaults(func=cmd_diff)
+    demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
+    demo.add_argument("--out", default="runs")
+    demo.add_argument("--steps", type=int, default=60)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "diff" and len(args.runs) < 2:
+        print("unitb diff: give at least two runs", file=sys.stderr)
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

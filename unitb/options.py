@@ -1,0 +1,78 @@
+"""The parameters every adapter accepts, validated once, with the seed-000/001 defaults.
+
+``EnhancedTensorBoardHook``, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` all build a
+:class:`LogOptions`, so a bad argument fails the same way everywhere (a ``ValueError``
+naming the parameter, at construction) and equal settings log at equal steps.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Optional
+
+from unitb.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
+
+
+@dataclass
+class LogOptions:
+    log_loss: bool = True
+    log_grad_norm: bool = True
+    log_weight_hist: bool = True
+    log_val_metrics: bool = True
+    log_train_images: bool = True
+    log_val_images: bool = True
+    log_lr: bool = True
+    log_model_stats: bool = True
+    log_grad_hist: bool = False
+    log_graph: bool = False
+    grad_norm_interval: int = 100
+    weight_hist_interval: int = 1
+    train_image_interval: int = 500
+    val_image_interval: int = 10
+    max_layers_to_log: int = 20
+    max_train_images: int = 4
+    kpt_thr: float = 0.3
+    # Loss, learning rate and epoch; None = grad_norm_interval (seed 001 fix 1: LR is not
+    # logged every iteration).
+    scalar_interval: Optional[int] = None
+    adaptive_interval: bool = False
+    max_log_mb: Optional[float] = None
+    raise_on_nonfinite: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("log_") or f.name in ("adaptive_interval", "raise_on_nonfinite"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be True or False, got {value!r}")
+        for name in ("grad_norm_interval", "weight_hist_interval", "train_image_interval",
+                     "val_image_interval", "max_layers_to_log", "max_train_images"):
+            setattr(self, name, check_interval(name, getattr(self, name)))
+        if self.scalar_interval is not None:
+            self.scalar_interval = check_interval("scalar_interval", self.scalar_interval)
+        self.kpt_thr = check_fraction("kpt_thr", self.kpt_thr)
+        if self.max_log_mb is not None:
+            if isinstance(self.max_log_mb, bool) or not isinstance(self.max_log_mb, (int, float)) \
+                    or self.max_log_mb <= 0:
+                raise ValueError(f"max_log_mb must be a positive number of megabytes or None, got {self.max_log_mb!r}")
+        adaptive = self.adaptive_interval
+        self.scalar_policy: StepPolicy = make_step_policy(
+            "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)
+        self.grad_policy: StepPolicy = make_step_policy("grad_norm_interval", self.grad_norm_interval, adaptive)
+        self.train_image_policy: StepPolicy = make_step_policy("train_image_interval", self.train_image_interval, adaptive)
+        self.weight_policy = EveryNEpochs(self.weight_hist_interval, "weight_hist_interval")
+
+    @classmethod
+    def from_kwargs(cls, owner: str, kwargs: Dict[str, Any]) -> "LogOptions":
+        """Build from keyword arguments; an unknown key is an error that suggests the right one."""
+        known = {f.name for f in fields(cls)}
+        for key in kwargs:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(known))}"
+                raise ValueError(f"{owner} got an unknown argument {key!r}{hint}")
+        return cls(**kwargs)
+
+    def hparams(self) -> Dict[str, Any]:
+        return {"grad_norm_interval": self.grad_norm_interval, "weight_hist_interval": self.weight_hist_interval,
+                "train_image_interval": self.train_image_interval, "max_layers_to_log": self.max_layers_to_log}

@@ -1,0 +1,180 @@
+"""When to log: one interval policy shared by every adapter.
+
+Steps are optimizer updates completed (the first update is step 1), epochs are completed
+epochs (the first is 1). A policy answers ``should_log(step)``; the adapters ask it and
+never test ``step % n`` themselves, so a Keras run and an mmengine run with the same
+settings log at the same steps.
+
+Policies:
+
+* :class:`EveryNSteps` — ``step % interval == 0``, plus step 1 when ``first=True`` (so a
+  curve has a point as soon as training starts).
+* :class:`EveryNEpochs` — ``epoch % interval == 0``.
+* :class:`DenseThenSparse` — about ``density`` points per doubling of the step count, capped
+  at ``interval``: dense at the start, where curves move fastest, sparse later, and even on
+  a log-x axis. With ``density=8, interval=100``: steps 1-15 all logged, 16-31 every 2nd,
+  32-63 every 4th, ... then every 100th once 2**k/8 reaches 100.
+* :class:`CostBudget` — wraps a step policy and stretches its interval (x2 at a time) while
+  the measured logging time exceeds ``max_fraction`` of the measured training time, and
+  relaxes it again when the cost drops below half the budget.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+
+def check_interval(name: str, value: object) -> int:
+    """Validate an interval argument: a positive int (bools rejected), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numbers
+
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise ValueError(
+                f"{name} must be a positive integer, got {value!r} ({type(value).__name__})"
+            ) from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
+    """Validate a float in ``[low, high]`` (e.g. ``kpt_thr``), else ValueError naming it."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}") from None
+    if not (low <= number <= high) or math.isnan(number):
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    return number
+
+
+class StepPolicy:
+    """Base class: decides per optimizer step."""
+
+    def should_log(self, step: int) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def next_step(self, after: int) -> int:
+        """The first step ``> after`` this policy logs (used to arm measurements early)."""
+        step = after + 1
+        while not self.should_log(step):
+            step += 1
+        return step
+
+
+class EveryNSteps(StepPolicy):
+    """Log every ``interval`` optimizer steps; ``first=True`` also logs step 1."""
+
+    def __init__(self, interval: int, first: bool = True, name: str = "interval"):
+        self.interval = check_interval(name, interval)
+        self.first = bool(first)
+
+    def should_log(self, step: int) -> bool:
+        if step <= 0:
+            return False
+        return step % self.interval == 0 or (self.first and step == 1)
+
+    def __repr__(self) -> str:
+        return f"EveryNSteps({self.interval}, first={self.first})"
+
+
+class EveryNEpochs:
+    """Log after every ``interval``-th completed epoch (epochs count from 1)."""
+
+    def __init__(self, interval: int, name: str = "interval"):
+        self.interval = check_interval(name, interval)
+
+    def should_log(self, epoch: int) -> bool:
+        return epoch > 0 and epoch % self.interval == 0
+
+    def __repr__(self) -> str:
+        return f"EveryNEpochs({self.interval})"
+
+
+class DenseThenSparse(StepPolicy):
+    """About ``density`` logged steps per doubling of the step count, never sparser than
+    ``interval`` and never denser than ``min_interval``."""
+
+    def __init__(self, interval: int, density: int = 8, min_interval: int = 1):
+        self.interval = check_interval("interval", interval)
+        self.density = check_interval("density", density)
+        self.min_interval = check_interval("min_interval", min_interval)
+        if self.min_interval > self.interval:
+            raise ValueError(
+                f"min_interval ({self.min_interval}) must not exceed interval ({self.interval})"
+            )
+
+    def interval_at(self, step: int) -> int:
+        octave = 1 << max(0, int(step).bit_length() - 1)  # 2**floor(log2(step))
+        return max(self.min_interval, min(self.interval, octave // self.density))
+
+    def should_log(self, step: int) -> bool:
+        if step <= 0:
+            return False
+        return step == 1 or step % self.interval_at(step) == 0
+
+    def __repr__(self) -> str:
+        return f"DenseThenSparse({self.interval}, density={self.density})"
+
+
+class CostBudget(StepPolicy):
+    """Keep measured logging cost under ``max_fraction`` of training time.
+
+    The adapter reports what a logged step cost with :meth:`observe`. The policy keeps
+    exponential moving averages of both and multiplies the base interval by a power of two
+    while over budget. Decisions depend only on the observations, so they are reproducible.
+    """
+
+    def __init__(self, base: StepPolicy, max_fraction: float = 0.01, max_stretch: int = 64):
+        if not isinstance(base, StepPolicy):
+            raise ValueError(f"base must be a StepPolicy, got {type(base).__name__}")
+        self.base = base
+        self.max_fraction = check_fraction("max_fraction", max_fraction, 1e-6, 1.0)
+        self.max_stretch = check_interval("max_stretch", max_stretch)
+        self.stretch = 1
+        self._log_cost: Optional[float] = None
+        self._step_time: Optional[float] = None
+        self._logged = 0
+        self._last: Optional[tuple] = None
+
+    def observe(self, logging_seconds: float, step_seconds: float, steps_between: int) -> None:
+        """Report one logging event: its cost, the mean step time, and steps since the last."""
+        alpha = 0.3
+        self._log_cost = logging_seconds if self._log_cost is None else (
+            alpha * logging_seconds + (1 - alpha) * self._log_cost)
+        self._step_time = step_seconds if self._step_time is None else (
+            alpha * step_seconds + (1 - alpha) * self._step_time)
+        spent = self._log_cost / max(1e-12, self._step_time * max(1, steps_between))
+        if spent > self.max_fraction and self.stretch < self.max_stretch:
+            self.stretch *= 2
+        elif spent < self.max_fraction / 4 and self.stretch > 1:
+            self.stretch //= 2
+
+    def should_log(self, step: int) -> bool:
+        if not self.base.should_log(step):
+            return False
+        if self._last is not None and self._last[0] == step:
+            return self._last[1]  # asked twice for one step: same answer, no double count
+        self._logged += 1
+        decision = self.stretch == 1 or step == 1 or self._logged % self.stretch == 0
+        self._last = (step, decision)
+        return decision
+
+    def __repr__(self) -> str:
+        return f"CostBudget({self.base!r}, max_fraction={self.max_fraction}, stretch={self.stretch})"
+
+
+def make_step_policy(name: str, interval: object, adaptive: bool = False) -> StepPolicy:
+    """The policy the adapters build from a user's ``*_interval`` argument."""
+    checked = check_interval(name, interval)
+    if adaptive:
+        return DenseThenSparse(checked)
+    return EveryNSteps(checked, first=True, name=name)

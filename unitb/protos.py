@@ -1,0 +1,71 @@
+"""Summary protos for the plugins whose payload is identical on both sides.
+
+The custom-scalars layout, the hparams session and the config text are built here from
+tensorboard's own protos and written as raw ``Summary`` messages by each sink, so the two
+frameworks emit byte-identical plugin data. Only ``tensorboard.compat.proto`` and plugin
+metadata modules are used: tensorboard's convenience helpers for custom scalars import
+TensorFlow, which must never be loaded into a PyTorch process by unitb.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Sequence
+
+
+def custom_scalars_summary(layout: Dict[str, List[Dict[str, object]]]):
+    """A ``Summary`` proto holding the custom-scalars layout."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+    from tensorboard.util import tensor_util
+
+    categories = []
+    for title, charts in layout.items():
+        chart_pbs = [
+            layout_pb2.Chart(title=str(chart["title"]),
+                             multiline=layout_pb2.MultilineChartContent(tag=list(chart["tags"])))
+            for chart in charts
+        ]
+        categories.append(layout_pb2.Category(title=title, chart=chart_pbs))
+    payload = layout_pb2.Layout(category=categories).SerializeToString()
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=metadata.CONFIG_SUMMARY_TAG, metadata=metadata.create_summary_metadata(),
+                      tensor=tensor_util.make_tensor_proto(payload))
+    return summary
+
+
+def hparams_summaries(hparams: Mapping[str, object], metrics: Sequence[str]):
+    """The hparams experiment config and session-start ``Summary`` protos."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    def wrap(tag: str, data) -> object:
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+        return summary
+
+    experiment = api_pb2.Experiment(
+        hparam_infos=[api_pb2.HParamInfo(name=key) for key in sorted(hparams)],
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics])
+    session = plugin_data_pb2.SessionStartInfo(group_name="")
+    for key in sorted(hparams):
+        value = hparams[key]
+        if isinstance(value, bool):
+            session.hparams[key].bool_value = value
+        elif isinstance(value, (int, float)):
+            session.hparams[key].number_value = float(value)
+        else:
+            session.hparams[key].string_value = str(value)
+    return [wrap(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
+            wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=session))]
+
+
+def text_summary(tag: str, text: str):
+    """A text-plugin ``Summary`` (torch's ``add_text`` would rename the tag)."""
+    import numpy as np
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.text import metadata
+    from tensorboard.util import tensor_util
+
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(display_name=None, description=None),
+                      tensor=tensor_util.make_tensor_proto(np.array(text.encode("utf-8"), dtype=np.object_)))
+    return summary

@@ -1,0 +1,232 @@
+"""The one place where measured values become events.
+
+Adapters measure (losses, learning rates, gradient norms, weights, images) and call a
+:class:`RunLogger`; it names every tag through :mod:`unitb.schema`, drops non-finite
+values into ``train/anomaly/*`` records, skips what is not a number, enforces the disk
+quota for heavy summaries and turns every writer failure into one warning, so logging can
+never take training down. The actual bytes go to a :class:`Sink` (``SummaryWriter`` or
+``tf.summary``), which is all an adapter has to provide.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
+
+import numpy as np
+
+from unitb import protos, schema
+
+
+class UnitbWarning(UserWarning):
+    """A logging problem unitb worked around; training goes on."""
+
+
+class Sink(Protocol):
+    """What an adapter's writer must offer. Values arrive as host numbers/arrays."""
+
+    logdir: str
+
+    def write_scalar(self, tag: str, value: float, step: int) -> None: ...
+    def write_histogram(self, tag: str, values: np.ndarray, step: int) -> None: ...
+    def write_image(self, tag: str, image: np.ndarray, step: int) -> None: ...
+    def write_summary(self, summary, step: int) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def default_warn(message: str) -> None:
+    warnings.warn(message, UnitbWarning, stacklevel=3)
+
+
+def as_number(value: object) -> Optional[float]:
+    """A Python float for numbers and one-element arrays/tensors; None for anything else."""
+    if isinstance(value, (bool, numbers.Number)):
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, (str, bytes, Mapping)) or value is None:
+        return None
+    detach = getattr(value, "detach", None)  # a torch tensor that requires grad
+    try:
+        array = np.asarray(detach() if callable(detach) else value)
+    except Exception:
+        return None
+    if array.size == 1 and (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        return float(array.reshape(-1)[0])
+    return None
+
+
+def directory_size_mb(path: str) -> float:
+    total = 0
+    for current, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(current, name))
+            except OSError:
+                pass
+    return total / (1024 * 1024)
+
+
+class RunLogger:
+    """Names, guards and forwards records for one run. All methods swallow failures."""
+
+    QUOTA_CHECK_EVERY = 20  # heavy writes between directory-size checks
+
+    def __init__(self, sink: Sink, *, warn: Callable[[str], None] = default_warn,
+                 max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False):
+        if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
+                                       or max_log_mb <= 0):
+            raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
+        self.sink = sink
+        self._warn = warn
+        self.max_log_mb = max_log_mb
+        self.raise_on_nonfinite = bool(raise_on_nonfinite)
+        self._warned: Set[Tuple[str, str]] = set()
+        self._heavy_writes = 0
+        self.heavy_stopped = False
+        self.failures: Dict[str, int] = {}
+
+    # ----------------------------------------------------------------- guards
+    def warn_once(self, key: str, detail: str, message: str) -> None:
+        if (key, detail) in self._warned:
+            return
+        self._warned.add((key, detail))
+        try:
+            self._warn(f"unitb: {message}")
+        except Exception:
+            pass
+
+    def _write(self, what: str, fn: Callable[[], None]) -> bool:
+        try:
+            fn()
+            return True
+        except Exception as exc:  # logging must never stop training
+            self.failures[what] = self.failures.get(what, 0) + 1
+            self.warn_once("write", f"{what}:{type(exc).__name__}",
+                           f"could not write {what} ({type(exc).__name__}: {exc}); training goes on, "
+                           f"later {what} records are attempted again")
+            return False
+
+    def _heavy_allowed(self) -> bool:
+        if self.heavy_stopped:
+            return False
+        if self.max_log_mb is None:
+            return True
+        self._heavy_writes += 1
+        if self._heavy_writes % self.QUOTA_CHECK_EVERY != 1:
+            return True
+        size = directory_size_mb(self.sink.logdir)
+        if size > self.max_log_mb:
+            self.heavy_stopped = True
+            self.warn_once("quota", "", f"run directory {self.sink.logdir} holds {size:.1f} MB, over "
+                           f"max_log_mb={self.max_log_mb}: images and histograms stop, scalars go on")
+            return False
+        return True
+
+    def _nonfinite(self, step: int, what: str, where: str, count: int = 1) -> None:
+        self._write("scalar", lambda: self.sink.write_scalar(schema.anomaly(what), float(count), step))
+        self.warn_once("nonfinite", what, f"non-finite {what} at step {step} in {where}; "
+                       f"recorded as {schema.anomaly(what)} (further ones are recorded without a warning)")
+        if self.raise_on_nonfinite:
+            raise FloatingPointError(f"non-finite {what} at step {step} in {where}")
+
+    # ----------------------------------------------------------------- scalars
+    def scalar(self, tag: str, value: object, step: int, anomaly_kind: str = "value") -> bool:
+        """Write one scalar under an already-canonical tag. Returns whether it was written."""
+        number = as_number(value)
+        if number is None:
+            self.warn_once("nan-number", tag, f"{tag} is not a number ({type(value).__name__}); skipped")
+            return False
+        if not math.isfinite(number):
+            self._nonfinite(step, anomaly_kind, tag)
+            return False
+        return self._write("scalar", lambda: self.sink.write_scalar(tag, number, int(step)))
+
+    def losses(self, step: int, total: object = None, components: Optional[Mapping[str, object]] = None) -> None:
+        if total is not None:
+            self.scalar(schema.TRAIN_LOSS, total, step, "loss")
+        for name, value in (components or {}).items():
+            self.scalar(schema.loss_tag(name), value, step, "loss")
+
+    def learning_rates(self, step: int, rates: Mapping[object, object]) -> None:
+        for group, value in rates.items():
+            self.scalar(schema.learning_rate(group), value, step)
+
+    def grad_norms(self, step: int, global_norm: object, layers: Optional[Mapping[str, object]] = None,
+                   pre_clip: object = None) -> None:
+        self.scalar(schema.GRAD_NORM_GLOBAL, global_norm, step, "gradients")
+        if pre_clip is not None:
+            self.scalar(schema.GRAD_NORM_PRE_CLIP, pre_clip, step, "gradients")
+        for layer, value in (layers or {}).items():
+            self.scalar(schema.grad_norm_layer(layer), value, step, "gradients")
+
+    def metrics(self, split: str, step: int, values: Mapping[str, object]) -> None:
+        """``train/{metric}`` / ``val/{metric}``; nested dicts, strings and arrays are skipped."""
+        for name, value in values.items():
+            self.scalar(schema.metric(split, name), value, step, "metric")
+
+    def epoch(self, step: int, epoch: object) -> None:
+        self.scalar(schema.TRAIN_EPOCH, epoch, step)
+
+    def model_stats(self, total: int, trainable: int, size_mb: float) -> None:
+        self.scalar(schema.MODEL_TOTAL_PARAMETERS, total, 0)
+        self.scalar(schema.MODEL_TRAINABLE_PARAMETERS, trainable, 0)
+        self.scalar(schema.MODEL_SIZE_MB, size_mb, 0)
+
+    # ----------------------------------------------------------------- heavy
+    def histograms(self, family: Callable[[str], str], step: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Histograms of ``arrays`` (layer -> values) under ``family(layer)``."""
+        for layer, values in arrays.items():
+            if not self._heavy_allowed():
+                return
+            flat = np.asarray(values, dtype=np.float64).reshape(-1)
+            finite = np.isfinite(flat)
+            if not finite.all():
+                kind = "weights" if family is schema.weights_histogram else "gradients"
+                self._nonfinite(step, kind, f"layer {layer}", int((~finite).sum()))
+                flat = flat[finite]
+            if flat.size == 0:
+                continue
+            tag = family(layer)
+            self._write("histogram", lambda: self.sink.write_histogram(tag, flat, int(step)))
+
+    def image(self, split: str, step: int, render: Callable[[], np.ndarray]) -> None:
+        """Render (lazily, so a quota stop also saves the work) and write one image."""
+        if not self._heavy_allowed():
+            return
+        try:
+            picture = render()
+        except Exception as exc:
+            self.warn_once("image", f"{split}:{type(exc).__name__}",
+                           f"could not render the {split} image at step {step}: {exc}; image skipped")
+            return
+        tag = schema.image(split)
+        self._write("image", lambda: self.sink.write_image(tag, picture, int(step)))
+
+    # ----------------------------------------------------------------- once per run
+    def config(self, text: str) -> None:
+        self._write("text", lambda: self.sink.write_summary(protos.text_summary(schema.CONFIG, str(text)), 0))
+
+    def hparams(self, values: Mapping[str, object]) -> None:
+        clean = schema.hparams_dict(values)
+        if not clean:
+            return
+
+        def write() -> None:
+            for summary in protos.hparams_summaries(clean, schema.HPARAM_METRICS):
+                self.sink.write_summary(summary, 0)
+        self._write("hparams", write)
+
+    def layout(self) -> None:
+        self._write("layout", lambda: self.sink.write_summary(
+            protos.custom_scalars_summary(schema.custom_scalars_layout()), 0))
+
+    def flush(self) -> None:
+        self._write("flush", self.sink.flush)
+
+    def close(self) -> None:
+        self._write("close", self.sink.close)

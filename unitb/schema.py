@@ -1,0 +1,218 @@
+"""The canonical event schema: every tag unitb writes is spelled here and nowhere else.
+
+Both adapters call these builders, so an mmengine run, a Keras ``fit`` run and a custom TF
+loop land in the same tag families (see ``shared/DESIGN.md``). The reader and ``unitb diff``
+use :func:`family_of` to map any tag back to its family.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Dict, List, Mapping, Optional, Tuple
+
+TRAIN = "train"
+VAL = "val"
+SPLITS = (TRAIN, VAL)
+
+TRAIN_LOSS = "train/loss"
+VAL_LOSS = "val/loss"
+TRAIN_EPOCH = "train/epoch"
+GRAD_NORM_GLOBAL = "train/gradient_norm/global"
+GRAD_NORM_PRE_CLIP = "train/gradient_norm/pre_clip"
+MODEL_TOTAL_PARAMETERS = "model/total_parameters"
+MODEL_TRAINABLE_PARAMETERS = "model/trainable_parameters"
+MODEL_SIZE_MB = "model/model_size_mb"
+TRAIN_IMAGE = "train/image"
+VAL_IMAGE = "val/image"
+CONFIG = "config"
+HPARAMS_TAG = "_hparams_/session_start_info"
+CUSTOM_SCALARS_TAG = "custom_scalars__config__"
+
+# Keys every adapter puts into the hparams plugin, so runs line up in the HPARAMS tab.
+HPARAM_KEYS: Tuple[str, ...] = (
+    "framework",
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "max_steps",
+    "grad_norm_interval",
+    "weight_hist_interval",
+    "train_image_interval",
+    "max_layers_to_log",
+)
+HPARAM_METRICS: Tuple[str, ...] = (TRAIN_LOSS, VAL_LOSS, GRAD_NORM_GLOBAL)
+
+# Loss component names that mean "the total"; everything else is a component.
+TOTAL_LOSS_NAMES = frozenset({"loss", "total", "total_loss"})
+
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]+")
+_SLASHES = re.compile(r"/+")
+
+
+def sanitize(name: str) -> str:
+    """Return a TensorBoard-safe tag fragment.
+
+    Unicode is folded to ASCII where it has an equivalent, anything outside
+    ``[A-Za-z0-9_.-/]`` becomes ``_``, repeated/edge slashes are collapsed. Never raises:
+    a non-string is converted with ``str`` first, an empty result becomes ``_``.
+    """
+    text = name if isinstance(name, str) else str(name)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    text = _TAG_UNSAFE.sub("_", text.strip())
+    text = _SLASHES.sub("/", text).strip("/")
+    return text or "_"
+
+
+def layer_name(name: str) -> str:
+    """Normalise a framework variable name to the shared dotted form.
+
+    ``backbone.layer1.0.conv1.weight`` stays as it is; Keras ``dense/kernel:0`` becomes
+    ``dense.kernel``; DDP's ``module.`` prefix is dropped so wrapped and unwrapped runs match.
+    """
+    text = name if isinstance(name, str) else str(name)
+    text = re.sub(r":\d+$", "", text)
+    text = text.replace("/", ".")
+    if text.startswith("module."):
+        text = text[len("module."):]
+    return sanitize(text).replace("/", ".")
+
+
+def loss_component(name: str) -> str:
+    """``train/loss/{component}``; mmpose's ``loss_kpt`` is shortened to ``kpt``."""
+    part = str(name)
+    if part.startswith("loss_"):
+        part = part[len("loss_"):]
+    return f"{TRAIN_LOSS}/{sanitize(part)}"
+
+
+def loss_tag(name: str) -> str:
+    """The tag for a named loss: the total goes to ``train/loss``, others are components."""
+    return TRAIN_LOSS if str(name) in TOTAL_LOSS_NAMES else loss_component(name)
+
+
+def learning_rate(group: object) -> str:
+    """``train/learning_rate/{group}``: the group's ``name`` if it has one, else its index."""
+    return f"train/learning_rate/{sanitize(str(group))}"
+
+
+def grad_norm_layer(layer: str) -> str:
+    return f"train/gradient_norm/layers/{layer_name(layer)}"
+
+
+def metric(split: str, name: str) -> str:
+    """``train/{metric}`` or ``val/{metric}``; a split prefix already in ``name`` is not doubled.
+
+    mmengine reports ``coco/AP`` and ``PCK``; Keras reports ``val_loss`` and ``mae``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    text = str(name)
+    for prefix in (f"{split}/", f"{split}_"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    if text in ("loss",):
+        return f"{split}/loss"
+    return f"{split}/{sanitize(text)}"
+
+
+def anomaly(kind: str) -> str:
+    """``train/anomaly/{kind}``: counts of non-finite values found at a step."""
+    return f"train/anomaly/{sanitize(kind)}"
+
+
+def weights_histogram(layer: str) -> str:
+    return f"weights/{layer_name(layer)}"
+
+
+def gradients_histogram(layer: str) -> str:
+    return f"gradients/{layer_name(layer)}"
+
+
+def image(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return TRAIN_IMAGE if split == TRAIN else VAL_IMAGE
+
+
+def custom_scalars_layout() -> Dict[str, List[Dict[str, object]]]:
+    """The one CUSTOM SCALARS layout both adapters write.
+
+    Plain data (category -> charts of tag regexes); the writers turn it into the
+    ``custom_scalars`` plugin proto through :func:`unitb.protos.custom_scalars_summary`.
+    """
+    return {
+        "unitb": [
+            {"title": "loss (train vs val)", "tags": [r"^train/loss$", r"^val/loss$"]},
+            {"title": "loss components", "tags": [r"^train/loss/.*"]},
+            {"title": "learning rate", "tags": [r"^train/learning_rate/.*"]},
+            {"title": "gradient norm", "tags": [r"^train/gradient_norm/(global|pre_clip)$"]},
+            {"title": "validation metrics", "tags": [r"^val/(?!loss$|image$).*"]},
+        ]
+    }
+
+
+# Families used by the reader and `unitb diff`: (family name, regex, expected kind).
+FAMILIES: Tuple[Tuple[str, str, str], ...] = (
+    ("train/loss", r"^train/loss$", "scalar"),
+    ("train/loss/*", r"^train/loss/.+$", "scalar"),
+    ("train/learning_rate/*", r"^train/learning_rate/.+$", "scalar"),
+    ("train/gradient_norm/global", r"^train/gradient_norm/global$", "scalar"),
+    ("train/gradient_norm/pre_clip", r"^train/gradient_norm/pre_clip$", "scalar"),
+    ("train/gradient_norm/layers/*", r"^train/gradient_norm/layers/.+$", "scalar"),
+    ("train/anomaly/*", r"^train/anomaly/.+$", "scalar"),
+    ("train/epoch", r"^train/epoch$", "scalar"),
+    ("train/image", r"^train/image(/\d+)?$", "image"),
+    ("val/image", r"^val/image(/\d+)?$", "image"),
+    ("val/loss", r"^val/loss$", "scalar"),
+    ("model/*", r"^model/(total_parameters|trainable_parameters|model_size_mb)$", "scalar"),
+    ("weights/*", r"^weights/.+$", "histogram"),
+    ("gradients/*", r"^gradients/.+$", "histogram"),
+    ("config", r"^config(/text_summary)?$", "text"),
+    ("hparams", r"^_hparams_/.+$", "hparams"),
+    ("custom_scalars", r"^custom_scalars__config__$", "custom_scalars"),
+    ("train/*", r"^train/.+$", "scalar"),
+    ("val/*", r"^val/.+$", "scalar"),
+)
+_FAMILY_RES = tuple((name, re.compile(rx), kind) for name, rx, kind in FAMILIES)
+
+# Families a run is expected to have whatever the framework (optional ones are compared
+# only when both runs have them).
+CORE_FAMILIES: Tuple[str, ...] = (
+    "train/loss",
+    "train/learning_rate/*",
+    "train/gradient_norm/global",
+    "train/epoch",
+    "model/*",
+)
+
+
+def family_of(tag: str) -> Optional[str]:
+    """The canonical family of ``tag``, or ``None`` for a tag outside the schema."""
+    for name, regex, _kind in _FAMILY_RES:
+        if regex.match(tag):
+            return name
+    return None
+
+
+def expected_kind(family: str) -> Optional[str]:
+    for name, _regex, kind in _FAMILY_RES:
+        if name == family:
+            return kind
+    return None
+
+
+def hparams_dict(values: Mapping[str, object]) -> Dict[str, object]:
+    """Keep the shared hparams keys, coerced to the types the hparams plugin accepts."""
+    out: Dict[str, object] = {}
+    for key in HPARAM_KEYS:
+        if key not in values or values[key] is None:
+            continue
+        value = values[key]
+        if isinstance(value, bool) or isinstance(value, (int, float, str)):
+            out[key] = value
+        else:
+            try:
+                out[key] = float(value)  # numpy / tensor scalars
+            except (TypeError, ValueError):
+                out[key] = str(value)
+    return out
