@@ -1,4 +1,5 @@
-"""A tiny keypoint regressor trained with Keras ``model.fit``, logged with one callback:
+"""A tiny keypoint regressor (keypoints + per-keypoint visibility heads) trained with Keras
+``model.fit``, logged with one callback:
 
     model.fit(x, y, validation_data=(vx, vy), callbacks=[unitb.TFCallback("runs/keras-fit")])
 
@@ -29,14 +30,20 @@ def build_model():
     x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(64, activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(NUM_KPTS * 2, activation="sigmoid", name="keypoints")(x)
+    outputs = {"keypoints": keras.layers.Dense(NUM_KPTS * 2, activation="sigmoid", name="keypoints")(x),
+               "visible": keras.layers.Dense(NUM_KPTS, activation="sigmoid", name="visible")(x)}
     return keras.Model(inputs, outputs, name="tiny_keypoint_regressor")
 
 
 def predict_keypoints(model, images):
-    """(keypoints N x K x 2 in pixels, scores N x K) for TFCallback's train/image."""
-    coords = np.asarray(model(images, training=False)).reshape(-1, NUM_KPTS, 2) * SIZE
-    return coords, np.ones(coords.shape[:2], np.float32)
+    """(keypoints N x K x 2 in pixels, scores N x K) for TFCallback's images."""
+    out = model(images, training=False)
+    coords = np.asarray(out["keypoints"]).reshape(-1, NUM_KPTS, 2) * SIZE
+    return coords, np.asarray(out["visible"])
+
+
+def targets(kpts: np.ndarray) -> dict:
+    return {"keypoints": kpts.reshape(len(kpts), -1) / SIZE, "visible": np.ones(kpts.shape[:2], np.float32)}
 
 
 def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optional[dict] = None,
@@ -53,15 +60,17 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
     model = build_model()
     schedule = keras.optimizers.schedules.CosineDecay(0.003, decay_steps=max(1, steps), warmup_target=0.01,
                                                       warmup_steps=max(1, steps // 3))
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse", metrics=["mae"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss={"keypoints": "mse", "visible": "binary_crossentropy"}, metrics={"keypoints": ["mae"]})
     run_dir = os.path.join(out, "keras-fit")
     kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6)
     kwargs.update(callback_kwargs or {})
     callback = unitb.TFCallback(run_dir, image_data=images[:4], gt_keypoints=kpts[:4],
+                                val_image_data=val_images[:4], val_gt_keypoints=val_kpts[:4],
                                 predict_keypoints=predict_keypoints, skeleton=SKELETON,
                                 hparams={"batch_size": batch_size}, **kwargs)
-    model.fit(images, kpts.reshape(len(kpts), -1) / SIZE, batch_size=batch_size, epochs=epochs,
-              validation_data=(val_images, val_kpts.reshape(len(val_kpts), -1) / SIZE),
+    model.fit(images, targets(kpts), batch_size=batch_size, epochs=epochs, shuffle=False,
+              validation_data=(val_images, targets(val_kpts)),
               callbacks=[callback], verbose=0)
     callback.close()
     print(f"keras-fit: events in {run_dir}")

@@ -16,6 +16,9 @@ import sys
 from typing import List, Optional, Sequence
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
@@ -23,37 +26,22 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement, InstanceData
 from torch.utils.data import Dataset
 
-NUM_KPTS = 5
-SIZE = 32
+from synthetic import NUM_KPTS, SIZE, SKELETON, keypoint_images  # noqa: E402
+
 HEATMAP = 16
-SKELETON = [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 
 class SyntheticKeypoints(Dataset):
-    """Grey images with NUM_KPTS bright dots (a bent 'limb') at random places."""
+    """mmpose-shaped samples over :func:`synthetic.keypoint_images`."""
 
     def __init__(self, length: int = 64, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.items = []
-        yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-        for _ in range(length):
-            start = rng.uniform(6, SIZE - 6, size=2)
-            angles = rng.uniform(0, 2 * math.pi) + np.cumsum(rng.normal(0, 0.5, NUM_KPTS))
-            pts = [start]
-            for a in angles[:-1]:
-                pts.append(np.clip(pts[-1] + 4.0 * np.array([math.cos(a), math.sin(a)]), 2, SIZE - 3))
-            kpts = np.stack(pts).astype(np.float32)
-            img = np.full((SIZE, SIZE, 3), 40, dtype=np.float32)
-            for i, (x, y) in enumerate(kpts):
-                blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2.0)
-                img[..., i % 3] += 200 * blob
-            self.items.append((np.clip(img, 0, 255).astype(np.uint8), kpts))
+        self.images, self.keypoints = keypoint_images(length, seed)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.images)
 
     def __getitem__(self, index: int):
-        img, kpts = self.items[index]
+        img, kpts = self.images[index], self.keypoints[index]
         sample = BaseDataElement(metainfo=dict(img_shape=(SIZE, SIZE)))
         sample.gt_instances = InstanceData(keypoints=kpts[None], keypoints_visible=np.ones((1, NUM_KPTS), np.float32))
         # BGR order like mmcv's loader; the preprocessor converts to RGB.
@@ -134,7 +122,10 @@ def collate(batch):
 def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: bool = True,
                  hook: Optional[dict] = None, clip_grad: Optional[dict] = None, resume: bool = False,
                  val_interval: Optional[int] = None, tensorboard_backend: bool = True, launcher: str = "none",
-                 dataset_size: int = 64, seed: int = 0, load_from: Optional[str] = None):
+                 dataset_size: int = 64, seed: int = 0, load_from: Optional[str] = None,
+                 tb_dir: Optional[str] = None):
+    """A Runner for the tiny pose model. ``tb_dir``: where TensorboardVisBackend writes
+    (default: mmengine's ``work_dir/<timestamp>/vis_data``)."""
     from mmengine.runner import Runner
 
     import torch_adapter  # noqa: F401  (registers EnhancedTensorBoardHook)
@@ -151,7 +142,10 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
     optim_wrapper = dict(optimizer=dict(type="SGD", lr=0.05, momentum=0.9))
     if clip_grad:
         optim_wrapper["clip_grad"] = clip_grad
-    backends = [dict(type="TensorboardVisBackend")] if tensorboard_backend else [dict(type="LocalVisBackend")]
+    tb_backend = dict(type="TensorboardVisBackend")
+    if tb_dir:
+        tb_backend["save_dir"] = tb_dir
+    backends = [tb_backend] if tensorboard_backend else [dict(type="LocalVisBackend")]
     loader = lambda shuffle, length, s: dict(dataset=SyntheticKeypoints(length, s), batch_size=batch_size,
                                              sampler=dict(type="DefaultSampler", shuffle=shuffle),
                                              collate_fn=collate, num_workers=0)
@@ -183,9 +177,10 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser.add_argument("--out", default="runs")
     parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args(argv)
-    work_dir = os.path.join(args.out, "mmengine-pose")
-    build_runner(work_dir, steps=args.steps).train()
-    run_dir = vis_dir(work_dir)
+    run_dir = os.path.join(args.out, "mmengine-pose")
+    # Events straight into <out>/mmengine-pose (one TensorBoard run); checkpoints and
+    # mmengine's text logs below it, where TensorBoard finds no event files.
+    build_runner(os.path.join(run_dir, "work_dir"), steps=args.steps, tb_dir=run_dir).train()
     print(f"mmengine-pose: events in {run_dir}")
     return run_dir
 

@@ -12,7 +12,6 @@ selected layers' norms land in one variable, read with a single transfer after t
 """
 from __future__ import annotations
 
-import json
 from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -29,12 +28,15 @@ from unitb.run_logger import RunLogger
 class TFCallback(keras.callbacks.Callback):
     """unitb for Keras ``fit``. Parameters and defaults are those of the mmengine hook.
 
-    ``image_data``: an optional batch of inputs (N x H x W x C) for ``train/image``;
-    ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)`` draws the
-    model's predictions on it, ``gt_keypoints`` the ground truth (green).
+    ``image_data`` / ``val_image_data``: optional input batches (N x H x W x C) drawn as
+    ``train/image`` (every ``train_image_interval`` steps) and ``val/image`` (after each
+    validation); ``gt_keypoints`` / ``val_gt_keypoints`` are drawn green, and
+    ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)`` gives the
+    model's predictions, drawn red where the score is at least ``kpt_thr``.
     """
 
     def __init__(self, logdir: str = "runs/keras-fit", image_data=None, gt_keypoints=None,
+                 val_image_data=None, val_gt_keypoints=None,
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
                  hparams: Optional[Mapping[str, object]] = None, **kwargs):
         super().__init__()
@@ -44,6 +46,8 @@ class TFCallback(keras.callbacks.Callback):
             raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
         self.image_data = image_data
         self.gt_keypoints = gt_keypoints
+        self.val_image_data = val_image_data
+        self.val_gt_keypoints = val_gt_keypoints
         self.predict_keypoints = predict_keypoints
         self.skeleton = skeleton
         self.extra_hparams = dict(hparams or {})
@@ -71,8 +75,7 @@ class TFCallback(keras.callbacks.Callback):
             try:
                 self.run = open_run(self.logdir, self.options, resume_step=step)
                 if step == 0:
-                    write_header(self.run, self.options, model, config_text=self._config_text(),
-                                 hparams=self._hparams())
+                    write_header(self.run, self.options, model, hparams=self._hparams())
             except Exception as exc:
                 tf.get_logger().warning(f"unitb: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None
@@ -80,12 +83,6 @@ class TFCallback(keras.callbacks.Callback):
         self._steps_per_epoch = (self.params or {}).get("steps")
         if self.options.log_grad_norm:
             self._install_grad_probe()
-
-    def _config_text(self) -> str:
-        try:
-            return "```\n" + json.dumps(json.loads(self.model.to_json()), indent=1)[:20000] + "\n```"
-        except Exception:
-            return f"model: {type(self.model).__name__}"
 
     def _hparams(self) -> Dict[str, object]:
         opt = self.model.optimizer
@@ -175,15 +172,18 @@ class TFCallback(keras.callbacks.Callback):
             layers = dict(zip(self._layer_names, values[2:2 + len(self._layer_names)].tolist()))
             run.grad_norms(step, float(values[0]), layers, pre_clip=float(values[1]) if values[1] >= 0 else None)
         if opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step):
-            run.image(schema.TRAIN, step, self._train_images())
+            run.image(schema.TRAIN, step, self._images(self.image_data, self.gt_keypoints))
 
-    def _train_images(self) -> Callable[[], np.ndarray]:
-        images = np.asarray(self.image_data)[: self.options.max_train_images]
-        pred = scores = None
-        if self.predict_keypoints is not None:
-            pred, scores = self.predict_keypoints(self.model, images)
-        return render_images(self.options, images, gt_keypoints=self.gt_keypoints, pred_keypoints=pred,
-                             pred_scores=scores, skeleton=self.skeleton)
+    def _images(self, data, gt_keypoints) -> Callable[[], np.ndarray]:
+        images = np.asarray(data)[: self.options.max_train_images]
+
+        def draw() -> np.ndarray:
+            pred = scores = None
+            if self.predict_keypoints is not None:
+                pred, scores = self.predict_keypoints(self.model, images)
+            return render_images(self.options, images, gt_keypoints=gt_keypoints, pred_keypoints=pred,
+                                 pred_scores=scores, skeleton=self.skeleton)()
+        return draw
 
     # ------------------------------------------------------------------ epochs
     _epoch = 0
@@ -200,6 +200,9 @@ class TFCallback(keras.callbacks.Callback):
             if self.options.log_val_metrics:
                 val = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
                 self.run.metrics(schema.VAL, step, val)
+            if self.options.log_val_images and self.val_image_data is not None and any(
+                    k.startswith("val_") for k in logs):
+                self.run.image(schema.VAL, step, self._images(self.val_image_data, self.val_gt_keypoints))
             if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
                 variables = list(self.model.trainable_variables)
                 picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log)

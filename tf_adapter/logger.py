@@ -148,14 +148,15 @@ class TFLogger:
             self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(list(variables), picked))
 
     def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
-                   pred_scores=None, boxes=None) -> None:
-        """Images (N x H x W x C) with GT keypoints (green), predictions (red) and boxes."""
+                   pred_scores=None, gt_boxes=None, pred_boxes=None) -> None:
+        """Images (N x H x W x C) with ground truth (green) and predictions (red): keypoints
+        and/or xyxy boxes."""
         if not self.enabled:
             return
         if split == "train" and not self.options.train_image_policy.should_log(int(step)):
             return
         self.run.image(split, int(step), render_images(self.options, images, gt_keypoints, pred_keypoints,
-                                                       pred_scores, boxes, self.skeleton))
+                                                       pred_scores, gt_boxes, pred_boxes, self.skeleton))
 
     def flush(self) -> None:
         if self._run is not None:

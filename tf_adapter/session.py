@@ -44,14 +44,26 @@ def write_header(run: RunLogger, options: LogOptions, model=None, config_text: O
                  hparams: Optional[Mapping[str, object]] = None) -> None:
     if model is not None and options.log_model_stats:
         run.model_stats(*measure.model_stats(model))
+    if not config_text and model is not None and hasattr(model, "to_json"):
+        config_text = model_config_text(model)
     if config_text:
         run.config(config_text)
     run.hparams({**options.hparams(), **(hparams or {})})
     run.layout()
 
 
+def model_config_text(model) -> str:
+    """The model's Keras JSON config, as a markdown code block for the TEXT tab."""
+    import json
+
+    try:
+        return "```\n" + json.dumps(json.loads(model.to_json()), indent=1)[:20000] + "\n```"
+    except Exception:
+        return f"model: {type(model).__name__}"
+
+
 def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,
-                  boxes=None, skeleton=None) -> Callable[[], np.ndarray]:
+                  gt_boxes=None, pred_boxes=None, skeleton=None) -> Callable[[], np.ndarray]:
     """A deferred render of a host batch (N x H x W x C, as TF models take it)."""
     limit = options.max_train_images
 
@@ -62,6 +74,7 @@ def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints
         array = np.asarray(images)[:limit]
         return render.render_batch(array, layout="HWC" if array.ndim == 4 else "auto",
                                    gt_keypoints=host(gt_keypoints), pred_keypoints=host(pred_keypoints),
-                                   pred_scores=host(pred_scores), boxes=host(boxes), kpt_thr=options.kpt_thr,
+                                   pred_scores=host(pred_scores), gt_boxes=host(gt_boxes),
+                                   pred_boxes=host(pred_boxes), kpt_thr=options.kpt_thr,
                                    skeleton=skeleton)
     return draw

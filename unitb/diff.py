@@ -18,6 +18,7 @@ from unitb.reader import Row, read_run
 # Families whose presence depends on configuration, not on the framework.
 OPTIONAL_FAMILIES = frozenset({
     "train/anomaly/*", "train/gradient_norm/pre_clip", "gradients/*", "val/loss", "train/*",
+    "train/loss/*",  # a model with a single loss has no components
 })
 # Families whose member names are framework-specific (compared as families, names noted).
 NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*")

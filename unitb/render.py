@@ -196,11 +196,14 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
                  gt_visible: Optional[Sequence[Optional[np.ndarray]]] = None,
                  pred_keypoints: Optional[Sequence[Optional[np.ndarray]]] = None,
                  pred_scores: Optional[Sequence[Optional[np.ndarray]]] = None,
-                 boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+                 gt_boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+                 pred_boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
                  kpt_thr: float = 0.3, skeleton: Optional[Sequence[Tuple[int, int]]] = None) -> np.ndarray:
     """Render a batch (N x C x H x W, N x H x W x C, or one image) with overlays into a grid.
 
     Per-image overlay lists are indexed like the batch; a ``None`` entry draws nothing.
+    Ground truth is green, predictions red (keypoints below ``kpt_thr`` are not drawn);
+    boxes are ``M x 4`` xyxy pixels.
     """
     array = np.asarray(images)
     if array.ndim in (2, 3):
@@ -221,8 +224,10 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
     drawn: List[np.ndarray] = []
     for index, frame in enumerate(rgb):
         frame = np.ascontiguousarray(frame)
-        if boxes is not None and index < len(boxes) and boxes[index] is not None:
-            frame = draw_boxes(frame, boxes[index])
+        for box_list, colour in ((gt_boxes, GT_COLOR), (pred_boxes, PRED_COLOR)):
+            chosen = _pick(box_list, index)
+            if chosen is not None:
+                frame = draw_boxes(frame, chosen, colour)
         gt = _pick(gt_keypoints, index)
         pred = _pick(pred_keypoints, index)
         if gt is not None or pred is not None:

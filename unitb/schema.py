@@ -78,10 +78,13 @@ def layer_name(name: str) -> str:
 
 
 def loss_component(name: str) -> str:
-    """``train/loss/{component}``; mmpose's ``loss_kpt`` is shortened to ``kpt``."""
+    """``train/loss/{component}``: mmpose's ``loss_kpt`` -> ``kpt``, Keras' per-output
+    ``keypoints_loss`` -> ``keypoints``."""
     part = str(name)
     if part.startswith("loss_"):
         part = part[len("loss_"):]
+    elif part.endswith("_loss") and len(part) > len("_loss"):
+        part = part[: -len("_loss")]
     return f"{TRAIN_LOSS}/{sanitize(part)}"
 
 
