@@ -59,7 +59,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
         return array.astype(np.uint8) * 255
     if not np.issubdtype(array.dtype, np.number):
         raise RenderError(f"image dtype must be numeric, got {array.dtype}")
-    values = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     finite_max = float(values.max()) if values.size else 0.0
     if np.issubdtype(array.dtype, np.floating) and finite_max <= 1.0 + 1e-6:
         values = values * 255.0
@@ -206,7 +206,9 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
     boxes are ``M x 4`` xyxy pixels.
     """
     array = np.asarray(images)
-    if array.ndim in (2, 3):
+    if array.ndim == 2:  # one grey H x W image
+        array, layout = array[None, :, :, None], "HWC"
+    elif array.ndim == 3:
         array = array[None]
     if array.ndim != 4:
         raise RenderError(f"expected images of rank 2-4, got shape {array.shape}")

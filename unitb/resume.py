@@ -37,6 +37,21 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _compacted_name(first_file: str, resume_step: int) -> str:
+    """A name that sorts before every file a writer opened from now on can get.
+
+    Readers order event files by name, i.e. by the timestamp after ``tfevents.``; a
+    resumed writer opened in the same second as the old run's first file must still come
+    after the compacted history, so the compacted file takes that timestamp minus one.
+    """
+    parts = os.path.basename(first_file).split(".")
+    try:
+        stamp = int(parts[3])
+    except (IndexError, ValueError):
+        stamp = int(os.path.getmtime(first_file))
+    return f"events.out.tfevents.{max(0, stamp - 1):010d}.unitb-resumed-{max(resume_step, 0)}"
+
+
 def recover(run_dir: str) -> None:
     """Finish (or roll back) a clean-up that a crash interrupted."""
     journal_path = os.path.join(run_dir, JOURNAL)
@@ -104,7 +119,7 @@ def truncate_run(run_dir: str, resume_step: int) -> int:
         handle.flush()
         os.fsync(handle.fileno())
     old: List[str] = [os.path.basename(p) for p in files]
-    final = f"{files[0]}.unitb-resumed-{resume_step}"
+    final = os.path.join(run_dir, _compacted_name(files[0], resume_step))
     journal = os.path.join(run_dir, JOURNAL)
     with open(journal, "w") as handle:
         json.dump({"old": old, "final": os.path.basename(final), "resume_step": resume_step}, handle)

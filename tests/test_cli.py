@@ -1,0 +1,93 @@
+"""The ``unitb`` CLI on real event files (console script run as a user would)."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from unitb import cli
+
+
+def _write_run(path, with_grad=True, duplicate_step=False, val_at_epoch=False):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from unitb import protos, schema
+
+    writer = SummaryWriter(str(path))
+    for step in range(1, 11):
+        writer.add_scalar("train/loss", 1.0 / step, step)
+        writer.add_scalar("train/learning_rate/0", 0.1, step)
+        writer.add_scalar("train/epoch", step / 5, step)
+        if with_grad:
+            writer.add_scalar("train/gradient_norm/global", 2.0, step)
+    if duplicate_step:
+        writer.add_scalar("train/loss", 9.0, 5)
+    writer.add_scalar("val/PCK", 0.5, 2 if val_at_epoch else 10)
+    for tag in (schema.MODEL_TOTAL_PARAMETERS, schema.MODEL_TRAINABLE_PARAMETERS, schema.MODEL_SIZE_MB):
+        writer.add_scalar(tag, 1.0, 0)
+    writer.add_histogram("weights/a", np.arange(10.0), 10)
+    writer._get_file_writer().add_summary(protos.custom_scalars_summary(schema.custom_scalars_layout()), 0)
+    writer.close()
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "unitb", *args], capture_output=True, text=True)
+
+
+def test_tags_lists_kind_count_and_steps(tmp_path):
+    _write_run(tmp_path)
+    out = _cli("tags", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("train/loss "))
+    assert line.split() == ["train/loss", "scalar", "10", "1", "10"]
+    assert any(l.split()[:2] == ["weights/a", "histogram"] for l in out.stdout.splitlines())
+
+
+def test_export_csv_and_json(tmp_path):
+    _write_run(tmp_path)
+    out = _cli("export", str(tmp_path), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    loss = [(int(r["step"]), float(r["value"])) for r in rows if r["tag"] == "train/loss"]
+    assert loss[0] == (1, 1.0) and loss[-1] == (10, pytest.approx(0.1))
+    target = tmp_path / "out.json"
+    assert cli.main(["export", str(tmp_path), "--format", "json", "-o", str(target)]) == 0
+    data = json.loads(target.read_text())
+    assert {"tag": "val/PCK", "step": 10, "kind": "scalar", "value": 0.5}.items() <= \
+        next(d for d in data if d["tag"] == "val/PCK").items()
+
+
+def test_diff_passes_on_parity_and_fails_with_plain_words(tmp_path):
+    _write_run(tmp_path / "a")
+    _write_run(tmp_path / "b")
+    _write_run(tmp_path / "c", with_grad=False, duplicate_step=True, val_at_epoch=False)
+    ok = _cli("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert ok.returncode == 0 and "parity: OK" in ok.stdout
+    bad = _cli("diff", str(tmp_path / "a"), str(tmp_path / "c"))
+    assert bad.returncode == 1
+    assert "train/gradient_norm/global" in bad.stdout and "has none" in bad.stdout
+    assert "train/loss has step(s) 5 more than once" in bad.stdout
+
+
+def test_diff_flags_validation_off_the_step_axis(tmp_path):
+    _write_run(tmp_path / "a")
+    from torch.utils.tensorboard import SummaryWriter
+
+    _write_run(tmp_path / "b")
+    writer = SummaryWriter(str(tmp_path / "b"))
+    writer.add_scalar("val/loss", 1.0, 0)
+    writer.close()
+    out = _cli("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert out.returncode == 1 and "val/loss is logged at step 0" in out.stdout
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    out = _cli("tags", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "not a directory" in out.stderr
+    os.makedirs(tmp_path / "empty" / "inner")
+    _write_run(tmp_path / "empty" / "inner")
+    out = _cli("tags", str(tmp_path / "empty"))
+    assert out.returncode == 2 and "runs below it" in out.stderr

@@ -1,0 +1,77 @@
+import pytest
+
+from unitb import schema
+
+
+def test_canonical_tags_for_every_family():
+    assert schema.TRAIN_LOSS == "train/loss"
+    assert schema.loss_tag("total") == "train/loss"
+    assert schema.loss_tag("loss") == "train/loss"
+    assert schema.loss_tag("loss_kpt") == "train/loss/kpt"
+    assert schema.loss_tag("coord") == "train/loss/coord"
+    assert schema.loss_tag("keypoints_loss") == "train/loss/keypoints"
+    assert schema.learning_rate(0) == "train/learning_rate/0"
+    assert schema.learning_rate("backbone") == "train/learning_rate/backbone"
+    assert schema.GRAD_NORM_GLOBAL == "train/gradient_norm/global"
+    assert schema.grad_norm_layer("backbone.layer1.0.conv1.weight") == \
+        "train/gradient_norm/layers/backbone.layer1.0.conv1.weight"
+    assert schema.TRAIN_EPOCH == "train/epoch"
+    assert schema.metric("val", "coco/AP") == "val/coco/AP"
+    assert schema.metric("val", "val_loss") == "val/loss"
+    assert schema.metric("val", "loss") == "val/loss"
+    assert schema.metric("train", "mae") == "train/mae"
+    assert schema.MODEL_TOTAL_PARAMETERS == "model/total_parameters"
+    assert schema.MODEL_TRAINABLE_PARAMETERS == "model/trainable_parameters"
+    assert schema.MODEL_SIZE_MB == "model/model_size_mb"
+    assert schema.weights_histogram("dense/kernel:0") == "weights/dense.kernel"
+    assert schema.gradients_histogram("module.head.bias") == "gradients/head.bias"
+    assert schema.image("train") == "train/image" and schema.image("val") == "val/image"
+    assert schema.CONFIG == "config"
+    assert schema.anomaly("loss") == "train/anomaly/loss"
+    with pytest.raises(ValueError, match="split"):
+        schema.metric("test", "x")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("dense/kernel", "dense.kernel"),
+    ("dense/kernel:0", "dense.kernel"),
+    ("module.backbone.conv1.weight", "backbone.conv1.weight"),
+    ("backbone.layer1.0.conv1.weight", "backbone.layer1.0.conv1.weight"),
+    ("conv 1/weight", "conv_1.weight"),
+])
+def test_layer_names_use_dots_on_both_sides(raw, expected):
+    assert schema.layer_name(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("a b", "a_b"), ("//x//y/", "x/y"), ("café", "cafe"), ("损失", "_"), ("", "_"), (3, "3"),
+])
+def test_sanitize(raw, expected):
+    assert schema.sanitize(raw) == expected
+
+
+@pytest.mark.parametrize("tag, family", [
+    ("train/loss", "train/loss"), ("train/loss/kpt", "train/loss/*"),
+    ("train/learning_rate/0", "train/learning_rate/*"),
+    ("train/gradient_norm/global", "train/gradient_norm/global"),
+    ("train/gradient_norm/layers/a.b", "train/gradient_norm/layers/*"),
+    ("train/epoch", "train/epoch"), ("train/acc_pose", "train/*"), ("val/PCK", "val/*"),
+    ("val/loss", "val/loss"), ("model/total_parameters", "model/*"), ("weights/a", "weights/*"),
+    ("gradients/a", "gradients/*"), ("train/image", "train/image"), ("val/image", "val/image"),
+    ("config", "config"), ("_hparams_/session_start_info", "hparams"),
+    ("custom_scalars__config__", "custom_scalars"), ("loss", None), ("lr", None), ("data_time", None),
+])
+def test_family_of(tag, family):
+    assert schema.family_of(tag) == family
+
+
+def test_layout_covers_the_shared_charts():
+    layout = schema.custom_scalars_layout()
+    tags = [t for charts in layout.values() for chart in charts for t in chart["tags"]]
+    assert r"^train/loss$" in tags and r"^val/loss$" in tags
+    assert any("learning_rate" in t for t in tags) and any("gradient_norm" in t for t in tags)
+
+
+def test_hparams_dict_keeps_shared_keys_only():
+    out = schema.hparams_dict({"framework": "x", "learning_rate": 0.1, "junk": 1, "batch_size": None})
+    assert out == {"framework": "x", "learning_rate": 0.1}
