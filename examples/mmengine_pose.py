@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import sys
+import uuid
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -161,7 +162,9 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
                            checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1,
                                            by_epoch=by_epoch)),
         custom_hooks=[hook_cfg],
-        visualizer=dict(type="Visualizer", vis_backends=backends),
+        # A unique name: mmengine keeps visualizers in a global registry by name, and two
+        # runners started in the same second would otherwise share one (and its writer).
+        visualizer=dict(type="Visualizer", vis_backends=backends, name=f"unitb-{uuid.uuid4().hex[:8]}"),
         randomness=dict(seed=seed), launcher=launcher, resume=resume, load_from=load_from,
         log_level="WARNING", default_scope="mmengine")
 

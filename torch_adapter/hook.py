@@ -28,6 +28,7 @@ from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.session import TorchSession
 from torch_adapter.sink import SummaryWriterSink
+from unitb import resume
 from unitb.options import LogOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
@@ -71,7 +72,9 @@ class EnhancedTensorBoardHook(Hook):
             if writer is not None:
                 print_log(f"EnhancedTensorBoardHook: writing into the TensorboardVisBackend's event file "
                           f"({writer.log_dir})", logger="current")
-                return SummaryWriterSink(writer, owns_writer=False)
+                sink = SummaryWriterSink(writer, owns_writer=False)
+                self._drop_orphans(runner, sink)
+                return sink
         from torch.utils.tensorboard import SummaryWriter
 
         log_dir = osp.join(runner.log_dir, "vis_data")
@@ -79,6 +82,17 @@ class EnhancedTensorBoardHook(Hook):
               f"SummaryWriter in {log_dir}. Add dict(type='TensorboardVisBackend') to vis_backends to get "
               "mmengine's LoggerHook scalars in the same run.")
         return SummaryWriterSink(SummaryWriter(log_dir), owns_writer=True)
+
+    @staticmethod
+    def _drop_orphans(runner, sink: SummaryWriterSink) -> None:
+        """On ``resume=True`` into a fixed TensorBoard folder, remove the steps the
+        interrupted run wrote after the checkpoint (see :mod:`unitb.resume`)."""
+        if runner.iter <= 0:
+            return
+        dropped = resume.truncate_run(sink.logdir, runner.iter, exclude=sink.open_files())
+        if dropped:
+            print_log(f"EnhancedTensorBoardHook: resumed at step {runner.iter}; removed {dropped} event(s) the "
+                      f"interrupted run wrote after it in {sink.logdir}", logger="current")
 
     def before_train(self, runner) -> None:
         if not is_main_process():
@@ -112,7 +126,7 @@ class EnhancedTensorBoardHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
         if self.session is None:
             return
-        self.session.arm(runner.iter + 1)
+        self.session.arm(runner.iter + 1, runner.optim_wrapper)
         if self._first_batch is None and isinstance(data_batch, dict) and self.options.log_train_images:
             limit = self.options.max_train_images
             try:  # seed 001 fix 2A: keep only max_train_images of the first batch, on the CPU

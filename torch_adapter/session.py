@@ -39,6 +39,7 @@ class TorchSession:
         self.weight_names = None
         self.skeleton = None
         self._armed = False
+        self._rates: Optional[Dict[str, float]] = None
 
     # ------------------------------------------------------------------ set-up
     def start(self, model: torch.nn.Module, optimizer=None, config_text: Optional[str] = None,
@@ -67,11 +68,16 @@ class TorchSession:
         self.run.flush()
 
     # ------------------------------------------------------------------ per step
-    def arm(self, step: int) -> None:
-        """Before the step: measure gradients in the optimizer pre-hook only when due."""
+    def arm(self, step: int, optimizer=None) -> None:
+        """Before the step: measure gradients in the optimizer pre-hook only when due, and
+        note the learning rates this step will use (schedulers may step before
+        ``after_train_iter`` hooks run)."""
         self._armed = self.options.log_grad_norm and self.options.grad_policy.should_log(step)
         if self.probe is not None:
             self.probe.result = None
+        self._rates = None
+        if optimizer is not None and self.options.log_lr and self.options.scalar_policy.should_log(step):
+            self._rates = measure.learning_rates(optimizer)
 
     def step_end(self, step: int, log_vars: Optional[Mapping[str, object]] = None, optimizer=None,
                  epoch: Optional[float] = None, pre_clip: object = None) -> None:
@@ -81,8 +87,11 @@ class TorchSession:
                 total, components, others = split_log_vars(log_vars)
                 run.losses(step, total, components)
                 run.metrics(schema.TRAIN, step, others)
-            if opts.log_lr and optimizer is not None:
-                run.learning_rates(step, measure.learning_rates(optimizer))
+            if opts.log_lr:
+                rates = self._rates if self._rates is not None else (
+                    measure.learning_rates(optimizer) if optimizer is not None else None)
+                if rates:
+                    run.learning_rates(step, rates)
             if epoch is not None:
                 run.epoch(step, epoch)
         if self._armed and self.probe is not None:
@@ -97,6 +106,7 @@ class TorchSession:
                     run.histograms(schema.gradients_histogram, step, self.probe.grad_arrays)
             self.probe.result = None
         self._armed = False
+        self._rates = None
 
     def epoch_end(self, step: int, epochs_completed: int, model: torch.nn.Module) -> None:
         if self.options.log_weight_hist and self.options.weight_policy.should_log(epochs_completed):

@@ -12,6 +12,13 @@ class SummaryWriterSink:
         self.owns_writer = owns_writer
         self.logdir = writer.log_dir if hasattr(writer, "log_dir") else writer.get_logdir()
 
+    def open_files(self) -> list:
+        """Event files this writer holds open (left alone by the resume clean-up)."""
+        writer = getattr(self.writer, "file_writer", None)
+        event_writer = getattr(writer, "event_writer", None)
+        name = getattr(event_writer, "_file_name", None)
+        return [name] if name else []
+
     def write_scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
 

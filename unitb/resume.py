@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List
+from typing import List, Sequence
 
 from unitb.reader import event_files, iter_events
 
@@ -79,26 +79,33 @@ def recover(run_dir: str) -> None:
     _fsync_dir(run_dir)
 
 
-def orphan_count(run_dir: str, resume_step: int) -> int:
-    """How many events in ``run_dir`` are past ``resume_step``."""
-    return sum(1 for path in event_files(run_dir) for event in iter_events(path)
+def orphan_count(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
+    """How many events in ``run_dir`` (outside ``exclude``) are past ``resume_step``."""
+    return sum(1 for path in _files(run_dir, exclude) for event in iter_events(path)
                if event.step > resume_step)
 
 
-def truncate_run(run_dir: str, resume_step: int) -> int:
+def _files(run_dir: str, exclude: Sequence[str]) -> List[str]:
+    skip = {os.path.abspath(p) for p in exclude}
+    return [p for p in event_files(run_dir) if os.path.abspath(p) not in skip]
+
+
+def truncate_run(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
     """Drop every event after ``resume_step`` from ``run_dir``; return how many were dropped.
 
     Call it before the resumed run opens its writer. A run with no orphans is left
     untouched (no rewrite, no cost beyond one read). ``resume_step=-1`` drops everything
     (a restart from scratch over an old run: even its step-0 records are written again).
+    ``exclude``: event files a live writer already holds open (mmengine opens its writer
+    before hooks run); they are left alone.
     """
     if resume_step < -1:
         raise ValueError(f"resume_step must be >= -1, got {resume_step}")
     if not os.path.isdir(run_dir):
         return 0
     recover(run_dir)
-    files = event_files(run_dir)
-    dropped = orphan_count(run_dir, resume_step)
+    files = _files(run_dir, exclude)
+    dropped = orphan_count(run_dir, resume_step, exclude)
     if not files or dropped == 0:
         return 0
     from tensorboard.summary.writer.record_writer import RecordWriter
