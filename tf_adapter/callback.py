@@ -103,7 +103,8 @@ class TFCallback(keras.callbacks.Callback):
         variables = list(self.model.trainable_variables)
         if not variables:
             return
-        self._picked, self._layer_names = measure.pick_layers(variables, self.options.max_layers_to_log)
+        self._picked, self._layer_names = measure.pick_layers(variables, self.options.max_layers_to_log,
+                                                              self.model.name)
         paths = [measure.variable_name(v) for v in variables]
         with tf.init_scope():
             self._norms = tf.Variable(tf.zeros(len(self._picked) + 2), trainable=False, name="unitb_grad_norms")
@@ -205,8 +206,9 @@ class TFCallback(keras.callbacks.Callback):
                 self.run.image(schema.VAL, step, self._images(self.val_image_data, self.val_gt_keypoints))
             if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
                 variables = list(self.model.trainable_variables)
-                picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log)
-                self.run.histograms(schema.weights_histogram, step, measure.weight_arrays(variables, picked))
+                picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)
+                self.run.histograms(schema.weights_histogram, step,
+                                    measure.weight_arrays(variables, picked, self.model.name))
             self.run.flush()
         except FloatingPointError:
             raise

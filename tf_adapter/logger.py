@@ -47,6 +47,7 @@ class TFLogger:
         self.checkpoint_manager = checkpoint_manager
         self.start_step = start_step
         self.model = model
+        self._model_name = getattr(model, "name", None)
         self.config = config
         self.hparams = dict(hparams or {})
         self.skeleton = skeleton
@@ -108,7 +109,8 @@ class TFLogger:
     def _pick(self, variables: Optional[Sequence], count: int):
         if self._picked is None:
             if variables is not None:
-                self._picked, self._names = measure.pick_layers(list(variables), self.options.max_layers_to_log)
+                self._picked, self._names = measure.pick_layers(list(variables), self.options.max_layers_to_log,
+                                                                self._model_name)
             else:
                 from unitb.layers import select_layers
 
@@ -144,8 +146,9 @@ class TFLogger:
     def log_weights(self, step: int, epoch: int, variables: Sequence) -> None:
         """Weight histograms after a completed epoch (1-based), per ``weight_hist_interval``."""
         if self.enabled and self.options.log_weight_hist and self.options.weight_policy.should_log(int(epoch)):
-            picked, _ = measure.pick_layers(list(variables), self.options.max_layers_to_log)
-            self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(list(variables), picked))
+            picked, _ = measure.pick_layers(list(variables), self.options.max_layers_to_log, self._model_name)
+            self.run.histograms(schema.weights_histogram, int(step),
+                                measure.weight_arrays(list(variables), picked, self._model_name))
 
     def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
                    pred_scores=None, gt_boxes=None, pred_boxes=None) -> None:

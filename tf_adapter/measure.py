@@ -10,9 +10,16 @@ from unitb import schema
 from unitb.layers import select_layers
 
 
-def variable_name(variable) -> str:
-    """Keras 3 ``path`` (``dense/kernel``) or TF ``name`` (``dense/kernel:0``), dotted."""
-    return schema.layer_name(getattr(variable, "path", None) or variable.name)
+def variable_name(variable, model_name: Optional[str] = None) -> str:
+    """Keras 3 ``path`` (``dense/kernel``) or TF ``name`` (``dense/kernel:0``), dotted.
+
+    A leading ``{model_name}/`` (Sequential models put it there) is dropped, as PyTorch
+    names do not carry the model's name either.
+    """
+    path = getattr(variable, "path", None) or variable.name
+    if model_name and path.startswith(f"{model_name}/"):
+        path = path[len(model_name) + 1:]
+    return schema.layer_name(path)
 
 
 def dense_grad(grad):
@@ -69,14 +76,14 @@ def current_learning_rate(optimizer) -> Optional[float]:
         return None
 
 
-def pick_layers(variables: Sequence, limit: int) -> Tuple[List[int], List[str]]:
-    names = [variable_name(v) for v in variables]
+def pick_layers(variables: Sequence, limit: int, model_name: Optional[str] = None) -> Tuple[List[int], List[str]]:
+    names = [variable_name(v, model_name) for v in variables]
     picked = select_layers(names, limit)
     return picked, [names[i] for i in picked]
 
 
-def weight_arrays(variables: Sequence, picked: Sequence[int]) -> Dict[str, np.ndarray]:
-    return {variable_name(variables[i]): np.asarray(variables[i].numpy()) for i in picked}
+def weight_arrays(variables: Sequence, picked: Sequence[int], model_name: Optional[str] = None) -> Dict[str, np.ndarray]:
+    return {variable_name(variables[i], model_name): np.asarray(variables[i].numpy()) for i in picked}
 
 
 def is_chief() -> bool:

@@ -1,0 +1,118 @@
+"""unitb.TFCallback inside a real Keras fit; event files read back."""
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+import unitb
+from unitb import reader
+
+
+def _data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=(6, 2))).astype(np.float32)
+    return x, y
+
+
+def _model():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+                              keras.layers.Dense(2, name="out")])
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse", metrics=["mae"])
+    return model
+
+
+def _steps(rows, tag):
+    return [r.step for r in rows if r.tag == tag]
+
+
+def _values(rows, tag):
+    return {r.step: r.value for r in rows if r.tag == tag}
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("keras"))
+    x, y = _data()
+    vx, vy = _data(8, seed=1)
+    model = _model()
+    initial = [w.numpy().copy() for w in model.trainable_weights]
+    cb = unitb.TFCallback(logdir, grad_norm_interval=3, scalar_interval=2, max_layers_to_log=3,
+                          image_data=np.random.default_rng(0).random((2, 8, 8, 3)), train_image_interval=4)
+    model.fit(x, y, batch_size=8, epochs=2, validation_data=(vx, vy), callbacks=[cb], verbose=0, shuffle=False)
+    rows_first = reader.read_run(logdir)
+    model.fit(x, y, batch_size=8, epochs=1, validation_data=(vx, vy), callbacks=[cb], verbose=0, shuffle=False)
+    cb.close()
+    return model, logdir, reader.read_run(logdir), rows_first, initial, (x, y)
+
+
+def test_fit_tags_and_steps(fit_run):
+    _, logdir, rows, _, _, _ = fit_run
+    assert len(reader.event_files(logdir)) == 1
+    assert _steps(rows, "train/loss") == [1, 2, 4, 6, 8, 10, 12]  # second fit continues at 9
+    assert _steps(rows, "train/mae") == [1, 2, 4, 6, 8, 10, 12]
+    assert _steps(rows, "train/gradient_norm/global") == [1, 3, 6, 9, 12]
+    assert _steps(rows, "val/loss") == [4, 8, 12] and _steps(rows, "val/mae") == [4, 8, 12]
+    assert sorted(r.tag for r in rows if r.tag.startswith("train/gradient_norm/layers/")) == sorted(
+        f"train/gradient_norm/layers/{n}" for n in ("hidden.kernel", "out.kernel", "out.bias")
+        for _ in range(5))
+    assert _steps(rows, "weights/out.bias") == [4, 8, 12]
+    assert _steps(rows, "train/image") == [1, 4, 8, 12]
+    assert _values(rows, "train/epoch")[4] == 1.0
+    tags = {r.tag for r in rows}
+    assert {"config", "custom_scalars__config__", "_hparams_/session_start_info", "model/total_parameters",
+            "model/trainable_parameters", "model/model_size_mb"} <= tags
+    assert _values(rows, "model/total_parameters") == {0: 6 * 8 + 8 + 8 * 2 + 2}
+
+
+def test_learning_rate_follows_the_schedule(fit_run):
+    _, _, rows, _, _, _ = fit_run
+    lr = _values(rows, "train/learning_rate/0")
+    for step, value in lr.items():  # the LR the optimizer will use next, at iterations == step
+        assert value == pytest.approx(0.05 * 0.5 ** (step / 4), rel=1e-5), step
+
+
+def test_global_norm_equals_the_applied_gradients_at_step_one(fit_run):
+    model, _, rows, _, initial, (x, y) = fit_run
+    twin = _model()
+    for var, value in zip(twin.trainable_weights, initial):
+        var.assign(value)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y[:8], twin(x[:8], training=True))
+    grads = tape.gradient(loss, twin.trainable_weights)
+    expected = float(tf.linalg.global_norm(grads))
+    assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(expected, rel=1e-5)
+    assert _values(rows, "train/gradient_norm/layers/out.bias")[1] == pytest.approx(float(tf.norm(grads[3])), rel=1e-5)
+
+
+def test_a_resumed_fit_with_a_new_callback_continues_and_drops_orphans(tmp_path):
+    x, y = _data()
+    model = _model()
+    logdir = str(tmp_path)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[unitb.TFCallback(logdir, grad_norm_interval=2,
+                                                                          scalar_interval=1)], verbose=0)
+    weights = model.get_weights()
+    opt_state = [v.numpy() for v in model.optimizer.variables]
+    # Crash simulation: the run continued to step 8 after a checkpoint taken at step 4.
+    model.optimizer.iterations.assign(4)
+    for var, value in zip(model.optimizer.variables, opt_state):
+        if var is not model.optimizer.iterations:
+            var.assign(value)
+    model.set_weights(weights)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[unitb.TFCallback(logdir, grad_norm_interval=2,
+                                                                          scalar_interval=1)], verbose=0)
+    rows = reader.read_run(logdir)
+    assert _steps(rows, "train/loss") == list(range(1, 9))
+    assert _steps(rows, "model/total_parameters") == [0]
+
+
+def test_bad_arguments_fail_at_construction(tmp_path):
+    with pytest.raises(ValueError, match="grad_norm_interval"):
+        unitb.TFCallback(str(tmp_path), grad_norm_interval=-1)
+    with pytest.raises(ValueError, match="did you mean"):
+        unitb.TFCallback(str(tmp_path), log_weight_hists=True)
+    with pytest.raises(ValueError, match="cannot create logdir"):
+        unitb.TFCallback("/proc/unitb-cannot-exist/run")
