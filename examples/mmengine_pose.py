@@ -166,6 +166,10 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
         # runners started in the same second would otherwise share one (and its writer).
         visualizer=dict(type="Visualizer", vis_backends=backends, name=f"unitb-{uuid.uuid4().hex[:8]}"),
         randomness=dict(seed=seed), launcher=launcher, resume=resume, load_from=load_from,
+        env_cfg=dict(dist_cfg=dict(backend="gloo")),
+        # CPU DDP: device_ids must be None (mmengine passes LOCAL_RANK, meant for GPUs).
+        cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None))
+        if launcher != "none" else None,
         log_level="WARNING", default_scope="mmengine")
 
 
