@@ -1,0 +1,69 @@
+"""The promise, end to end: `unitb demo` writes three runs (mmengine, Keras fit, custom TF
+loop) that the real TensorBoard server shows as one layout, under both of its loaders."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tb_server import tensorboard
+from unitb import diff, reader
+
+RUNS = ("mmengine-pose", "keras-fit", "tf-yolo-loop")
+CANONICAL_SCALARS = ("train/loss", "train/epoch", "train/gradient_norm/global", "model/total_parameters",
+                     "model/trainable_parameters", "model/model_size_mb")
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    out = subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", str(root), "--steps", "24"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "[1/3] mmengine-pose" in out.stdout and "[3/3] tf-yolo-loop" in out.stdout
+    assert "parity: OK" in out.stdout
+    assert f"tensorboard --logdir {root}" in out.stdout
+    return str(root)
+
+
+def test_demo_runs_have_parity_by_unitb_diff(demo_root):
+    layouts = [diff.layout_of(os.path.join(demo_root, run)) for run in RUNS]
+    report = diff.compare(layouts)
+    assert report.ok, report.mismatches
+    for layout in layouts:
+        for family in ("train/loss", "train/loss/*", "train/learning_rate/*", "train/gradient_norm/global",
+                       "train/gradient_norm/layers/*", "train/epoch", "val/*", "model/*", "weights/*",
+                       "train/image", "val/image", "config", "hparams", "custom_scalars"):
+            assert family in layout.families, (layout.path, family)
+    assert len({l.layout for l in layouts}) == 1 and layouts[0].layout
+    assert len({l.hparam_keys for l in layouts}) == 1
+
+
+@pytest.mark.parametrize("load_fast", [True, False])
+def test_tensorboard_server_shows_one_layout(demo_root, load_fast):
+    with tensorboard(demo_root, load_fast=load_fast, expect_runs=3) as tb:
+        runs = tb.get("/data/runs")
+        assert sorted(runs) == sorted(RUNS)
+        scalar_tags = tb.get("/data/plugin/scalars/tags")
+        histogram_tags = tb.get("/data/plugin/histograms/tags")
+        image_tags = tb.get("/data/plugin/images/tags")
+        layouts = []
+        for run in RUNS:
+            tags = set(scalar_tags[run])
+            assert set(CANONICAL_SCALARS) <= tags, (run, set(CANONICAL_SCALARS) - tags)
+            assert any(t.startswith("train/learning_rate/") for t in tags)
+            assert any(t.startswith("train/gradient_norm/layers/") for t in tags)
+            assert any(re.match(r"^train/loss/.+", t) for t in tags)
+            assert any(t.startswith("val/") for t in tags)
+            assert any(t.startswith("weights/") for t in histogram_tags[run])
+            assert {"train/image", "val/image"} <= {t.split("/image")[0] + "/image" for t in image_tags[run]}
+            for tag in ("train/loss", "train/gradient_norm/global"):
+                steps = tb.scalar_steps(run, tag)
+                assert steps and steps[0] == 1 and all(b > a for a, b in zip(steps, steps[1:])), (run, tag)
+            val_steps = tb.scalar_steps(run, next(t for t in sorted(tags) if t.startswith("val/")))
+            assert min(val_steps) >= 1 and max(val_steps) <= max(tb.scalar_steps(run, "train/loss"))
+        layout = tb.get("/data/plugin/custom_scalars/layout")
+        assert [c["title"] for c in layout["category"]] == ["unitb"]
+        charts = [chart["title"] for chart in layout["category"][0]["chart"]]
+        assert charts[:3] == ["loss (train vs val)", "loss components", "learning rate"]
