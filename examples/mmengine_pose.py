@@ -155,9 +155,7 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
         train_dataloader=loader(True, dataset_size, seed), val_dataloader=loader(False, 16, seed + 1),
         val_evaluator=[PCKMetric()], train_cfg=train_cfg, val_cfg=dict(),
         optim_wrapper=optim_wrapper,
-        param_scheduler=[dict(type="LinearLR", start_factor=0.2, by_epoch=False, begin=0, end=max(2, steps // 3)),
-                         dict(type="CosineAnnealingLR", by_epoch=False, begin=max(2, steps // 3), end=steps,
-                              T_max=max(1, steps - steps // 3))],
+        param_scheduler=_schedule(max_epochs * iters_per_epoch if by_epoch else steps),
         default_hooks=dict(logger=dict(type="LoggerHook", interval=5),
                            checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1,
                                            by_epoch=by_epoch)),
@@ -171,6 +169,15 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
         cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None))
         if launcher != "none" else None,
         log_level="WARNING", default_scope="mmengine")
+
+
+def _schedule(total: int) -> list:
+    """Linear warm-up over the first third of the iterations, then cosine decay."""
+    warm = max(1, total // 3)
+    schedule = [dict(type="LinearLR", start_factor=0.2, by_epoch=False, begin=0, end=warm)]
+    if total > warm:
+        schedule.append(dict(type="CosineAnnealingLR", by_epoch=False, begin=warm, end=total, T_max=total - warm))
+    return schedule
 
 
 def vis_dir(work_dir: str) -> str:

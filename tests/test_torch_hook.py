@@ -217,3 +217,26 @@ def test_unknown_and_bad_arguments_fail_at_construction(tmp_path):
         mmengine_pose.build_runner(str(tmp_path), steps=4, hook=dict(kpt_thr=2))
     with pytest.raises(Exception, match="grad_norm_interval"):
         mmengine_pose.build_runner(str(tmp_path), steps=4, hook=dict(grad_norm_interval=0))
+
+
+def test_only_max_train_images_of_the_first_batch_are_kept_on_the_cpu(tmp_path):
+    runner = _train(tmp_path, steps=2, batch_size=32, hook=dict(HOOK, max_train_images=4))
+    hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
+    kept = hook._first_batch["inputs"]
+    assert kept.shape == (4, 3, 32, 32) and kept.device.type == "cpu"
+    assert len(hook._first_batch["data_samples"]) == 4
+    assert kept.element_size() * kept.nelement() == 4 * 3 * 32 * 32  # bytes kept, vs 32 images in the batch
+
+
+def test_validation_metrics_fall_back_to_the_message_hub(epoch_run):
+    runner = epoch_run[0]
+    hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
+    metrics = hook._hub_metrics(runner)
+    assert set(metrics) >= {"PCK", "EPE"}
+    assert metrics["PCK"] == pytest.approx(_values(epoch_run[2], "val/PCK")[16])
+
+
+def test_log_graph_writes_the_model_graph(tmp_path):
+    _train(tmp_path, steps=2, hook=dict(HOOK, log_graph=True))
+    rows = reader.read_run(mmengine_pose.vis_dir(str(tmp_path)))
+    assert [r.kind for r in rows if r.kind == "graph"] == ["graph"]
