@@ -173,18 +173,16 @@ class TFCallback(keras.callbacks.Callback):
             layers = dict(zip(self._layer_names, values[2:2 + len(self._layer_names)].tolist()))
             run.grad_norms(step, float(values[0]), layers, pre_clip=float(values[1]) if values[1] >= 0 else None)
         if opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step):
-            run.image(schema.TRAIN, step, self._images(self.image_data, self.gt_keypoints))
+            self._log_images(schema.TRAIN, step, self.image_data, self.gt_keypoints)
 
-    def _images(self, data, gt_keypoints) -> Callable[[], np.ndarray]:
+    def _log_images(self, split: str, step: int, data, gt_keypoints) -> None:
+        """Predict here (the model is not thread-safe mid-training), render on the writer thread."""
         images = np.asarray(data)[: self.options.max_train_images]
-
-        def draw() -> np.ndarray:
-            pred = scores = None
-            if self.predict_keypoints is not None:
-                pred, scores = self.predict_keypoints(self.model, images)
-            return render_images(self.options, images, gt_keypoints=gt_keypoints, pred_keypoints=pred,
-                                 pred_scores=scores, skeleton=self.skeleton)()
-        return draw
+        pred = scores = None
+        if self.predict_keypoints is not None:
+            pred, scores = self.predict_keypoints(self.model, images)
+        self.run.image(split, step, render_images(self.options, images, gt_keypoints=gt_keypoints,
+                                                  pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
 
     # ------------------------------------------------------------------ epochs
     _epoch = 0
@@ -203,7 +201,7 @@ class TFCallback(keras.callbacks.Callback):
                 self.run.metrics(schema.VAL, step, val)
             if self.options.log_val_images and self.val_image_data is not None and any(
                     k.startswith("val_") for k in logs):
-                self.run.image(schema.VAL, step, self._images(self.val_image_data, self.val_gt_keypoints))
+                self._log_images(schema.VAL, step, self.val_image_data, self.val_gt_keypoints)
             if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
                 variables = list(self.model.trainable_variables)
                 picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)

@@ -37,7 +37,7 @@ def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
             warn(f"unitb: resumed at step {resume_step}: removed {dropped} event(s) written after it "
                  f"by the interrupted run in {logdir}")
     return RunLogger(TFSummarySink(logdir), warn=warn, max_log_mb=options.max_log_mb,
-                     raise_on_nonfinite=options.raise_on_nonfinite)
+                     raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes)
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
@@ -64,17 +64,18 @@ def model_config_text(model) -> str:
 
 def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,
                   gt_boxes=None, pred_boxes=None, skeleton=None) -> Callable[[], np.ndarray]:
-    """A deferred render of a host batch (N x H x W x C, as TF models take it)."""
+    """Copy a batch (N x H x W x C, as TF models take it) to the host now; return the render,
+    which runs later on the writer thread."""
     limit = options.max_train_images
 
     def host(seq):
-        return None if seq is None else [None if s is None else np.asarray(s) for s in list(seq)[:limit]]
+        return None if seq is None else [None if s is None else np.array(s) for s in list(seq)[:limit]]
+
+    array = np.array(images[:limit])
+    overlays = dict(gt_keypoints=host(gt_keypoints), pred_keypoints=host(pred_keypoints),
+                    pred_scores=host(pred_scores), gt_boxes=host(gt_boxes), pred_boxes=host(pred_boxes))
 
     def draw() -> np.ndarray:
-        array = np.asarray(images)[:limit]
-        return render.render_batch(array, layout="HWC" if array.ndim == 4 else "auto",
-                                   gt_keypoints=host(gt_keypoints), pred_keypoints=host(pred_keypoints),
-                                   pred_scores=host(pred_scores), gt_boxes=host(gt_boxes),
-                                   pred_boxes=host(pred_boxes), kpt_thr=options.kpt_thr,
-                                   skeleton=skeleton)
+        return render.render_batch(array, layout="HWC" if array.ndim == 4 else "auto", kpt_thr=options.kpt_thr,
+                                   skeleton=skeleton, **overlays)
     return draw

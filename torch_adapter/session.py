@@ -34,7 +34,7 @@ class TorchSession:
     def __init__(self, sink: Sink, options: LogOptions, warn: Callable[[str], None] = default_warn):
         self.options = options
         self.run = RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb,
-                             raise_on_nonfinite=options.raise_on_nonfinite)
+                             raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes)
         self.probe: Optional[measure.GradNormProbe] = None
         self.weight_names = None
         self.skeleton = None
@@ -126,10 +126,18 @@ class TorchSession:
             self.run.metrics(schema.VAL, step, numeric)
 
     def image(self, split: str, step: int, batch: Callable[[], ImageBatch]) -> None:
+        """Collect the batch here (model predictions, host copies), render on the writer thread."""
         opts = self.options
+        if self.run.heavy_stopped:
+            return
+        try:
+            b = batch()
+        except Exception as exc:
+            self.run.warn_once("image", f"{split}:{type(exc).__name__}", f"could not collect the {split} images "
+                               f"at step {step} ({type(exc).__name__}: {exc}); image skipped")
+            return
 
         def draw():
-            b = batch()
             return render.render_batch(b.images, mean=b.mean, std=b.std, bgr=b.bgr, max_images=opts.max_train_images,
                                        gt_keypoints=b.gt, gt_visible=b.gt_visible, pred_keypoints=b.pred,
                                        pred_scores=b.scores, kpt_thr=opts.kpt_thr,

@@ -38,11 +38,13 @@ class LogOptions:
     adaptive_interval: bool = False
     max_log_mb: Optional[float] = None
     raise_on_nonfinite: bool = False
+    # Serialise and write on a background thread (unitb.background); False writes inline.
+    async_writes: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.startswith("log_") or f.name in ("adaptive_interval", "raise_on_nonfinite"):
+            if f.name.startswith("log_") or f.name in ("adaptive_interval", "raise_on_nonfinite", "async_writes"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{f.name} must be True or False, got {value!r}")
         for name in ("grad_norm_interval", "weight_hist_interval", "train_image_interval",

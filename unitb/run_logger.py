@@ -18,6 +18,7 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 import numpy as np
 
 from unitb import protos, schema
+from unitb.background import BackgroundWriter
 
 
 class UnitbWarning(UserWarning):
@@ -77,7 +78,8 @@ class RunLogger:
     QUOTA_CHECK_EVERY = 20  # heavy writes between directory-size checks
 
     def __init__(self, sink: Sink, *, warn: Callable[[str], None] = default_warn,
-                 max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False):
+                 max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False,
+                 async_writes: bool = True, flush_secs: float = 5.0):
         if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
                                        or max_log_mb <= 0):
             raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
@@ -89,6 +91,11 @@ class RunLogger:
         self._heavy_writes = 0
         self.heavy_stopped = False
         self.failures: Dict[str, int] = {}
+        self.background: Optional[BackgroundWriter] = None
+        if async_writes:
+            self.background = BackgroundWriter(
+                flush=sink.flush, flush_secs=flush_secs,
+                report=lambda kind, message: self.warn_once("background", kind, message))
 
     # ----------------------------------------------------------------- guards
     def warn_once(self, key: str, detail: str, message: str) -> None:
@@ -100,7 +107,13 @@ class RunLogger:
         except Exception:
             pass
 
-    def _write(self, what: str, fn: Callable[[], None]) -> bool:
+    def _write(self, what: str, fn: Callable[[], None], heavy: bool = False) -> bool:
+        """Run ``fn`` (a write) on the background writer, or here when writes are synchronous."""
+        if self.background is not None:
+            return self.background.submit(lambda: self._guarded(what, fn), heavy)
+        return self._guarded(what, fn)
+
+    def _guarded(self, what: str, fn: Callable[[], None]) -> bool:
         try:
             fn()
             return True
@@ -192,20 +205,28 @@ class RunLogger:
             if flat.size == 0:
                 continue
             tag = family(layer)
-            self._write("histogram", lambda: self.sink.write_histogram(tag, flat, int(step)))
+            self._write("histogram", lambda tag=tag, flat=flat: self.sink.write_histogram(tag, flat, int(step)),
+                        heavy=True)
 
     def image(self, split: str, step: int, render: Callable[[], np.ndarray]) -> None:
-        """Render (lazily, so a quota stop also saves the work) and write one image."""
+        """Render and write one image on the writer thread.
+
+        ``render`` must only touch host data the caller will not change (it runs later, on
+        another thread); a render error becomes one warning and the image is skipped.
+        """
         if not self._heavy_allowed():
             return
-        try:
-            picture = render()
-        except Exception as exc:
-            self.warn_once("image", f"{split}:{type(exc).__name__}",
-                           f"could not render the {split} image at step {step}: {exc}; image skipped")
-            return
         tag = schema.image(split)
-        self._write("image", lambda: self.sink.write_image(tag, picture, int(step)))
+
+        def draw_and_write() -> None:
+            try:
+                picture = render()
+            except Exception as exc:
+                self.warn_once("image", f"{split}:{type(exc).__name__}",
+                               f"could not render the {split} image at step {step}: {exc}; image skipped")
+                return
+            self.sink.write_image(tag, picture, int(step))
+        self._write("image", draw_and_write, heavy=True)
 
     # ----------------------------------------------------------------- once per run
     def config(self, text: str) -> None:
@@ -226,7 +247,12 @@ class RunLogger:
             protos.custom_scalars_summary(schema.custom_scalars_layout()), 0))
 
     def flush(self) -> None:
-        self._write("flush", self.sink.flush)
+        """Write out everything queued so far, then flush the writer (blocks until done)."""
+        if self.background is not None:
+            self.background.drain()
+        self._guarded("flush", self.sink.flush)
 
     def close(self) -> None:
-        self._write("close", self.sink.close)
+        if self.background is not None:
+            self.background.close()
+        self._guarded("close", self.sink.close)
