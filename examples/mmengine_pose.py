@@ -124,7 +124,7 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
                  hook: Optional[dict] = None, clip_grad: Optional[dict] = None, resume: bool = False,
                  val_interval: Optional[int] = None, tensorboard_backend: bool = True, launcher: str = "none",
                  dataset_size: int = 64, seed: int = 0, load_from: Optional[str] = None,
-                 tb_dir: Optional[str] = None):
+                 tb_dir: Optional[str] = None, checkpoints: bool = True):
     """A Runner for the tiny pose model. ``tb_dir``: where TensorboardVisBackend writes
     (default: mmengine's ``work_dir/<timestamp>/vis_data``)."""
     from mmengine.runner import Runner
@@ -157,8 +157,8 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
         optim_wrapper=optim_wrapper,
         param_scheduler=_schedule(max_epochs * iters_per_epoch if by_epoch else steps),
         default_hooks=dict(logger=dict(type="LoggerHook", interval=5),
-                           checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1,
-                                           by_epoch=by_epoch)),
+                           checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=1, by_epoch=by_epoch)
+                           if checkpoints else None),
         custom_hooks=[hook_cfg],
         # A unique name: mmengine keeps visualizers in a global registry by name, and two
         # runners started in the same second would otherwise share one (and its writer).

@@ -71,8 +71,8 @@ def test_fit_tags_and_steps(fit_run):
 def test_learning_rate_follows_the_schedule(fit_run):
     _, _, rows, _, _, _ = fit_run
     lr = _values(rows, "train/learning_rate/0")
-    for step, value in lr.items():  # the LR the optimizer will use next, at iterations == step
-        assert value == pytest.approx(0.05 * 0.5 ** (step / 4), rel=1e-5), step
+    for step, value in lr.items():  # the LR the update of this step used: schedule(step - 1)
+        assert value == pytest.approx(0.05 * 0.5 ** ((step - 1) / 4), rel=1e-5), step
 
 
 def test_global_norm_equals_the_applied_gradients_at_step_one(fit_run):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Mapping, Optional, Sequence
 
+import threading
+
 import numpy as np
 import tensorflow as tf
 
@@ -25,6 +27,9 @@ from unitb.options import LogOptions
 from unitb.run_logger import RunLogger
 
 
+SLOTS = 64  # ring of per-step gradient-norm rows: a logging job may lag the graph by this many steps
+
+
 class TFCallback(keras.callbacks.Callback):
     """unitb for Keras ``fit``. Parameters and defaults are those of the mmengine hook.
 
@@ -33,7 +38,15 @@ class TFCallback(keras.callbacks.Callback):
     validation); ``gt_keypoints`` / ``val_gt_keypoints`` are drawn green, and
     ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)`` gives the
     model's predictions, drawn red where the score is at least ``kpt_thr``.
+
+    ``async_safe``: Keras may run ``on_train_batch_end`` on a thread pool, so the training
+    loop never waits for the batch logs to be converted. Steps are therefore computed from
+    the epoch's first iteration and the batch index (never read from the live optimizer),
+    batch jobs are replayed in step order by a sequencer, and each step's gradient norms
+    sit in their own row of a small ring, stamped with the step.
     """
+
+    async_safe = True
 
     def __init__(self, logdir: str = "runs/keras-fit", image_data=None, gt_keypoints=None,
                  val_image_data=None, val_gt_keypoints=None,
@@ -60,6 +73,9 @@ class TFCallback(keras.callbacks.Callback):
         self._armed = False
         self._wrapped = None
         self._steps_per_epoch: Optional[int] = None
+        self._epoch_base = 0
+        self._next_step = 1
+        self._order = threading.Condition()
 
     # ------------------------------------------------------------------ set-up
     def set_model(self, model) -> None:
@@ -107,7 +123,9 @@ class TFCallback(keras.callbacks.Callback):
                                                               self.model.name)
         paths = [measure.variable_name(v) for v in variables]
         with tf.init_scope():
-            self._norms = tf.Variable(tf.zeros(len(self._picked) + 2), trainable=False, name="unitb_grad_norms")
+            # Each row: [step, applied global norm, pre-clip norm (-1: no clipping), layers...]
+            self._norms = tf.Variable(tf.zeros((SLOTS, len(self._picked) + 3)), trainable=False,
+                                      name="unitb_grad_norms")
             self._armed_var = tf.Variable(False, trainable=False, name="unitb_grad_armed")
         original_apply = optimizer.apply
         callback = self
@@ -121,10 +139,13 @@ class TFCallback(keras.callbacks.Callback):
             def measure_now():
                 norms = measure.norms_in_graph(grads, [p for p in picked if p >= 0])
                 applied, pre_clip = measure.clipped_global(norms, optimizer, len(picked))
-                values = tf.concat([[applied, pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
-                if values.shape[0] < callback._norms.shape[0]:
-                    values = tf.pad(values, [[0, callback._norms.shape[0] - values.shape[0]]])
-                callback._norms.assign(values)
+                step = tf.cast(optimizer.iterations + 1, tf.float32)
+                values = tf.concat([[step, applied, pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
+                width = callback._norms.shape[1]
+                if values.shape[0] < width:
+                    values = tf.pad(values, [[0, width - values.shape[0]]])
+                slot = tf.cast((optimizer.iterations + 1) % SLOTS, tf.int32)
+                callback._norms.scatter_nd_update([[slot]], [values])
                 return tf.constant(True)
 
             tf.cond(callback._armed_var, measure_now, lambda: tf.constant(False))
@@ -137,41 +158,59 @@ class TFCallback(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
     # ------------------------------------------------------------------ batches
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch
+        if self.run is not None:
+            self._epoch_base = self._step()  # Keras has flushed the previous epoch's batch jobs
+            with self._order:
+                self._next_step = self._epoch_base + 1
+
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.run is None or self._armed_var is None:
             return
-        armed = self.options.grad_policy.should_log(self._step() + 1)
+        armed = self.options.grad_policy.should_log(self._epoch_base + batch + 1)
         if armed != self._armed:  # assign only on changes: two small writes per logged step
             self._armed_var.assign(armed)
             self._armed = armed
 
     def on_train_batch_end(self, batch, logs=None) -> None:
+        """May run on Keras' thread pool: wait for this step's turn, then log (never raise)."""
         if self.run is None:
             return
-        try:
-            self._batch_end(batch, logs or {})
-        except FloatingPointError:
-            raise
-        except Exception as exc:
-            self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
+        step = self._epoch_base + batch + 1
+        with self._order:
+            self._order.wait_for(lambda: self._next_step >= step, timeout=30)
+            try:
+                self._batch_end(step, batch, logs or {})
+            except FloatingPointError:
+                raise
+            except Exception as exc:
+                self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
+            finally:
+                self._next_step = max(self._next_step, step + 1)
+                self._order.notify_all()
 
-    def _batch_end(self, batch: int, logs: Mapping[str, object]) -> None:
+    def _batch_end(self, step: int, batch: int, logs: Mapping[str, object]) -> None:
         opts, run = self.options, self.run
-        step = self._step()
         if opts.scalar_policy.should_log(step):
             if opts.log_loss:
                 run.losses(step, logs.get("loss"), {k: v for k, v in logs.items() if k != "loss" and "loss" in k})
                 run.metrics(schema.TRAIN, step, {k: v for k, v in logs.items() if "loss" not in k})
             if opts.log_lr:
-                lr = measure.current_learning_rate(self.model.optimizer)
+                lr = measure.learning_rate_at(self.model.optimizer, step - 1)
                 if lr is not None:
                     run.learning_rates(step, {"0": lr})
             if self._steps_per_epoch:
                 run.epoch(step, self._epoch + (batch + 1) / self._steps_per_epoch)
-        if self._armed and self._norms is not None:
-            values = self._norms.numpy()  # the one device->host transfer
-            layers = dict(zip(self._layer_names, values[2:2 + len(self._layer_names)].tolist()))
-            run.grad_norms(step, float(values[0]), layers, pre_clip=float(values[1]) if values[1] >= 0 else None)
+        if self._norms is not None and opts.grad_policy.should_log(step):
+            row = self._norms[step % SLOTS].numpy()  # one small transfer
+            if int(round(float(row[0]))) == step:
+                count = len(self._layer_names)
+                layers = dict(zip(self._layer_names, row[3:3 + count].tolist()))
+                run.grad_norms(step, float(row[1]), layers, pre_clip=float(row[2]) if row[2] >= 0 else None)
+            else:
+                run.warn_once("grad", "lag", f"gradient norms of step {step} were overwritten before they could "
+                              f"be read (logging lagged more than {SLOTS} steps); skipped")
         if opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step):
             self._log_images(schema.TRAIN, step, self.image_data, self.gt_keypoints)
 
@@ -186,9 +225,6 @@ class TFCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ epochs
     _epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None) -> None:
-        self._epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         if self.run is None:

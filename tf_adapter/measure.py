@@ -76,6 +76,22 @@ def current_learning_rate(optimizer) -> Optional[float]:
         return None
 
 
+def learning_rate_at(optimizer, iteration: int) -> Optional[float]:
+    """The LR for the update made at ``iteration`` (0-based): a schedule is evaluated there,
+    so the value does not depend on when the caller runs."""
+    lr = getattr(optimizer, "_learning_rate", None)
+    if lr is None:
+        lr = getattr(optimizer, "learning_rate", None)
+    if lr is None:
+        return None
+    if callable(lr) and not isinstance(lr, tf.Variable):
+        lr = lr(iteration)
+    try:
+        return float(np.asarray(lr))
+    except (TypeError, ValueError):
+        return None
+
+
 def pick_layers(variables: Sequence, limit: int, model_name: Optional[str] = None) -> Tuple[List[int], List[str]]:
     names = [variable_name(v, model_name) for v in variables]
     picked = select_layers(names, limit)

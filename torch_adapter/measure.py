@@ -80,6 +80,8 @@ class GradNormProbe:
         self.grad_arrays: Dict[str, np.ndarray] = {}
         self._handle = None
         self.steps_taken = 0
+        self._params: Optional[List[Tuple[str, torch.nn.Parameter]]] = None
+        self._picked: Optional[torch.Tensor] = None
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         self._handle = optimizer.register_step_pre_hook(self._pre_step)
@@ -108,29 +110,51 @@ class GradNormProbe:
 
     @torch.no_grad()
     def measure(self) -> Optional[Tuple[float, Dict[str, float]]]:
-        named = self.named_grads()
-        if not named:
-            return None
-        if self.layer_names is None:
+        """(global norm, {layer: norm}) of the current gradients, with one host transfer.
+
+        The parameter list and the selected layers are fixed at the first call; later calls
+        only gather ``.grad`` (a parameter without a gradient that step is skipped).
+        """
+        if self._params is None:
+            named = [(n, p) for n, p in unwrap_model(self.model).named_parameters() if p.grad is not None]
+            if not named:
+                return None
+            self._params = named
             picked = select_layers([n for n, _ in named], self.max_layers)
             self.layer_names = [named[i][0] for i in picked]
-        grads = [g.detach() for _, g in named]
+            self._picked = torch.tensor(picked, device=named[0][1].grad.device)
+        grads = [p.grad for _, p in self._params]
+        if any(g is None for g in grads):
+            return self._measure_partial()
         norms = global_and_layer_norms(grads)
-        index_of = {name: i for i, (name, _) in enumerate(named)}
-        wanted = [index_of[n] for n in self.layer_names if n in index_of]
-        host = torch.cat([norms[-1:], norms[wanted]]).cpu().tolist()  # the one transfer
-        layers = {named[i][0]: value for i, value in zip(wanted, host[1:])}
+        host = torch.cat([norms[-1:], norms.index_select(0, self._picked)]).cpu().tolist()  # the one transfer
+        layers = dict(zip(self.layer_names, host[1:]))
         if self.keep_grads:
-            self.grad_arrays = {named[i][0]: named[i][1].detach().float().cpu().numpy() for i in wanted}
+            self.grad_arrays = {n: p.grad.detach().float().cpu().numpy() for n, p in self._params
+                                if n in layers}
         return host[0], layers
+
+    def _measure_partial(self) -> Optional[Tuple[float, Dict[str, float]]]:
+        """Some parameters got no gradient this step (unused branches): measure those that did."""
+        named = [(n, p.grad) for n, p in self._params if p.grad is not None]
+        if not named:
+            return None
+        norms = global_and_layer_norms([g for _, g in named])
+        index_of = {name: i for i, (name, _) in enumerate(named)}
+        wanted = [index_of[n] for n in self.layer_names or [] if n in index_of]
+        host = torch.cat([norms[-1:], norms[wanted]]).cpu().tolist()
+        return host[0], {named[i][0]: value for i, value in zip(wanted, host[1:])}
 
 
 def global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-tensor L2 norms followed by the global L2 norm, as one float32 tensor (on device)."""
+    first = grads[0].device
+    if all(g.device == first for g in grads):  # the common case: one stack, no scatter
+        norms = torch.stack(torch._foreach_norm(list(grads), 2.0)).to(torch.float32)
+        return torch.cat([norms, torch.linalg.vector_norm(norms, 2).reshape(1)])
     by_device: Dict[torch.device, List[int]] = {}
     for i, g in enumerate(grads):
         by_device.setdefault(g.device, []).append(i)
-    first = grads[0].device
     norms = torch.empty(len(grads), dtype=torch.float32, device=first)
     for device, indices in by_device.items():
         per = torch._foreach_norm([grads[i] for i in indices], 2.0)

@@ -1,0 +1,371 @@
+"""unitb benchmarks: ratios measured side by side in one process, interleaved trials.
+
+    python benchmarks/run.py            # full run (a few minutes on 2 cores), writes benchmarks/RESULTS.md
+    python benchmarks/run.py --quick    # smoke run (what CI executes; times are not asserted)
+
+Each comparison runs its variants in turn, trial after trial (A B C A B C ...), so machine
+noise hits all of them alike; the figure is the median over trials, with the spread
+(min-max of the per-trial ratios) beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import timeit
+from typing import Callable, Dict, List, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+Row = Tuple[str, str, str, str]  # benchmark, figure, target, met?
+
+
+def interleaved(variants: Dict[str, Callable[[], float]], trials: int) -> Dict[str, List[float]]:
+    """Run every variant once per trial, in turn; each returns its own measured seconds."""
+    out: Dict[str, List[float]] = {name: [] for name in variants}
+    for _ in range(trials):
+        for name, fn in variants.items():
+            out[name].append(fn())
+    return out
+
+
+def ratio_stats(times: Dict[str, List[float]], name: str, base: str) -> Tuple[float, float, float]:
+    ratios = [a / b for a, b in zip(times[name], times[base])]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def fmt(median: float, low: float, high: float, as_overhead: bool = False) -> str:
+    if as_overhead:
+        return f"{(median - 1) * 100:+.1f} % (trials {(low - 1) * 100:+.1f} … {(high - 1) * 100:+.1f} %)"
+    return f"{median:.2f}× (trials {low:.2f} … {high:.2f}×)"
+
+
+# ----------------------------------------------------------------------------- 1 mmengine
+def bench_mmengine(quick: bool) -> List[Row]:
+    import logging
+
+    from mmengine.hooks import Hook
+
+    import mmengine_pose
+
+    iters = 24 if quick else 300
+    trials = 1 if quick else 5
+    WARMUP = 4 if quick else 10
+
+    class Clock(Hook):
+        priority = "VERY_HIGHEST" if hasattr(Hook, "VERY_HIGHEST") else "HIGHEST"
+
+        def before_train(self, runner):
+            self.start = None
+            # Open the TensorBoard writer now (it imports TensorFlow): not part of any step.
+            runner.visualizer.get_backend("TensorboardVisBackend").experiment
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if runner.iter == WARMUP:  # skip warm-up iterations
+                self.start = time.perf_counter()
+
+        def after_train(self, runner):
+            self.seconds = (time.perf_counter() - self.start) / (runner.iter - WARMUP)
+
+    def variant(hook_cfg):
+        def run() -> float:
+            with tempfile.TemporaryDirectory() as work:
+                # One pass over the data: mmengine sleeps 2 s whenever an iter-based loop restarts
+                # its dataloader, which would swamp the per-step figures.
+                runner = mmengine_pose.build_runner(work, steps=iters, by_epoch=False, val_interval=10 ** 6,
+                                                    hook=hook_cfg, checkpoints=False, dataset_size=8 * (iters + 2))
+                if hook_cfg is None:
+                    runner._hooks = [h for h in runner.hooks if type(h).__name__ != "EnhancedTensorBoardHook"]
+                clock = Clock()
+                runner.register_hook(clock, priority="HIGHEST")
+                logging.getLogger().setLevel(logging.ERROR)
+                runner.train()
+                return clock.seconds
+        return run
+
+    defaults = dict(grad_norm_interval=100, scalar_interval=None, train_image_interval=500, max_layers_to_log=20,
+                    val_image_interval=10, skeleton=None)
+    everything = dict(grad_norm_interval=1, scalar_interval=1, train_image_interval=1, weight_hist_interval=1,
+                      max_layers_to_log=20, skeleton=None)
+    times = interleaved({"none": variant(None), "defaults": variant(defaults), "all=1": variant(everything)}, trials)
+    d = ratio_stats(times, "defaults", "none")
+    a = ratio_stats(times, "all=1", "none")
+    base_ms = statistics.median(times["none"]) * 1000
+    return [
+        ("mmengine step, hook at defaults vs no hook", fmt(*d, as_overhead=True) + f"; step {base_ms:.1f} ms",
+         "≤ +1 %", _met(d[0] <= 1.01)),
+        ("mmengine step, every interval = 1 vs no hook", fmt(*a, as_overhead=True), "(reported)", "—"),
+    ]
+
+
+# ----------------------------------------------------------------------------- 2 Keras
+def bench_keras(quick: bool) -> List[Row]:
+    import keras
+    import numpy as np
+
+    import unitb
+
+    epochs = 2 if quick else 6
+    trials = 1 if quick else 5
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 64, 64, 3)).astype("float32")
+    y = rng.random((256, 10)).astype("float32")
+
+    def model():  # a small detector-sized conv net: ~20 ms per batch of 16 on 2 CPU cores
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
+                              keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+                              keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+        m.compile(optimizer="adam", loss="mse")
+        return m
+
+    def variant(make_callbacks):
+        def run() -> float:
+            with tempfile.TemporaryDirectory() as logdir:
+                m = model()
+                callbacks = make_callbacks(logdir)
+                m.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)  # trace + warm up
+                start = time.perf_counter()
+                m.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=callbacks)
+                seconds = time.perf_counter() - start
+                for cb in callbacks:
+                    getattr(cb, "close", lambda: None)()
+                return seconds
+        return run
+
+    steps = epochs * len(x) // 16
+    times = interleaved({
+        "none": variant(lambda d: []),
+        "keras": variant(lambda d: [keras.callbacks.TensorBoard(d, histogram_freq=1, update_freq="batch")]),
+        "unitb": variant(lambda d: [unitb.TFCallback(d)]),
+        # Same content as Keras' callback: loss every batch, weight histograms every epoch.
+        "unitb-same": variant(lambda d: [unitb.TFCallback(d, scalar_interval=1, log_grad_norm=False)]),
+    }, trials)
+    u = ratio_stats(times, "unitb", "none")
+    k = ratio_stats(times, "keras", "none")
+    s = ratio_stats(times, "unitb-same", "none")
+    over_k, over_s = k[0] - 1, s[0] - 1
+    relative = over_s / over_k if over_k > 0 else float("nan")
+    step_ms = statistics.median(times["none"]) / steps * 1000
+    return [
+        ("Keras fit, TFCallback at defaults vs no callback", fmt(*u, as_overhead=True) + f"; step {step_ms:.1f} ms",
+         "≤ +2 %", _met(u[0] <= 1.02)),
+        ("Keras fit, keras TensorBoard(histogram_freq=1, update_freq='batch') vs none", fmt(*k, as_overhead=True),
+         "(reference)", "—"),
+        ("Keras fit, TFCallback with the same content (loss + LR every batch, weights every epoch) vs none",
+         fmt(*s, as_overhead=True),
+         "(reported)", "—"),
+        ("… its overhead relative to Keras' own callback", f"{relative:.2f}×", "≤ 0.5×", _met(relative <= 0.5)),
+    ]
+
+
+# ----------------------------------------------------------------------------- 3 grad norm
+def bench_grad_norm(quick: bool) -> List[Row]:
+    import numpy as np
+    import tensorflow as tf
+    import torch
+
+    from tf_adapter import measure as tf_measure
+    from torch_adapter.measure import GradNormProbe
+
+    number = 20 if quick else 200
+    trials = 1 if quick else 7
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(60)])  # 120 parameter tensors
+    model(torch.randn(8, 64)).sum().backward()
+    probe = GradNormProbe(model, 20, lambda: True)
+
+    def before():  # seed 001 "before": one .item() per parameter
+        total = 0.0
+        for _, p in model.named_parameters():
+            total += p.grad.data.norm(2).item() ** 2
+        return total ** 0.5
+
+    def bare():
+        grads = [p.grad for p in model.parameters()]
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
+
+    timed = lambda fn: lambda: min(timeit.repeat(fn, number=number, repeat=3)) / number
+    t = interleaved({"before": timed(before), "bare": timed(bare), "unitb": timed(probe.measure)}, trials)
+    u = ratio_stats(t, "unitb", "bare")
+    b = ratio_stats(t, "before", "bare")
+    assert abs(probe.measure()[0] - bare()) < 1e-3 * bare()
+
+    variables = [tf.Variable(np.random.default_rng(i).normal(size=(64, 64)).astype("float32")) for i in range(120)]
+    grads = [v * 0.01 for v in variables]
+    picked = list(range(0, 120, 6))
+    unitb_fn = tf.function(lambda g: tf_measure.norms_in_graph(g, picked))
+    global_fn = tf.function(lambda g: tf.linalg.global_norm(g))
+    unitb_fn(grads), global_fn(grads)
+    tf_t = interleaved({"tf-global": timed(lambda: global_fn(grads).numpy()),
+                        "tf-unitb": timed(lambda: unitb_fn(grads).numpy())}, trials)
+    tu = ratio_stats(tf_t, "tf-unitb", "tf-global")
+    return [
+        ("grad norm (120 tensors): unitb probe vs bare _foreach_norm + one sync", fmt(*u), "≤ 1.2×",
+         _met(u[0] <= 1.2)),
+        ("grad norm: seed-001 'before' loop (.item() per tensor) vs bare", fmt(*b), "(reference)", "—"),
+        ("grad norm in-graph: unitb (global + 20 layers) vs tf.linalg.global_norm", fmt(*tu), "≤ 1.2×",
+         _met(tu[0] <= 1.2)),
+    ]
+
+
+# ----------------------------------------------------------------------------- 4 per record
+def bench_records(quick: bool) -> List[Row]:
+    import numpy as np
+    import tensorflow as tf
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tf_adapter.sink import TFSummarySink
+    from torch_adapter.sink import SummaryWriterSink
+    from unitb import render, schema
+    from unitb.run_logger import RunLogger
+
+    n = 200 if quick else 3000
+    trials = 1 if quick else 5
+    rows: List[Row] = []
+    with tempfile.TemporaryDirectory() as root:
+        raw_writer = SummaryWriter(os.path.join(root, "raw"))
+        run = RunLogger(SummaryWriterSink(SummaryWriter(os.path.join(root, "unitb"))))
+        tf_raw = tf.summary.create_file_writer(os.path.join(root, "tfraw"))
+        tf_run = RunLogger(TFSummarySink(os.path.join(root, "tfunitb")))
+
+        def per_call(fn):
+            def run_once() -> float:
+                start = time.perf_counter()
+                for i in range(n):
+                    fn(i)
+                return (time.perf_counter() - start) / n
+            return run_once
+
+        def tf_raw_scalar(i):
+            with tf_raw.as_default():
+                tf.summary.scalar("train/loss", 0.5, step=i)
+
+        t = interleaved({"torch-raw": per_call(lambda i: raw_writer.add_scalar("train/loss", 0.5, i)),
+                         "torch-unitb": per_call(lambda i: run.scalar("train/loss", 0.5, i)),
+                         "tf-raw": per_call(tf_raw_scalar),
+                         "tf-unitb": per_call(lambda i: tf_run.scalar("train/loss", 0.5, i))}, trials)
+        run.flush()
+        tf_run.flush()
+        ts = ratio_stats(t, "torch-unitb", "torch-raw")
+        tt = ratio_stats(t, "tf-unitb", "tf-raw")
+        rows.append(("scalar, time on the training thread: unitb vs SummaryWriter.add_scalar", fmt(*ts)
+                     + f"; raw {statistics.median(t['torch-raw']) * 1e6:.0f} µs", "≤ 1.5×", _met(ts[0] <= 1.5)))
+        rows.append(("scalar, time on the training thread: unitb vs tf.summary.scalar", fmt(*tt)
+                     + f"; raw {statistics.median(t['tf-raw']) * 1e6:.0f} µs", "≤ 1.5×", _met(tt[0] <= 1.5)))
+
+        sync = RunLogger(SummaryWriterSink(SummaryWriter(os.path.join(root, "sync"))), async_writes=False)
+        weights = {f"layer{i}": np.random.default_rng(i).normal(size=100_000) for i in range(4)}
+        batch = np.random.default_rng(0).random((4, 3, 128, 128)).astype("float32")
+        heavy = 10 if quick else 40
+
+        def blocked(logger):
+            def once() -> float:
+                start = time.perf_counter()
+                for i in range(heavy):
+                    logger.histograms(schema.weights_histogram, i, weights)
+                    logger.image("train", i, lambda: render.render_batch(batch))
+                seconds = time.perf_counter() - start
+                logger.flush()
+                return seconds
+            return once
+
+        h = interleaved({"async": blocked(run), "sync": blocked(sync)}, trials)
+        hr = ratio_stats(h, "async", "sync")
+        rows.append(("histograms + image: training-thread time, async writer vs synchronous", fmt(*hr), "≤ 0.10×",
+                     _met(hr[0] <= 0.10)))
+        run.close()
+        sync.close()
+        tf_run.close()
+    return rows
+
+
+# ----------------------------------------------------------------------------- 5 memory
+def bench_memory(quick: bool) -> List[Row]:
+    import numpy as np
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from torch_adapter.images import host_images
+    from torch_adapter.sink import SummaryWriterSink
+    from unitb import schema
+    from unitb.run_logger import RunLogger
+
+    batch = torch.zeros(32, 3, 256, 192)  # a typical top-down pose batch
+    kept = host_images(batch, 4)
+    rows = [("first-batch image cache at batch 32 (max_train_images=4)",
+             f"{kept.nbytes / 2 ** 20:.1f} MiB kept vs {batch.numel() * 4 / 2 ** 20:.1f} MiB for the batch",
+             "only 4 images", _met(kept.shape[0] == 4))]
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+    steps = 200 if quick else 1000
+    with tempfile.TemporaryDirectory() as root:
+        run = RunLogger(SummaryWriterSink(SummaryWriter(root)))
+        values = {"a": np.random.default_rng(0).normal(size=10_000)}
+
+        def log(step):
+            run.scalar("train/loss", 0.1, step)
+            run.grad_norms(step, 1.0, {"a": 1.0, "b": 2.0})
+            run.histograms(schema.weights_histogram, step, values)
+        for step in range(1, 101):
+            log(step)
+        run.flush()
+        before = rss_mb()
+        for step in range(101, 101 + steps):
+            log(step)
+        run.flush()
+        growth = rss_mb() - before
+        run.close()
+    rows.append((f"RSS growth over {steps} logged steps (scalars + grad norms + a histogram each)",
+                 f"{growth:+.1f} MiB", "no growth beyond the queue", _met(growth < 20)))
+    return rows
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
+    parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "grad", "records", "memory"])
+    parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
+    args = parser.parse_args(argv)
+    suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
+              "mmengine": bench_mmengine, "keras": bench_keras}
+    rows: List[Row] = []
+    for name, fn in suites.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(fn(args.quick))
+    import tensorflow as tf
+    import torch
+
+    header = (f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+              f"torch {torch.__version__}, TensorFlow {tf.__version__}; "
+              f"{'quick smoke run' if args.quick else 'full run'}, `python benchmarks/run.py"
+              f"{' --quick' if args.quick else ''}`.\n")
+    table = ["| benchmark | result (median, spread over trials) | target | met |", "|---|---|---|---|"]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    text = header + "\n" + "\n".join(table) + "\n"
+    print(text)
+    out = args.out or (None if args.quick or args.only else os.path.join(HERE, "RESULTS.md"))
+    if out:
+        with open(out, "w") as handle:
+            handle.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
