@@ -10,6 +10,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 class EventFileSink:
     def __init__(self, logdir: str, delay: float = 0.0):
+        """``delay``: seconds each histogram/image write takes (a slow disk)."""
         self.logdir = logdir
         self.writer = EventFileWriter(logdir, flush_secs=3600)  # only our flushes count
         self.delay = delay
@@ -18,7 +19,6 @@ class EventFileSink:
         self.writer.add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
 
     def write_scalar(self, tag, value, step):
-        time.sleep(self.delay)
         self._add(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]), step)
 
     def write_histogram(self, tag, values, step):

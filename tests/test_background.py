@@ -17,11 +17,13 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_async_writes_keep_order_and_land_on_flush(tmp_path):
-    run = RunLogger(EventFileSink(str(tmp_path)))
+    run = RunLogger(EventFileSink(str(tmp_path), delay=0.001))
     for step in range(1, 201):
         run.scalar("train/loss", 1.0 / step, step)
+        run.histograms(lambda layer: f"weights/{layer}", step, {"a": np.arange(3.0) + step})
     run.flush()
     assert [s for s, _ in reader.scalars(str(tmp_path))["train/loss"]] == list(range(1, 201))
+    assert [r.step for r in reader.read_run(str(tmp_path)) if r.tag == "weights/a"] == list(range(1, 201))
     run.close()
 
 
@@ -47,11 +49,13 @@ def test_a_full_queue_drops_heavy_records_with_a_count_but_never_scalars(tmp_pat
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, {tests!r})
+    import numpy as np
     from event_sink import EventFileSink
     from unitb.run_logger import RunLogger
     run = RunLogger(EventFileSink(sys.argv[1], delay=0.001), flush_secs=float(sys.argv[3]))
     for step in range(1, 101):
         run.scalar("train/loss", float(step), step)
+        run.histograms(lambda layer: "weights/" + layer, step, {{"a": np.arange(3.0)}})
     if sys.argv[2] == "sigterm":
         os.kill(os.getpid(), signal.SIGTERM)
     elif sys.argv[2] == "exit":
@@ -72,12 +76,14 @@ def test_sigterm_flushes_everything_queued(tmp_path):
     out = _run(tmp_path, "sigterm")
     assert out.returncode == -signal.SIGTERM
     assert [s for s, _ in reader.scalars(str(tmp_path))["train/loss"]] == list(range(1, 101))
+    assert [r.step for r in reader.read_run(str(tmp_path)) if r.tag == "weights/a"] == list(range(1, 101))
 
 
 def test_interpreter_exit_flushes_everything_queued(tmp_path):
     out = _run(tmp_path, "exit")
     assert out.returncode == 0, out.stderr
     assert len(reader.scalars(str(tmp_path))["train/loss"]) == 100
+    assert len([r for r in reader.read_run(str(tmp_path)) if r.tag == "weights/a"]) == 100
 
 
 def test_a_hard_crash_loses_at_most_one_flush_interval(tmp_path):

@@ -196,3 +196,19 @@ def test_bad_arguments_fail_at_construction(tmp_path):
         unitb.TFLogger(str(tmp_path), start_step=-3)
     with pytest.raises(ValueError, match="train_image_interval"):
         unitb.TFLogger(str(tmp_path), train_image_interval=0)
+
+
+def test_a_failing_writer_warns_once_and_training_goes_on(tmp_path):
+    logger = unitb.TFLogger(str(tmp_path), scalar_interval=1, async_writes=False)
+    calls = []
+
+    def broken(tag, value, step):
+        calls.append(step)
+        raise OSError(28, "No space left on device")
+    logger.run.sink.write_scalar = broken
+    with pytest.warns(unitb.UnitbWarning, match="could not write scalar .*No space left") as caught:
+        for step in range(1, 6):
+            logger.log_train_step(step, losses={"total": 1.0})
+    assert calls == [1, 2, 3, 4, 5]  # every record was attempted again
+    assert len([w for w in caught if "could not write" in str(w.message)]) == 1
+    assert logger.run.failures["scalar"] == 5

@@ -86,3 +86,15 @@ def test_nonfinite_loss_is_an_anomaly_not_a_crash(tmp_path):
     strict = TorchLogger(str(tmp_path / "strict"), model=model, scalar_interval=1, raise_on_nonfinite=True)
     with pytest.raises(FloatingPointError):
         strict.log_step(1, loss=float("nan"))
+
+
+def test_gradient_histograms_are_opt_in(tmp_path):
+    _train(str(tmp_path / "off"), 4)
+    _train(str(tmp_path / "on"), 4, log_grad_hist=True)
+    off = reader.read_run(str(tmp_path / "off"))
+    on = reader.read_run(str(tmp_path / "on"))
+    assert not [r for r in off if r.tag.startswith("gradients/")]
+    hist = sorted({r.tag for r in on if r.tag.startswith("gradients/")})
+    assert hist == ["gradients/0.weight", "gradients/2.bias"]  # the same two layers as the norms
+    assert _steps(on, "gradients/0.weight") == [1, 2, 4]
+    assert all(r.kind == "histogram" for r in on if r.tag.startswith("gradients/"))

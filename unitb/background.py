@@ -1,8 +1,9 @@
 """Keep file I/O off the training thread: one background writer thread per run.
 
-The training thread only enqueues small closures over host data (a float, a numpy copy of
-a layer, a picture's arrays); serialising protos, bucketing histograms, drawing and
-PNG-encoding images and writing records happen on the ``unitb-writer`` thread.
+The training thread only enqueues small closures over host data (a numpy copy of a layer,
+a picture's arrays); bucketing histograms, drawing and PNG-encoding images and writing
+those records happen on the ``unitb-writer`` thread. (Scalars are written inline by the
+run logger: they are cheaper than a queue hop.)
 
 Policy when the bounded queue is full (the disk cannot keep up):
 

@@ -108,8 +108,13 @@ class RunLogger:
             pass
 
     def _write(self, what: str, fn: Callable[[], None], heavy: bool = False) -> bool:
-        """Run ``fn`` (a write) on the background writer, or here when writes are synchronous."""
-        if self.background is not None:
+        """Run a heavy write (histogram, image) on the background writer; scalars inline.
+
+        A scalar costs the writer a few microseconds of Python that holds the GIL either
+        way: handing it to a thread only adds a queue hop and lock contention (measured in
+        benchmarks/). Histogram bucketing, drawing and PNG encoding are what move.
+        """
+        if heavy and self.background is not None:
             return self.background.submit(lambda: self._guarded(what, fn), heavy)
         return self._guarded(what, fn)
 
