@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Mapping, Optional, Sequence
 
-import threading
-
 import numpy as np
 import tensorflow as tf
 
@@ -39,11 +37,11 @@ class TFCallback(keras.callbacks.Callback):
     ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)`` gives the
     model's predictions, drawn red where the score is at least ``kpt_thr``.
 
-    ``async_safe``: Keras may run ``on_train_batch_end`` on a thread pool, so the training
-    loop never waits for the batch logs to be converted. Steps are therefore computed from
-    the epoch's first iteration and the batch index (never read from the live optimizer),
-    batch jobs are replayed in step order by a sequencer, and each step's gradient norms
-    sit in their own row of a small ring, stamped with the step.
+    Cost: the callback does not override ``on_train_batch_end``, so Keras keeps its fast
+    path (no per-batch conversion of the logs to numpy for our sake). Work happens only
+    around logging steps: the step is armed in ``on_train_batch_begin`` and read back at
+    the next batch's begin (or at the epoch's end), from the model's metric results and
+    the step's row of gradient norms — one small host transfer per logged step.
     """
 
     async_safe = True
@@ -74,8 +72,7 @@ class TFCallback(keras.callbacks.Callback):
         self._wrapped = None
         self._steps_per_epoch: Optional[int] = None
         self._epoch_base = 0
-        self._next_step = 1
-        self._order = threading.Condition()
+        self._pending: Optional[tuple] = None  # (step, batch) of a logging step not yet written
 
     # ------------------------------------------------------------------ set-up
     def set_model(self, model) -> None:
@@ -161,34 +158,36 @@ class TFCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._epoch = epoch
         if self.run is not None:
-            self._epoch_base = self._step()  # Keras has flushed the previous epoch's batch jobs
-            with self._order:
-                self._next_step = self._epoch_base + 1
+            self._epoch_base = self._step()
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
-        if self.run is None or self._armed_var is None:
-            return
-        armed = self.options.grad_policy.should_log(self._epoch_base + batch + 1)
-        if armed != self._armed:  # assign only on changes: two small writes per logged step
-            self._armed_var.assign(armed)
-            self._armed = armed
-
-    def on_train_batch_end(self, batch, logs=None) -> None:
-        """May run on Keras' thread pool: wait for this step's turn, then log (never raise)."""
         if self.run is None:
             return
+        if self._pending is not None:  # the previous step was a logging step and is done now
+            pending, self._pending = self._pending, None
+            self._guard(lambda: self._batch_end(*pending, self._train_logs(self.model.get_metrics_result())))
         step = self._epoch_base + batch + 1
-        with self._order:
-            self._order.wait_for(lambda: self._next_step >= step, timeout=30)
-            try:
-                self._batch_end(step, batch, logs or {})
-            except FloatingPointError:
-                raise
-            except Exception as exc:
-                self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
-            finally:
-                self._next_step = max(self._next_step, step + 1)
-                self._order.notify_all()
+        opts = self.options
+        if opts.scalar_policy.should_log(step) or opts.grad_policy.should_log(step) or (
+                opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step)):
+            self._pending = (step, batch)
+        if self._armed_var is not None:
+            armed = opts.grad_policy.should_log(step)
+            if armed != self._armed:  # assign only on changes: two small writes per logged step
+                self._armed_var.assign(armed)
+                self._armed = armed
+
+    @staticmethod
+    def _train_logs(logs: Mapping[str, object]) -> Dict[str, object]:
+        return {k: v for k, v in (logs or {}).items() if not k.startswith("val_")}
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except FloatingPointError:
+            raise
+        except Exception as exc:
+            self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
 
     def _batch_end(self, step: int, batch: int, logs: Mapping[str, object]) -> None:
         opts, run = self.options, self.run
@@ -229,8 +228,11 @@ class TFCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None) -> None:
         if self.run is None:
             return
-        step = self._step()
         logs = logs or {}
+        if self._pending is not None:  # the epoch's last step: its train logs come with the epoch's
+            pending, self._pending = self._pending, None
+            self._guard(lambda: self._batch_end(*pending, self._train_logs(logs)))
+        step = self._step()
         try:
             if self.options.log_val_metrics:
                 val = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}

@@ -69,3 +69,23 @@ def text_summary(tag: str, text: str):
     summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(display_name=None, description=None),
                       tensor=tensor_util.make_tensor_proto(np.array(text.encode("utf-8"), dtype=np.object_)))
     return summary
+
+
+_SCALAR_METADATA = None
+
+
+def scalars_summary(values: "Sequence[tuple]"):
+    """One ``Summary`` holding many scalars ``[(tag, value), ...]`` in the tensor form that
+    ``tf.summary.scalar`` writes (float32 tensor, scalars plugin metadata)."""
+    global _SCALAR_METADATA
+    from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorboard.plugins.scalar import metadata
+
+    if _SCALAR_METADATA is None:
+        _SCALAR_METADATA = metadata.create_summary_metadata(display_name=None, description=None)
+    summary = summary_pb2.Summary()
+    shape = tensor_shape_pb2.TensorShapeProto()
+    for tag, value in values:
+        tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=[float(value)])
+        summary.value.add(tag=tag, metadata=_SCALAR_METADATA, tensor=tensor)
+    return summary
