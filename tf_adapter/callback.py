@@ -245,7 +245,8 @@ class TFCallback(keras.callbacks.Callback):
                 picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)
                 self.run.histograms(schema.weights_histogram, step,
                                     measure.weight_arrays(variables, picked, self.model.name))
-            self.run.flush()
+            # No flush here: the writer thread flushes every few seconds; waiting for it
+            # would put the histogram work back on the training thread.
         except FloatingPointError:
             raise
         except Exception as exc:

@@ -213,7 +213,6 @@ class EnhancedTensorBoardHook(Hook):
             if self._val_cache:
                 cache, self._val_cache = self._val_cache, []
                 self.session.image("val", step, lambda: _concat(cache))
-            self.session.run.flush()
         except FloatingPointError:
             raise
         except Exception as exc:
