@@ -159,11 +159,12 @@ def bench_keras(quick: bool) -> List[Row]:
 
     import unitb
 
-    epochs = 2 if quick else 6
+    epochs = 2 if quick else 3
     trials = 1 if quick else 5
     rng = np.random.default_rng(0)
-    x = rng.random((256, 64, 64, 3)).astype("float32")
-    y = rng.random((256, 10)).astype("float32")
+    samples = 256 if quick else 1024  # 64 batches an epoch: weight histograms are per epoch
+    x = rng.random((samples, 64, 64, 3)).astype("float32")
+    y = rng.random((samples, 10)).astype("float32")
 
     def model():  # a small detector-sized conv net: ~20 ms per batch of 16 on 2 CPU cores
         keras.utils.set_random_seed(0)

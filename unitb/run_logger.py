@@ -135,7 +135,7 @@ class RunLogger:
         if self.max_log_mb is None:
             return True
         self._heavy_writes += 1
-        if self._heavy_writes % self.QUOTA_CHECK_EVERY != 1:
+        if (self._heavy_writes - 1) % self.QUOTA_CHECK_EVERY != 0:  # check on the 1st, then every Nth
             return True
         size = directory_size_mb(self.sink.logdir)
         if size > self.max_log_mb:
