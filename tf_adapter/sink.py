@@ -33,6 +33,15 @@ class TFSummarySink:
             self._pending_step = step
             self._pending.append((tag, value))
 
+    def reopen(self) -> None:
+        """Start a new event file (after the directory vanished or the disk filled up)."""
+        old = self.writer
+        self.writer = tf.summary.create_file_writer(self.logdir)
+        try:
+            old.close()
+        except Exception:
+            pass
+
     def _write_pending(self) -> None:
         if not self._pending:
             return

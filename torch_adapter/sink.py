@@ -19,6 +19,21 @@ class SummaryWriterSink:
         name = getattr(event_writer, "_file_name", None)
         return [name] if name else []
 
+    def reopen(self) -> None:
+        """Start a new event file (after the directory vanished or the disk filled up).
+
+        For a writer we do not own (mmengine's), only its file writer is reset: torch
+        recreates it on the next record, which repairs mmengine's LoggerHook scalars too.
+        """
+        old = getattr(self.writer, "file_writer", None)
+        self.writer.file_writer = None
+        self.writer.all_writers = None
+        if old is not None:
+            try:
+                old.close()
+            except Exception:
+                pass  # the old file's thread may have died on the very error we recover from
+
     def write_scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
 

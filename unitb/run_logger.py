@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import time
 import warnings
 from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 
@@ -91,10 +92,11 @@ class RunLogger:
         self._heavy_writes = 0
         self.heavy_stopped = False
         self.failures: Dict[str, int] = {}
+        self._last_repair = 0.0
         self.background: Optional[BackgroundWriter] = None
         if async_writes:
             self.background = BackgroundWriter(
-                flush=sink.flush, flush_secs=flush_secs,
+                flush=self._periodic_flush, flush_secs=flush_secs,
                 report=lambda kind, message: self.warn_once("background", kind, message))
 
     # ----------------------------------------------------------------- guards
@@ -127,7 +129,33 @@ class RunLogger:
             self.warn_once("write", f"{what}:{type(exc).__name__}",
                            f"could not write {what} ({type(exc).__name__}: {exc}); training goes on, "
                            f"later {what} records are attempted again")
+            self._repair()
             return False
+
+    REPAIR_EVERY_SECS = 5.0
+
+    def check_directory(self) -> None:
+        """Notice a run directory that was deleted under a live writer (its writes would
+        go to an unlinked file, silently) and start a new event file when it can."""
+        if not os.path.isdir(self.sink.logdir):
+            self.warn_once("fs", "missing", f"the run directory {self.sink.logdir} disappeared; unitb recreates it "
+                           "and continues in a new event file (records since it vanished are lost)")
+            self._repair(force=True)
+
+    def _repair(self, force: bool = False) -> None:
+        """After a write failure: recreate the directory and reopen the writer (rate-limited)."""
+        now = time.monotonic()
+        if not force and now - self._last_repair < self.REPAIR_EVERY_SECS:
+            return
+        self._last_repair = now
+        reopen = getattr(self.sink, "reopen", None)
+        if reopen is None:
+            return
+        try:
+            os.makedirs(self.sink.logdir, exist_ok=True)
+            reopen()
+        except Exception:
+            return  # still broken: the next failure tries again, after REPAIR_EVERY_SECS
 
     def _heavy_allowed(self) -> bool:
         if self.heavy_stopped:
@@ -251,10 +279,15 @@ class RunLogger:
         self._write("layout", lambda: self.sink.write_summary(
             protos.custom_scalars_summary(schema.custom_scalars_layout()), 0))
 
+    def _periodic_flush(self) -> None:
+        self.check_directory()
+        self._guarded("flush", self.sink.flush)
+
     def flush(self) -> None:
         """Write out everything queued so far, then flush the writer (blocks until done)."""
         if self.background is not None:
             self.background.drain()
+        self.check_directory()
         self._guarded("flush", self.sink.flush)
 
     def close(self) -> None:
