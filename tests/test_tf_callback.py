@@ -51,7 +51,7 @@ def fit_run(tmp_path_factory):
 
 def test_fit_tags_and_steps(fit_run):
     _, logdir, rows, _, _, _ = fit_run
-    assert len(reader.event_files(logdir)) == 1
+    assert len(reader.event_files(logdir)) == 2  # one per fit(), in one run directory
     assert _steps(rows, "train/loss") == [1, 2, 4, 6, 8, 10, 12]  # second fit continues at 9
     assert _steps(rows, "train/mae") == [1, 2, 4, 6, 8, 10, 12]
     assert _steps(rows, "train/gradient_norm/global") == [1, 3, 6, 9, 12]

@@ -253,8 +253,11 @@ class TFCallback(keras.callbacks.Callback):
             self.run.warn_once("callback", type(exc).__name__, f"epoch logging failed ({exc}); training goes on")
 
     def on_train_end(self, logs=None) -> None:
+        """Close this fit's writer (and its thread); a later fit() opens a new event file
+        in the same run and continues at optimizer.iterations."""
         if self.run is not None:
-            self.run.flush()
+            self.run.close()
+            self.run = None
         if self._armed_var is not None and self._armed:
             self._armed_var.assign(False)
             self._armed = False

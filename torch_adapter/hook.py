@@ -181,6 +181,12 @@ class EnhancedTensorBoardHook(Hook):
         if self.session is not None:
             self.session.stop()
 
+    def after_run(self, runner) -> None:
+        """Stop the writer thread (mmengine's writer itself stays open: it is not ours)."""
+        if self.session is not None:
+            self.session.run.close()
+            self.session = None
+
     # ------------------------------------------------------------------ validation
     def before_val_epoch(self, runner) -> None:
         self._val_cache = []

@@ -93,6 +93,7 @@ class RunLogger:
         self.heavy_stopped = False
         self.failures: Dict[str, int] = {}
         self._last_repair = 0.0
+        self._dir_missing = False
         self.background: Optional[BackgroundWriter] = None
         if async_writes:
             self.background = BackgroundWriter(
@@ -135,11 +136,16 @@ class RunLogger:
     REPAIR_EVERY_SECS = 5.0
 
     def check_directory(self) -> None:
-        """Notice a run directory that was deleted under a live writer (its writes would
-        go to an unlinked file, silently) and start a new event file when it can."""
-        if not os.path.isdir(self.sink.logdir):
-            self.warn_once("fs", "missing", f"the run directory {self.sink.logdir} disappeared; unitb recreates it "
-                           "and continues in a new event file (records since it vanished are lost)")
+        """Notice a run directory deleted under a live writer (its writes would go to an
+        unlinked file, silently); when the path comes back, continue in a new event file.
+        unitb does not recreate the folder itself: whoever removed it may mean it."""
+        present = os.path.isdir(self.sink.logdir)
+        if not present and not self._dir_missing:
+            self._dir_missing = True
+            self.warn_once("fs", "missing", f"the run directory {self.sink.logdir} disappeared; records are lost "
+                           "until the path exists again, then logging resumes in a new event file")
+        elif present and self._dir_missing:
+            self._dir_missing = False
             self._repair(force=True)
 
     def _repair(self, force: bool = False) -> None:
@@ -151,8 +157,9 @@ class RunLogger:
         reopen = getattr(self.sink, "reopen", None)
         if reopen is None:
             return
+        if not os.path.isdir(self.sink.logdir):
+            return
         try:
-            os.makedirs(self.sink.logdir, exist_ok=True)
             reopen()
         except Exception:
             return  # still broken: the next failure tries again, after REPAIR_EVERY_SECS

@@ -29,9 +29,14 @@ class Witness(Hook):
                 [p.grad.norm() for g in opt.param_groups for p in g["params"] if p.grad is not None])))))
 
 
+    def after_train(self, runner):  # before the hook's after_run lets its session go
+        hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
+        state["has_session"] = hook.session is not None
+        state["probe"] = hook.session is not None and hook.session.probe is not None
+
+
+state = {}
 runner.register_hook(Witness(), priority="VERY_HIGH")
 runner.train()
-hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
-print(json.dumps({"rank": int(os.environ["RANK"]), "has_session": hook.session is not None,
-                  "probe": hook.session is not None and hook.session.probe is not None,
+print(json.dumps({"rank": int(os.environ["RANK"]), "has_session": state["has_session"], "probe": state["probe"],
                   "wrapped": type(runner.model).__name__, "witness": witness}))
