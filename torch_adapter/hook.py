@@ -28,7 +28,7 @@ from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.session import TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import resume
+from unitb import reader, resume
 from unitb.options import LogOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
@@ -88,6 +88,11 @@ class EnhancedTensorBoardHook(Hook):
         """On ``resume=True`` into a fixed TensorBoard folder, remove the steps the
         interrupted run wrote after the checkpoint (see :mod:`unitb.resume`)."""
         if runner.iter <= 0:
+            others = [f for f in reader.event_files(sink.logdir) if f not in sink.open_files()]
+            if others:
+                _warn(f"EnhancedTensorBoardHook: {sink.logdir} already holds event files of another run; this "
+                      "fresh run starts again at step 1, so both sets of steps will show. Give each run its own "
+                      "folder (mmengine's default work_dir/<timestamp>/vis_data does).")
             return
         dropped = resume.truncate_run(sink.logdir, runner.iter, exclude=sink.open_files())
         if dropped:

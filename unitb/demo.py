@@ -7,6 +7,7 @@ never leaks into another's timing or state.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +37,12 @@ def run(out: str = "runs", steps: int = 60) -> int:
               file=sys.stderr)
         return 2
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore::DeprecationWarning")
+    stale = [p for p in (os.path.join(out, n) for n, _, _ in EXAMPLES) + (os.path.join(out, "tf-yolo-loop-ckpt"),)
+             if os.path.exists(p)]
+    if stale:  # the demo owns these folders: a second demo replaces them instead of stacking runs
+        print(f"replacing the previous demo runs in {out}/", flush=True)
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
     run_dirs: List[str] = []
     for index, (name, script, what) in enumerate(EXAMPLES, start=1):
         target = os.path.join(out, name)
