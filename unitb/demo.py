@@ -37,8 +37,8 @@ def run(out: str = "runs", steps: int = 60) -> int:
               file=sys.stderr)
         return 2
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore::DeprecationWarning")
-    stale = [p for p in (os.path.join(out, n) for n, _, _ in EXAMPLES) + (os.path.join(out, "tf-yolo-loop-ckpt"),)
-             if os.path.exists(p)]
+    owned = [os.path.join(out, name) for name, _, _ in EXAMPLES] + [os.path.join(out, "tf-yolo-loop-ckpt")]
+    stale = [path for path in owned if os.path.exists(path)]
     if stale:  # the demo owns these folders: a second demo replaces them instead of stacking runs
         print(f"replacing the previous demo runs in {out}/", flush=True)
         for path in stale:
