@@ -116,3 +116,30 @@ def test_bad_arguments_fail_at_construction(tmp_path):
         unitb.TFCallback(str(tmp_path), log_weight_hists=True)
     with pytest.raises(ValueError, match="cannot create logdir"):
         unitb.TFCallback("/proc/unitb-cannot-exist/run")
+
+
+@pytest.mark.parametrize("clip", [dict(global_clipnorm=0.05), dict(clipnorm=0.01), dict(clipvalue=0.001)])
+def test_keras_clipping_logs_the_applied_and_the_pre_clip_norm(tmp_path, clip):
+    x, y = _data()
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(2, name="out")])
+    model.compile(optimizer=keras.optimizers.SGD(0.01, **clip), loss="mse")
+    initial = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[unitb.TFCallback(str(tmp_path), grad_norm_interval=1, scalar_interval=1)])
+    rows = reader.read_run(str(tmp_path))
+    twin = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8), keras.layers.Dense(2)])
+    for var, value in zip(twin.trainable_weights, initial):
+        var.assign(value)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.MeanSquaredError()(y[:8], twin(x[:8], training=True))
+    grads = tape.gradient(loss, twin.trainable_weights)
+    pre = float(tf.linalg.global_norm(grads))
+    if "global_clipnorm" in clip:
+        applied = min(pre, 0.05)
+    elif "clipnorm" in clip:
+        applied = float(tf.norm(tf.stack([tf.minimum(tf.norm(g), 0.01) for g in grads])))
+    else:
+        applied = float(tf.linalg.global_norm([tf.clip_by_value(g, -0.001, 0.001) for g in grads]))
+    assert _values(rows, "train/gradient_norm/pre_clip")[1] == pytest.approx(pre, rel=1e-5)
+    assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(applied, rel=1e-5)

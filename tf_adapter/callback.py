@@ -75,9 +75,6 @@ class TFCallback(keras.callbacks.Callback):
         self._pending: Optional[tuple] = None  # (step, batch) of a logging step not yet written
 
     # ------------------------------------------------------------------ set-up
-    def set_model(self, model) -> None:
-        super().set_model(model)
-
     def on_train_begin(self, logs=None) -> None:
         self._chief = measure.is_chief()
         if not self._chief:
@@ -135,7 +132,7 @@ class TFCallback(keras.callbacks.Callback):
 
             def measure_now():
                 norms = measure.norms_in_graph(grads, [p for p in picked if p >= 0])
-                applied, pre_clip = measure.clipped_global(norms, optimizer, len(picked))
+                applied, pre_clip = measure.clipped_global(grads, norms, optimizer)
                 step = tf.cast(optimizer.iterations + 1, tf.float32)
                 values = tf.concat([[step, applied, pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
                 width = callback._norms.shape[1]

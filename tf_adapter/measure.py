@@ -40,14 +40,22 @@ def norms_in_graph(grads: Sequence, picked: Sequence[int]) -> tf.Tensor:
     return tf.stack([global_norm] + layer)
 
 
-def clipped_global(norms: tf.Tensor, optimizer, picked_count: int) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
-    """The global norm after the optimizer's own clipping, and the pre-clip norm if it clips."""
+def clipped_global(grads: Sequence, norms: tf.Tensor, optimizer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+    """The global norm of the gradients as Keras applies them after its own clipping
+    (``global_clipnorm``, ``clipnorm`` per variable, ``clipvalue``), and the pre-clip norm
+    when the optimizer clips (``None`` otherwise). ``norms[0]`` is the pre-clip norm."""
+    present = [tf.cast(dense_grad(g), tf.float32) for g in grads if g is not None]
     global_clip = getattr(optimizer, "global_clipnorm", None)
     clipnorm = getattr(optimizer, "clipnorm", None)
+    clipvalue = getattr(optimizer, "clipvalue", None)
     if global_clip:
         return tf.minimum(norms[0], float(global_clip)), norms[0]
     if clipnorm:
-        return tf.minimum(norms[0], float(clipnorm)), norms[0]  # upper bound when clipping per variable
+        each = tf.stack([tf.minimum(tf.norm(g), float(clipnorm)) for g in present])
+        return tf.norm(each), norms[0]
+    if clipvalue:
+        clipped = [tf.clip_by_value(g, -float(clipvalue), float(clipvalue)) for g in present]
+        return tf.linalg.global_norm(clipped), norms[0]
     return norms[0], None
 
 

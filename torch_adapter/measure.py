@@ -104,10 +104,6 @@ class GradNormProbe:
         except Exception:  # never break the optimizer step; the session reports it
             self.result = None
 
-    def named_grads(self) -> List[Tuple[str, torch.Tensor]]:
-        return [(name, p.grad) for name, p in unwrap_model(self.model).named_parameters()
-                if p.grad is not None]
-
     @torch.no_grad()
     def measure(self) -> Optional[Tuple[float, Dict[str, float]]]:
         """(global norm, {layer: norm}) of the current gradients, with one host transfer.
