@@ -94,6 +94,7 @@ class RunLogger:
         self.failures: Dict[str, int] = {}
         self._last_repair = 0.0
         self._dir_missing = False
+        self._broken = False
         self.background: Optional[BackgroundWriter] = None
         if async_writes:
             self.background = BackgroundWriter(
@@ -130,6 +131,7 @@ class RunLogger:
             self.warn_once("write", f"{what}:{type(exc).__name__}",
                            f"could not write {what} ({type(exc).__name__}: {exc}); training goes on, "
                            f"later {what} records are attempted again")
+            self._broken = True
             self._repair()
             return False
 
@@ -149,20 +151,28 @@ class RunLogger:
             self._repair(force=True)
 
     def _repair(self, force: bool = False) -> None:
-        """After a write failure: recreate the directory and reopen the writer (rate-limited)."""
+        """After a write failure: open a new event file (rate-limited) and keep trying at
+        each flush until one really lands on disk — a writer opened on a full disk can
+        fail silently, so success is judged by the new file having its header."""
         now = time.monotonic()
         if not force and now - self._last_repair < self.REPAIR_EVERY_SECS:
             return
         self._last_repair = now
         reopen = getattr(self.sink, "reopen", None)
-        if reopen is None:
-            return
-        if not os.path.isdir(self.sink.logdir):
+        if reopen is None or not os.path.isdir(self.sink.logdir):
             return
         try:
             reopen()
+            self.sink.flush()
         except Exception:
-            return  # still broken: the next failure tries again, after REPAIR_EVERY_SECS
+            return  # still broken: the next flush tries again, after REPAIR_EVERY_SECS
+        newest = max((os.path.join(self.sink.logdir, n) for n in os.listdir(self.sink.logdir) if "tfevents" in n),
+                     key=os.path.getmtime, default=None)
+        if newest is not None and os.path.getsize(newest) > 0:
+            if self._broken:
+                self.warn_once("write", "recovered", f"writing to {self.sink.logdir} works again; logging resumed "
+                               "in a new event file")
+            self._broken = False
 
     def _heavy_allowed(self) -> bool:
         if self.heavy_stopped:
@@ -288,6 +298,8 @@ class RunLogger:
 
     def _periodic_flush(self) -> None:
         self.check_directory()
+        if self._broken:
+            self._repair()
         self._guarded("flush", self.sink.flush)
 
     def flush(self) -> None:
@@ -295,6 +307,8 @@ class RunLogger:
         if self.background is not None:
             self.background.drain()
         self.check_directory()
+        if self._broken:
+            self._repair()
         self._guarded("flush", self.sink.flush)
 
     def close(self) -> None:
