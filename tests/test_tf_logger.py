@@ -212,3 +212,20 @@ def test_a_failing_writer_warns_once_and_training_goes_on(tmp_path):
     assert calls == [1, 2, 3, 4, 5]  # every record was attempted again
     assert len([w for w in caught if "could not write" in str(w.message)]) == 1
     assert logger.run.failures["scalar"] == 5
+
+
+def test_duplicate_layer_names_get_distinct_tags(tmp_path):
+    variables = [tf.Variable(tf.ones((3,)) * i, name="w") for i in range(1, 4)]  # raw TF: same name thrice
+    logger = unitb.TFLogger(str(tmp_path), grad_norm_interval=1, max_layers_to_log=4)
+    with tf.GradientTape() as tape:
+        loss = tf.add_n([tf.reduce_sum(v * v) for v in variables])
+    grads = tape.gradient(loss, variables)
+    logger.log_train_step(1, grads=grads, variables=variables)
+    logger.log_weights(1, 1, variables)
+    logger.close()
+    rows = reader.read_run(str(tmp_path))
+    assert sorted(r.tag for r in rows if "layers/" in r.tag) == [
+        "train/gradient_norm/layers/w", "train/gradient_norm/layers/w_2", "train/gradient_norm/layers/w_3"]
+    assert sorted(r.tag for r in rows if r.tag.startswith("weights/")) == ["weights/w", "weights/w_2", "weights/w_3"]
+    norms = {r.tag: r.value for r in rows if "layers/" in r.tag}
+    assert norms["train/gradient_norm/layers/w_3"] == pytest.approx(float(tf.norm(grads[2])), rel=1e-6)

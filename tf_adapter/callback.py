@@ -21,6 +21,7 @@ import keras
 from tf_adapter import measure
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
+from unitb.layers import unique_names
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger
 
@@ -115,7 +116,7 @@ class TFCallback(keras.callbacks.Callback):
             return
         self._picked, self._layer_names = measure.pick_layers(variables, self.options.max_layers_to_log,
                                                               self.model.name)
-        paths = [measure.variable_name(v) for v in variables]
+        paths = unique_names([measure.variable_name(v) for v in variables])
         with tf.init_scope():
             # Each row: [step, applied global norm, pre-clip norm (-1: no clipping), layers...]
             self._norms = tf.Variable(tf.zeros((SLOTS, len(self._picked) + 3)), trainable=False,
@@ -126,7 +127,7 @@ class TFCallback(keras.callbacks.Callback):
 
         def apply(grads, trainable_variables=None):
             grads = list(grads)
-            names = [measure.variable_name(v) for v in (trainable_variables or variables)]
+            names = unique_names([measure.variable_name(v) for v in (trainable_variables or variables)])
             index = {n: i for i, n in enumerate(names)}
             picked = [index.get(paths[i], -1) for i in callback._picked]
 

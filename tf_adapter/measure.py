@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from unitb import schema
-from unitb.layers import select_layers
+from unitb.layers import select_layers, unique_names
 
 
 def variable_name(variable, model_name: Optional[str] = None) -> str:
@@ -101,13 +101,14 @@ def learning_rate_at(optimizer, iteration: int) -> Optional[float]:
 
 
 def pick_layers(variables: Sequence, limit: int, model_name: Optional[str] = None) -> Tuple[List[int], List[str]]:
-    names = [variable_name(v, model_name) for v in variables]
+    names = unique_names([variable_name(v, model_name) for v in variables])
     picked = select_layers(names, limit)
     return picked, [names[i] for i in picked]
 
 
 def weight_arrays(variables: Sequence, picked: Sequence[int], model_name: Optional[str] = None) -> Dict[str, np.ndarray]:
-    return {variable_name(variables[i], model_name): np.asarray(variables[i].numpy()) for i in picked}
+    names = unique_names([variable_name(v, model_name) for v in variables])
+    return {names[i]: np.asarray(variables[i].numpy()) for i in picked}
 
 
 def is_chief() -> bool:

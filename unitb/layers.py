@@ -19,3 +19,15 @@ def select_layers(names: Sequence[str], limit: int) -> List[int]:
         return [0]
     step = (count - 1) / (limit - 1)
     return sorted({int(round(i * step)) for i in range(limit)})
+
+
+def unique_names(names: Sequence[str]) -> List[str]:
+    """Make per-layer names unique after normalisation (two Keras sub-models may both hold
+    ``dense/kernel``): later duplicates get ``_2``, ``_3``... so no two layers share a tag."""
+    seen: dict = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        out.append(name if count == 1 else f"{name}_{count}")
+    return out
