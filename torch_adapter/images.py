@@ -77,8 +77,10 @@ def overlays(data_samples: Optional[Sequence], limit: int, with_predictions: boo
         gt_inst = getattr(sample, "gt_instances", None)
         meta = sample.metainfo if hasattr(sample, "metainfo") else {}
         points = _field(gt_inst, "transformed_keypoints")
-        if points is None:
+        if points is None:  # mmpose packs GT in original-image space: map it into the crop too
             points = _field(gt_inst, "keypoints")
+            if points is not None:
+                points = _to_input_space(points.astype(np.float32), meta)
         gt.append(points)
         visible = _field(gt_inst, "keypoints_visible")
         vis.append(None if visible is None or points is None or visible.size != points[..., 0].size else visible)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install mmpose 1.3.2 into a venv that already has unitb[torch] (torch 2.13 CPU, mmengine):
+#   bash scripts/install-mmpose.sh .venv
+# Why each step (checked on this project's machines, ~1 min):
+# - mmcv-lite 2.1.0: the pure-Python mmcv (no compiled ops); mmdet 3.3.0 requires mmcv < 2.2.0.
+# - mmpose and mmdet with --no-deps: their requirements pull torchvision, which does not import
+#   beside torch 2.13.0 CPU; examples/mmpose/mmpose_compat.py stands in for the two imports that need it.
+# - json_tricks, munkres, scipy, six: runtime imports (six is imported but not declared by mmpose).
+# - xtcocotools from source: its wheel is built for numpy 1.x; --no-build-isolation builds it
+#   against the numpy in the venv.
+set -euo pipefail
+venv="${1:-.venv}"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+pip=("$venv/bin/pip" install -q -c "$here/constraints.txt")
+"${pip[@]}" mmcv-lite==2.1.0
+"$venv/bin/pip" install -q --no-deps mmpose==1.3.2 mmdet==3.3.0
+"${pip[@]}" json_tricks munkres scipy six cython wheel
+"${pip[@]}" --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
+"$venv/bin/python" -c "import mmpose, xtcocotools; print('mmpose', mmpose.__version__, 'installed')"
