@@ -109,3 +109,37 @@ def test_full_disk_warns_once_keeps_training_and_resumes_when_space_returns(tiny
     steps = _steps(logdir)
     assert steps[:5] == [1, 2, 3, 4, 5]  # what was written before is intact
     assert steps[-5:] == [41, 42, 43, 44, 45]  # logging resumed
+
+
+def test_read_only_folder_mid_run_warns_once_and_resumes(tmp_path):
+    """Root ignores permissions and a tmpfs with an open writer cannot be remounted read-only,
+    so EROFS is injected at the writer: every write fails until the folder is writable again."""
+    import errno
+
+    logger = _torch_logger(tmp_path / "run")
+    logger.run.REPAIR_EVERY_SECS = 0.0
+    writer = logger.run.sink.writer
+    real_add_scalar = writer.add_scalar
+    state = {"read_only": False}
+
+    def add_scalar(*args, **kwargs):
+        if state["read_only"]:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_add_scalar(*args, **kwargs)
+    writer.add_scalar = add_scalar
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(1, 6):
+            _log(logger, step)
+        state["read_only"] = True
+        for step in range(6, 16):
+            _log(logger, step)
+            logger.flush()
+        state["read_only"] = False
+        for step in range(16, 21):
+            _log(logger, step)
+        logger.close()
+    messages = [str(w.message) for w in caught if "Read-only file system" in str(w.message)]
+    assert len(messages) == 1
+    steps = _steps(tmp_path / "run")
+    assert steps[:5] == [1, 2, 3, 4, 5] and steps[-5:] == [16, 17, 18, 19, 20]
