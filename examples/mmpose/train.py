@@ -13,7 +13,9 @@ sys.path.insert(0, HERE)  # mmpose_compat, make_coco
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # mmengine checkpoints hold numpy objects
 
 
-def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size: int = 8):
+def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size: int = 8, **hook_overrides):
+    """A Runner for tiny_topdown.py writing into ``<out>/mmpose-topdown``; ``hook_overrides``
+    change EnhancedTensorBoardHook arguments (e.g. ``kpt_thr=0.0``)."""
     import mmpose_compat  # noqa: F401  (before mmpose.models is imported)
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -32,6 +34,7 @@ def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size
         loader.dataset.data_root = data_root
         loader.batch_size = batch_size
     cfg.val_evaluator[0].ann_file = data_root + "annotations/val.json"
+    cfg.custom_hooks[0].update(hook_overrides)
     return Runner.from_cfg(cfg)
 
 
