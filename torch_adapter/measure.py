@@ -79,22 +79,16 @@ class GradNormProbe:
         self.result: Optional[Tuple[float, Dict[str, float]]] = None
         self.grad_arrays: Dict[str, np.ndarray] = {}
         self._handle = None
-        self.steps_taken = 0
         self._params: Optional[List[Tuple[str, torch.nn.Parameter]]] = None
         self._picked: Optional[torch.Tensor] = None
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         self._handle = optimizer.register_step_pre_hook(self._pre_step)
-        self._post = optimizer.register_step_post_hook(self._post_step)
 
     def detach(self) -> None:
-        for handle in (self._handle, getattr(self, "_post", None)):
-            if handle is not None:
-                handle.remove()
-        self._handle = self._post = None
-
-    def _post_step(self, optimizer, args, kwargs) -> None:
-        self.steps_taken += 1
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
         if not self.should_capture():
