@@ -98,7 +98,7 @@ class TFCallback(keras.callbacks.Callback):
     def _hparams(self) -> Dict[str, object]:
         opt = self.model.optimizer
         values: Dict[str, object] = {"framework": "tensorflow-keras", "optimizer": type(opt).__name__}
-        lr = measure.current_learning_rate(opt)
+        lr = measure.learning_rate_at(opt, int(opt.iterations.numpy()))
         if lr is not None:
             values["learning_rate"] = lr
         params = self.params or {}
@@ -240,9 +240,8 @@ class TFCallback(keras.callbacks.Callback):
                 self._log_images(schema.VAL, step, self.val_image_data, self.val_gt_keypoints)
             if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
                 variables = list(self.model.trainable_variables)
-                picked, _ = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)
-                self.run.histograms(schema.weights_histogram, step,
-                                    measure.weight_arrays(variables, picked, self.model.name))
+                picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)
+                self.run.histograms(schema.weights_histogram, step, measure.weight_arrays(variables, picked, names))
             # No flush here: the writer thread flushes every few seconds; waiting for it
             # would put the histogram work back on the training thread.
         except FloatingPointError:

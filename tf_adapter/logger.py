@@ -146,9 +146,9 @@ class TFLogger:
     def log_weights(self, step: int, epoch: int, variables: Sequence) -> None:
         """Weight histograms after a completed epoch (1-based), per ``weight_hist_interval``."""
         if self.enabled and self.options.log_weight_hist and self.options.weight_policy.should_log(int(epoch)):
-            picked, _ = measure.pick_layers(list(variables), self.options.max_layers_to_log, self._model_name)
-            self.run.histograms(schema.weights_histogram, int(step),
-                                measure.weight_arrays(list(variables), picked, self._model_name))
+            variables = list(variables)
+            picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self._model_name)
+            self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(variables, picked, names))
 
     def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
                    pred_scores=None, gt_boxes=None, pred_boxes=None) -> None:

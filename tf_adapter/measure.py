@@ -71,19 +71,6 @@ def _np_dtype(variable) -> str:
     return getattr(dtype, "name", str(dtype)).replace("bfloat16", "float16")
 
 
-def current_learning_rate(optimizer) -> Optional[float]:
-    """The LR the optimizer uses now; schedules are evaluated at ``optimizer.iterations``."""
-    lr = getattr(optimizer, "learning_rate", None)
-    if lr is None:
-        return None
-    if callable(lr) and not isinstance(lr, tf.Variable):
-        lr = lr(optimizer.iterations)
-    try:
-        return float(np.asarray(lr))
-    except (TypeError, ValueError):
-        return None
-
-
 def learning_rate_at(optimizer, iteration: int) -> Optional[float]:
     """The LR for the update made at ``iteration`` (0-based): a schedule is evaluated there,
     so the value does not depend on when the caller runs."""
@@ -106,9 +93,9 @@ def pick_layers(variables: Sequence, limit: int, model_name: Optional[str] = Non
     return picked, [names[i] for i in picked]
 
 
-def weight_arrays(variables: Sequence, picked: Sequence[int], model_name: Optional[str] = None) -> Dict[str, np.ndarray]:
-    names = unique_names([variable_name(v, model_name) for v in variables])
-    return {names[i]: np.asarray(variables[i].numpy()) for i in picked}
+def weight_arrays(variables: Sequence, picked: Sequence[int], names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Host copies of the picked variables, keyed by the names ``pick_layers`` gave them."""
+    return {name: np.asarray(variables[i].numpy()) for i, name in zip(picked, names)}
 
 
 def is_chief() -> bool:
