@@ -21,23 +21,15 @@ Policies:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 
 def check_interval(name: str, value: object) -> int:
-    """Validate an interval argument: a positive int (bools rejected), else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numbers
-
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                value = int(value)
-            else:
-                raise TypeError
-        except TypeError:
-            raise ValueError(
-                f"{name} must be a positive integer, got {value!r} ({type(value).__name__})"
-            ) from None
+    """Validate an interval argument: a positive integer (numpy ints accepted, bools not),
+    else ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)

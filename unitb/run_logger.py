@@ -98,7 +98,7 @@ class RunLogger:
         self.background: Optional[BackgroundWriter] = None
         if async_writes:
             self.background = BackgroundWriter(
-                flush=self._periodic_flush, flush_secs=flush_secs,
+                flush=self._flush_sink, flush_secs=flush_secs,
                 report=lambda kind, message: self.warn_once("background", kind, message))
 
     # ----------------------------------------------------------------- guards
@@ -296,7 +296,9 @@ class RunLogger:
         self._write("layout", lambda: self.sink.write_summary(
             protos.custom_scalars_summary(schema.custom_scalars_layout()), 0))
 
-    def _periodic_flush(self) -> None:
+    def _flush_sink(self) -> None:
+        """Flush the writer, noticing a vanished folder and retrying a broken writer first
+        (the writer thread calls this every ``flush_secs``)."""
         self.check_directory()
         if self._broken:
             self._repair()
@@ -306,10 +308,7 @@ class RunLogger:
         """Write out everything queued so far, then flush the writer (blocks until done)."""
         if self.background is not None:
             self.background.drain()
-        self.check_directory()
-        if self._broken:
-            self._repair()
-        self._guarded("flush", self.sink.flush)
+        self._flush_sink()
 
     def close(self) -> None:
         if self.background is not None:
