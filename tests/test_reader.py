@@ -71,3 +71,12 @@ def test_find_runs_and_summary(tmp_path):
     table = {e["tag"]: e for e in reader.summarize(reader.read_run(str(tmp_path / "a")))}
     assert table["train/loss"]["count"] == 3 and table["train/loss"]["first_step"] == 1
     assert table["train/loss"]["last_step"] == 3
+
+
+def test_event_files_are_ordered_by_writer_counter_as_a_number(tmp_path):
+    for name in ("events.out.tfevents.1700000000.host.7.10", "events.out.tfevents.1700000000.host.7.9",
+                 "events.out.tfevents.1699999999.unitb-resumed-4", "events.out.tfevents.1700000001.host.7.2"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.rsplit("/", 1)[1] for p in reader.event_files(str(tmp_path))] == [
+        "events.out.tfevents.1699999999.unitb-resumed-4", "events.out.tfevents.1700000000.host.7.9",
+        "events.out.tfevents.1700000000.host.7.10", "events.out.tfevents.1700000001.host.7.2"]

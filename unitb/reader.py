@@ -9,6 +9,7 @@ quietly: everything before it is returned.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -45,10 +46,17 @@ def is_event_file(name: str) -> bool:
     return EVENT_FILE_MARK in os.path.basename(name)
 
 
+def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:
+    """Numbers compare as numbers: writer ``...pid.10`` comes after ``...pid.9``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name))
+
+
 def event_files(run_dir: str) -> List[str]:
-    """Event files directly inside ``run_dir``, in the order TensorBoard reads them."""
+    """Event files directly inside ``run_dir``, in writing order: by the timestamp in the
+    name, then by the writer's counter read as a number (plain string order would put a
+    process's 10th writer before its 9th when both opened in the same second)."""
     try:
-        names = sorted(os.listdir(run_dir))
+        names = sorted(os.listdir(run_dir), key=_natural_key)
     except FileNotFoundError:
         return []
     return [os.path.join(run_dir, n) for n in names
