@@ -75,14 +75,19 @@ def test_learning_rate_follows_the_schedule(fit_run):
         assert value == pytest.approx(0.05 * 0.5 ** ((step - 1) / 4), rel=1e-5), step
 
 
-def test_global_norm_equals_the_applied_gradients_at_step_one(fit_run):
-    model, _, rows, _, initial, (x, y) = fit_run
-    twin = _model()
+def _first_batch_gradients(twin, initial, x, y):
+    """Gradients of the first batch (8 samples, no shuffle) at the model's initial weights:
+    the independent witness of what the optimizer applied at step 1."""
     for var, value in zip(twin.trainable_weights, initial):
         var.assign(value)
     with tf.GradientTape() as tape:
         loss = keras.losses.MeanSquaredError()(y[:8], twin(x[:8], training=True))
-    grads = tape.gradient(loss, twin.trainable_weights)
+    return tape.gradient(loss, twin.trainable_weights)
+
+
+def test_global_norm_equals_the_applied_gradients_at_step_one(fit_run):
+    model, _, rows, _, initial, (x, y) = fit_run
+    grads = _first_batch_gradients(_model(), initial, x, y)
     expected = float(tf.linalg.global_norm(grads))
     assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(expected, rel=1e-5)
     assert _values(rows, "train/gradient_norm/layers/out.bias")[1] == pytest.approx(float(tf.norm(grads[3])), rel=1e-5)
@@ -129,11 +134,7 @@ def test_keras_clipping_logs_the_applied_and_the_pre_clip_norm(tmp_path, clip):
               callbacks=[unitb.TFCallback(str(tmp_path), grad_norm_interval=1, scalar_interval=1)])
     rows = reader.read_run(str(tmp_path))
     twin = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8), keras.layers.Dense(2)])
-    for var, value in zip(twin.trainable_weights, initial):
-        var.assign(value)
-    with tf.GradientTape() as tape:
-        loss = keras.losses.MeanSquaredError()(y[:8], twin(x[:8], training=True))
-    grads = tape.gradient(loss, twin.trainable_weights)
+    grads = _first_batch_gradients(twin, initial, x, y)
     pre = float(tf.linalg.global_norm(grads))
     if "global_clipnorm" in clip:
         applied = min(pre, 0.05)
