@@ -91,3 +91,16 @@ def test_missing_run_is_a_clear_error(tmp_path):
     _write_run(tmp_path / "empty" / "inner")
     out = _cli("tags", str(tmp_path / "empty"))
     assert out.returncode == 2 and "runs below it" in out.stderr
+
+
+def test_demo_picks_mmpose_only_when_installed(monkeypatch):
+    from unitb import demo
+
+    monkeypatch.setattr(demo, "mmpose_installed", lambda: True)
+    assert [e.name for e in demo.pick_examples()] == ["mmpose-topdown", "keras-fit", "tf-yolo-loop"]
+    assert demo.pick_examples("mmengine")[0].name == "mmengine-pose"
+    monkeypatch.setattr(demo, "mmpose_installed", lambda: False)
+    assert demo.pick_examples()[0].name == "mmengine-pose"
+    assert demo.run(out="unused", torch_example="mmpose") == 2  # asked for mmpose, not installed: clear error
+    with pytest.raises(ValueError, match="torch_example"):
+        demo.pick_examples("detectron")

@@ -46,3 +46,47 @@ def test_real_mmpose_topdown_run(tmp_path):
     assert (picture == np.array(render.PRED_COLOR)).all(axis=-1).sum() > 0  # predictions drawn too
     for step, value in {r.step: r.value for r in rows if r.tag == "train/gradient_norm/global"}.items():
         assert value == pytest.approx(witness[step], rel=1e-5)  # the norm of the gradients Adam applied  # spread over the figure, not clumped in a corner
+
+
+def test_real_mmpose_resume_after_a_crash_continues_without_duplicates(tmp_path):
+    """Killed at step 6 (epoch 2 of 4-step epochs), restarted with resume=True from the epoch-1
+    checkpoint: steps 5 and 6 of the dead run are orphans and must not show twice."""
+    import subprocess
+
+    import train
+
+    script = os.path.join(HERE, "scripts", "mmpose_crash.py")
+    crashed = subprocess.run([sys.executable, script, str(tmp_path), "6"], capture_output=True, text=True,
+                             timeout=300)
+    assert crashed.returncode == 3, crashed.stderr[-3000:]
+    run_dir = tmp_path / "mmpose-topdown"
+    before = reader.read_run(str(run_dir))
+    assert [r.step for r in before if r.tag == "train/loss"] == [1, 2, 3, 4, 5, 6]
+    assert os.listdir(run_dir / "work_dir").count("epoch_1.pth") == 1
+
+    train.build_runner(str(tmp_path), max_epochs=2, resume=True).train()
+    rows = reader.read_run(str(run_dir))
+    steps = lambda tag: [r.step for r in rows if r.tag == tag]
+    assert steps("train/loss") == list(range(1, 9))
+    assert steps("train/gradient_norm/global") == [1, 2, 4, 6, 8]
+    assert steps("val/coco/AP") == [4, 8] and steps("val/PCK") == [4, 8]
+    assert steps("model/total_parameters") == [0]  # the header is written once, not again on resume
+    resumed_loss = {r.step: r.value for r in rows if r.tag == "train/loss"}
+    crashed_loss = {r.step: r.value for r in before if r.tag == "train/loss"}
+    assert all(resumed_loss[s] == crashed_loss[s] for s in (1, 2, 3, 4))  # the kept steps are the originals
+
+
+def test_real_mmpose_batch_32_keeps_only_max_train_images(tmp_path):
+    import train
+
+    runner = train.build_runner(str(tmp_path), max_epochs=1, batch_size=32, checkpoints=False, max_train_images=4)
+    runner.train()  # 32 training images: one step of 32
+    hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
+    kept = hook._first_batch["inputs"]
+    assert kept.shape == (4, 3, 64, 64) and kept.device.type == "cpu"
+    assert len(hook._first_batch["data_samples"]) == 4
+    # 4 of the batch's 32 crops: 49,152 bytes of uint8 pixels instead of 393,216
+    assert kept.element_size() * kept.nelement() == 4 * 3 * 64 * 64
+    rows = reader.read_run(str(tmp_path / "mmpose-topdown"))
+    image = next(r for r in rows if r.tag == "train/image")
+    assert image.value["width"] >= 2 * 64  # a grid of the 4 kept crops, not one image

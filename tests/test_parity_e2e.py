@@ -1,5 +1,6 @@
-"""The promise, end to end: `unitb demo` writes three runs (mmengine, Keras fit, custom TF
-loop) that the real TensorBoard server shows as one layout, under both of its loaders."""
+"""The promise, end to end: `unitb demo` writes three runs (mmpose or plain mmengine, Keras
+fit, custom TF loop) that the real TensorBoard server shows as one layout, under both of its
+loaders. Where mmpose is installed (CI installs it) the PyTorch run is the real mmpose one."""
 import os
 import re
 import subprocess
@@ -8,9 +9,10 @@ import sys
 import pytest
 
 from tb_server import tensorboard
-from unitb import diff, reader
+from unitb import demo, diff, reader
 
-RUNS = ("mmengine-pose", "keras-fit", "tf-yolo-loop")
+TORCH_RUN = "mmpose-topdown" if demo.mmpose_installed() else "mmengine-pose"
+RUNS = (TORCH_RUN, "keras-fit", "tf-yolo-loop")
 CANONICAL_SCALARS = ("train/loss", "train/epoch", "train/gradient_norm/global", "model/total_parameters",
                      "model/trainable_parameters", "model/model_size_mb")
 
@@ -21,7 +23,8 @@ def demo_root(tmp_path_factory):
     out = subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", str(root), "--steps", "24"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "[1/3] mmengine-pose" in out.stdout and "[3/3] tf-yolo-loop" in out.stdout
+    assert f"[1/3] {TORCH_RUN}" in out.stdout and "[3/3] tf-yolo-loop" in out.stdout
+    assert ("mmpose is not installed" in out.stdout) == (TORCH_RUN == "mmengine-pose")
     assert "parity: OK" in out.stdout
     assert f"tensorboard --logdir {root}" in out.stdout
     return str(root)

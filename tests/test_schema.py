@@ -45,6 +45,8 @@ def test_layer_names_use_dots_on_both_sides(raw, expected):
 
 @pytest.mark.parametrize("raw, expected", [
     ("a b", "a_b"), ("//x//y/", "x/y"), ("café", "cafe"), ("损失", "_"), ("", "_"), (3, "3"),
+    ("coco/AP (L)", "coco/AP_L"), ("coco/AP .5", "coco/AP_.5"), ("a  (b)/c", "a_b/c"), ("损失/a", "_/a"),
+    ("loss_", "loss_"),
 ])
 def test_sanitize(raw, expected):
     assert schema.sanitize(raw) == expected

@@ -3,7 +3,8 @@
     unitb tags RUN                      tag, kind, count, first/last step
     unitb export RUN --format csv|json  every row (scalars as values, others summarised)
     unitb diff RUN_A RUN_B [RUN_C ...]  layout parity; exit 1 on a mismatch
-    unitb demo [--out runs] [--steps N] train the three example runs and diff them
+    unitb demo [--out runs] [--steps N] [--torch-example auto|mmpose|mmengine]
+                                        train the three example runs and diff them
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import List, Optional, Sequence
 
 from unitb import diff as diff_mod
 from unitb import reader
+from unitb.demo import TORCH_CHOICES
 
 
 def _row_value(row: reader.Row) -> object:
@@ -96,7 +98,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from unitb import demo
 
-    return demo.run(out=args.out, steps=args.steps)
+    return demo.run(out=args.out, steps=args.steps, torch_example=args.torch_example)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--steps", type=int, default=60)
+    demo.add_argument("--torch-example", choices=TORCH_CHOICES, default="auto",
+                      help="the PyTorch run: mmpose when installed (auto), or force one")
     demo.set_defaults(func=cmd_demo)
     return parser
 

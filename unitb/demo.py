@@ -1,5 +1,9 @@
-"""``unitb demo``: train three tiny models — mmengine (PyTorch), Keras fit, a custom TF
-loop — into one log root, then check that they share one TensorBoard layout.
+"""``unitb demo``: train three tiny models — mmpose/mmengine (PyTorch), Keras fit, a custom
+TF loop — into one log root, then check that they share one TensorBoard layout.
+
+The PyTorch run is a genuine mmpose top-down model when mmpose is installed
+(``scripts/install-mmpose.sh``) and the plain-mmengine pose example otherwise; the demo says
+which one it used.
 
 Each example runs in its own process (as a user would run it), so one framework's import
 never leaks into another's timing or state.
@@ -11,15 +15,41 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import List
+from importlib.util import find_spec
+from typing import List, NamedTuple, Tuple
 
 from unitb import diff as diff_mod
 
-EXAMPLES = (
-    ("mmengine-pose", "mmengine_pose.py", "PyTorch / mmengine Runner + EnhancedTensorBoardHook"),
-    ("keras-fit", "keras_fit.py", "TensorFlow / Keras model.fit + unitb.TFCallback"),
-    ("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager"),
+
+
+class Example(NamedTuple):
+    name: str  # the run folder
+    script: str  # relative to examples/
+    what: str
+    extra_args: Tuple[str, ...] = ()
+
+
+MMPOSE = Example("mmpose-topdown", os.path.join("mmpose", "train.py"),
+                 "PyTorch / mmpose TopdownPoseEstimator (ResNet-18, COCO data) + EnhancedTensorBoardHook",
+                 ("--no-checkpoints",))  # a ResNet-18 checkpoint is ~140 MB: not for a demo folder
+MMENGINE = Example("mmengine-pose", "mmengine_pose.py", "PyTorch / mmengine Runner + EnhancedTensorBoardHook")
+TF_EXAMPLES = (
+    Example("keras-fit", "keras_fit.py", "TensorFlow / Keras model.fit + unitb.TFCallback"),
+    Example("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager"),
 )
+TORCH_CHOICES = ("auto", "mmpose", "mmengine")
+
+
+def mmpose_installed() -> bool:
+    return find_spec("mmpose") is not None and find_spec("xtcocotools") is not None
+
+
+def pick_examples(torch_example: str = "auto") -> Tuple[Example, ...]:
+    """The three examples to run; ``auto`` takes mmpose when it is installed."""
+    if torch_example not in TORCH_CHOICES:
+        raise ValueError(f"torch_example must be one of {TORCH_CHOICES}, got {torch_example!r}")
+    use_mmpose = torch_example == "mmpose" or (torch_example == "auto" and mmpose_installed())
+    return ((MMPOSE if use_mmpose else MMENGINE),) + TF_EXAMPLES
 
 
 def examples_dir() -> str:
@@ -27,29 +57,39 @@ def examples_dir() -> str:
     return os.path.join(os.path.dirname(here), "examples")
 
 
-def run(out: str = "runs", steps: int = 60) -> int:
+def run(out: str = "runs", steps: int = 60, torch_example: str = "auto") -> int:
     if steps <= 0:
         print("unitb demo: --steps must be positive", file=sys.stderr)
         return 2
+    if torch_example == "mmpose" and not mmpose_installed():
+        print("unitb demo: --torch-example mmpose needs mmpose: bash scripts/install-mmpose.sh <venv>",
+              file=sys.stderr)
+        return 2
+    examples = pick_examples(torch_example)
+    if torch_example == "auto" and examples[0] is MMENGINE:
+        print("mmpose is not installed: the PyTorch run uses the plain-mmengine pose example "
+              "(bash scripts/install-mmpose.sh <venv> for the mmpose one)", flush=True)
     folder = examples_dir()
     if not os.path.isdir(folder):
         print(f"unitb demo: the examples folder is missing ({folder}); run it from a source checkout",
               file=sys.stderr)
         return 2
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore::DeprecationWarning")
-    owned = [os.path.join(out, name) for name, _, _ in EXAMPLES] + [os.path.join(out, "tf-yolo-loop-ckpt")]
+    owned = [os.path.join(out, e.name) for e in (MMPOSE, MMENGINE) + TF_EXAMPLES]
+    owned.append(os.path.join(out, "tf-yolo-loop-ckpt"))
     stale = [path for path in owned if os.path.exists(path)]
     if stale:  # the demo owns these folders: a second demo replaces them instead of stacking runs
         print(f"replacing the previous demo runs in {out}/", flush=True)
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
     run_dirs: List[str] = []
-    for index, (name, script, what) in enumerate(EXAMPLES, start=1):
+    for index, example in enumerate(examples, start=1):
+        name = example.name
         target = os.path.join(out, name)
-        print(f"[{index}/{len(EXAMPLES)}] {name}: {what}, {steps} steps ...", flush=True)
+        print(f"[{index}/{len(examples)}] {name}: {example.what}, {steps} steps ...", flush=True)
         started = time.time()
-        result = subprocess.run([sys.executable, os.path.join(folder, script), "--out", out, "--steps", str(steps)],
-                                env=env, capture_output=True, text=True)
+        command = [sys.executable, os.path.join(folder, example.script), "--out", out, "--steps", str(steps)]
+        result = subprocess.run(command + list(example.extra_args), env=env, capture_output=True, text=True)
         if result.returncode != 0:
             print(result.stdout[-3000:] + result.stderr[-3000:], file=sys.stderr)
             print(f"unitb demo: {name} failed (exit {result.returncode})", file=sys.stderr)

@@ -52,15 +52,18 @@ _SLASHES = re.compile(r"/+")
 def sanitize(name: str) -> str:
     """Return a TensorBoard-safe tag fragment.
 
-    Unicode is folded to ASCII where it has an equivalent, anything outside
-    ``[A-Za-z0-9_.-/]`` becomes ``_``, repeated/edge slashes are collapsed. Never raises:
-    a non-string is converted with ``str`` first, an empty result becomes ``_``.
+    Unicode is folded to ASCII where it has an equivalent, each run of characters outside
+    ``[A-Za-z0-9_.-/]`` becomes one ``_`` (none at the edge of a path part, so mmpose's
+    ``coco/AP (L)`` reads ``coco/AP_L``), repeated/edge slashes are collapsed. Never raises:
+    a non-string is converted with ``str`` first, a part left empty becomes ``_``.
     """
     text = name if isinstance(name, str) else str(name)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = _TAG_UNSAFE.sub("_", text.strip())
-    text = _SLASHES.sub("/", text).strip("/")
-    return text or "_"
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = text.encode("ascii", "replace").decode("ascii")  # no ASCII form: "?", made "_" below
+    parts = _SLASHES.sub("/", text.strip()).split("/")
+    cleaned = [_TAG_UNSAFE.sub("\0", part).strip("\0").replace("\0", "_") or ("_" if part else "")
+               for part in parts]
+    return "/".join(part for part in cleaned if part) or "_"
 
 
 def layer_name(name: str) -> str:

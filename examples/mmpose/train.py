@@ -1,35 +1,52 @@
-"""Train the tiny mmpose config with unitb's hook:  python examples/mmpose/train.py --out runs
+"""Train the tiny mmpose config with unitb's hook:  python examples/mmpose/train.py --out runs --steps 60
 
 Needs the mmpose extra (see README). Makes the synthetic COCO data first if it is missing.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import uuid
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # mmpose_compat, make_coco
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # mmengine checkpoints hold numpy objects
+# torch >= 2.6 loads checkpoints weights-only, and mmengine checkpoints hold numpy objects:
+# without this, resume=True / load_from fail with "Unsupported global ... _reconstruct".
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+RUN_NAME = "mmpose-topdown"
+TRAIN_IMAGES, VAL_IMAGES = 32, 16
 
 
-def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size: int = 8, **hook_overrides):
-    """A Runner for tiny_topdown.py writing into ``<out>/mmpose-topdown``; ``hook_overrides``
-    change EnhancedTensorBoardHook arguments (e.g. ``kpt_thr=0.0``)."""
+def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size: int = 8,
+                 val_interval: int = 1, checkpoints: bool = True, **hook_overrides):
+    """A Runner for tiny_topdown.py writing into ``<out>/mmpose-topdown`` (events, ``work_dir``
+    and the generated ``data``); ``hook_overrides`` change EnhancedTensorBoardHook arguments
+    (e.g. ``kpt_thr=0.0``)."""
     import mmpose_compat  # noqa: F401  (before mmpose.models is imported)
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     import make_coco
 
-    data_root = os.path.join(out, "tiny_coco") + "/"
+    run_dir = os.path.join(out, RUN_NAME)
+    data_root = os.path.join(run_dir, "data") + "/"
     if not os.path.exists(os.path.join(data_root, "annotations", "val.json")):
-        make_coco.main([data_root, "--train", "32", "--val", "16"])
+        make_coco.main([data_root, "--train", str(TRAIN_IMAGES), "--val", str(VAL_IMAGES)])
     cfg = Config.fromfile(os.path.join(HERE, "tiny_topdown.py"))
-    cfg.work_dir = os.path.join(out, "mmpose-topdown", "work_dir")
-    cfg.visualizer.vis_backends = [dict(type="TensorboardVisBackend", save_dir=os.path.join(out, "mmpose-topdown"))]
+    cfg.work_dir = os.path.join(run_dir, "work_dir")
+    cfg.visualizer.vis_backends = [dict(type="TensorboardVisBackend", save_dir=run_dir)]
+    # mmengine keeps visualizers in a global registry by name: a second Runner in the same
+    # process would otherwise get the first one's (and write into the first run's folder).
+    cfg.visualizer.name = f"unitb-mmpose-{uuid.uuid4().hex[:8]}"
     cfg.train_cfg.max_epochs = max_epochs
+    cfg.train_cfg.val_interval = val_interval
     cfg.resume = resume
+    if not checkpoints:
+        cfg.default_hooks.checkpoint = None
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         loader.dataset.data_root = data_root
         loader.batch_size = batch_size
@@ -38,14 +55,24 @@ def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size
     return Runner.from_cfg(cfg)
 
 
-def main(argv=None) -> str:
+def epochs_for(steps: int, batch_size: int = 8) -> int:
+    """Whole epochs covering at least ``steps`` optimizer steps."""
+    return max(1, math.ceil(steps / math.ceil(TRAIN_IMAGES / batch_size)))
+
+
+def main(argv: Optional[list] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (rounded up to whole epochs)")
+    parser.add_argument("--epochs", type=int, default=2, help="used when --steps is not given")
+    parser.add_argument("--no-checkpoints", action="store_true",
+                        help="skip CheckpointHook (a ResNet-18 checkpoint with Adam state is ~140 MB)")
     args = parser.parse_args(argv)
-    build_runner(args.out, args.epochs).train()
-    run_dir = os.path.join(args.out, "mmpose-topdown")
-    print(f"mmpose-topdown: events in {run_dir}")
+    epochs = epochs_for(args.steps) if args.steps else args.epochs
+    # About four validations however long the run (mmengine always validates the last epoch).
+    build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints).train()
+    run_dir = os.path.join(args.out, RUN_NAME)
+    print(f"{RUN_NAME}: events in {run_dir}")
     return run_dir
 
 
