@@ -6,17 +6,43 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import gen_summary_ops  # the raw op behind write_raw_pb
 
 from unitb import protos
+
+# Finished steps of scalars held before they go to TF in one call. The writer thread's
+# flush (every 5 s) and any histogram/image/text record write them out earlier, so a hard
+# crash loses no more than the documented flush interval.
+BULK_STEPS = 64
+
+
+def write_many(writer, ready: List[Tuple[bytes, int]]) -> None:
+    """Write serialized scalar summaries at their steps into ``writer``, then flush once.
+
+    The raw op behind ``write_raw_pb``, called eagerly: ~24 us a step on the 2-core CI
+    machine, against ~130 us for ``write_raw_pb`` inside its own ``as_default()`` (which
+    also flushes the writer on exit). Not a ``tf.function``: a write error inside one did
+    not surface on a full disk, and errors are what lets the run logger repair the writer.
+    """
+    resource = getattr(writer, "_resource", None)
+    if resource is None:  # a writer without a resource handle (another TF version): public API
+        with writer.as_default():
+            for summary, step in ready:
+                tf.summary.experimental.write_raw_pb(summary, step=step)
+        return
+    for summary, step in ready:
+        gen_summary_ops.write_raw_proto_summary(resource, tf.constant(step, tf.int64), tf.constant(summary))
+    writer.flush()
 
 
 class TFSummarySink:
     """Adapts a ``tf.summary`` file writer to the core Sink (eager, host values).
 
-    An eager ``tf.summary.scalar`` costs ~0.4 ms of op dispatch. Scalars of one step are
-    therefore gathered and written as ONE summary (``write_raw_pb``, same tensor form and
-    plugin metadata as ``tf.summary.scalar``) when the step changes, before any other
-    record, and on ``flush``.
+    Scalars are the per-step records, and an eager ``tf.summary`` call costs ~0.13 ms of
+    dispatch plus a writer flush. So the scalars of one step become ONE serialized summary (same tensor form
+    and plugin metadata as ``tf.summary.scalar``) when the step changes, and finished steps
+    go to the event file together, :data:`BULK_STEPS` at a time, before any other record,
+    and on ``flush``/``close``.
     """
 
     def __init__(self, logdir: str):
@@ -25,11 +51,14 @@ class TFSummarySink:
         self._lock = threading.Lock()
         self._pending_step: Optional[int] = None
         self._pending: List[Tuple[str, float]] = []
+        self._ready: List[Tuple[bytes, int]] = []
 
     def write_scalar(self, tag: str, value: float, step: int) -> None:
         with self._lock:
             if self._pending and step != self._pending_step:
-                self._write_pending()
+                self._finish_step()
+                if len(self._ready) >= BULK_STEPS:
+                    self._write_ready()
             self._pending_step = step
             self._pending.append((tag, value))
 
@@ -42,37 +71,43 @@ class TFSummarySink:
         except Exception:
             pass
 
-    def _write_pending(self) -> None:
-        if not self._pending:
-            return
-        summary = protos.scalars_summary(self._pending)
-        step, self._pending, self._pending_step = self._pending_step, [], None
-        with self.writer.as_default():
-            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+    def _finish_step(self) -> None:
+        if self._pending:
+            self._ready.append((protos.scalars_summary(self._pending).SerializeToString(), self._pending_step))
+            self._pending, self._pending_step = [], None
 
-    def _before_other_record(self) -> None:
+    def _write_ready(self) -> None:
+        if not self._ready:
+            return
+        ready, self._ready = self._ready, []
+        # On an error they are not retried: some may have reached the file already, and a
+        # step twice would be worse than the gap the run logger warns about.
+        write_many(self.writer, ready)
+
+    def _write_scalars(self) -> None:
         with self._lock:
-            self._write_pending()
+            self._finish_step()
+            self._write_ready()
 
     def write_histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        self._before_other_record()
+        self._write_scalars()
         with self.writer.as_default():
             tf.summary.histogram(tag, values, step=step)
 
     def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
-        self._before_other_record()
+        self._write_scalars()
         with self.writer.as_default():
             tf.summary.image(tag, image[None], step=step, max_outputs=1)
 
     def write_summary(self, summary, step: int) -> None:
-        self._before_other_record()
+        self._write_scalars()
         with self.writer.as_default():
             tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
     def flush(self) -> None:
-        self._before_other_record()
+        self._write_scalars()
         self.writer.flush()
 
     def close(self) -> None:
-        self._before_other_record()
+        self._write_scalars()
         self.writer.close()
