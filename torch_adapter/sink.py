@@ -1,13 +1,38 @@
 """Write unitb records through ``torch.utils.tensorboard.SummaryWriter``."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+
+
+def _quiet_writer_thread_errors() -> None:
+    """Keep a full or vanished disk from printing a raw traceback from tensorboard's writer
+    thread: that thread keeps the exception and the writer raises it again on its next use,
+    in the training thread, where the run logger turns it into its one warning (and repairs
+    the writer). Other threads' exceptions go to the hook that was there before."""
+    previous = threading.excepthook
+    if getattr(previous, "unitb_quiet", False):
+        return
+    try:
+        from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+    except ImportError:  # another tensorboard layout: leave the hook alone
+        return
+
+    def hook(args) -> None:
+        if isinstance(args.thread, _AsyncWriterThread) and getattr(args.thread, "exception", None) is not None:
+            return
+        previous(args)
+
+    hook.unitb_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class SummaryWriterSink:
     """Adapts a SummaryWriter (ours or mmengine's TensorboardVisBackend's) to the core Sink."""
 
     def __init__(self, writer, owns_writer: bool = True):
+        _quiet_writer_thread_errors()
         self.writer = writer
         self.owns_writer = owns_writer
         self.logdir = writer.log_dir if hasattr(writer, "log_dir") else writer.get_logdir()

@@ -78,6 +78,7 @@ def tiny_disk(tmp_path):
 
 
 @pytest.mark.parametrize("make", [_torch_logger, _tf_logger], ids=["torch", "tf"])
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no raw writer-thread traceback
 def test_full_disk_warns_once_keeps_training_and_resumes_when_space_returns(tiny_disk, make):
     logdir = tiny_disk / "run"
     logger = make(logdir, train_image_interval=1)
