@@ -43,11 +43,26 @@ def test_keypoint_overlay_colours_gt_green_pred_red_and_respects_kpt_thr():
     image = np.zeros((1, 40, 40, 3), np.uint8)
     out = render.render_batch(image, layout="HWC", gt_keypoints=[np.array([[10.0, 10.0]])],
                               pred_keypoints=[np.array([[30.0, 30.0], [30.0, 10.0]])],
-                              pred_scores=[np.array([0.9, 0.1])], kpt_thr=0.3)
+                              pred_scores=[np.array([0.9, 0.1])], kpt_thr=0.3, min_side=0)
     pad = 2  # make_grid pads by 2 pixels
     assert tuple(out[10 + pad, 10 + pad]) == render.GT_COLOR
     assert tuple(out[30 + pad, 30 + pad]) == render.PRED_COLOR
     assert tuple(out[10 + pad, 30 + pad]) == (0, 0, 0)  # score 0.1 < kpt_thr: not drawn
+
+
+def test_small_images_are_enlarged_by_a_whole_factor_with_their_overlays():
+    image = np.zeros((1, 40, 40, 3), np.uint8)
+    image[0, 10, 25] = 255  # one white pixel: it becomes a 4 x 4 block
+    out = render.render_batch(image, layout="HWC", gt_keypoints=[np.array([[10.0, 30.0]])],
+                              gt_boxes=[np.array([[0.0, 0.0, 20.0, 20.0]])])
+    pad = 2
+    assert out.shape == (160 + 2 * pad, 160 + 2 * pad, 3)  # ceil(128 / 40) = 4
+    assert (out[pad + 40:pad + 44, pad + 100:pad + 104] == 255).all()
+    centre = round((10 + 0.5) * 4 - 0.5)  # pixel centres stay pixel centres
+    assert tuple(out[pad + round((30 + 0.5) * 4 - 0.5), pad + centre]) == render.GT_COLOR
+    assert tuple(out[pad, pad + 40]) == render.GT_COLOR and tuple(out[pad + 80, pad + 40]) == render.GT_COLOR
+    big = render.render_batch(np.zeros((1, 128, 200, 3), np.uint8), layout="HWC")
+    assert big.shape == (128 + 2 * pad, 200 + 2 * pad, 3)  # already large enough: native size
 
 
 def test_skeleton_and_boxes_are_drawn():

@@ -122,12 +122,14 @@ def test_images_have_overlays_where_the_keypoints_are(epoch_run):
     image_row = [r for r in rows if r.tag == "val/image"][0]
     picture = reader.decode_png(image_row.value)
     images, kpts = keypoint_images(16, seed=1)  # the val loader does not shuffle
-    pad, cell = 2, 32 + 2
+    factor = 4  # 32-pixel images are drawn at 128 (render.MIN_SIDE)
+    pad, cell = 2, 32 * factor + 2
+    at = lambda v: int(round((v + 0.5) * factor - 0.5))
     hits = 0
     for index in range(4):
         row, col = divmod(index, 2)
         for x, y in kpts[index]:
-            py, px = pad + row * cell + int(round(y)), pad + col * cell + int(round(x))
+            py, px = pad + row * cell + at(y), pad + col * cell + at(x)
             pixel = tuple(picture[py, px])
             raw = tuple(images[index][int(round(y)), int(round(x))])
             hits += pixel in (render.GT_COLOR, render.PRED_COLOR) and pixel != raw

@@ -62,7 +62,8 @@ def test_plain_loop_tags_steps_and_values(tmp_path):
     assert _values(rows, "val/accuracy") == {8: 0.75}
     assert not [r for r in rows if r.tag in ("val/bad", "val/nested")]
     picture = reader.decode_png([r for r in rows if r.tag == "val/image"][0].value)
-    assert tuple(picture[4 + 2, 4 + 2]) == render.GT_COLOR
+    at = round((4 + 0.5) * 8 - 0.5)  # 16-pixel images are drawn 8x larger (render.MIN_SIDE = 128)
+    assert tuple(picture[2 + at, 2 + at]) == render.GT_COLOR
 
 
 def test_resume_with_start_step_drops_orphans(tmp_path):

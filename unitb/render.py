@@ -190,6 +190,9 @@ def make_grid(images: Sequence[np.ndarray], ncols: Optional[int] = None, pad: in
     return grid
 
 
+MIN_SIDE = 128  # smaller images are enlarged (by a whole factor) before overlays are drawn
+
+
 def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, bgr: bool = False, max_images: Optional[int] = None,
                  gt_keypoints: Optional[Sequence[Optional[np.ndarray]]] = None,
@@ -198,12 +201,15 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
                  pred_scores: Optional[Sequence[Optional[np.ndarray]]] = None,
                  gt_boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
                  pred_boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
-                 kpt_thr: float = 0.3, skeleton: Optional[Sequence[Tuple[int, int]]] = None) -> np.ndarray:
+                 kpt_thr: float = 0.3, skeleton: Optional[Sequence[Tuple[int, int]]] = None,
+                 min_side: int = MIN_SIDE) -> np.ndarray:
     """Render a batch (N x C x H x W, N x H x W x C, or one image) with overlays into a grid.
 
     Per-image overlay lists are indexed like the batch; a ``None`` entry draws nothing.
     Ground truth is green, predictions red (keypoints below ``kpt_thr`` are not drawn);
-    boxes are ``M x 4`` xyxy pixels.
+    boxes are ``M x 4`` xyxy pixels. Images whose shorter side is below ``min_side`` are
+    enlarged by a whole factor (nearest neighbour, overlays scaled with them) before drawing:
+    a 2-pixel keypoint dot on a 32-pixel crop hides the very thing it marks.
     """
     array = np.asarray(images)
     if array.ndim == 2:  # one grey H x W image
@@ -223,15 +229,19 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
     elif bgr and stacked.shape[-1] == 3:
         stacked = stacked[..., ::-1]
     rgb = to_rgb(to_uint8(stacked))
+    factor = max(1, -(-min_side // max(1, min(rgb.shape[1:3])))) if min_side else 1
+    if factor > 1:
+        rgb = rgb.repeat(factor, axis=1).repeat(factor, axis=2)
+    scale = lambda points: None if points is None else (np.asarray(points, dtype=np.float32) + 0.5) * factor - 0.5
     drawn: List[np.ndarray] = []
     for index, frame in enumerate(rgb):
         frame = np.ascontiguousarray(frame)
         for box_list, colour in ((gt_boxes, GT_COLOR), (pred_boxes, PRED_COLOR)):
             chosen = _pick(box_list, index)
             if chosen is not None:
-                frame = draw_boxes(frame, chosen, colour)
-        gt = _pick(gt_keypoints, index)
-        pred = _pick(pred_keypoints, index)
+                frame = draw_boxes(frame, np.asarray(chosen, dtype=np.float32) * factor, colour)
+        gt = scale(_pick(gt_keypoints, index))
+        pred = scale(_pick(pred_keypoints, index))
         if gt is not None or pred is not None:
             frame = draw_keypoints(frame, gt=gt, pred=pred, scores=_pick(pred_scores, index),
                                    gt_visible=_pick(gt_visible, index), kpt_thr=kpt_thr, skeleton=skeleton)
