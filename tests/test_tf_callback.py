@@ -144,3 +144,26 @@ def test_keras_clipping_logs_the_applied_and_the_pre_clip_norm(tmp_path, clip):
         applied = float(tf.linalg.global_norm([tf.clip_by_value(g, -0.001, 0.001) for g in grads]))
     assert _values(rows, "train/gradient_norm/pre_clip")[1] == pytest.approx(pre, rel=1e-5)
     assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(applied, rel=1e-5)
+
+
+def test_a_second_callback_on_the_same_model_still_gets_gradient_norms(tmp_path):
+    """Keras keeps the train function traced in the first fit(); it writes the first callback's
+    norm ring, which a new callback must read instead of waiting for its own (regression: it
+    logged no norms and warned about overwritten rows)."""
+    import warnings
+
+    x = np.random.default_rng(0).random((64, 8)).astype("float32")
+    y = np.random.default_rng(1).random((64, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+              callbacks=[unitb.TFCallback(first, grad_norm_interval=2, scalar_interval=1)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                  callbacks=[unitb.TFCallback(second, grad_norm_interval=2, scalar_interval=1)])
+    assert _steps(reader.read_run(first), "train/gradient_norm/global") == [1, 2, 4, 6, 8]
+    norms = _values(reader.read_run(second), "train/gradient_norm/global")
+    assert sorted(norms) == [10, 12, 14, 16] and all(np.isfinite(v) and v > 0 for v in norms.values())
+    assert not [w for w in caught if "overwritten" in str(w.message)]

@@ -114,6 +114,14 @@ class TFCallback(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if self._wrapped is optimizer:
             return
+        shared = getattr(optimizer, "_unitb_grad_probe", None)
+        if shared is not None:
+            # An earlier TFCallback wrapped this optimizer, and Keras keeps the train function it
+            # traced: that graph writes the earlier ring, so read that one (and its layer pick).
+            self._norms, self._armed_var, self._picked, self._layer_names = shared
+            self._armed = bool(self._armed_var.numpy())
+            self._wrapped = optimizer
+            return
         variables = list(self.model.trainable_variables)
         if not variables:
             return
@@ -150,6 +158,7 @@ class TFCallback(keras.callbacks.Callback):
             return original_apply(grads, trainable_variables)
 
         optimizer.apply = apply
+        optimizer._unitb_grad_probe = (self._norms, self._armed_var, self._picked, self._layer_names)
         self._wrapped = optimizer
 
     def _step(self) -> int:
