@@ -173,14 +173,13 @@ def bench_mmengine(quick: bool) -> List[Row]:
     d = ratio_stats(times, "defaults", "none")
     a = ratio_stats(times, "all=1", "none")
     aa = ratio_stats(times, "none-again", "none")
-    step_medians = medians
-    md = ratio_stats(step_medians, "defaults", "none")
-    maa = ratio_stats(step_medians, "none-again", "none")
+    md = ratio_stats(medians, "defaults", "none")
+    maa = ratio_stats(medians, "none-again", "none")
     base_ms = statistics.median(times["none"]) * 1000
     return [
         ("mmengine median step, no hook vs no hook (A/A: the noise floor)", fmt(*maa, as_overhead=True), "—", "—"),
         ("mmengine median step, hook at defaults vs no hook",
-         fmt(*md, as_overhead=True) + f"; median step {statistics.median(step_medians['none']) * 1000:.1f} ms CPU, 1 torch thread",
+         fmt(*md, as_overhead=True) + f"; median step {statistics.median(medians['none']) * 1000:.1f} ms CPU, 1 torch thread",
          "≤ +1 %", _met(md[0] <= 1.01)),
         ("mmengine mean step (logging steps included), no hook vs no hook (A/A)", fmt(*aa, as_overhead=True), "—",
          "—"),

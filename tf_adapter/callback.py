@@ -27,8 +27,7 @@ from unitb.run_logger import RunLogger
 
 
 SLOTS = 64  # ring of per-step gradient-norm rows: a logging job may lag the graph by this many steps
-LR_KEY = "\x00unitb_lr"  # the fetched LR travels with the logs under a key no metric can have
-LR_KEY_FETCHED = "\x00lr"
+LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 
 
 class TFCallback(keras.callbacks.Callback):
@@ -189,13 +188,13 @@ class TFCallback(keras.callbacks.Callback):
 
     def _fetch_train_logs(self, step: int) -> Dict[str, object]:
         """The metrics of ``step`` and its LR (under LR_KEY), read from TF in one traced call
-        and one transfer: Keras' eager ``get_metrics_result`` alone costs ~0.4 ms a step."""
+        and one transfer: Keras' eager ``get_metrics_result`` alone costs ~0.4 ms a step.
+        Nothing is read for a step logged only for its gradient norms or images."""
+        if not self.options.scalar_policy.should_log(step):
+            return {}
         if self._fetch is None:
             self._fetch = measure.MetricsFetch(self.model, with_lr=self.options.log_lr)
-        logs = self._fetch(step - 1)
-        if LR_KEY_FETCHED in logs:
-            logs[LR_KEY] = logs.pop(LR_KEY_FETCHED)
-        return self._train_logs(logs)
+        return self._train_logs(self._fetch(step - 1))
 
     @staticmethod
     def _train_logs(logs: Mapping[str, object]) -> Dict[str, object]:

@@ -39,10 +39,10 @@ class TFSummarySink:
     """Adapts a ``tf.summary`` file writer to the core Sink (eager, host values).
 
     Scalars are the per-step records, and an eager ``tf.summary`` call costs ~0.13 ms of
-    dispatch plus a writer flush. So the scalars of one step become ONE serialized summary (same tensor form
-    and plugin metadata as ``tf.summary.scalar``) when the step changes, and finished steps
-    go to the event file together, :data:`BULK_STEPS` at a time, before any other record,
-    and on ``flush``/``close``.
+    dispatch plus a writer flush. So the scalars of one step become ONE serialized summary
+    (same tensor form and plugin metadata as ``tf.summary.scalar``) when the step changes,
+    and finished steps go to the event file together, :data:`BULK_STEPS` at a time, before
+    any other record, and on ``flush``/``close``.
     """
 
     def __init__(self, logdir: str):

@@ -46,7 +46,6 @@ HPARAM_METRICS: Tuple[str, ...] = (TRAIN_LOSS, VAL_LOSS, GRAD_NORM_GLOBAL)
 TOTAL_LOSS_NAMES = frozenset({"loss", "total", "total_loss"})
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]+")
-_SLASHES = re.compile(r"/+")
 
 
 def sanitize(name: str) -> str:
@@ -60,10 +59,8 @@ def sanitize(name: str) -> str:
     text = name if isinstance(name, str) else str(name)
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = text.encode("ascii", "replace").decode("ascii")  # no ASCII form: "?", made "_" below
-    parts = _SLASHES.sub("/", text.strip()).split("/")
-    cleaned = [_TAG_UNSAFE.sub("\0", part).strip("\0").replace("\0", "_") or ("_" if part else "")
-               for part in parts]
-    return "/".join(part for part in cleaned if part) or "_"
+    parts = [part for part in text.strip().split("/") if part]  # repeated and edge slashes go
+    return "/".join(_TAG_UNSAFE.sub("\0", part).strip("\0").replace("\0", "_") or "_" for part in parts) or "_"
 
 
 def layer_name(name: str) -> str:
