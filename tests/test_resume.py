@@ -24,7 +24,8 @@ def _loss(path):
 
 def test_truncate_drops_only_steps_after_the_checkpoint(tmp_path):
     _write(tmp_path, range(1, 10), lambda s: float(s))
-    assert resume.truncate_run(str(tmp_path), 5) == 4
+    cleanup = resume.truncate_run(str(tmp_path), 5)
+    assert (cleanup.dropped, cleanup.first, cleanup.last) == (4, 6, 9)
     assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 6)]
     _write(tmp_path, range(6, 9), lambda s: 100.0 + s)  # the resumed run
     assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 6)] + [(s, 100.0 + s) for s in range(6, 9)]
@@ -34,7 +35,7 @@ def test_truncate_drops_only_steps_after_the_checkpoint(tmp_path):
 def test_nothing_to_drop_leaves_files_untouched(tmp_path):
     _write(tmp_path, range(1, 4), float)
     before = sorted(os.listdir(tmp_path))
-    assert resume.truncate_run(str(tmp_path), 3) == 0
+    assert resume.truncate_run(str(tmp_path), 3) is None
     assert sorted(os.listdir(tmp_path)) == before
 
 
@@ -46,27 +47,69 @@ def test_crash_before_the_swap_keeps_the_old_files(tmp_path):
     assert len(_loss(tmp_path)) == 9  # readable meanwhile
     resume.recover(str(tmp_path))
     assert reader.event_files(str(tmp_path)) == old and len(_loss(tmp_path)) == 9
-    assert resume.truncate_run(str(tmp_path), 4) == 5
+    assert resume.truncate_run(str(tmp_path), 4).dropped == 5
     assert [s for s, _ in _loss(tmp_path)] == [1, 2, 3, 4]
+
+
+def _journal_for(tmp_path, old, resume_step):
+    """The journal truncate_run writes before it renames anything."""
+    trash = os.path.join(str(tmp_path), resume.TRASH, f"x-resume-{resume_step}")
+    final = os.path.join(str(tmp_path), resume._compacted_name(old[0], resume_step))
+    moves = [[p, os.path.join(trash, resume.removed_name(os.path.basename(p)))] for p in old]
+    manifest = {"resume_step": resume_step, "dropped": 5, "dropped_steps": [5, 9], "written": final, "files": moves}
+    (tmp_path / resume.JOURNAL).write_text(json.dumps({"tmp": str(tmp_path / resume.TMP_NAME), "final": final,
+                                                       "trash": trash, "manifest": manifest}))
+    return final, trash
 
 
 def test_crash_after_the_swap_is_finished_on_next_start(tmp_path):
     _write(tmp_path, range(1, 10), float)
     old = reader.event_files(str(tmp_path))
-    # Simulate: compacted file in place, journal written, old files not yet removed.
-    compacted = os.path.join(str(tmp_path), resume._compacted_name(old[0], 4))
-    with open(old[0], "rb") as src, open(compacted, "wb") as dst:
+    final, trash = _journal_for(tmp_path, old, 4)
+    # Simulate: compacted file in place, journal written, old files not yet moved.
+    with open(old[0], "rb") as src, open(final, "wb") as dst:
         dst.write(src.read())
-    (tmp_path / resume.JOURNAL).write_text(json.dumps({"old": [os.path.basename(p) for p in old]}))
     assert len(reader.read_run(str(tmp_path))) > 0  # still a readable run
     resume.recover(str(tmp_path))
-    assert reader.event_files(str(tmp_path)) == [compacted]
+    assert reader.event_files(str(tmp_path)) == [final]
     assert not (tmp_path / resume.JOURNAL).exists()
+    assert sorted(os.listdir(trash)) == sorted([resume.MANIFEST] + [resume.removed_name(os.path.basename(p))
+                                                                    for p in old])
 
 
-def test_restart_from_scratch_drops_everything(tmp_path):
+def test_orphans_are_kept_outside_what_tensorboard_reads_and_can_be_restored(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    _write(tmp_path, range(1, 10), lambda s: float(s))
+    cleanup = resume.truncate_run(str(tmp_path), 5)
+    assert os.path.dirname(cleanup.trash) == str(tmp_path / resume.TRASH)
+    assert not [n for n in os.listdir(cleanup.trash) if "tfevents" in n]
+    acc = event_accumulator.EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5]
+    assert resume.removals(str(tmp_path)) == [cleanup.trash]
+    restored = resume.restore(cleanup.trash)
+    assert len(restored) == 1
+    assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 10)]
+    assert resume.removals(str(tmp_path)) == []
+
+
+def test_a_fresh_start_is_never_a_truncation(tmp_path):
     _write(tmp_path, range(0, 5), float)
-    resume.truncate_run(str(tmp_path), -1)
-    assert _loss(tmp_path) == []
-    with pytest.raises(ValueError):
-        resume.truncate_run(str(tmp_path), -2)
+    for bad in (0, -1, True):
+        with pytest.raises(ValueError):
+            resume.truncate_run(str(tmp_path), bad)
+    assert [s for s, _ in _loss(tmp_path)] == [0, 1, 2, 3, 4]
+
+
+def test_carry_history_into_a_new_folder(tmp_path):
+    old_dir, new_dir = tmp_path / "20260101_000000" / "vis_data", tmp_path / "20260101_000100" / "vis_data"
+    old_dir.mkdir(parents=True)
+    new_dir.mkdir(parents=True)
+    _write(old_dir, range(1, 10), float)
+    cleanup = resume.carry_history(str(old_dir), str(new_dir), 6)
+    assert (cleanup.dropped, cleanup.first, cleanup.last) == (3, 7, 9)
+    assert reader.event_files(str(old_dir)) == []
+    assert [s for s, _ in _loss(new_dir)] == [1, 2, 3, 4, 5, 6]
+    resume.restore(cleanup.trash)
+    assert [s for s, _ in _loss(old_dir)] == list(range(1, 10)) and _loss(new_dir) == []

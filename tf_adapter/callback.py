@@ -2,32 +2,39 @@
 
 Writes the unitb schema with ``tf.summary`` into ONE run directory (train and val told
 apart by tag prefix, unlike Keras' ``train/`` + ``validation/`` sub-runs). The step is
-``optimizer.iterations`` after the update, so a second or resumed ``fit()`` continues the
-curves (Keras' own callback restarts its batch step at 0, tensorflow/tensorflow#45274).
+training iterations completed, counted in the graph (:mod:`tf_adapter.probe`), so a second
+or resumed ``fit()`` continues the curves (Keras' own callback restarts its batch step at
+0, tensorflow/tensorflow#45274), and mixed precision, gradient accumulation and
+``steps_per_execution`` keep the same step axis.
 
-Gradient norms are computed in-graph from the gradients the real train step hands to the
-optimizer (no extra forward/backward pass): ``optimizer.apply`` is wrapped so that, on
-logging steps only (a ``tf.cond`` on a flag armed from Python), the global norm and the
-selected layers' norms land in one variable, read with a single transfer after the batch.
+The run is opened at the first ``on_epoch_begin`` of a fit, after every callback's
+``on_train_begin``: ``BackupAndRestore`` restores the model there, in whatever order the
+callbacks are listed, and the step unitb resumes from must be the restored one.
+
+Intervals are due points: Keras hands control back once per block of
+``steps_per_execution`` iterations. Gradient norms are measured in the graph at the due
+step itself (or, with accumulation or a skipped loss-scaled update, at the first update
+applied at or after it). Loss, metrics, LR and epoch come from Keras' running results, which
+exist only at block ends: a block with due steps is written once, labelled with its last due
+step, from the values at the end of that block.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 import keras
 from tf_adapter import measure
+from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
-from unitb.layers import unique_names
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger
 
-
-SLOTS = 64  # ring of per-step gradient-norm rows: a logging job may lag the graph by this many steps
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
+SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
 
 
 class TFCallback(keras.callbacks.Callback):
@@ -39,11 +46,15 @@ class TFCallback(keras.callbacks.Callback):
     ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)`` gives the
     model's predictions, drawn red where the score is at least ``kpt_thr``.
 
+    A fresh model (step 0) into a ``logdir`` that holds another run writes to ``logdir-2``
+    (``-3``...) instead, and warns once; a model that resumes (step > 0) continues the newest
+    version and sets aside the steps a crashed run wrote after its checkpoint
+    (:mod:`unitb.runs`, :mod:`unitb.resume`). ``run_dir`` is the folder chosen.
+
     Cost: the callback does not override ``on_train_batch_end``, so Keras keeps its fast
-    path (no per-batch conversion of the logs to numpy for our sake). Work happens only
-    around logging steps: the step is armed in ``on_train_batch_begin`` and read back at
-    the next batch's begin (or at the epoch's end), from the model's metric results and
-    the step's row of gradient norms — one small host transfer per logged step.
+    path. Work happens only around due points: a mask is set before a block that holds
+    one, and the block's results are read at the next block's begin (or at the epoch's
+    end) — one small host transfer per logged block.
     """
 
     async_safe = True
@@ -65,42 +76,62 @@ class TFCallback(keras.callbacks.Callback):
         self.skeleton = skeleton
         self.extra_hparams = dict(hparams or {})
         self.run: Optional[RunLogger] = None
+        self.run_dir: Optional[str] = None
         self._chief = True
-        self._picked: Optional[list] = None
-        self._layer_names: list = []
-        self._norms: Optional[tf.Variable] = None
-        self._armed_var: Optional[tf.Variable] = None
-        self._armed = False
-        self._wrapped = None
-        self._steps_per_epoch: Optional[int] = None
+        self._probe: Optional[GradProbe] = None
+        self._fit_open = False
+        self._epoch = 0
         self._epoch_base = 0
-        self._pending: Optional[tuple] = None  # (step, batch) of a logging step not yet written
+        self._observed = 0  # iterations completed when the callback last looked
+        self._window = 1
+        self._scalar_due: List[int] = []
+        self._image_due: List[int] = []
+        self._grad_due: List[int] = []
+        self._last_row = 0
         self._fetch: Optional[measure.MetricsFetch] = None
+
+    @property
+    def _layer_names(self) -> List[str]:
+        return [] if self._probe is None else self._probe.layer_names
 
     # ------------------------------------------------------------------ set-up
     def on_train_begin(self, logs=None) -> None:
         self._chief = measure.is_chief()
-        if not self._chief:
-            return
+        self._fit_open = False  # the run opens at the first epoch: after BackupAndRestore restored
+
+    def _begin_fit(self, epoch: int) -> None:
+        self._fit_open = True
         model = self.model
-        step = self._step()
+        steps = (self.params or {}).get("steps")
+        self._window = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
+        try:
+            self._probe = probe_for(model, self.options.max_layers_to_log, self._window)
+            step = self._probe.sync(epoch * int(steps) if steps and epoch > 0 else 0)
+        except Exception as exc:
+            tf.get_logger().warning(f"unitb: could not attach to {type(model.optimizer).__name__} ({exc}); "
+                                    "logging is off for this fit")
+            self._probe = None
+            return
+        if self._probe.window < self._window:
+            tf.get_logger().warning(f"unitb: steps_per_execution grew to {self._window} after the first fit; "
+                                    f"gradient norms are measured in the first {self._probe.window} steps of a block")
         if self.run is None:
             try:
-                self.run = open_run(self.logdir, self.options, resume_step=step)
+                self.run = open_run(self.run_dir or self.logdir, self.options, resume_step=step, owner="TFCallback")
+                self.run_dir = self.run.sink.logdir
                 if step == 0:
                     write_header(self.run, self.options, model, hparams=self._hparams())
             except Exception as exc:
                 tf.get_logger().warning(f"unitb: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None
                 return
-        self._steps_per_epoch = (self.params or {}).get("steps")
-        if self.options.log_grad_norm:
-            self._install_grad_probe()
+        self._observed = self._last_row = step
+        self._scalar_due, self._image_due, self._grad_due = [], [], []
 
     def _hparams(self) -> Dict[str, object]:
-        opt = self.model.optimizer
+        opt = applying_optimizer(self.model.optimizer)
         values: Dict[str, object] = {"framework": "tensorflow-keras", "optimizer": type(opt).__name__}
-        lr = measure.learning_rate_at(opt, int(opt.iterations.numpy()))
+        lr = measure.learning_rate_at(opt, 0)
         if lr is not None:
             values["learning_rate"] = lr
         params = self.params or {}
@@ -109,92 +140,91 @@ class TFCallback(keras.callbacks.Callback):
         values.update(self.extra_hparams)
         return values
 
-    def _install_grad_probe(self) -> None:
-        optimizer = self.model.optimizer
-        if self._wrapped is optimizer:
-            return
-        shared = getattr(optimizer, "_unitb_grad_probe", None)
-        if shared is not None:
-            # An earlier TFCallback wrapped this optimizer, and Keras keeps the train function it
-            # traced: that graph writes the earlier ring, so read that one (and its layer pick).
-            self._norms, self._armed_var, self._picked, self._layer_names = shared
-            self._armed = bool(self._armed_var.numpy())
-            self._wrapped = optimizer
-            return
-        variables = list(self.model.trainable_variables)
-        if not variables:
-            return
-        self._picked, self._layer_names = measure.pick_layers(variables, self.options.max_layers_to_log,
-                                                              self.model.name)
-        paths = unique_names([measure.variable_name(v) for v in variables])
-        with tf.init_scope():
-            # Each row: [step, applied global norm, pre-clip norm (-1: no clipping), layers...]
-            self._norms = tf.Variable(tf.zeros((SLOTS, len(self._picked) + 3)), trainable=False,
-                                      name="unitb_grad_norms")
-            self._armed_var = tf.Variable(False, trainable=False, name="unitb_grad_armed")
-        original_apply = optimizer.apply
-        callback = self
-
-        def apply(grads, trainable_variables=None):
-            grads = list(grads)
-            names = unique_names([measure.variable_name(v) for v in (trainable_variables or variables)])
-            index = {n: i for i, n in enumerate(names)}
-            picked = [index.get(paths[i], -1) for i in callback._picked]
-
-            def measure_now():
-                norms = measure.norms_in_graph(grads, [p for p in picked if p >= 0])
-                applied, pre_clip = measure.clipped_global(grads, norms, optimizer)
-                step = tf.cast(optimizer.iterations + 1, tf.float32)
-                values = tf.concat([[step, applied, pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
-                width = callback._norms.shape[1]
-                if values.shape[0] < width:
-                    values = tf.pad(values, [[0, width - values.shape[0]]])
-                slot = tf.cast((optimizer.iterations + 1) % SLOTS, tf.int32)
-                callback._norms.scatter_nd_update([[slot]], [values])
-                return tf.constant(True)
-
-            tf.cond(callback._armed_var, measure_now, lambda: tf.constant(False))
-            return original_apply(grads, trainable_variables)
-
-        optimizer.apply = apply
-        optimizer._unitb_grad_probe = (self._norms, self._armed_var, self._picked, self._layer_names)
-        self._wrapped = optimizer
-
-    def _step(self) -> int:
-        return int(self.model.optimizer.iterations.numpy())
-
     # ------------------------------------------------------------------ batches
     def on_epoch_begin(self, epoch, logs=None) -> None:
+        if not self._chief:
+            return
         self._epoch = epoch
-        if self.run is not None:
-            self._epoch_base = self._step()
+        if not self._fit_open:
+            self._begin_fit(epoch)
+        if self.run is not None and self._probe is not None:
+            self._epoch_base = int(self._probe.counter.numpy())  # one read per epoch
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.run is None:
             return
-        if self._pending is not None:  # the previous step was a logging step and is done now
-            pending, self._pending = self._pending, None
-            self._guard(lambda: self._batch_end(*pending, self._fetch_train_logs(pending[0])))
-        step = self._epoch_base + batch + 1
-        opts = self.options
-        if opts.scalar_policy.should_log(step) or opts.grad_policy.should_log(step) or (
-                opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step)):
-            self._pending = (step, batch)
-        if self._armed_var is not None:
-            armed = opts.grad_policy.should_log(step)
-            if armed != self._armed:  # assign only on changes: two small writes per logged step
-                self._armed_var.assign(armed)
-                self._armed = armed
+        end = self._epoch_base + batch
+        if end > self._observed:
+            self._guard(lambda: self._observe(end, None))
+        self._plan(end, batch)
 
-    def _fetch_train_logs(self, step: int) -> Dict[str, object]:
-        """The metrics of ``step`` and its LR (under LR_KEY), read from TF in one traced call
-        and one transfer: Keras' eager ``get_metrics_result`` alone costs ~0.4 ms a step.
-        Nothing is read for a step logged only for its gradient norms or images."""
-        if not self.options.scalar_policy.should_log(step):
-            return {}
-        if self._fetch is None:
-            self._fetch = measure.MetricsFetch(self.model, with_lr=self.options.log_lr)
-        return self._train_logs(self._fetch(step - 1))
+    def _plan(self, start: int, batch: int) -> None:
+        """Note the due points of the coming block (``start``, ``start + window``] and arm the
+        gradient probe for those it must measure in the graph."""
+        opts, probe = self.options, self._probe
+        size = self._window
+        steps = (self.params or {}).get("steps")
+        if steps:
+            size = max(1, min(size, int(steps) - batch))
+        block = range(start + 1, start + size + 1)
+        self._scalar_due.extend(s for s in block if opts.scalar_policy.should_log(s))
+        if opts.log_train_images and self.image_data is not None:
+            self._image_due.extend(s for s in block if opts.train_image_policy.should_log(s))
+        if probe is None or not opts.log_grad_norm:
+            return
+        due = [opts.grad_policy.should_log(s) for s in block]
+        if any(due):
+            probe.arm(start, due)
+            self._grad_due.extend(s for s, d in zip(block, due) if d)
+        else:
+            probe.disarm()
+
+    def _observe(self, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
+        """Write what was due up to iteration ``end``, which has just completed."""
+        self._observed = end
+        opts, run = self.options, self.run
+        scalar_due = [s for s in self._scalar_due if s <= end]
+        if scalar_due:
+            self._scalar_due = [s for s in self._scalar_due if s > end]
+            self._write_scalars(scalar_due[-1], end, epoch_logs)
+        if self._grad_due and self._grad_due[0] <= end and self._probe is not None:
+            for row in self._probe.rows(self._last_row, end):  # one small transfer
+                step = int(round(row[0]))
+                count = len(self._layer_names)
+                run.grad_norms(step, float(row[1]), dict(zip(self._layer_names, row[3:3 + count])),
+                               pre_clip=float(row[2]) if row[2] >= 0 else None)
+                self._last_row = step
+            self._grad_due = [s for s in self._grad_due if s > self._last_row]
+        image_due = [s for s in self._image_due if s <= end]
+        if image_due:
+            self._image_due = [s for s in self._image_due if s > end]
+            self._log_images(schema.TRAIN, image_due[-1], self.image_data, self.gt_keypoints)
+
+    def _write_scalars(self, step: int, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
+        opts, run = self.options, self.run
+        if epoch_logs is not None:
+            logs = dict(epoch_logs)
+        else:
+            if self._fetch is None:
+                self._fetch = measure.MetricsFetch.for_model(self.model, with_lr=opts.log_lr)
+            logs = self._train_logs(self._fetch(step - 1))
+        lr = logs.pop(LR_KEY, None)
+        scale = logs.pop(SCALE_KEY, None)
+        optimizer = self.model.optimizer
+        if opts.log_lr and lr is None:  # logs that came with on_epoch_end: no LR fetched with them
+            lr = measure.learning_rate_at(applying_optimizer(optimizer), step - 1)
+        if scale is None and getattr(optimizer, "dynamic_scale", None) is not None:
+            scale = optimizer.dynamic_scale
+        if opts.log_loss:
+            run.losses(step, logs.get("loss"), {k: v for k, v in logs.items() if k != "loss" and "loss" in k})
+            run.metrics(schema.TRAIN, step, {k: v for k, v in logs.items() if "loss" not in k})
+        if opts.log_lr and lr is not None:
+            run.learning_rates(step, {"0": lr})
+        if scale is not None:
+            run.loss_scale(step, scale)
+        steps = (self.params or {}).get("steps")
+        if steps:
+            run.epoch(step, self._epoch + (step - self._epoch_base) / int(steps))
 
     @staticmethod
     def _train_logs(logs: Mapping[str, object]) -> Dict[str, object]:
@@ -208,33 +238,6 @@ class TFCallback(keras.callbacks.Callback):
         except Exception as exc:
             self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
 
-    def _batch_end(self, step: int, batch: int, logs: Mapping[str, object]) -> None:
-        opts, run = self.options, self.run
-        logs = dict(logs)
-        if opts.scalar_policy.should_log(step):
-            lr = logs.pop(LR_KEY, None)
-            if opts.log_lr and lr is None:  # logs that came with on_epoch_end: no LR fetched with them
-                lr = measure.learning_rate_at(self.model.optimizer, step - 1)
-            if opts.log_loss:
-                run.losses(step, logs.get("loss"), {k: v for k, v in logs.items() if k != "loss" and "loss" in k})
-                run.metrics(schema.TRAIN, step, {k: v for k, v in logs.items() if "loss" not in k})
-            if opts.log_lr:
-                if lr is not None:
-                    run.learning_rates(step, {"0": lr})
-            if self._steps_per_epoch:
-                run.epoch(step, self._epoch + (batch + 1) / self._steps_per_epoch)
-        if self._norms is not None and opts.grad_policy.should_log(step):
-            row = self._norms[step % SLOTS].numpy()  # one small transfer
-            if int(round(float(row[0]))) == step:
-                count = len(self._layer_names)
-                layers = dict(zip(self._layer_names, row[3:3 + count].tolist()))
-                run.grad_norms(step, float(row[1]), layers, pre_clip=float(row[2]) if row[2] >= 0 else None)
-            else:
-                run.warn_once("grad", "lag", f"gradient norms of step {step} were overwritten before they could "
-                              f"be read (logging lagged more than {SLOTS} steps); skipped")
-        if opts.log_train_images and self.image_data is not None and opts.train_image_policy.should_log(step):
-            self._log_images(schema.TRAIN, step, self.image_data, self.gt_keypoints)
-
     def _log_images(self, split: str, step: int, data, gt_keypoints) -> None:
         """Predict here (the model is not thread-safe mid-training), render on the writer thread."""
         images = np.asarray(data)[: self.options.max_train_images]
@@ -245,16 +248,13 @@ class TFCallback(keras.callbacks.Callback):
                                                   pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
 
     # ------------------------------------------------------------------ epochs
-    _epoch = 0
-
     def on_epoch_end(self, epoch, logs=None) -> None:
-        if self.run is None:
+        if self.run is None or self._probe is None:
             return
         logs = logs or {}
-        if self._pending is not None:  # the epoch's last step: its train logs come with the epoch's
-            pending, self._pending = self._pending, None
-            self._guard(lambda: self._batch_end(*pending, self._train_logs(logs)))
-        step = self._step()
+        step = int(self._probe.counter.numpy())
+        # The epoch's last block: its train values come with the epoch's logs.
+        self._guard(lambda: self._observe(step, self._train_logs(logs)))
         try:
             if self.options.log_val_metrics:
                 val = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
@@ -275,13 +275,13 @@ class TFCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None) -> None:
         """Close this fit's writer (and its thread); a later fit() opens a new event file
-        in the same run and continues at optimizer.iterations."""
+        in the same run folder and continues at the step the model is at."""
+        if self._probe is not None:
+            self._probe.fit_ended()
+        self._fit_open = False
         if self.run is not None:
             self.run.close()
             self.run = None
-        if self._armed_var is not None and self._armed:
-            self._armed_var.assign(False)
-            self._armed = False
 
     def close(self) -> None:
         if self.run is not None:

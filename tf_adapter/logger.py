@@ -53,6 +53,7 @@ class TFLogger:
         self.skeleton = skeleton
         self.enabled = measure.is_chief()
         self._run: Optional[RunLogger] = None
+        self.run_dir: Optional[str] = None  # the folder chosen at first use (unitb.runs)
         self._picked: Optional[list] = None
         self._names: list = []
         if checkpoint_manager is not None:
@@ -65,7 +66,8 @@ class TFLogger:
             resume_step = self.start_step
             if resume_step is None and self.checkpoint_manager is not None:
                 resume_step = self.checkpoint_manager.restored_step
-            self._run = open_run(self.logdir, self.options, resume_step)
+            self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger")
+            self.run_dir = self._run.sink.logdir
             if not resume_step:
                 write_header(self._run, self.options, self.model, self.config,
                              {"framework": "tensorflow-loop", **self.hparams})

@@ -94,24 +94,48 @@ def learning_rate_at(optimizer, iteration: int) -> Optional[float]:
 
 
 class MetricsFetch:
-    """``model.get_metrics_result()`` plus the LR of an iteration, computed in one traced call
-    and brought to the host in one transfer. Falls back to the eager path (with a single
-    transfer, :func:`to_host`) for metrics whose results are not all scalars."""
+    """``model.get_metrics_result()`` plus the LR of an iteration (and the dynamic loss scale
+    under mixed precision), computed in one traced call and brought to the host in one
+    transfer. Falls back to the eager path (with a single transfer, :func:`to_host`) for
+    metrics whose results are not all scalars. One per model (:meth:`for_model`): a sweep
+    that fits many models traces it once per model, which is expected, not a retracing bug."""
 
     LR = "\x00lr"
+    LOSS_SCALE = "\x00loss_scale"
 
     def __init__(self, model, with_lr: bool = True):
         self.model, self.with_lr = model, with_lr
         self.keys: Optional[List[str]] = None
         self._traced = tf.function(self._stacked, autograph=False)
+        try:  # one trace per model is by design; keep TF's "retracing" warning for real bugs
+            self._traced._omit_frequent_tracing_warning = True
+        except AttributeError:
+            pass
         self._eager = False
+
+    @classmethod
+    def for_model(cls, model, with_lr: bool = True) -> "MetricsFetch":
+        cached = getattr(model, "_unitb_metrics_fetch", None)
+        if cached is None or cached.with_lr != with_lr:
+            cached = cls(model, with_lr)
+            model._unitb_metrics_fetch = cached
+        return cached
+
+    def _extras(self, iteration) -> Dict[str, object]:
+        extras: Dict[str, object] = {}
+        optimizer = self.model.optimizer
+        if self.with_lr:
+            lr = learning_rate_value(getattr(optimizer, "inner_optimizer", None) or optimizer, iteration)
+            if lr is not None:
+                extras[self.LR] = lr
+        scale = getattr(optimizer, "dynamic_scale", None)
+        if scale is not None:
+            extras[self.LOSS_SCALE] = scale
+        return extras
 
     def _stacked(self, iteration):
         logs = dict(self.model.get_metrics_result())
-        if self.with_lr:
-            lr = learning_rate_value(self.model.optimizer, iteration)
-            if lr is not None:
-                logs[self.LR] = lr
+        logs.update(self._extras(iteration))
         if not all(_scalar_tensor(v) or isinstance(v, (int, float)) for v in logs.values()):
             raise _NotScalars()
         self.keys = list(logs)
@@ -125,8 +149,7 @@ class MetricsFetch:
             except _NotScalars:
                 self._eager = True
         logs = dict(self.model.get_metrics_result())
-        if self.with_lr:
-            logs[self.LR] = learning_rate_value(self.model.optimizer, iteration)
+        logs.update(self._extras(iteration))
         return to_host(logs)
 
 

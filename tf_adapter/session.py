@@ -9,7 +9,7 @@ import numpy as np
 
 from tf_adapter import measure
 from tf_adapter.sink import TFSummarySink
-from unitb import render, resume
+from unitb import render, runs
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger, default_warn
 
@@ -29,14 +29,12 @@ def check_logdir(logdir: object) -> str:
 
 
 def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
-             warn: Callable[[str], None] = default_warn) -> RunLogger:
-    """Drop orphaned steps after ``resume_step`` (if any), then open the tf.summary writer."""
-    if resume_step is not None:
-        dropped = resume.truncate_run(logdir, resume_step if resume_step > 0 else -1)
-        if dropped:
-            warn(f"unitb: resumed at step {resume_step}: removed {dropped} event(s) written after it "
-                 f"by the interrupted run in {logdir}")
-    return RunLogger(TFSummarySink(logdir), warn=warn, max_log_mb=options.max_log_mb,
+             warn: Callable[[str], None] = default_warn, owner: str = "unitb") -> RunLogger:
+    """Open the tf.summary writer in the folder :func:`unitb.runs.prepare_run_dir` picks: a
+    fresh run never writes over another run; a resumed one first sets its orphans aside.
+    The folder it chose is ``run.sink.logdir``."""
+    folder = runs.prepare_run_dir(logdir, resume_step, warn, owner)
+    return RunLogger(TFSummarySink(folder), warn=warn, max_log_mb=options.max_log_mb,
                      raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes)
 
 

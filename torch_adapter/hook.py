@@ -14,6 +14,7 @@ raised into training. Only the main process writes; other ranks do no logging wo
 """
 from __future__ import annotations
 
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -28,7 +29,7 @@ from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.session import TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import reader, resume
+from unitb import reader, resume, runs
 from unitb.options import LogOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
@@ -62,42 +63,78 @@ class EnhancedTensorBoardHook(Hook):
 
     # ------------------------------------------------------------------ set-up
     def _open_sink(self, runner) -> SummaryWriterSink:
+        """The TensorboardVisBackend's writer (or our own at the same place), in a folder
+        that holds no other run on a fresh start, with the history of an interrupted run
+        cleaned up on a resume (:mod:`unitb.runs`, :mod:`unitb.resume`)."""
         backend = None
         try:
             backend = runner.visualizer.get_backend("TensorboardVisBackend")
         except Exception:
             backend = None
-        if backend is not None:
-            writer = backend.experiment
-            if writer is not None:
-                print_log(f"EnhancedTensorBoardHook: writing into the TensorboardVisBackend's event file "
-                          f"({writer.log_dir})", logger="current")
-                sink = SummaryWriterSink(writer, owns_writer=False)
-                self._drop_orphans(runner, sink)
-                return sink
-        from torch.utils.tensorboard import SummaryWriter
+        writer = backend.experiment if backend is not None else None
+        if writer is not None:
+            sink = SummaryWriterSink(writer, owns_writer=False)
+        else:
+            from torch.utils.tensorboard import SummaryWriter
 
-        log_dir = osp.join(runner.log_dir, "vis_data")
-        _warn("EnhancedTensorBoardHook: no TensorboardVisBackend in the visualizer; writing to its own "
-              f"SummaryWriter in {log_dir}. Add dict(type='TensorboardVisBackend') to vis_backends to get "
-              "mmengine's LoggerHook scalars in the same run.")
-        return SummaryWriterSink(SummaryWriter(log_dir), owns_writer=True)
+            log_dir = osp.join(runner.log_dir, "vis_data")
+            _warn("EnhancedTensorBoardHook: no TensorboardVisBackend in the visualizer; writing to its own "
+                  f"SummaryWriter in {log_dir}. Add dict(type='TensorboardVisBackend') to vis_backends to get "
+                  "mmengine's LoggerHook scalars in the same run.")
+            sink = SummaryWriterSink(SummaryWriter(log_dir), owns_writer=True)
+        if runner.iter <= 0:
+            sink = self._keep_other_runs(sink, backend)
+        else:
+            self._continue_run(runner, sink)
+        print_log(f"EnhancedTensorBoardHook: writing into {sink.logdir}", logger="current")
+        return sink
 
     @staticmethod
-    def _drop_orphans(runner, sink: SummaryWriterSink) -> None:
-        """On ``resume=True`` into a fixed TensorBoard folder, remove the steps the
-        interrupted run wrote after the checkpoint (see :mod:`unitb.resume`)."""
-        if runner.iter <= 0:
-            others = [f for f in reader.event_files(sink.logdir) if f not in sink.open_files()]
-            if others:
-                _warn(f"EnhancedTensorBoardHook: {sink.logdir} already holds event files of another run; this "
-                      "fresh run starts again at step 1, so both sets of steps will show. Give each run its own "
-                      "folder (mmengine's default work_dir/<timestamp>/vis_data does).")
-            return
-        dropped = resume.truncate_run(sink.logdir, runner.iter, exclude=sink.open_files())
-        if dropped:
-            print_log(f"EnhancedTensorBoardHook: resumed at step {runner.iter}; removed {dropped} event(s) the "
-                      f"interrupted run wrote after it in {sink.logdir}", logger="current")
+    def _other_files(sink: SummaryWriterSink) -> List[str]:
+        own = {osp.abspath(f) for f in sink.open_files()}
+        return [f for f in reader.event_files(sink.logdir) if osp.abspath(f) not in own]
+
+    def _keep_other_runs(self, sink: SummaryWriterSink, backend) -> SummaryWriterSink:
+        """A fresh run whose folder already holds another run (a fixed ``save_dir``) moves
+        itself, writer and all, to the next free version of the folder: nothing is rewritten."""
+        if not self._other_files(sink):
+            return sink
+        from torch.utils.tensorboard import SummaryWriter
+
+        old_dir, own = sink.logdir, sink.open_files()
+        new_dir = runs.next_free_version(old_dir)
+        _warn(f"EnhancedTensorBoardHook: {old_dir} already holds another run; this fresh run (step 0) writes "
+              f"to {new_dir} and leaves it untouched. Resume from a checkpoint (resume=True) to continue that "
+              "run instead.")
+        os.makedirs(new_dir, exist_ok=True)
+        writer = SummaryWriter(new_dir)
+        sink.writer.close()
+        for path in own:  # what this run's writer already wrote (mmengine's config text) moves with it
+            if osp.exists(path):
+                os.replace(path, osp.join(new_dir, osp.basename(path)))
+        if backend is not None and sink.writer is getattr(backend, "_tensorboard", None):
+            backend._tensorboard = writer  # mmengine's LoggerHook scalars follow to the new folder
+            backend._save_dir = new_dir
+        return SummaryWriterSink(writer, owns_writer=sink.owns_writer)
+
+    @staticmethod
+    def _continue_run(runner, sink: SummaryWriterSink) -> None:
+        """On ``resume=True`` at step S: into a fixed folder, set aside the steps the interrupted
+        run wrote after S; into mmengine's new ``work_dir/<timestamp>/vis_data``, carry the
+        previous timestamp folder's steps up to S over, so one clean curve shows."""
+        step = int(runner.iter)
+        if EnhancedTensorBoardHook._other_files(sink):
+            cleanup = resume.truncate_run(sink.logdir, step, exclude=sink.open_files())
+            where = sink.logdir
+        else:
+            previous = _previous_timestamp_folder(sink.logdir)
+            cleanup = resume.carry_history(previous, sink.logdir, step) if previous else None
+            where = previous
+            if cleanup is not None:
+                print_log(f"EnhancedTensorBoardHook: resumed at step {step}: steps up to {step} of {previous} "
+                          f"continue in {sink.logdir}", logger="current")
+        if cleanup is not None:
+            _warn(f"EnhancedTensorBoardHook: {cleanup.describe(step, where)}")
 
     def before_train(self, runner) -> None:
         if not is_main_process():
@@ -309,3 +346,22 @@ def _concat(batches: List[image_utils.ImageBatch]) -> image_utils.ImageBatch:
         merged.pred += b.pred
         merged.scores += b.scores
     return merged
+
+
+def _previous_timestamp_folder(vis_dir: str) -> Optional[str]:
+    """``work_dir/<earlier timestamp>/vis_data`` that holds event files, the newest before
+    ``vis_dir``'s own timestamp (mmengine names them ``%Y%m%d_%H%M%S``, which sort by time)."""
+    stamp_dir = osp.dirname(osp.abspath(vis_dir))
+    work_dir, stamp = osp.dirname(stamp_dir), osp.basename(stamp_dir)
+    leaf = osp.basename(osp.abspath(vis_dir))
+    try:
+        names = sorted(os.listdir(work_dir))
+    except OSError:
+        return None
+    for name in reversed(names):
+        candidate = osp.join(work_dir, name, leaf)
+        if name < stamp and osp.isdir(candidate):
+            resume.recover(candidate)  # a clean-up interrupted by a kill is finished first
+            if reader.event_files(candidate):
+                return candidate
+    return None

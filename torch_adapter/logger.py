@@ -23,8 +23,9 @@ from torch_adapter import measure
 from torch_adapter.images import ImageBatch
 from torch_adapter.session import TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import resume
+from unitb import runs
 from unitb.options import LogOptions
+from unitb.run_logger import default_warn
 
 
 def _is_chief() -> bool:
@@ -36,7 +37,9 @@ class TorchLogger:
     """Log a plain PyTorch loop in the unitb schema. Only rank 0 writes.
 
     ``start_step``: the optimizer steps already taken when resuming from a checkpoint; the
-    run directory is cleaned of any steps written after it (see :mod:`unitb.resume`).
+    run directory is cleaned of any steps written after it (see :mod:`unitb.resume`). With
+    ``start_step=0`` into a folder that holds another run, the run goes to ``logdir-2``
+    (``-3``...): ``run_dir`` is the folder chosen (see :mod:`unitb.runs`).
     """
 
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
@@ -51,6 +54,7 @@ class TorchLogger:
         self.model = model
         self.optimizer = optimizer
         self.enabled = _is_chief()
+        self.run_dir: Optional[str] = None
         self.session: Optional[TorchSession] = None
         self._epochs_logged = 0
         if not self.enabled:
@@ -59,11 +63,11 @@ class TorchLogger:
             os.makedirs(self.logdir, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
-        if start_step > 0:
-            resume.truncate_run(self.logdir, start_step)
+        # A fresh run never writes over another run's folder; a resumed one sets its orphans aside.
+        self.run_dir = runs.prepare_run_dir(self.logdir, start_step, default_warn, owner="TorchLogger")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.session = TorchSession(SummaryWriterSink(SummaryWriter(self.logdir)), self.options)
+        self.session = TorchSession(SummaryWriterSink(SummaryWriter(self.run_dir)), self.options)
         if model is not None:
             self.session.start(model, optimizer, config_text=config,
                                hparams={"framework": "pytorch", **(hparams or {})}, write_header=start_step == 0)

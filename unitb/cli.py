@@ -3,6 +3,7 @@
     unitb tags RUN                      tag, kind, count, first/last step
     unitb export RUN --format csv|json  every row (scalars as values, others summarised)
     unitb diff RUN_A RUN_B [RUN_C ...]  layout parity; exit 1 on a mismatch
+    unitb restore PATH [--list]         put back event files a resume set aside
     unitb demo [--out runs] [--steps N] [--torch-example auto|mmpose|mmengine]
                                         train the three example runs and diff them
 """
@@ -95,6 +96,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from unitb import resume
+
+    if not os.path.isdir(args.path):
+        print(f"unitb: {args.path} is not a directory", file=sys.stderr)
+        return 2
+    sets = resume.removals(args.path)
+    if not sets:
+        print(f"unitb: nothing set aside below {args.path}")
+        return 0
+    for trash in sets:
+        with open(os.path.join(trash, resume.MANIFEST)) as handle:
+            manifest = json.load(handle)
+        first, last = manifest.get("dropped_steps", [0, 0])
+        what = (f"{trash}: {manifest.get('dropped', 0)} event(s) of steps {first}..{last}, set aside when the run "
+                f"resumed at step {manifest.get('resume_step')}")
+        if args.list:
+            print(what)
+            continue
+        restored = resume.restore(trash)
+        print(f"{what}: put back {len(restored)} file(s) ({', '.join(os.path.dirname(p) for p in restored[:1])})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from unitb import demo
 
@@ -115,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
     compare.add_argument("runs", nargs="+", metavar="RUN")
     compare.set_defaults(func=cmd_diff)
+    restore = sub.add_parser("restore", help="put back the event files a resume set aside (newest first)")
+    restore.add_argument("path", help="a run folder or any folder above it")
+    restore.add_argument("--list", action="store_true", help="only list what was set aside")
+    restore.set_defaults(func=cmd_restore)
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--steps", type=int, default=60)

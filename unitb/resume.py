@@ -1,27 +1,54 @@
-"""Remove orphaned steps from a run before a resumed run writes into it.
+"""Set aside the orphaned steps of an interrupted run before the resumed run writes again.
 
-After a crash between checkpoints, the steps written after the last checkpoint were
-produced by a model state that no longer exists; the resumed run writes those steps again.
-A ``SessionLog.START``/``purge_step`` hides them only in TensorBoard's fast loader, and
-``tf.summary`` has no purge at all (``shared/DESIGN.md``). So unitb rewrites the run:
-every event with ``step <= resume_step`` is copied, in order, into one compacted event
-file; the old files are then removed. Every reader then sees each step once.
+After a crash between checkpoints, the steps written after the last checkpoint came from a
+model state that no longer exists; the resumed run writes those steps again. A
+``SessionLog.START``/``purge_step`` hides them only in TensorBoard's fast loader, and
+``tf.summary`` has no purge at all (``shared/DESIGN.md``). So unitb rewrites the run: every
+event with ``step <= resume_step`` is copied, in order, into one compacted event file, and
+the old files are *moved* (never deleted) into ``<folder>/.unitb-removed/<stamp>-resume-<S>/``
+under names without ``tfevents``, which no TensorBoard reader looks at. ``unitb restore``
+puts them back (:func:`restore`).
 
-Crash safety: the compacted file is written under a name readers ignore, fsynced, and a
-journal is written before anything is renamed or removed. If the process dies during the
-clean-up, the run stays readable (at worst the orphans are still visible) and the next
-start finishes the job from the journal. Nothing at or before ``resume_step`` is dropped.
+Only a real resume (a restored step ``S >= 1``) does this; a fresh run never touches another
+run's files (see :mod:`unitb.runs`).
+
+Crash safety: the compacted file is written under a name readers ignore and fsynced; a
+journal naming every move is written before anything is renamed. A kill at any point leaves
+every step up to ``S`` readable (at worst the orphans, or a second copy of the history, are
+still visible), and the next start finishes or rolls back the job from the journal
+(:func:`recover`).
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import List, Sequence
+import time
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
 
-from unitb.reader import event_files, iter_events
+from unitb.reader import event_files, is_event_file, iter_events
 
 JOURNAL = ".unitb-resume.json"
 TMP_NAME = ".unitb-compact.tmp"
+TRASH = ".unitb-removed"
+MANIFEST = "manifest.json"
+RESTORED_MANIFEST = "manifest.restored.json"
+
+
+@dataclass(frozen=True)
+class CleanUp:
+    """What a resume set aside: ``dropped`` events from steps ``first..last``, kept in ``trash``."""
+
+    dropped: int
+    first: int
+    last: int
+    trash: str
+
+    def describe(self, resume_step: int, folder: str) -> str:
+        steps = f"step {self.first}" if self.first == self.last else f"steps {self.first}..{self.last}"
+        return (f"resumed at step {resume_step}: moved {self.dropped} event(s) of {steps}, written after the "
+                f"checkpoint by the interrupted run in {folder}, to {self.trash} (TensorBoard does not read it; "
+                f"`unitb restore {folder}` puts them back)")
 
 
 def _fsync_dir(path: str) -> None:
@@ -37,12 +64,21 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _write_json(path: str, data: object) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def _compacted_name(first_file: str, resume_step: int) -> str:
     """A name that sorts before every file a writer opened from now on can get.
 
-    Readers order event files by name, i.e. by the timestamp after ``tfevents.``; a
-    resumed writer opened in the same second as the old run's first file must still come
-    after the compacted history, so the compacted file takes that timestamp minus one.
+    Readers order event files by name, i.e. by the timestamp after ``tfevents.``; a resumed
+    writer opened in the same second as the old run's first file must still come after the
+    compacted history, so the compacted file takes that timestamp minus one.
     """
     parts = os.path.basename(first_file).split(".")
     try:
@@ -52,65 +88,76 @@ def _compacted_name(first_file: str, resume_step: int) -> str:
     return f"events.out.tfevents.{max(0, stamp - 1):010d}.unitb-resumed-{max(resume_step, 0)}"
 
 
-def recover(run_dir: str) -> None:
-    """Finish (or roll back) a clean-up that a crash interrupted."""
-    journal_path = os.path.join(run_dir, JOURNAL)
-    if not os.path.exists(journal_path):
-        tmp = os.path.join(run_dir, TMP_NAME)
-        if os.path.exists(tmp):
-            os.remove(tmp)  # died before the journal: old files are intact
-        return
-    try:
-        with open(journal_path) as handle:
-            plan = json.load(handle)
-    except (OSError, ValueError):
-        plan = None
-    tmp = os.path.join(run_dir, TMP_NAME)
-    if plan is None or os.path.exists(tmp):
-        # The compacted file was never put in place: the old files are still complete.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    else:
-        for name in plan.get("old", []):
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path):
-                os.remove(path)
-    os.remove(journal_path)
-    _fsync_dir(run_dir)
+def removed_name(name: str) -> str:
+    """The name an event file gets in the trash: without ``tfevents``, so no reader loads it."""
+    return name.replace("tfevents", "removed-events") if is_event_file(name) else name + ".removed"
 
 
-def orphan_count(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
-    """How many events in ``run_dir`` (outside ``exclude``) are past ``resume_step``."""
-    return sum(1 for path in _files(run_dir, exclude) for event in iter_events(path)
-               if event.step > resume_step)
+def _scan(files: Sequence[str], resume_step: int) -> Tuple[int, int, int]:
+    """(orphans, first orphan step, last orphan step) in ``files``."""
+    count, first, last = 0, None, None
+    for path in files:
+        for event in iter_events(path):
+            if event.step > resume_step:
+                count += 1
+                first = event.step if first is None else min(first, event.step)
+                last = event.step if last is None else max(last, event.step)
+    return count, int(first or 0), int(last or 0)
 
 
-def _files(run_dir: str, exclude: Sequence[str]) -> List[str]:
+def _files(run_dir: str, exclude: Iterable[str]) -> List[str]:
     skip = {os.path.abspath(p) for p in exclude}
     return [p for p in event_files(run_dir) if os.path.abspath(p) not in skip]
 
 
-def truncate_run(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
-    """Drop every event after ``resume_step`` from ``run_dir``; return how many were dropped.
+def orphan_count(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
+    """How many events in ``run_dir`` (outside ``exclude``) are past ``resume_step``."""
+    return _scan(_files(run_dir, exclude), resume_step)[0]
 
-    Call it before the resumed run opens its writer. A run with no orphans is left
-    untouched (no rewrite, no cost beyond one read). ``resume_step=-1`` drops everything
-    (a restart from scratch over an old run: even its step-0 records are written again).
+
+def _check_step(resume_step: int) -> None:
+    if isinstance(resume_step, bool) or not isinstance(resume_step, int) or resume_step < 1:
+        raise ValueError(f"resume_step must be an int >= 1 (a real resume), got {resume_step!r}")
+
+
+def truncate_run(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> Optional[CleanUp]:
+    """Set aside every event after ``resume_step`` in ``run_dir``; None when there was none.
+
+    Call it before the resumed run opens its writer. A run with no orphans is left untouched.
     ``exclude``: event files a live writer already holds open (mmengine opens its writer
     before hooks run); they are left alone.
     """
-    if resume_step < -1:
-        raise ValueError(f"resume_step must be >= -1, got {resume_step}")
+    _check_step(resume_step)
     if not os.path.isdir(run_dir):
-        return 0
+        return None
     recover(run_dir)
     files = _files(run_dir, exclude)
-    dropped = orphan_count(run_dir, resume_step, exclude)
-    if not files or dropped == 0:
-        return 0
+    return _rewrite(files, run_dir, run_dir, resume_step, carry=False)
+
+
+def carry_history(previous_dir: str, new_dir: str, resume_step: int) -> Optional[CleanUp]:
+    """Resume into a new folder (mmengine's ``work_dir/<timestamp>/vis_data``): copy the steps
+    up to ``resume_step`` of ``previous_dir`` into ``new_dir`` and move ``previous_dir``'s event
+    files to its trash, so TensorBoard shows one clean curve in ``new_dir``. None when
+    ``previous_dir`` holds no event files."""
+    _check_step(resume_step)
+    recover(previous_dir)
+    files = _files(previous_dir, ())
+    if not files:
+        return None
+    return _rewrite(files, previous_dir, new_dir, resume_step, carry=True)
+
+
+def _rewrite(files: List[str], source_dir: str, target_dir: str, resume_step: int,
+             carry: bool) -> Optional[CleanUp]:
+    if not files:
+        return None
+    dropped, first, last = _scan(files, resume_step)
+    if dropped == 0 and not carry:
+        return None
     from tensorboard.summary.writer.record_writer import RecordWriter
 
-    tmp = os.path.join(run_dir, TMP_NAME)
+    tmp = os.path.join(target_dir, TMP_NAME)
     with open(tmp, "wb") as handle:
         writer = RecordWriter(handle)
         wrote_version = False
@@ -125,20 +172,83 @@ def truncate_run(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) ->
                 writer.write(event.SerializeToString())
         handle.flush()
         os.fsync(handle.fileno())
-    old: List[str] = [os.path.basename(p) for p in files]
-    final = os.path.join(run_dir, _compacted_name(files[0], resume_step))
-    journal = os.path.join(run_dir, JOURNAL)
-    with open(journal, "w") as handle:
-        json.dump({"old": old, "final": os.path.basename(final), "resume_step": resume_step}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    _fsync_dir(run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    trash = os.path.join(source_dir, TRASH, f"{stamp}-resume-{resume_step}")
+    suffix = 1
+    while os.path.exists(trash):
+        suffix += 1
+        trash = os.path.join(source_dir, TRASH, f"{stamp}-resume-{resume_step}-{suffix}")
+    final = os.path.join(target_dir, _compacted_name(files[0], resume_step))
+    moves = [[os.path.abspath(p), os.path.join(trash, removed_name(os.path.basename(p)))] for p in files]
+    manifest = {"resume_step": resume_step, "dropped": dropped, "dropped_steps": [first, last],
+                "written": os.path.abspath(final), "files": moves, "time": stamp}
+    journal = os.path.join(source_dir, JOURNAL)
+    _write_json(journal, {"tmp": os.path.abspath(tmp), "final": os.path.abspath(final), "trash": trash,
+                          "manifest": manifest})
+    _fsync_dir(source_dir)
     os.replace(tmp, final)
-    _fsync_dir(run_dir)
-    for name in old:
-        path = os.path.join(run_dir, name)
-        if os.path.exists(path) and path != final:
-            os.remove(path)
+    _fsync_dir(target_dir)
+    _finish(trash, moves, manifest)
     os.remove(journal)
-    _fsync_dir(run_dir)
-    return dropped
+    _fsync_dir(source_dir)
+    return CleanUp(dropped, first, last, trash)
+
+
+def _finish(trash: str, moves: List[List[str]], manifest: dict) -> None:
+    os.makedirs(trash, exist_ok=True)
+    for src, dst in moves:
+        if os.path.exists(src):
+            os.replace(src, dst)
+    _fsync_dir(trash)
+    _write_json(os.path.join(trash, MANIFEST), manifest)
+
+
+def recover(folder: str) -> None:
+    """Finish (or roll back) a clean-up that a crash interrupted in ``folder``."""
+    journal_path = os.path.join(folder, JOURNAL)
+    if not os.path.exists(journal_path):
+        tmp = os.path.join(folder, TMP_NAME)
+        if os.path.exists(tmp):
+            os.remove(tmp)  # died before the journal: the old files are intact
+        return
+    try:
+        with open(journal_path) as handle:
+            plan = json.load(handle)
+    except (OSError, ValueError):
+        plan = None  # a torn journal was never complete: nothing was moved yet
+    tmp = (plan or {}).get("tmp", os.path.join(folder, TMP_NAME))
+    if plan is None or os.path.exists(tmp) or "manifest" not in plan:
+        if os.path.exists(tmp):
+            os.remove(tmp)  # the compacted file was never put in place: roll back
+    else:
+        _finish(plan["trash"], plan["manifest"]["files"], plan["manifest"])
+    os.remove(journal_path)
+    _fsync_dir(folder)
+
+
+def removals(root: str) -> List[str]:
+    """Trash folders below ``root`` whose files have not been put back, newest first."""
+    found = []
+    for current, dirs, files in os.walk(root):
+        if os.path.basename(os.path.dirname(current)) == TRASH and MANIFEST in files:
+            found.append(current)
+    return sorted(found, key=lambda p: os.path.basename(p), reverse=True)
+
+
+def restore(trash: str) -> List[str]:
+    """Put the files of one trash folder back where they were and set aside the compacted
+    file the resume wrote instead, so the folders read as before that resume (the resumed
+    run's own files stay). Returns the restored paths."""
+    with open(os.path.join(trash, MANIFEST)) as handle:
+        manifest = json.load(handle)
+    written = manifest.get("written")
+    if written and os.path.exists(written):
+        os.replace(written, os.path.join(trash, removed_name(os.path.basename(written))))
+    restored = []
+    for src, dst in manifest["files"]:
+        if os.path.exists(dst) and not os.path.exists(src):
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            os.replace(dst, src)
+            restored.append(src)
+    os.replace(os.path.join(trash, MANIFEST), os.path.join(trash, RESTORED_MANIFEST))
+    return restored

@@ -232,6 +232,10 @@ class RunLogger:
         for name, value in values.items():
             self.scalar(schema.metric(split, name), value, step, "metric")
 
+    def loss_scale(self, step: int, scale: object) -> None:
+        """The dynamic loss scale of mixed precision (Keras LossScaleOptimizer, torch GradScaler)."""
+        self.scalar(schema.LOSS_SCALE, scale, step)
+
     def epoch(self, step: int, epoch: object) -> None:
         self.scalar(schema.TRAIN_EPOCH, epoch, step)
 

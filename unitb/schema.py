@@ -19,6 +19,7 @@ VAL_LOSS = "val/loss"
 TRAIN_EPOCH = "train/epoch"
 GRAD_NORM_GLOBAL = "train/gradient_norm/global"
 GRAD_NORM_PRE_CLIP = "train/gradient_norm/pre_clip"
+LOSS_SCALE = "train/loss_scale"
 MODEL_TOTAL_PARAMETERS = "model/total_parameters"
 MODEL_TRAINABLE_PARAMETERS = "model/trainable_parameters"
 MODEL_SIZE_MB = "model/model_size_mb"
@@ -164,6 +165,7 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("train/gradient_norm/layers/*", r"^train/gradient_norm/layers/.+$", "scalar"),
     ("train/anomaly/*", r"^train/anomaly/.+$", "scalar"),
     ("train/epoch", r"^train/epoch$", "scalar"),
+    ("train/loss_scale", r"^train/loss_scale$", "scalar"),
     ("train/image", r"^train/image(/\d+)?$", "image"),
     ("val/image", r"^val/image(/\d+)?$", "image"),
     ("val/loss", r"^val/loss$", "scalar"),

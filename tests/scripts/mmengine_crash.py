@@ -1,0 +1,29 @@
+"""Train the tiny mmengine pose model into mmengine's default work_dir/<timestamp>/vis_data
+and die hard (os._exit) right after step CRASH_AT; with CRASH_AT 0, resume=True and finish.
+Run by tests/test_never_destroy.py."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+import mmengine_pose  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
+
+work, crash_at = sys.argv[1], int(sys.argv[2])
+runner = mmengine_pose.build_runner(work, steps=16, hook=dict(grad_norm_interval=2, scalar_interval=1),
+                                    resume=crash_at == 0)
+
+
+class HardCrash(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == crash_at:
+            unitb_hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
+            unitb_hook.session.run.flush()
+            runner.visualizer.get_backend("TensorboardVisBackend").experiment.flush()
+            os._exit(3)
+
+
+if crash_at:
+    runner.register_hook(HardCrash(), priority="LOWEST")
+runner.train()

@@ -1,0 +1,202 @@
+"""The in-graph side of TFCallback: a training-iteration counter and gradient norms of the
+updates the optimizer really applies, written into a small ring read after the fact.
+
+Why in the graph: under ``steps_per_execution`` Keras runs several iterations inside one
+call, out of Python's sight, and under mixed precision / gradient accumulation only the
+optimizer knows which gradients it applies. So ``optimizer.apply`` is wrapped once per
+optimizer (shared by every TFCallback on the model, across fits):
+
+- the outer optimizer's ``apply`` runs once per training iteration: it advances
+  ``counter`` (iterations completed, the unitb step) and, when the step is due (a mask the
+  callback sets before each block), raises ``pending``;
+- the optimizer that applies the update (``LossScaleOptimizer.inner_optimizer`` under
+  ``mixed_float16``, else the optimizer itself) measures, while ``pending``, the first update
+  it really applies: unscaled gradients (loss scaling), the accumulated gradient on the
+  iteration that applies it (``gradient_accumulation_steps``), after clipping. A step the
+  loss scaler skipped (inf/NaN) applies nothing, so nothing is measured there; the norm is
+  taken at the next applied update, labelled with that update's step.
+
+Rows are ``[step, applied global norm, pre-clip norm (-1: no clipping), layers...]`` at
+``step % slots``.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import tensorflow as tf
+
+from tf_adapter import measure
+from unitb.layers import unique_names
+
+ATTRIBUTE = "_unitb_probe"
+
+
+def applying_optimizer(optimizer):
+    """The optimizer that applies the update: the inner one of a ``LossScaleOptimizer``."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return inner if inner is not None else optimizer
+
+
+def raw_iterations(optimizer) -> int:
+    """Iterations the optimizer has counted (micro-batches under gradient accumulation,
+    ``_iterations``; ``iterations`` would be updates). Skipped loss-scaled steps not included."""
+    opt = applying_optimizer(optimizer)
+    variable = getattr(opt, "_iterations", None)
+    if variable is None:
+        variable = opt.iterations
+    return int(variable.numpy())
+
+
+def loss_scale(optimizer):
+    """The dynamic loss scale variable under mixed precision, else None."""
+    return getattr(optimizer, "dynamic_scale", None)
+
+
+class GradProbe:
+    """One per optimizer: see the module docstring. ``window`` = steps per execution."""
+
+    def __init__(self, model, layer_limit: int, window: int):
+        optimizer = model.optimizer
+        self.optimizer = optimizer
+        self.window = max(1, int(window))
+        self.slots = max(64, 2 * self.window)
+        variables = list(model.trainable_variables)
+        self.picked, self.layer_names = measure.pick_layers(variables, layer_limit, model.name)
+        self._paths = unique_names([measure.variable_name(v) for v in variables])
+        self._variables = variables
+        with model.distribute_strategy.scope(), tf.init_scope():
+            first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+            self.counter = tf.Variable(tf.constant(raw_iterations(optimizer), tf.int64), trainable=False,
+                                       name="unitb_step", aggregation=first)
+            self.norms = tf.Variable(tf.zeros((self.slots, len(self.picked) + 3)), trainable=False,
+                                     name="unitb_grad_norms", aggregation=first)
+            self.mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False, name="unitb_due",
+                                    aggregation=first)
+            self.mask_base = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_base",
+                                         aggregation=first)
+            self.pending = tf.Variable(False, trainable=False, name="unitb_pending", aggregation=first)
+        self.armed = False
+        # What the counter and the optimizer said when the last fit ended (see ``sync``).
+        self.last_raw: Optional[int] = None
+        self.last_counter: Optional[int] = None
+        self._install()
+
+    # ------------------------------------------------------------------ graph
+    def _install(self) -> None:
+        outer = self.optimizer
+        applier = applying_optimizer(outer)
+        probe = self
+        outer_apply = outer.apply
+
+        def counting_apply(grads, trainable_variables=None):
+            step = probe.counter + 1
+            index = step - probe.mask_base - 1
+            in_window = tf.logical_and(index >= 0, index < probe.window)
+            due = tf.logical_and(in_window, tf.gather(probe.mask, tf.clip_by_value(index, 0, probe.window - 1)))
+            probe.pending.assign(tf.logical_or(probe.pending, due))
+            if applier is outer:
+                probe._measure(applier, list(grads), trainable_variables, step)
+            result = outer_apply(grads, trainable_variables)
+            probe.counter.assign_add(1)
+            return result
+
+        outer.apply = counting_apply
+        if applier is not outer:
+            inner_apply = applier.apply
+
+            def measuring_apply(grads, trainable_variables=None):
+                probe._measure(applier, list(grads), trainable_variables, probe.counter + 1)
+                return inner_apply(grads, trainable_variables)
+
+            applier.apply = measuring_apply
+        setattr(outer, ATTRIBUTE, self)
+
+    def _measure(self, optimizer, grads: List, trainable_variables, step) -> None:
+        variables = list(trainable_variables) if trainable_variables is not None else self._variables
+        names = unique_names([measure.variable_name(v) for v in variables])
+        index = {n: i for i, n in enumerate(names)}
+        picked = [index.get(self._paths[i], -1) for i in self.picked]
+        accumulate = getattr(optimizer, "gradient_accumulation_steps", None)
+        if accumulate:
+            if not optimizer.built:  # as optimizer.apply would, so the accumulators exist
+                optimizer.build(variables)
+            is_update = tf.equal((optimizer._iterations + 1) % accumulate, 0)
+            accumulated = [optimizer._accumulated_gradients[optimizer._get_variable_index(v)] for v in variables]
+            applied = [None if g is None else (g + a) / accumulate for g, a in zip(grads, accumulated)]
+        else:
+            is_update = tf.constant(True)
+            applied = grads
+
+        def write():
+            norms = measure.norms_in_graph(applied, [p for p in picked if p >= 0])
+            global_norm, pre_clip = measure.clipped_global(applied, norms, optimizer)
+            values = tf.concat([[tf.cast(step, tf.float32), global_norm,
+                                 pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
+            width = self.norms.shape[1]
+            if values.shape[0] < width:
+                values = tf.pad(values, [[0, width - values.shape[0]]])
+            slot = tf.cast(step % self.slots, tf.int32)
+            self.norms.assign(tf.tensor_scatter_nd_update(self.norms, [[slot]], [values]))
+            self.pending.assign(False)
+            return tf.constant(True)
+
+        tf.cond(tf.logical_and(self.pending, is_update), write, lambda: tf.constant(False))
+
+    # ------------------------------------------------------------------ host side
+    def sync(self, restored_epoch_step: int) -> int:
+        """The step the model is at now, at the start of a fit (after every callback's
+        ``on_train_begin``, so after ``BackupAndRestore``). The counter continues across fits
+        unless the optimizer's own count moved in a way unitb did not see: restored from a
+        checkpoint, or trained with the wrapper out of the graph. Then it restarts from the
+        optimizer's count, or from ``restored_epoch_step`` (``initial_epoch`` x steps) when
+        the optimizer holds no count at all (weights restored without optimizer state)."""
+        raw = raw_iterations(self.optimizer)
+        counter = int(self.counter.numpy())
+        if self.last_raw is not None and self.last_counter is not None:
+            seen = counter - self.last_counter
+            trustworthy = self.last_raw <= raw <= self.last_raw + seen
+        else:
+            trustworthy = counter == raw
+        if not trustworthy or (raw == 0 and restored_epoch_step > counter):
+            counter = raw if raw > 0 else max(restored_epoch_step, 0)
+            self.counter.assign(counter)
+        return counter
+
+    def fit_ended(self) -> None:
+        self.last_raw = raw_iterations(self.optimizer)
+        self.last_counter = int(self.counter.numpy())
+        self.disarm()
+
+    def arm(self, base: int, due: List[bool]) -> None:
+        """Mark which of the steps ``base+1 .. base+len(due)`` are due for gradient norms."""
+        due = (list(due) + [False] * self.window)[: self.window]
+        self.mask.assign(due)
+        self.mask_base.assign(base)
+        self.armed = True
+
+    def disarm(self) -> None:
+        if self.armed:
+            self.mask.assign([False] * self.window)
+            self.armed = False
+
+    def rows(self, after: int, upto: int) -> List[List[float]]:
+        """Rows for steps ``after < step <= upto``, oldest first (one transfer)."""
+        table = self.norms.numpy()
+        found = {}
+        for row in table:
+            step = int(round(float(row[0])))
+            if after < step <= upto:
+                found[step] = row.tolist()
+        return [found[s] for s in sorted(found)]
+
+
+def probe_for(model, layer_limit: int, window: int) -> "GradProbe":
+    """The model's probe, installed on first use. Installing drops a train function Keras
+    traced before (a model fitted before unitb was attached), so the next fit traces the
+    wrapped ``apply``: one retrace per model, never per fit."""
+    probe = getattr(model.optimizer, ATTRIBUTE, None)
+    if probe is None:
+        probe = GradProbe(model, layer_limit, window)
+        if getattr(model, "train_function", None) is not None:
+            model.make_train_function(force=True)
+    return probe

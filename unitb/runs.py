@@ -1,0 +1,85 @@
+"""Which folder a run writes into: the same rule for every adapter.
+
+- A **fresh** run (nothing restored: step 0) into a folder that already holds event files
+  of another run never touches them: it writes into the next free versioned sibling,
+  ``runs/exp`` -> ``runs/exp-2`` -> ``runs/exp-3``, and says so once. TensorBoard then lists
+  both runs side by side.
+- A **resumed** run (a restored step ``S >= 1``) continues the newest version of the folder
+  (``runs/exp-3`` when it exists and holds events, else ``runs/exp``), where its own earlier
+  steps are; orphans after ``S`` are set aside there (:mod:`unitb.resume`).
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable, List, Optional
+
+from unitb.reader import event_files
+
+_VERSION = re.compile(r"^(?P<base>.+)-(?P<n>\d+)$")
+
+
+def holds_run(folder: str) -> bool:
+    """True when ``folder`` has event files directly inside it."""
+    return bool(event_files(folder))
+
+
+def versions(logdir: str) -> List[str]:
+    """``logdir`` and its versioned siblings ``logdir-2``, ``logdir-3``..., oldest first."""
+    logdir = os.path.normpath(logdir)
+    parent, base = os.path.split(logdir)
+    found = [(1, logdir)]
+    try:
+        names = os.listdir(parent or ".")
+    except OSError:
+        names = []
+    for name in names:
+        match = _VERSION.match(name)
+        if match and match.group("base") == base and int(match.group("n")) >= 2:
+            found.append((int(match.group("n")), os.path.join(parent, name)))
+    return [path for _n, path in sorted(found)]
+
+
+def latest_version(logdir: str) -> str:
+    """The newest version of ``logdir`` that holds a run (``logdir`` itself when none does)."""
+    with_events = [v for v in versions(logdir) if holds_run(v)]
+    return with_events[-1] if with_events else os.path.normpath(logdir)
+
+
+def next_free_version(logdir: str) -> str:
+    """``logdir`` when it holds no run; else one past the newest version that holds one."""
+    logdir = os.path.normpath(logdir)
+    if not holds_run(logdir):
+        return logdir
+    newest = latest_version(logdir)
+    match = _VERSION.match(os.path.basename(newest)) if newest != logdir else None
+    return f"{logdir}-{int(match.group('n')) + 1 if match else 2}"
+
+
+def choose_run_dir(logdir: str, resume_step: Optional[int], warn: Optional[Callable[[str], None]] = None,
+                   owner: str = "unitb") -> str:
+    """The folder this run writes into (see the module docstring); creates it."""
+    if resume_step:
+        chosen = latest_version(logdir)
+    else:
+        chosen = next_free_version(logdir)
+        if chosen != os.path.normpath(logdir) and warn is not None:
+            warn(f"{owner}: {logdir} already holds another run; this fresh run (step 0) writes to {chosen} "
+                 "and leaves it untouched. Resume from a checkpoint to continue that run instead.")
+    os.makedirs(chosen, exist_ok=True)
+    return chosen
+
+
+def prepare_run_dir(logdir: str, resume_step: Optional[int], warn: Callable[[str], None],
+                    owner: str = "unitb") -> str:
+    """Pick the folder (:func:`choose_run_dir`) and, on a real resume, set aside the steps the
+    interrupted run wrote after ``resume_step`` (:func:`unitb.resume.truncate_run`). Every
+    adapter that opens its own writer starts here."""
+    from unitb import resume
+
+    folder = choose_run_dir(logdir, resume_step, warn, owner)
+    if resume_step:
+        cleanup = resume.truncate_run(folder, int(resume_step))
+        if cleanup is not None:
+            warn(f"{owner}: {cleanup.describe(int(resume_step), folder)}")
+    return folder
