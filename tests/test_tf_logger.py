@@ -166,10 +166,14 @@ MIRRORED = textwrap.dedent("""
     with strategy.scope():
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
         model.compile(optimizer="sgd", loss="mse")
+    kernel, bias = [w.numpy() for w in model.weights]
+    residual = x[:8] @ kernel + bias - y[:8]  # the applied gradient of step 1: MSE over the global batch
+    witness = float(np.sqrt(np.sum((2 / 8 * x[:8].T @ residual) ** 2) + np.sum((2 / 8 * residual.sum(0)) ** 2)))
     cb = unitb.TFCallback(sys.argv[1], grad_norm_interval=1, scalar_interval=1)
     history = model.fit(x, y, batch_size=8, epochs=2, callbacks=[cb], verbose=0, shuffle=False)
     cb.close()
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"]}))
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
+                      "witness": witness}))
 """)
 
 
@@ -189,6 +193,8 @@ def test_mirrored_strategy_writes_one_event_file_with_correct_values(tmp_path):
     assert loss[8] == pytest.approx(result["loss"][1], rel=1e-5)
     assert _steps(rows, "train/gradient_norm/global") == list(range(1, 9))
     assert all(np.isfinite(v) and v > 0 for v in _values(rows, "train/gradient_norm/global").values())
+    # The sum over both replicas' gradients, as the optimizer applied it, not one replica's part.
+    assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(result["witness"], rel=1e-4)
 
 
 def test_bad_arguments_fail_at_construction(tmp_path):

@@ -64,17 +64,23 @@ class GradProbe:
         self.picked, self.layer_names = measure.pick_layers(variables, layer_limit, model.name)
         self._paths = unique_names([measure.variable_name(v) for v in variables])
         self._variables = variables
-        with model.distribute_strategy.scope(), tf.init_scope():
-            first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        with tf.init_scope():
+            # Plain (not distributed) variables: under tf.distribute only the first local replica
+            # writes them, inside tf.cond, where a distributed variable's merge_call is not allowed.
             self.counter = tf.Variable(tf.constant(raw_iterations(optimizer), tf.int64), trainable=False,
-                                       name="unitb_step", aggregation=first)
+                                       name="unitb_step")
             self.norms = tf.Variable(tf.zeros((self.slots, len(self.picked) + 3)), trainable=False,
-                                     name="unitb_grad_norms", aggregation=first)
-            self.mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False, name="unitb_due",
-                                    aggregation=first)
-            self.mask_base = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_base",
-                                         aggregation=first)
-            self.pending = tf.Variable(False, trainable=False, name="unitb_pending", aggregation=first)
+                                     name="unitb_grad_norms")
+            self.mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False, name="unitb_due")
+            self.mask_base = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_base")
+            self.pending = tf.Variable(False, trainable=False, name="unitb_pending")
+        strategy = model.distribute_strategy
+        self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+        try:
+            self.local_replicas = max(1, len(strategy.extended.worker_devices)) if self.replicas > 1 else 1
+        except (AttributeError, RuntimeError):
+            self.local_replicas = 1
+        self._call_picked: List[int] = list(range(len(self.picked)))
         self.armed = False
         # What the counter and the optimizer said when the last fit ended (see ``sync``).
         self.last_raw: Optional[int] = None
@@ -82,6 +88,14 @@ class GradProbe:
         self._install()
 
     # ------------------------------------------------------------------ graph
+    def _first_local_replica(self) -> tf.Tensor:
+        """True in one replica per process: the one that counts and measures."""
+        if self.replicas == 1:
+            return tf.constant(True)
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        return tf.equal(tf.cast(replica, tf.int32) % self.local_replicas, 0)
+
     def _install(self) -> None:
         outer = self.optimizer
         applier = applying_optimizer(outer)
@@ -89,19 +103,34 @@ class GradProbe:
         outer_apply = outer.apply
 
         def counting_apply(grads, trainable_variables=None):
+            first = probe._first_local_replica()
             step = probe.counter + 1
             index = step - probe.mask_base - 1
             in_window = tf.logical_and(index >= 0, index < probe.window)
             due = tf.logical_and(in_window, tf.gather(probe.mask, tf.clip_by_value(index, 0, probe.window - 1)))
-            probe.pending.assign(tf.logical_or(probe.pending, due))
-            if applier is outer:
+
+            def note_due():
+                probe.pending.assign(tf.logical_or(probe.pending, due))
+                return tf.constant(True)
+
+            tf.cond(first, note_due, lambda: tf.constant(False))
+            # Traced once: the picked layers' positions in this call's variable list, which the
+            # all-reduce below receives in the same order.
+            probe._call_picked = probe._picked_in(list(trainable_variables) if trainable_variables is not None
+                                                  else probe._variables)
+            if applier is outer and probe.replicas == 1:
                 probe._measure(applier, list(grads), trainable_variables, step)
             result = outer_apply(grads, trainable_variables)
-            probe.counter.assign_add(1)
+
+            def count():
+                probe.counter.assign_add(1)
+                return tf.constant(True)
+
+            tf.cond(first, count, lambda: tf.constant(False))
             return result
 
         outer.apply = counting_apply
-        if applier is not outer:
+        if applier is not outer and self.replicas == 1:
             inner_apply = applier.apply
 
             def measuring_apply(grads, trainable_variables=None):
@@ -109,13 +138,37 @@ class GradProbe:
                 return inner_apply(grads, trainable_variables)
 
             applier.apply = measuring_apply
+        reduce = getattr(applier, "_all_reduce_sum_gradients", None)
+        if self.replicas > 1 and reduce is not None:
+            def measuring_reduce(grads_and_vars):
+                # Several replicas: each sees its own part of the batch; the update applies their
+                # sum (after each replica's clipping), so measure what the all-reduce returns.
+                reduced = reduce(grads_and_vars)
+                pairs = list(reduced)
+                probe._measure_reduced([g for g, _ in pairs], probe.counter + 1)
+                return pairs
+
+            applier._all_reduce_sum_gradients = measuring_reduce
         setattr(outer, ATTRIBUTE, self)
+
+    def _picked_in(self, variables: List) -> List[int]:
+        names = unique_names([measure.variable_name(v) for v in variables])
+        index = {n: i for i, n in enumerate(names)}
+        return [p for p in (index.get(self._paths[i], -1) for i in self.picked) if p >= 0]
+
+    def _write_row(self, step, global_norm, pre_clip, layer_norms) -> None:
+        values = tf.concat([[tf.cast(step, tf.float32), global_norm,
+                             pre_clip if pre_clip is not None else -1.0], layer_norms], 0)
+        width = self.norms.shape[1]
+        if values.shape[0] < width:
+            values = tf.pad(values, [[0, width - values.shape[0]]])
+        slot = tf.cast(step % self.slots, tf.int32)
+        self.norms.scatter_nd_update([[slot]], [values])
+        self.pending.assign(False)
 
     def _measure(self, optimizer, grads: List, trainable_variables, step) -> None:
         variables = list(trainable_variables) if trainable_variables is not None else self._variables
-        names = unique_names([measure.variable_name(v) for v in variables])
-        index = {n: i for i, n in enumerate(names)}
-        picked = [index.get(self._paths[i], -1) for i in self.picked]
+        picked = self._picked_in(variables)
         accumulate = getattr(optimizer, "gradient_accumulation_steps", None)
         if accumulate:
             if not optimizer.built:  # as optimizer.apply would, so the accumulators exist
@@ -128,19 +181,22 @@ class GradProbe:
             applied = grads
 
         def write():
-            norms = measure.norms_in_graph(applied, [p for p in picked if p >= 0])
+            norms = measure.norms_in_graph(applied, picked)
             global_norm, pre_clip = measure.clipped_global(applied, norms, optimizer)
-            values = tf.concat([[tf.cast(step, tf.float32), global_norm,
-                                 pre_clip if pre_clip is not None else -1.0], norms[1:]], 0)
-            width = self.norms.shape[1]
-            if values.shape[0] < width:
-                values = tf.pad(values, [[0, width - values.shape[0]]])
-            slot = tf.cast(step % self.slots, tf.int32)
-            self.norms.assign(tf.tensor_scatter_nd_update(self.norms, [[slot]], [values]))
-            self.pending.assign(False)
+            self._write_row(step, global_norm, pre_clip, norms[1:])
             return tf.constant(True)
 
         tf.cond(tf.logical_and(self.pending, is_update), write, lambda: tf.constant(False))
+
+    def _measure_reduced(self, grads: List, step) -> None:
+        picked = self._call_picked
+
+        def write():
+            norms = measure.norms_in_graph(grads, picked)
+            self._write_row(step, norms[0], None, norms[1:])
+            return tf.constant(True)
+
+        tf.cond(tf.logical_and(self.pending, self._first_local_replica()), write, lambda: tf.constant(False))
 
     # ------------------------------------------------------------------ host side
     def sync(self, restored_epoch_step: int) -> int:

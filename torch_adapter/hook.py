@@ -200,8 +200,10 @@ class EnhancedTensorBoardHook(Hook):
             epoch = runner.epoch + (batch_idx + 1) / per_epoch if per_epoch else float(runner.epoch)
         else:
             epoch = step / per_epoch if per_epoch else 0.0
-        self.session.step_end(step, outputs or {}, runner.optim_wrapper, epoch=epoch,
-                              pre_clip=self._pre_clip_norm(runner))
+        wrapper = runner.optim_wrapper
+        self.session.step_end(step, outputs or {}, wrapper, epoch=epoch, pre_clip=self._pre_clip_norm(runner),
+                              loss_scaler=getattr(wrapper, "loss_scaler", None),  # AmpOptimWrapper
+                              update_may_skip=int(getattr(wrapper, "_accumulative_counts", 1) or 1) > 1)
         if self.options.log_train_images and self._first_batch and \
                 self.options.train_image_policy.should_log(step):
             self.session.image("train", step, lambda: self._train_image_batch(runner))

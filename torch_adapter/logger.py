@@ -21,7 +21,7 @@ import torch
 
 from torch_adapter import measure
 from torch_adapter.images import ImageBatch
-from torch_adapter.session import TorchSession
+from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
 from unitb import runs
 from unitb.options import LogOptions
@@ -34,7 +34,9 @@ def _is_chief() -> bool:
 
 
 class TorchLogger:
-    """Log a plain PyTorch loop in the unitb schema. Only rank 0 writes.
+    """Log a plain PyTorch loop in the unitb schema. Only rank 0 writes. Under sharded training
+    (FSDP ``fully_shard``) the other ranks take part in one all-reduce on gradient-norm steps,
+    so the logged norm is that of the whole gradient, not of rank 0's shard.
 
     ``start_step``: the optimizer steps already taken when resuming from a checkpoint; the
     run directory is cleaned of any steps written after it (see :mod:`unitb.resume`). With
@@ -44,20 +46,28 @@ class TorchLogger:
 
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
                  start_step: int = 0, config: Optional[str] = None,
-                 hparams: Optional[Mapping[str, object]] = None, **kwargs) -> None:
+                 hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
         self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
         if not isinstance(logdir, (str, os.PathLike)):
             raise ValueError(f"logdir must be a path, got {logdir!r}")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
+        if grad_scaler is not None and not hasattr(grad_scaler, "get_scale"):
+            raise ValueError(f"grad_scaler must be a torch.amp.GradScaler, got {type(grad_scaler).__name__}")
         self.logdir = os.fspath(logdir)
+        self.grad_scaler = grad_scaler
         self.model = model
         self.optimizer = optimizer
         self.enabled = _is_chief()
         self.run_dir: Optional[str] = None
         self.session: Optional[TorchSession] = None
+        self._peer: Optional[ShardPeer] = None
         self._epochs_logged = 0
         if not self.enabled:
+            if model is not None and self.options.log_grad_norm and any(
+                    measure.is_sharded(p) for p in model.parameters()):
+                self._peer = ShardPeer(model, optimizer, self.options)  # joins the norm's all-reduce
+                self._peer.arm(start_step + 1)
             return
         try:
             os.makedirs(self.logdir, exist_ok=True)
@@ -79,14 +89,18 @@ class TorchLogger:
 
     def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
                  metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None) -> None:
-        """Call once per optimizer step, after ``optimizer.step()``; ``step`` counts from 1."""
+        """Call once per optimizer step, after ``optimizer.step()`` (``scaler.update()`` under
+        mixed precision); ``step`` counts from 1."""
+        if self._peer is not None:
+            self._peer.step_end(loss_scaler=self.grad_scaler)
+            self._peer.arm(step + 1)
         if self.session is None:
             return
         log_vars = dict(losses or {})
         if loss is not None:
             log_vars["loss"] = loss
         log_vars.update(metrics or {})
-        self.session.step_end(step, log_vars, self.optimizer, epoch=epoch)
+        self.session.step_end(step, log_vars, self.optimizer, epoch=epoch, loss_scaler=self.grad_scaler)
         self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:
@@ -120,6 +134,9 @@ class TorchLogger:
             self.session.run.flush()
 
     def close(self) -> None:
+        if self._peer is not None:
+            self._peer.stop()
+            self._peer = None
         if self.session is not None:
             self.session.stop()
             self.session.run.close()

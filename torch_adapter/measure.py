@@ -10,10 +10,25 @@ from unitb.layers import select_layers
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The user's module inside DDP / FSDP / mmengine wrappers (seed 001, fix 3)."""
-    while hasattr(model, "module") and isinstance(getattr(model, "module"), torch.nn.Module):
-        model = model.module
-    return model
+    """The user's module inside DDP / FSDP / mmengine wrappers (seed 001, fix 3) and
+    ``torch.compile`` (``OptimizedModule._orig_mod``), in any nesting."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            inner = getattr(model, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
+def parameter_name(name: str) -> str:
+    """A parameter's name as in the uncompiled model: a submodule compiled on its own
+    (``model.backbone = torch.compile(model.backbone)``) puts ``_orig_mod.`` in the path."""
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
+
+
+def named_parameters(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Parameter]]:
+    return [(parameter_name(n), p) for n, p in unwrap_model(model).named_parameters()]
 
 
 def model_stats(model: torch.nn.Module) -> Tuple[int, int, float]:
@@ -106,7 +121,7 @@ class GradNormProbe:
         only gather ``.grad`` (a parameter without a gradient that step is skipped).
         """
         if self._params is None:
-            named = [(n, p) for n, p in unwrap_model(self.model).named_parameters() if p.grad is not None]
+            named = [(n, p) for n, p in named_parameters(self.model) if p.grad is not None]
             if not named:
                 return None
             self._params = named
@@ -116,11 +131,14 @@ class GradNormProbe:
         grads = [p.grad for _, p in self._params]
         if any(g is None for g in grads):
             return self._measure_partial()
-        norms = global_and_layer_norms(grads)
+        if any(is_sharded(g) for g in grads):
+            norms = sharded_global_and_layer_norms(grads)
+        else:
+            norms = global_and_layer_norms(grads)
         host = torch.cat([norms[-1:], norms.index_select(0, self._picked)]).cpu().tolist()  # the one transfer
         layers = dict(zip(self.layer_names, host[1:]))
         if self.keep_grads:
-            self.grad_arrays = {n: p.grad.detach().float().cpu().numpy() for n, p in self._params
+            self.grad_arrays = {n: _local(p.grad).detach().float().cpu().numpy() for n, p in self._params
                                 if n in layers}
         return host[0], layers
 
@@ -134,6 +152,33 @@ class GradNormProbe:
         wanted = [index_of[n] for n in self.layer_names or [] if n in index_of]
         host = torch.cat([norms[-1:], norms[wanted]]).cpu().tolist()
         return host[0], {named[i][0]: value for i, value in zip(wanted, host[1:])}
+
+
+def is_sharded(tensor) -> bool:
+    """A DTensor (FSDP ``fully_shard``, tensor parallel): each rank holds part of it."""
+    return hasattr(tensor, "placements") and hasattr(tensor, "to_local")
+
+
+def sharded_global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`global_and_layer_norms` of gradients sharded across ranks: each rank squares the
+    norms of its shards, ONE all-reduce sums them, then the roots are taken. A replicated
+    tensor (or a plain one) counts once, from rank 0. Every rank must call this together."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    local, counted = [], []
+    for grad in grads:
+        if is_sharded(grad):
+            local.append(grad.to_local())
+            counted.append(any(p.is_shard() or p.is_partial() for p in grad.placements) or rank == 0)
+        else:
+            local.append(grad)
+            counted.append(rank == 0)
+    squares = torch.stack(torch._foreach_norm(local, 2.0)).to(torch.float32) ** 2
+    squares = squares * torch.tensor(counted, dtype=torch.float32, device=squares.device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(squares)
+    return torch.cat([squares.sqrt(), squares.sum().sqrt().reshape(1)])
 
 
 def global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -153,11 +198,16 @@ def global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([norms, total])
 
 
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if is_sharded(tensor) else tensor
+
+
 def weight_arrays(model: torch.nn.Module, names: Optional[Sequence[str]], max_layers: int) -> Tuple[List[str], Dict[str, np.ndarray]]:
     """Host copies of the selected parameters for weight histograms (selection is stable)."""
-    named = list(unwrap_model(model).named_parameters())
+    named = named_parameters(model)
     if names is None:
         names = [named[i][0] for i in select_layers([n for n, _ in named], max_layers)]
     wanted = set(names)
-    arrays = {n: p.detach().float().cpu().numpy() for n, p in named if n in wanted}
+    # Under FSDP each rank holds a shard: the histogram shows the writing rank's shard.
+    arrays = {n: _local(p.detach()).float().cpu().numpy() for n, p in named if n in wanted}
     return list(names), arrays

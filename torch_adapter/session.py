@@ -30,6 +30,28 @@ def split_log_vars(log_vars: Mapping[str, object]):
     return total, components, others
 
 
+class DueGradients:
+    """When the gradient probe measures: at due steps, and, when a due step applied no update
+    (a loss-scaler skip, an accumulating micro-batch), at the next update that is applied.
+    Shared by the writing session and, under sharded training, by the other ranks, which
+    must measure (and all-reduce) at exactly the same steps."""
+
+    def __init__(self, options: LogOptions):
+        self.options = options
+        self.armed = False
+        self.carry = False
+
+    def arm(self, step: int) -> None:
+        self.armed = self.options.log_grad_norm and (self.carry or self.options.grad_policy.should_log(step))
+
+    def settle(self, measured: bool, may_skip: bool) -> bool:
+        """After an armed step: True when gradients were expected and none came (warn)."""
+        self.carry = not measured and may_skip
+        missing = not measured and not may_skip
+        self.armed = False
+        return missing
+
+
 class TorchSession:
     def __init__(self, sink: Sink, options: LogOptions, warn: Callable[[str], None] = default_warn):
         self.options = options
@@ -38,7 +60,7 @@ class TorchSession:
         self.probe: Optional[measure.GradNormProbe] = None
         self.weight_names = None
         self.skeleton = None
-        self._armed = False
+        self.due = DueGradients(options)
         self._rates: Optional[Dict[str, float]] = None
 
     # ------------------------------------------------------------------ set-up
@@ -56,7 +78,7 @@ class TorchSession:
             self.run.layout()
         torch_opt = measure.torch_optimizer(optimizer)
         if opts.log_grad_norm and torch_opt is not None and self.probe is None:
-            self.probe = measure.GradNormProbe(model, opts.max_layers_to_log, lambda: self._armed,
+            self.probe = measure.GradNormProbe(model, opts.max_layers_to_log, lambda: self.due.armed,
                                                keep_grads=opts.log_grad_hist)
             self.probe.attach(torch_opt)
         elif opts.log_grad_norm and torch_opt is None:
@@ -72,7 +94,7 @@ class TorchSession:
         """Before the step: measure gradients in the optimizer pre-hook only when due, and
         note the learning rates this step will use (schedulers may step before
         ``after_train_iter`` hooks run)."""
-        self._armed = self.options.log_grad_norm and self.options.grad_policy.should_log(step)
+        self.due.arm(step)
         if self.probe is not None:
             self.probe.result = None
         self._rates = None
@@ -80,8 +102,15 @@ class TorchSession:
             self._rates = measure.learning_rates(optimizer)
 
     def step_end(self, step: int, log_vars: Optional[Mapping[str, object]] = None, optimizer=None,
-                 epoch: Optional[float] = None, pre_clip: object = None) -> None:
+                 epoch: Optional[float] = None, pre_clip: object = None, loss_scaler=None,
+                 update_may_skip: bool = False) -> None:
+        """Write what is due at ``step``. ``loss_scaler``: a ``torch.amp.GradScaler`` (mmengine's
+        ``AmpOptimWrapper.loss_scaler``), whose scale is logged and which may skip an update
+        (inf/NaN gradients). ``update_may_skip``: the iteration may apply no update at all
+        (gradient accumulation). Then a due gradient norm is taken at the next update applied,
+        labelled with that iteration, and no warning is given."""
         opts, run = self.options, self.run
+        scaling = loss_scaler is not None and _scaler_enabled(loss_scaler)
         if opts.scalar_policy.should_log(step):
             if opts.log_loss and log_vars:
                 total, components, others = split_log_vars(log_vars)
@@ -94,18 +123,21 @@ class TorchSession:
                     run.learning_rates(step, rates)
             if epoch is not None:
                 run.epoch(step, epoch)
-        if self._armed and self.probe is not None:
+            if scaling:
+                run.loss_scale(step, float(loss_scaler.get_scale()))
+        if self.due.armed and self.probe is not None:
             result = self.probe.result
-            if result is None:
+            missing = self.due.settle(result is not None, may_skip=scaling or update_may_skip)
+            if missing:
                 run.warn_once("grad", "none", f"no gradients were seen at step {step} (was optimizer.step() "
                               "called?); gradient norms skipped")
-            else:
+            elif result is not None:
                 global_norm, layers = result
                 run.grad_norms(step, global_norm, layers, pre_clip=pre_clip)
                 if opts.log_grad_hist and self.probe.grad_arrays:
                     run.histograms(schema.gradients_histogram, step, self.probe.grad_arrays)
             self.probe.result = None
-        self._armed = False
+        self.due.armed = False
         self._rates = None
 
     def epoch_end(self, step: int, epochs_completed: int, model: torch.nn.Module) -> None:
@@ -143,3 +175,37 @@ class TorchSession:
                                        pred_scores=b.scores, kpt_thr=opts.kpt_thr,
                                        skeleton=self.skeleton)
         self.run.image(split, step, draw)
+
+
+def _scaler_enabled(scaler) -> bool:
+    try:
+        return bool(scaler.is_enabled())
+    except Exception:
+        return True
+
+
+class ShardPeer:
+    """A non-writing rank of sharded training (FSDP ``fully_shard``): each rank holds only its
+    shard of every gradient, so the global norm needs every rank's part. The peer measures
+    its shard at exactly the steps the writing rank does and joins the one all-reduce there;
+    it writes nothing."""
+
+    def __init__(self, model: torch.nn.Module, optimizer, options: LogOptions):
+        self.due = DueGradients(options)
+        self.probe = measure.GradNormProbe(model, options.max_layers_to_log, lambda: self.due.armed)
+        torch_opt = measure.torch_optimizer(optimizer)
+        if torch_opt is not None:
+            self.probe.attach(torch_opt)
+
+    def arm(self, step: int) -> None:
+        self.due.arm(step)
+        self.probe.result = None
+
+    def step_end(self, loss_scaler=None, update_may_skip: bool = False) -> None:
+        if self.due.armed:
+            scaling = loss_scaler is not None and _scaler_enabled(loss_scaler)
+            self.due.settle(self.probe.result is not None, may_skip=scaling or update_may_skip)
+        self.probe.result = None
+
+    def stop(self) -> None:
+        self.probe.detach()

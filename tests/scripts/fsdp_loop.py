@@ -1,0 +1,50 @@
+"""Launched by torchrun (2 CPU processes, gloo) from tests/test_torch_ddp.py: a plain loop over
+a model sharded with FSDP ``fully_shard``, logged with TorchLogger on every rank."""
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+
+import unitb
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                            torch.nn.Linear(16, 1))
+for layer in model:
+    if isinstance(layer, torch.nn.Linear):
+        fully_shard(layer)
+fully_shard(model)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+witness, shard_only = {}, {}
+state = {"step": 0}
+
+
+def record(opt, args, kwargs):
+    """Independent witness: the whole gradient (all-gathered), and rank 0's shard alone."""
+    grads = [p.grad for g in opt.param_groups for p in g["params"]]
+    witness[state["step"]] = float(torch.linalg.vector_norm(torch.stack([g.full_tensor().norm() for g in grads])))
+    shard_only[state["step"]] = float(torch.linalg.vector_norm(torch.stack([g.to_local().norm() for g in grads])))
+
+
+optimizer.register_step_pre_hook(record)
+logger = unitb.TorchLogger(sys.argv[1], model=model, optimizer=optimizer, grad_norm_interval=2, scalar_interval=1,
+                           max_layers_to_log=3)
+for step in range(1, 7):
+    state["step"] = step
+    g = torch.Generator().manual_seed(step * 10 + rank)
+    x, y = torch.randn(8, 6, generator=g), torch.randn(8, 1, generator=g)
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    logger.log_step(step, loss=loss.item())
+logger.close()
+with open(os.path.join(sys.argv[2], f"report{rank}.json"), "w") as handle:  # stdout of ranks interleaves
+    json.dump({"rank": rank, "writes": logger.run_dir is not None, "peer": logger.session is None,
+               "witness": witness, "shard_only": shard_only}, handle)
+dist.destroy_process_group()
