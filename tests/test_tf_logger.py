@@ -235,3 +235,37 @@ def test_duplicate_layer_names_get_distinct_tags(tmp_path):
     assert sorted(r.tag for r in rows if r.tag.startswith("weights/")) == ["weights/w", "weights/w_2", "weights/w_3"]
     norms = {r.tag: r.value for r in rows if "layers/" in r.tag}
     assert norms["train/gradient_norm/layers/w_3"] == pytest.approx(float(tf.norm(grads[2])), rel=1e-6)
+
+
+def test_multi_worker_mirrored_strategy_two_workers_one_writer_correct_values(tmp_path):
+    """Two real worker processes on localhost (TF_CONFIG), each building TFLogger outside the
+    strategy scope, as users do: only the chief writes, and the logged loss and gradient norm
+    are those of the global batch."""
+    import json
+
+    from tb_server import free_port
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "mwms_loop.py")
+    ports = [free_port(), free_port()]
+    procs = []
+    for index in range(2):
+        config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        procs.append(subprocess.Popen([sys.executable, script, str(tmp_path / "run"), str(tmp_path)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, TF_CONFIG=json.dumps(config), TF_CPP_MIN_LOG_LEVEL="2")))
+    try:
+        errors = [proc.communicate(timeout=240)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert [proc.returncode for proc in procs] == [0, 0], [e[-2000:] for e in errors]
+    reports = [json.loads((tmp_path / f"report{i}.json").read_text()) for i in range(2)]
+    assert [r["replicas"] for r in reports] == [2, 2]
+    assert [r["enabled"] for r in reports] == [True, False]
+    assert len(reader.event_files(str(tmp_path / "run"))) == 1 and not os.path.exists(str(tmp_path / "run-2"))
+    rows = reader.read_run(str(tmp_path / "run"))
+    loss = _values(rows, "train/loss")
+    assert sorted(loss) == list(range(1, 9))
+    assert all(loss[s] == pytest.approx(reports[0]["loss"][str(s)], rel=1e-6) for s in loss)
+    assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(reports[0]["witness"]["1"], rel=1e-4)

@@ -189,16 +189,34 @@ def weight_arrays(variables: Sequence, picked: Sequence[int], names: Sequence[st
 
 
 def is_chief() -> bool:
-    """False on non-chief workers of a multi-worker strategy; True in a single process."""
+    """False on non-chief workers of a multi-worker strategy; True in a single process.
+
+    Asks the strategy in scope, and else ``TF_CONFIG`` (what MultiWorkerMirroredStrategy reads
+    too): a logger is often built outside ``strategy.scope()``, where ``get_strategy()`` is the
+    default one and knows no cluster."""
     try:
         resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
     except Exception:
         resolver = None
     task_type = getattr(resolver, "task_type", None)
     task_id = getattr(resolver, "task_id", 0) or 0
+    cluster = resolver.cluster_spec().as_dict() if task_type is not None else {}
+    if task_type is None:
+        task_type, task_id, cluster = _tf_config_task()
     if task_type in (None, "chief"):
         return True
     if task_type == "worker":
-        spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-        return "chief" not in spec and task_id == 0
+        return "chief" not in cluster and task_id == 0
     return False
+
+
+def _tf_config_task():
+    import json
+    import os
+
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError:
+        return None, 0, {}
+    task = config.get("task") or {}
+    return task.get("type"), int(task.get("index", 0) or 0), config.get("cluster") or {}
