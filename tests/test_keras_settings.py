@@ -157,3 +157,28 @@ def test_many_fits_in_one_process_do_not_retrace_or_warn(tmp_path, no_unitb_warn
     finally:
         tf.get_logger().removeHandler(handler)
     assert not [r for r in records if "retracing" in r.getMessage()]
+
+
+def test_tf_logger_custom_loop_with_a_loss_scale_optimizer(tmp_path, no_unitb_warnings):
+    x, y = _data(n=16)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, name="out")])
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01))
+    optimizer.build(model.trainable_variables)
+    logger = unitb.TFLogger(str(tmp_path), grad_norm_interval=1, scalar_interval=1)
+    witness = {}
+    for step in range(1, 4):
+        with tf.GradientTape(persistent=True) as tape:
+            loss = keras.losses.MeanSquaredError()(y[:8], model(x[:8]))
+            scaled = optimizer.scale_loss(loss)
+        witness[step] = float(tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables)))
+        grads = tape.gradient(scaled, model.trainable_variables)
+        scale = optimizer.dynamic_scale.numpy()
+        optimizer.apply(grads, model.trainable_variables)
+        logger.log_train_step(step, losses={"total": loss}, grads=grads, variables=model.trainable_variables,
+                              loss_scale=scale)
+    logger.close()
+    rows = reader.read_run(str(tmp_path))
+    norms = _values(rows, "train/gradient_norm/global")
+    assert all(norms[s] == pytest.approx(witness[s], rel=1e-5) for s in (1, 2, 3))
+    assert _values(rows, "train/loss_scale") == {1: 32768.0, 2: 32768.0, 3: 32768.0}

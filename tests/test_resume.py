@@ -113,3 +113,60 @@ def test_carry_history_into_a_new_folder(tmp_path):
     assert [s for s, _ in _loss(new_dir)] == [1, 2, 3, 4, 5, 6]
     resume.restore(cleanup.trash)
     assert [s for s, _ in _loss(old_dir)] == list(range(1, 10)) and _loss(new_dir) == []
+
+
+KILL_DURING_CLEANUP = """
+import os, sys
+from unitb import resume
+run_dir, point = sys.argv[1], sys.argv[2]
+real_replace, real_write = os.replace, resume._write_json
+calls = {"replace": 0}
+
+def replace(src, dst):
+    calls["replace"] += 1
+    if point == "before-swap" and src.endswith(resume.TMP_NAME):
+        os._exit(9)
+    real_replace(src, dst)
+    if point == "after-swap" and dst.endswith(tuple("0123456789")) and "unitb-resumed" in dst:
+        os._exit(9)
+    if point == "mid-move" and resume.TRASH in dst:
+        os._exit(9)
+
+def write_json(path, data):
+    if point == "before-journal" and path.endswith(resume.JOURNAL):
+        os._exit(9)
+    real_write(path, data)
+
+os.replace, resume._write_json = replace, write_json
+resume.truncate_run(run_dir, 4)
+"""
+
+
+@pytest.mark.parametrize("point", ["before-journal", "before-swap", "after-swap", "mid-move"])
+def test_a_kill_at_any_point_of_the_clean_up_loses_nothing(tmp_path, point):
+    import subprocess
+    import sys
+
+    _write(tmp_path, range(1, 6), lambda s: float(s))
+    _write(tmp_path, range(6, 10), lambda s: float(s))  # a second file, so the move has two steps
+    before = _loss(tmp_path)
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_CLEANUP, str(tmp_path), point])
+    assert killed.returncode == 9
+    steps = [s for s, _ in _loss(tmp_path)]
+    assert set(range(1, 5)) <= set(steps)  # every step up to the resume point stays readable meanwhile
+    cleanup = resume.truncate_run(str(tmp_path), 4)  # the next start: finish or roll back, then clean
+    assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 5)]
+    assert not (tmp_path / resume.JOURNAL).exists() and not (tmp_path / resume.TMP_NAME).exists()
+    kept = {}
+    for trash in resume.removals(str(tmp_path)):
+        for name in os.listdir(trash):
+            if name != resume.MANIFEST:
+                kept.update(_loss_of_file(os.path.join(trash, name)))
+    assert kept == dict(before)  # the moved originals still hold every step
+    assert cleanup is None or (cleanup.dropped, cleanup.first, cleanup.last) == (5, 5, 9)
+
+
+def _loss_of_file(path):
+    from tensorboard.compat.proto import event_pb2  # noqa: F401
+
+    return {e.step: e.summary.value[0].simple_value for e in reader.iter_events(path) if e.HasField("summary")}

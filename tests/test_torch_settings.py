@@ -150,3 +150,4 @@ def test_mmengine_amp_wrapper_path_logs_unscaled_norms_and_loss_scale(tmp_path):
     assert amp[1] == pytest.approx(plain[1], rel=1e-4)  # unscaled: equal to the run without scaling
     assert _values(runs["amp"], "train/loss_scale")[1] == 65536.0
     assert not _values(runs["plain"], "train/loss_scale")
+

@@ -79,12 +79,20 @@ class TFLogger:
     # ------------------------------------------------------------------ training
     def log_train_step(self, step, losses: Optional[Mapping[str, object]] = None, learning_rate=None,
                        grads: Optional[Sequence] = None, variables: Optional[Sequence] = None,
-                       metrics: Optional[Mapping[str, object]] = None, epoch=None) -> None:
-        """Log one optimizer step (``step`` counts from 1). Eager or inside ``tf.function``."""
+                       metrics: Optional[Mapping[str, object]] = None, epoch=None, loss_scale=None) -> None:
+        """Log one optimizer step (``step`` counts from 1). Eager or inside ``tf.function``.
+
+        ``loss_scale``: under mixed precision, the scale the gradients carry (a Keras
+        ``LossScaleOptimizer``'s ``dynamic_scale`` when ``grads`` are of ``scale_loss(loss)``):
+        the norms are of the unscaled gradients, the scale is written as ``train/loss_scale``,
+        and non-finite scaled gradients — an update the scaler skips — are not an anomaly."""
         if not self.enabled:
             return
+        if loss_scale is not None and grads is not None:
+            grads = [None if g is None else tf.cast(measure.dense_grad(g), tf.float32) / tf.cast(loss_scale, tf.float32)
+                     for g in grads]
         if not tf.executing_eagerly():
-            self._log_in_graph(step, losses or {}, learning_rate, grads, variables)
+            self._log_in_graph(step, losses or {}, learning_rate, grads, variables, loss_scale)
             return
         step = int(step)
         opts, run = self.options, self.run
@@ -99,9 +107,13 @@ class TFLogger:
                 run.metrics(schema.TRAIN, step, {k: _host(v) for k, v in metrics.items()})
             if epoch is not None:
                 run.epoch(step, _host(epoch))
+            if loss_scale is not None:
+                run.loss_scale(step, _host(loss_scale))
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             picked, names = self._pick(variables, len(grads))
             values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer
+            if loss_scale is not None and not np.all(np.isfinite(values)):
+                return  # the loss scaler skips this update: nothing was applied to measure
             run.grad_norms(step, float(values[0]), dict(zip(names, values[1:].tolist())))
             if opts.log_grad_hist:
                 run.histograms(schema.gradients_histogram, step,
@@ -120,7 +132,7 @@ class TFLogger:
                 self._names = [f"var{i}" for i in self._picked]
         return self._picked, self._names
 
-    def _log_in_graph(self, step, losses, learning_rate, grads, variables) -> None:
+    def _log_in_graph(self, step, losses, learning_rate, grads, variables, loss_scale=None) -> None:
         opts = self.options
         step = tf.cast(step, tf.int64)
         scalar_due = tf.numpy_function(lambda s: np.bool_(opts.scalar_policy.should_log(int(s))), [step], tf.bool)
@@ -132,10 +144,14 @@ class TFLogger:
                         tf.summary.scalar(schema.loss_tag(name), tf.cast(value, tf.float32))
                 if opts.log_lr and learning_rate is not None:
                     tf.summary.scalar(schema.learning_rate("0"), tf.cast(learning_rate, tf.float32))
+                if loss_scale is not None:
+                    tf.summary.scalar(schema.LOSS_SCALE, tf.cast(loss_scale, tf.float32))
             if opts.log_grad_norm and grads is not None:
                 picked, names = self._pick(variables, len(grads))
+                norms = measure.norms_in_graph(list(grads), picked)
+                if loss_scale is not None:  # a skipped (overflowed) update is not logged
+                    grad_due = tf.logical_and(grad_due, tf.reduce_all(tf.math.is_finite(norms)))
                 with tf.summary.record_if(grad_due):
-                    norms = measure.norms_in_graph(list(grads), picked)
                     tf.summary.scalar(schema.GRAD_NORM_GLOBAL, norms[0])
                     for i, name in enumerate(names):
                         tf.summary.scalar(schema.grad_norm_layer(name), norms[i + 1])
