@@ -124,7 +124,7 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
                  hook: Optional[dict] = None, clip_grad: Optional[dict] = None, resume: bool = False,
                  val_interval: Optional[int] = None, tensorboard_backend: bool = True, launcher: str = "none",
                  dataset_size: int = 64, seed: int = 0, load_from: Optional[str] = None,
-                 tb_dir: Optional[str] = None, checkpoints: bool = True):
+                 tb_dir: Optional[str] = None, checkpoints: bool = True, local_backend: bool = False):
     """A Runner for the tiny pose model. ``tb_dir``: where TensorboardVisBackend writes
     (default: mmengine's ``work_dir/<timestamp>/vis_data``)."""
     from mmengine.runner import Runner
@@ -147,6 +147,8 @@ def build_runner(work_dir: str, steps: int = 60, batch_size: int = 8, by_epoch: 
     if tb_dir:
         tb_backend["save_dir"] = tb_dir
     backends = [tb_backend] if tensorboard_backend else [dict(type="LocalVisBackend")]
+    if local_backend and tensorboard_backend:
+        backends.append(dict(type="LocalVisBackend"))  # mmengine's scalars.json beside TensorBoard
     loader = lambda shuffle, length, s: dict(dataset=SyntheticKeypoints(length, s), batch_size=batch_size,
                                              sampler=dict(type="DefaultSampler", shuffle=shuffle),
                                              collate_fn=collate, num_workers=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -114,11 +115,15 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
 
     steps_per_epoch = len(images) // BATCH
     for step in range(start + 1, steps + 1):
+        fetch_started = time.perf_counter()
         lo = ((step - 1) % steps_per_epoch) * BATCH
-        losses, grads = train_step(images[lo:lo + BATCH], targets[lo:lo + BATCH])
+        batch_x, batch_y = tf.constant(images[lo:lo + BATCH]), tf.constant(targets[lo:lo + BATCH])
+        data_time = time.perf_counter() - fetch_started
+        losses, grads = train_step(batch_x, batch_y)
         if not in_graph:
             logger.log_train_step(step, losses=losses, learning_rate=optimizer.learning_rate, grads=grads,
-                                  variables=model.trainable_variables, epoch=step / steps_per_epoch)
+                                  variables=model.trainable_variables, epoch=step / steps_per_epoch,
+                                  batch_size=BATCH, data_time=data_time)
         if step % steps_per_epoch == 0:
             logger.log_weights(step, step // steps_per_epoch, model.trainable_variables)
         if step % val_every == 0 or step == steps:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tb_server import tensorboard
-from unitb import demo, diff, reader
+from unitb import demo, diff, reader, schema
 
 TORCH_RUN = "mmpose-topdown" if demo.mmpose_installed() else "mmengine-pose"
 RUNS = (TORCH_RUN, "keras-fit", "tf-yolo-loop")
@@ -66,7 +66,17 @@ def test_tensorboard_server_shows_one_layout(demo_root, load_fast):
                 assert steps and steps[0] == 1 and all(b > a for a, b in zip(steps, steps[1:])), (run, tag)
             val_steps = tb.scalar_steps(run, next(t for t in sorted(tags) if t.startswith("val/")))
             assert min(val_steps) >= 1 and max(val_steps) <= max(tb.scalar_steps(run, "train/loss"))
+        last_steps = set()
+        for run in RUNS:
+            tags = set(scalar_tags[run])
+            # The page holds the schema only (mmengine's own LoggerHook tags stay out) ...
+            assert not [t for t in tags if schema.family_of(t) is None], run
+            # ... with the speed families on every side.
+            assert {"train/time/step", "train/throughput", "train/memory/host_mb"} <= tags, run
+            last_steps.add(max(tb.scalar_steps(run, "train/loss")))
+            last_steps.add(max(tb.scalar_steps(run, next(t for t in sorted(tags) if t.startswith("val/")))))
+        assert last_steps == {24}  # the three runs end at the same step
         layout = tb.get("/data/plugin/custom_scalars/layout")
-        assert [c["title"] for c in layout["category"]] == ["unitb"]
+        assert [c["title"] for c in layout["category"]] == ["unitb", "speed"]
         charts = [chart["title"] for chart in layout["category"][0]["chart"]]
         assert charts[:3] == ["loss (train vs val)", "loss components", "learning rate"]

@@ -32,6 +32,7 @@ from tf_adapter.session import check_logdir, open_run, render_images, write_head
 from unitb import schema
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger
+from unitb.speed import SpeedMeter
 
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
@@ -89,6 +90,8 @@ class TFCallback(keras.callbacks.Callback):
         self._grad_due: List[int] = []
         self._last_row = 0
         self._fetch: Optional[measure.MetricsFetch] = None
+        self._speed = SpeedMeter()
+        self._samples_seen = 0
 
     @property
     def _layer_names(self) -> List[str]:
@@ -127,6 +130,8 @@ class TFCallback(keras.callbacks.Callback):
                 return
         self._observed = self._last_row = step
         self._scalar_due, self._image_due, self._grad_due = [], [], []
+        self._speed.start(step)
+        self._samples_seen = int(self._probe.samples.numpy())
 
     def _hparams(self) -> Dict[str, object]:
         opt = applying_optimizer(self.model.optimizer)
@@ -222,6 +227,14 @@ class TFCallback(keras.callbacks.Callback):
             run.learning_rates(step, {"0": lr})
         if scale is not None:
             run.loss_scale(step, scale)
+        # Speed over the iterations since the last point, up to ``end`` where it is observed.
+        samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
+        speed = self._speed.point(end, samples=samples - self._samples_seen)
+        self._samples_seen = samples
+        device_mb = measure.device_peak_mb()
+        if device_mb is not None:
+            speed[schema.MEMORY_DEVICE_MB] = device_mb
+        run.speed(step, speed)
         steps = (self.params or {}).get("steps")
         if steps:
             run.epoch(step, self._epoch + (step - self._epoch_base) / int(steps))
@@ -246,6 +259,12 @@ class TFCallback(keras.callbacks.Callback):
             pred, scores = self.predict_keypoints(self.model, images)
         self.run.image(split, step, render_images(self.options, images, gt_keypoints=gt_keypoints,
                                                   pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
+
+    def on_test_begin(self, logs=None) -> None:
+        self._speed.pause()  # validation inside fit() is not training-step time
+
+    def on_test_end(self, logs=None) -> None:
+        self._speed.resume()
 
     # ------------------------------------------------------------------ epochs
     def on_epoch_end(self, epoch, logs=None) -> None:

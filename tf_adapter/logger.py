@@ -25,6 +25,7 @@ from tf_adapter.session import check_logdir, open_run, render_images, write_head
 from unitb import schema
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger
+from unitb.speed import SpeedMeter
 
 
 class TFLogger:
@@ -54,6 +55,7 @@ class TFLogger:
         self.enabled = measure.is_chief()
         self._run: Optional[RunLogger] = None
         self.run_dir: Optional[str] = None  # the folder chosen at first use (unitb.runs)
+        self._speed = SpeedMeter()
         self._picked: Optional[list] = None
         self._names: list = []
         if checkpoint_manager is not None:
@@ -68,6 +70,7 @@ class TFLogger:
                 resume_step = self.checkpoint_manager.restored_step
             self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger")
             self.run_dir = self._run.sink.logdir
+            self._speed.start(resume_step or 0)
             if not resume_step:
                 write_header(self._run, self.options, self.model, self.config,
                              {"framework": "tensorflow-loop", **self.hparams})
@@ -79,13 +82,16 @@ class TFLogger:
     # ------------------------------------------------------------------ training
     def log_train_step(self, step, losses: Optional[Mapping[str, object]] = None, learning_rate=None,
                        grads: Optional[Sequence] = None, variables: Optional[Sequence] = None,
-                       metrics: Optional[Mapping[str, object]] = None, epoch=None, loss_scale=None) -> None:
+                       metrics: Optional[Mapping[str, object]] = None, epoch=None, loss_scale=None,
+                       batch_size: Optional[int] = None, data_time: Optional[float] = None) -> None:
         """Log one optimizer step (``step`` counts from 1). Eager or inside ``tf.function``.
 
         ``loss_scale``: under mixed precision, the scale the gradients carry (a Keras
         ``LossScaleOptimizer``'s ``dynamic_scale`` when ``grads`` are of ``scale_loss(loss)``):
         the norms are of the unscaled gradients, the scale is written as ``train/loss_scale``,
-        and non-finite scaled gradients — an update the scaler skips — are not an anomaly."""
+        and non-finite scaled gradients — an update the scaler skips — are not an anomaly.
+        ``batch_size`` / ``data_time`` (eager only): samples of this step and seconds the loop
+        waited for its batch, for ``train/throughput`` and ``train/time/data``."""
         if not self.enabled:
             return
         if loss_scale is not None and grads is not None:
@@ -96,6 +102,10 @@ class TFLogger:
             return
         step = int(step)
         opts, run = self.options, self.run
+        if batch_size:
+            self._speed.add_samples(int(batch_size))
+        if data_time is not None:
+            self._speed.add_data_time(float(data_time))
         if opts.scalar_policy.should_log(step):
             if opts.log_loss and losses:
                 total = next((losses[k] for k in schema.TOTAL_LOSS_NAMES if k in losses), None)
@@ -109,6 +119,11 @@ class TFLogger:
                 run.epoch(step, _host(epoch))
             if loss_scale is not None:
                 run.loss_scale(step, _host(loss_scale))
+            speed = self._speed.point(step)
+            device_mb = measure.device_peak_mb()
+            if device_mb is not None:
+                speed[schema.MEMORY_DEVICE_MB] = device_mb
+            run.speed(step, speed)
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             picked, names = self._pick(variables, len(grads))
             values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer

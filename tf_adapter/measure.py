@@ -188,6 +188,18 @@ def weight_arrays(variables: Sequence, picked: Sequence[int], names: Sequence[st
     return {name: np.asarray(variables[i].numpy()) for i, name in zip(picked, names)}
 
 
+def device_peak_mb() -> Optional[float]:
+    """Peak memory on the first GPU since the last call, in MiB; None without a GPU."""
+    try:
+        if not tf.config.list_physical_devices("GPU"):
+            return None
+        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        tf.config.experimental.reset_memory_stats("GPU:0")
+        return peak / 2 ** 20
+    except (ValueError, RuntimeError, KeyError):
+        return None
+
+
 def is_chief() -> bool:
     """False on non-chief workers of a multi-worker strategy; True in a single process.
 

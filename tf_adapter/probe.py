@@ -74,6 +74,7 @@ class GradProbe:
             self.mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False, name="unitb_due")
             self.mask_base = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_base")
             self.pending = tf.Variable(False, trainable=False, name="unitb_pending")
+            self.samples = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_samples")
         strategy = model.distribute_strategy
         self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
         try:
@@ -86,6 +87,7 @@ class GradProbe:
         self.last_raw: Optional[int] = None
         self.last_counter: Optional[int] = None
         self._install()
+        self._count_samples(model)
 
     # ------------------------------------------------------------------ graph
     def _first_local_replica(self) -> tf.Tensor:
@@ -150,6 +152,25 @@ class GradProbe:
 
             applier._all_reduce_sum_gradients = measuring_reduce
         setattr(outer, ATTRIBUTE, self)
+
+    def _count_samples(self, model) -> None:
+        """Samples trained on, counted in the graph (Keras tells callbacks no batch size):
+        the leading dimension of the batch's first input, times the replicas in sync."""
+        original_step = model.train_step
+        probe = self
+
+        def train_step(data):
+            first = tf.nest.flatten(data)[0]
+            count = tf.cast(tf.shape(first)[0], tf.int64) * probe.replicas
+
+            def add():
+                probe.samples.assign_add(count)
+                return tf.constant(True)
+
+            tf.cond(probe._first_local_replica(), add, lambda: tf.constant(False))
+            return original_step(data)
+
+        model.train_step = train_step
 
     def _picked_in(self, variables: List) -> List[int]:
         names = unique_names([measure.variable_name(v) for v in variables])

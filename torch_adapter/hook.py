@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import time
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -48,7 +49,7 @@ class EnhancedTensorBoardHook(Hook):
     priority = "VERY_LOW"
 
     def __init__(self, backend_args: Optional[dict] = None, skeleton: Optional[Sequence[Sequence[int]]] = None,
-                 **kwargs) -> None:
+                 keep_mmengine_scalars: bool = False, **kwargs) -> None:
         self.options = LogOptions.from_kwargs("EnhancedTensorBoardHook", kwargs)
         if backend_args is not None and not isinstance(backend_args, dict):
             raise ValueError(f"backend_args must be a dict or None, got {backend_args!r}")
@@ -56,6 +57,14 @@ class EnhancedTensorBoardHook(Hook):
         # TensorBoard writer, which resolves its own file systems.
         self.backend_args = backend_args
         self.skeleton = [tuple(pair) for pair in skeleton] if skeleton else None
+        if not isinstance(keep_mmengine_scalars, bool):
+            raise ValueError(f"keep_mmengine_scalars must be True or False, got {keep_mmengine_scalars!r}")
+        # mmengine's LoggerHook writes its own scalars (loss, lr, time, data_time, memory, val
+        # metrics at the epoch index...) into the same TensorBoard writer; unitb writes all of
+        # it in the schema, so by default they stay out of TensorBoard (scalars.json and the
+        # console log keep them).
+        self.keep_mmengine_scalars = keep_mmengine_scalars
+        self._iter_end: Optional[float] = None
         self.session: Optional[TorchSession] = None
         self._first_batch: Optional[Dict[str, object]] = None
         self._val_cache: List[image_utils.ImageBatch] = []
@@ -86,6 +95,8 @@ class EnhancedTensorBoardHook(Hook):
             sink = self._keep_other_runs(sink, backend)
         else:
             self._continue_run(runner, sink)
+        if backend is not None and not self.keep_mmengine_scalars:
+            _schema_only(backend)
         print_log(f"EnhancedTensorBoardHook: writing into {sink.logdir}", logger="current")
         return sink
 
@@ -147,6 +158,7 @@ class EnhancedTensorBoardHook(Hook):
             config_text = getattr(cfg, "pretty_text", None) if cfg is not None else None
             self.session.start(model, runner.optim_wrapper, config_text=config_text,
                                hparams=self._hparams(runner), write_header=runner.iter == 0)
+            self.session.speed.start(runner.iter)
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: set-up failed ({type(exc).__name__}: {exc}); logging is off "
                   "for this run, training goes on")
@@ -168,6 +180,9 @@ class EnhancedTensorBoardHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
         if self.session is None:
             return
+        now = time.perf_counter()
+        if self._iter_end is not None:  # the loop fetched this batch since the last iteration ended
+            self.session.speed.add_data_time(now - self._iter_end)
         self.session.arm(runner.iter + 1, runner.optim_wrapper)
         if self._first_batch is None and isinstance(data_batch, dict) and self.options.log_train_images:
             limit = self.options.max_train_images
@@ -195,6 +210,9 @@ class EnhancedTensorBoardHook(Hook):
 
     def _after_train_iter(self, runner, batch_idx: int, data_batch, outputs) -> None:
         step = runner.iter + 1
+        samples = measure.batch_size(data_batch)
+        if samples:
+            self.session.speed.add_samples(samples)
         per_epoch = self._iters_per_epoch(runner)
         if self._is_epoch_based(runner):
             epoch = runner.epoch + (batch_idx + 1) / per_epoch if per_epoch else float(runner.epoch)
@@ -212,6 +230,7 @@ class EnhancedTensorBoardHook(Hook):
             self._log_graph(runner, data_batch)
         if not self._is_epoch_based(runner) and per_epoch and step % per_epoch == 0:
             self.session.epoch_end(step, step // per_epoch, runner.model)
+        self._iter_end = time.perf_counter()
 
     def after_train_epoch(self, runner) -> None:
         if self.session is None or not self._is_epoch_based(runner):
@@ -234,6 +253,9 @@ class EnhancedTensorBoardHook(Hook):
     # ------------------------------------------------------------------ validation
     def before_val_epoch(self, runner) -> None:
         self._val_cache = []
+        self._iter_end = None
+        if self.session is not None:
+            self.session.speed.pause()  # validation time is not training-step time
 
     def after_val_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                        outputs: Optional[Sequence] = None) -> None:
@@ -256,6 +278,7 @@ class EnhancedTensorBoardHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if self.session is None:
             return
+        self.session.speed.resume()
         step = runner.iter  # optimizer updates completed when this validation ran
         try:
             if self.options.log_val_metrics:
@@ -367,3 +390,23 @@ def _previous_timestamp_folder(vis_dir: str) -> Optional[str]:
             if reader.event_files(candidate):
                 return candidate
     return None
+
+
+def _schema_only(backend) -> None:
+    """Keep mmengine's LoggerHook scalars out of the TensorBoard writer unitb shares.
+
+    LoggerHook is the caller that passes ``file_path`` (its ``scalars.json``) to
+    ``add_scalars``; the visualizer hands the same call to every backend, so only the
+    TensorBoard backend's copy is dropped here, and scalars a user adds without a file path
+    still reach TensorBoard."""
+    if getattr(backend, "_unitb_schema_only", False):
+        return
+    original = backend.add_scalars
+
+    def add_scalars(scalar_dict, step=0, file_path=None, **kwargs):
+        if file_path is not None:
+            return None
+        return original(scalar_dict, step=step, file_path=file_path, **kwargs)
+
+    backend.add_scalars = add_scalars
+    backend._unitb_schema_only = True

@@ -81,6 +81,7 @@ class TorchLogger:
         if model is not None:
             self.session.start(model, optimizer, config_text=config,
                                hparams={"framework": "pytorch", **(hparams or {})}, write_header=start_step == 0)
+        self.session.speed.start(start_step)
         self.session.arm(start_step + 1)
 
     @property
@@ -88,14 +89,21 @@ class TorchLogger:
         return None if self.session is None else self.session.run
 
     def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
-                 metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None) -> None:
+                 metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None,
+                 batch_size: Optional[int] = None, data_time: Optional[float] = None) -> None:
         """Call once per optimizer step, after ``optimizer.step()`` (``scaler.update()`` under
-        mixed precision); ``step`` counts from 1."""
+        mixed precision); ``step`` counts from 1. ``batch_size`` (samples this step) gives
+        ``train/throughput``; ``data_time`` (seconds the loop waited for this batch) gives
+        ``train/time/data``; ``train/time/step`` is the wall time between scalar points."""
         if self._peer is not None:
             self._peer.step_end(loss_scaler=self.grad_scaler)
             self._peer.arm(step + 1)
         if self.session is None:
             return
+        if batch_size:
+            self.session.speed.add_samples(int(batch_size))
+        if data_time is not None:
+            self.session.speed.add_data_time(float(data_time))
         log_vars = dict(losses or {})
         if loss is not None:
             log_vars["loss"] = loss

@@ -41,6 +41,31 @@ def model_stats(model: torch.nn.Module) -> Tuple[int, int, float]:
     return total, trainable, size / (1024 * 1024)
 
 
+def device_peak_mb() -> Optional[float]:
+    """Peak CUDA memory allocated since the last call, in MiB (the allocator's own counter: no
+    device sync); None on a run that has not touched CUDA."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    peak = torch.cuda.max_memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    return peak / 2 ** 20
+
+
+def batch_size(batch) -> Optional[int]:
+    """Samples in an mmengine data batch (``inputs`` as a list or a stacked tensor), a tensor
+    or a sequence; None when it cannot tell."""
+    if isinstance(batch, dict):
+        batch = batch.get("inputs", batch.get("img"))
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, (list, tuple)) and batch:
+        first = batch[0]
+        if isinstance(first, torch.Tensor) and len(batch) == 2 and first.dim() > 1:
+            return int(first.shape[0])  # (inputs, targets)
+        return len(batch)
+    return None
+
+
 def learning_rates(optimizer) -> Dict[str, float]:
     """{group: lr}; group = the param group's ``name`` if set, else its index.
 

@@ -15,6 +15,7 @@ from torch_adapter.images import ImageBatch
 from unitb import render, schema
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger, Sink, as_number, default_warn
+from unitb.speed import SpeedMeter
 
 
 def split_log_vars(log_vars: Mapping[str, object]):
@@ -61,6 +62,7 @@ class TorchSession:
         self.weight_names = None
         self.skeleton = None
         self.due = DueGradients(options)
+        self.speed = SpeedMeter()
         self._rates: Optional[Dict[str, float]] = None
 
     # ------------------------------------------------------------------ set-up
@@ -125,6 +127,11 @@ class TorchSession:
                 run.epoch(step, epoch)
             if scaling:
                 run.loss_scale(step, float(loss_scaler.get_scale()))
+            speed = self.speed.point(step)
+            device_mb = measure.device_peak_mb()
+            if device_mb is not None:
+                speed[schema.MEMORY_DEVICE_MB] = device_mb
+            run.speed(step, speed)
         if self.due.armed and self.probe is not None:
             result = self.probe.result
             missing = self.due.settle(result is not None, may_skip=scaling or update_may_skip)

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.set_defaults(func=cmd_restore)
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs")
-    demo.add_argument("--steps", type=int, default=60)
+    demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")
     demo.add_argument("--torch-example", choices=TORCH_CHOICES, default="auto",
                       help="the PyTorch run: mmpose when installed (auto), or force one")
     demo.set_defaults(func=cmd_demo)

@@ -38,6 +38,9 @@ TF_EXAMPLES = (
     Example("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager"),
 )
 TORCH_CHOICES = ("auto", "mmpose", "mmengine")
+# Every example trains in whole epochs (mmpose: 4 steps, the others: 8), so the demo trains a
+# multiple of 8 steps: all three runs then end at the same step.
+WHOLE_EPOCHS = 8
 
 
 def mmpose_installed() -> bool:
@@ -57,10 +60,15 @@ def examples_dir() -> str:
     return os.path.join(os.path.dirname(here), "examples")
 
 
-def run(out: str = "runs", steps: int = 60, torch_example: str = "auto") -> int:
+def run(out: str = "runs", steps: int = 64, torch_example: str = "auto") -> int:
     if steps <= 0:
         print("unitb demo: --steps must be positive", file=sys.stderr)
         return 2
+    if steps % WHOLE_EPOCHS:
+        rounded = -(-steps // WHOLE_EPOCHS) * WHOLE_EPOCHS
+        print(f"training {rounded} steps instead of {steps}: every example trains whole epochs of "
+              f"{WHOLE_EPOCHS} steps, and the three runs should end at the same step", flush=True)
+        steps = rounded
     if torch_example == "mmpose" and not mmpose_installed():
         print("unitb demo: --torch-example mmpose needs mmpose: bash scripts/install-mmpose.sh <venv>",
               file=sys.stderr)

@@ -19,9 +19,11 @@ from unitb.reader import Row, read_run
 OPTIONAL_FAMILIES = frozenset({
     "train/anomaly/*", "train/gradient_norm/pre_clip", "gradients/*", "val/loss", "train/*",
     "train/loss/*",  # a model with a single loss has no components
+    "train/loss_scale",  # mixed precision only
+    "train/memory/*", "train/throughput", "train/time/*",  # what a framework exposes differs
 })
 # Families whose member names are framework-specific (compared as families, names noted).
-NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*")
+NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*", "train/time/*", "train/memory/*")
 
 
 @dataclass

@@ -236,6 +236,12 @@ class RunLogger:
         """The dynamic loss scale of mixed precision (Keras LossScaleOptimizer, torch GradScaler)."""
         self.scalar(schema.LOSS_SCALE, scale, step)
 
+    def speed(self, step: int, values: Mapping[str, object]) -> None:
+        """``train/time/*``, ``train/throughput``, ``train/memory/*`` (canonical tags, see
+        :class:`unitb.speed.SpeedMeter`)."""
+        for tag, value in values.items():
+            self.scalar(tag, value, step)
+
     def epoch(self, step: int, epoch: object) -> None:
         self.scalar(schema.TRAIN_EPOCH, epoch, step)
 

@@ -20,6 +20,11 @@ TRAIN_EPOCH = "train/epoch"
 GRAD_NORM_GLOBAL = "train/gradient_norm/global"
 GRAD_NORM_PRE_CLIP = "train/gradient_norm/pre_clip"
 LOSS_SCALE = "train/loss_scale"
+TIME_STEP = "train/time/step"
+TIME_DATA = "train/time/data"
+THROUGHPUT = "train/throughput"
+MEMORY_HOST_MB = "train/memory/host_mb"
+MEMORY_DEVICE_MB = "train/memory/device_mb"
 MODEL_TOTAL_PARAMETERS = "model/total_parameters"
 MODEL_TRAINABLE_PARAMETERS = "model/trainable_parameters"
 MODEL_SIZE_MB = "model/model_size_mb"
@@ -151,7 +156,11 @@ def custom_scalars_layout() -> Dict[str, List[Dict[str, object]]]:
             {"title": "learning rate", "tags": [r"^train/learning_rate/.*"]},
             {"title": "gradient norm", "tags": [r"^train/gradient_norm/(global|pre_clip)$"]},
             {"title": "validation metrics", "tags": [r"^val/(?!loss$|image$).*"]},
-        ]
+        ],
+        "speed": [
+            {"title": "step time (s)", "tags": [r"^train/time/step$"]},
+            {"title": "throughput (samples/s)", "tags": [r"^train/throughput$"]},
+        ],
     }
 
 
@@ -166,6 +175,9 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("train/anomaly/*", r"^train/anomaly/.+$", "scalar"),
     ("train/epoch", r"^train/epoch$", "scalar"),
     ("train/loss_scale", r"^train/loss_scale$", "scalar"),
+    ("train/time/*", r"^train/time/(step|data)$", "scalar"),
+    ("train/throughput", r"^train/throughput$", "scalar"),
+    ("train/memory/*", r"^train/memory/(host_mb|device_mb)$", "scalar"),
     ("train/image", r"^train/image(/\d+)?$", "image"),
     ("val/image", r"^val/image(/\d+)?$", "image"),
     ("val/loss", r"^val/loss$", "scalar"),
