@@ -35,7 +35,7 @@ def main() -> int:
     root = args.runs
     if root is None:
         root = tempfile.mkdtemp(prefix="unitb-demo-")
-        subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", root, "--steps", "60"], check=True)
+        subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", root, "--steps", "64"], check=True)
     with tensorboard(root, expect_runs=3) as tb:
         url = f"{tb.base}/?darkMode=false#{args.view}"
         profile = tempfile.mkdtemp(prefix="unitb-chromium-")

@@ -107,7 +107,7 @@ def test_mmengine_fresh_run_into_a_fixed_folder(tmp_path):
     tb_dir = str(tmp_path / "tb")
     for index in range(2):
         mmengine_pose.build_runner(str(tmp_path / f"work{index}"), steps=8, tb_dir=tb_dir, checkpoints=False,
-                                   hook=dict(scalar_interval=1, grad_norm_interval=4)).train()
+                                   hook=dict(scalar_interval=1, grad_norm_interval=4, keep_mmengine_scalars=True)).train()
     first, second = reader.read_run(tb_dir), reader.read_run(tb_dir + "-2")
     for rows in (first, second):
         assert [r.step for r in rows if r.tag == "train/loss"] == list(range(1, 9))

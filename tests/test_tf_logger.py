@@ -205,7 +205,7 @@ def test_bad_arguments_fail_at_construction(tmp_path):
 
 
 def test_a_failing_writer_warns_once_and_training_goes_on(tmp_path):
-    logger = unitb.TFLogger(str(tmp_path), scalar_interval=1, async_writes=False)
+    logger = unitb.TFLogger(str(tmp_path), scalar_interval=1, async_writes=False, log_speed=False)
     calls = []
 
     def broken(tag, value, step):

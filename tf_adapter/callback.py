@@ -228,13 +228,14 @@ class TFCallback(keras.callbacks.Callback):
         if scale is not None:
             run.loss_scale(step, scale)
         # Speed over the iterations since the last point, up to ``end`` where it is observed.
-        samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
-        speed = self._speed.point(end, samples=samples - self._samples_seen)
-        self._samples_seen = samples
-        device_mb = measure.device_peak_mb()
-        if device_mb is not None:
-            speed[schema.MEMORY_DEVICE_MB] = device_mb
-        run.speed(step, speed)
+        if opts.log_speed:
+            samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
+            speed = self._speed.point(end, samples=samples - self._samples_seen)
+            self._samples_seen = samples
+            device_mb = measure.device_peak_mb()
+            if device_mb is not None:
+                speed[schema.MEMORY_DEVICE_MB] = device_mb
+            run.speed(step, speed)
         steps = (self.params or {}).get("steps")
         if steps:
             run.epoch(step, self._epoch + (step - self._epoch_base) / int(steps))

@@ -119,11 +119,12 @@ class TFLogger:
                 run.epoch(step, _host(epoch))
             if loss_scale is not None:
                 run.loss_scale(step, _host(loss_scale))
-            speed = self._speed.point(step)
-            device_mb = measure.device_peak_mb()
-            if device_mb is not None:
-                speed[schema.MEMORY_DEVICE_MB] = device_mb
-            run.speed(step, speed)
+            if opts.log_speed:
+                speed = self._speed.point(step)
+                device_mb = measure.device_peak_mb()
+                if device_mb is not None:
+                    speed[schema.MEMORY_DEVICE_MB] = device_mb
+                run.speed(step, speed)
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             picked, names = self._pick(variables, len(grads))
             values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer

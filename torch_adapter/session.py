@@ -127,11 +127,12 @@ class TorchSession:
                 run.epoch(step, epoch)
             if scaling:
                 run.loss_scale(step, float(loss_scaler.get_scale()))
-            speed = self.speed.point(step)
-            device_mb = measure.device_peak_mb()
-            if device_mb is not None:
-                speed[schema.MEMORY_DEVICE_MB] = device_mb
-            run.speed(step, speed)
+            if opts.log_speed:
+                speed = self.speed.point(step)
+                device_mb = measure.device_peak_mb()
+                if device_mb is not None:
+                    speed[schema.MEMORY_DEVICE_MB] = device_mb
+                run.speed(step, speed)
         if self.due.armed and self.probe is not None:
             result = self.probe.result
             missing = self.due.settle(result is not None, may_skip=scaling or update_may_skip)

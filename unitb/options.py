@@ -23,6 +23,7 @@ class LogOptions:
     log_val_images: bool = True
     log_lr: bool = True
     log_model_stats: bool = True
+    log_speed: bool = True  # train/time/*, train/throughput, train/memory/* at scalar_interval
     log_grad_hist: bool = False
     log_graph: bool = False
     grad_norm_interval: int = 100
