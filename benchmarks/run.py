@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -296,6 +297,50 @@ def bench_keras(quick: bool) -> List[Row]:
 
 
 # ----------------------------------------------------------------------------- 3 grad norm
+def bench_keras_startup(quick: bool) -> List[Row]:
+    """What one fit() costs with TFCallback apart from its steps: fits of two lengths on a fresh
+    model each time (as a sweep or a notebook does), wall clock, min of N, A/A row included.
+    fixed = extra(short) - short x per-step extra, per-step extra = the slope between lengths."""
+    import keras
+    import numpy as np
+
+    import unitb
+
+    short, long = (4, 24) if quick else (10, 110)
+    trials = 1 if quick else 5
+    rng = np.random.default_rng(0)
+    x = rng.random((long * 16, 32, 32, 3)).astype("float32")
+    y = rng.random((long * 16, 10)).astype("float32")
+
+    def fit(steps: int, callback: bool) -> float:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(16, 3, activation="relu"),
+                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+        model.compile(optimizer="adam", loss="mse")
+        callbacks = [unitb.TFCallback(tempfile.mkdtemp(prefix="unitb-start-"))] if callback else []
+        started = time.perf_counter()
+        model.fit(x[:steps * 16], y[:steps * 16], batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
+        return time.perf_counter() - started
+
+    variants = {f"{name}-{n}": (lambda n=n, cb=cb: fit(n, cb))
+                for n in (short, long) for name, cb in (("none", False), ("again", False), ("unitb", True))}
+    times = interleaved(variants, trials)
+    best = {k: min(v) for k, v in times.items()}
+    step = (best[f"none-{long}"] - best[f"none-{short}"]) / (long - short)
+    per_step = ((best[f"unitb-{long}"] - best[f"none-{long}"]) - (best[f"unitb-{short}"] - best[f"none-{short}"])) / (
+        long - short)
+    fixed = (best[f"unitb-{short}"] - best[f"none-{short}"]) - short * per_step
+    aa = best[f"again-{short}"] - best[f"none-{short}"]
+    return [
+        (f"Keras fit() start-up cost of TFCallback (fresh model each fit, fits of {short} and {long} steps, "
+         f"min of {trials}, wall clock)",
+         f"{fixed * 1000:+.0f} ms = {fixed / step:.1f} steps of {step * 1000:.1f} ms (A/A {aa * 1000:+.0f} ms)",
+         "≤ 5 steps", _met(fixed <= 5 * step)),
+        ("Keras fit(): per-step cost of TFCallback at defaults (slope between the two lengths)",
+         f"{per_step * 1000:+.2f} ms a step", "(reported)", "—"),
+    ]
+
+
 def bench_grad_norm(quick: bool) -> List[Row]:
     import numpy as np
     import tensorflow as tf
@@ -461,6 +506,116 @@ def bench_memory(quick: bool) -> List[Row]:
     return rows
 
 
+READERS = {
+    # name: (imports, body) run in a fresh process on RUN; the time is measured around the body
+    "unitb tags": ("from unitb import reader", "reader.tag_summary(RUN)"),
+    "unitb export csv": ("import csv, os\nfrom unitb import reader",
+                         "w = csv.writer(open(os.devnull, 'w'))\n"
+                         "for r in reader.iter_rows(RUN): w.writerow([r.tag, r.step, r.wall_time, r.kind, r.value])"),
+    "unitb diff (layout of one run)": ("from unitb import diff", "diff.layout_of(RUN)"),
+    "unitb reader.scalars()": ("from unitb import reader", "reader.scalars(RUN)"),
+    "tbparse SummaryReader(run).scalars": ("from tbparse import SummaryReader", "SummaryReader(RUN).scalars"),
+    "EventAccumulator.Reload()": ("from tensorboard.backend.event_processing.event_accumulator import EventAccumulator",
+                                  "EventAccumulator(RUN, size_guidance={'scalars': 0}).Reload()"),
+}
+PEER = "tbparse SummaryReader(run).scalars"
+# Peak RSS from /proc VmHWM: getrusage's ru_maxrss survives exec, so a child started from a
+# parent that holds TensorFlow would report the parent's peak.
+_READ_SNIPPET = """
+import sys, time
+RUN = sys.argv[1]
+{imports}
+t = time.perf_counter()
+{body}
+took = time.perf_counter() - t
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(took, int(peak) / 1024)
+"""
+
+
+def make_scalar_run(path: str, events: int, tags: int = 10) -> None:
+    """A run of ``events`` plain scalars (``simple_value``, as torch's SummaryWriter writes
+    them) over ``tags`` tags, written record by record with tensorboard's own writer."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(path, max_queue_size=100000, flush_secs=600)
+    for index in range(events):
+        step, tag = index // tags + 1, index % tags
+        value = summary_pb2.Summary.Value(tag=f"train/tag{tag}", simple_value=step * 0.001 + tag)
+        writer.add_event(event_pb2.Event(step=step, wall_time=1.7e9 + step, summary=summary_pb2.Summary(value=[value])))
+    writer.close()
+
+
+def _read_in_fresh_process(name: str, run: str) -> Tuple[float, float]:
+    imports, body = READERS[name]
+    snippet = _READ_SNIPPET.format(imports=imports, body=body)
+    out = subprocess.run([sys.executable, "-c", snippet, run], capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if out.returncode != 0:
+        raise RuntimeError(f"{name}: {out.stderr[-2000:]}")
+    seconds, rss = out.stdout.split()[-2:]
+    return float(seconds), float(rss)
+
+
+def bench_reading(quick: bool) -> List[Row]:
+    """Reading big runs and resuming them: unitb against tbparse and EventAccumulator on the
+    same file, each in a fresh process (time around the call, peak RSS of the process)."""
+    import shutil
+    import tempfile
+
+    from unitb import resume
+
+    sizes = [20_000] if quick else [500_000, 5_000_000]
+    rows: List[Row] = []
+    for events in sizes:
+        root = tempfile.mkdtemp(prefix="unitb-read-")
+        run = os.path.join(root, "run")
+        make_scalar_run(run, events)
+        trials = 1 if quick or events > 1_000_000 else 3
+        from importlib.util import find_spec
+
+        names = [n for n in READERS if n != PEER or find_spec("tbparse") is not None]
+        if PEER not in names:
+            rows.append(("read: tbparse", "not installed (pip install tbparse, or the `bench` extra)", "—", "—"))
+        results = {name: [_read_in_fresh_process(name, run) for _ in range(trials)] for name in names}
+        best = {name: min(t for t, _ in values) for name, values in results.items()}
+        rss = {name: max(r for _, r in values) for name, values in results.items()}
+        peer = best.get(PEER, float("nan"))
+        label = f"{events // 1000}k" if events < 1_000_000 else f"{events // 1_000_000}M"
+        size_mb = sum(os.path.getsize(os.path.join(run, f)) for f in os.listdir(run)) / 2 ** 20
+        for name in ("unitb tags", "unitb export csv", "unitb diff (layout of one run)", "unitb reader.scalars()"):
+            rows.append((f"read a {label}-scalar run ({size_mb:.0f} MB): {name} vs tbparse (min of {trials})",
+                         f"{best[name]:.2f} s vs {peer:.2f} s = {peer / best[name]:.1f}× faster; peak RSS "
+                         f"{rss[name]:.0f} MB vs {rss.get(PEER, float('nan')):.0f} MB",
+                         "≥ 5× faster", _met(peer / best[name] >= 5)))
+        rows.append((f"read a {label}-scalar run: EventAccumulator.Reload() (reference)",
+                     f"{best['EventAccumulator.Reload()']:.2f} s; peak RSS {rss['EventAccumulator.Reload()']:.0f} MB",
+                     "—", "—"))
+        if events <= 1_000_000:
+            accumulator = best["EventAccumulator.Reload()"]
+            last_step = events // 10
+            for resume_step, what in ((last_step + 1, "no orphans"), (last_step - 1000, "10k orphans")):
+                copies = []
+                for _ in range(trials):
+                    target = os.path.join(root, "copy")
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(run, target)
+                    started = time.perf_counter()
+                    resume.truncate_run(target, resume_step)
+                    copies.append(time.perf_counter() - started)
+                took = min(copies)
+                if what == "no orphans":
+                    rows.append((f"resume start on the {label} run, {what}: truncate_run vs an EventAccumulator load",
+                                 f"{took:.2f} s = {took / accumulator:.2f}× of {accumulator:.2f} s",
+                                 "≤ 0.1×", _met(took / accumulator <= 0.1)))
+                else:
+                    rows.append((f"resume start on the {label} run, {what} (steps {resume_step + 1}..{last_step})",
+                                 f"{took:.2f} s", "< 2 s", _met(took < 2)))
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
 def _timed_call(own: SelfTime, fn, *args, **kwargs):
     start = time.perf_counter()
     try:
@@ -476,11 +631,12 @@ def _met(ok: bool) -> str:
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
-    parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "grad", "records", "memory"])
+    parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading"])
     parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
     suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
-              "mmengine": bench_mmengine, "keras": bench_keras}
+              "reading": bench_reading, "mmengine": bench_mmengine, "keras": bench_keras,
+              "keras-startup": bench_keras_startup}
     rows: List[Row] = []
     for name, fn in suites.items():
         if args.only and name not in args.only:

@@ -49,7 +49,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    table = reader.summarize(reader.read_run(args.run))
+    table = reader.tag_summary(args.run)
     width = max([len(str(e["tag"])) for e in table] + [3])
     print(f"{'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}")
     for entry in table:
@@ -63,13 +63,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    rows = reader.read_run(args.run)
+    rows = reader.iter_rows(args.run)  # streamed: a run of any size in bounded memory
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         if args.format == "json":
-            json.dump([{"tag": r.tag, "step": r.step, "wall_time": r.wall_time, "kind": r.kind,
-                        "value": _row_value(r)} for r in rows], out, indent=1)
-            out.write("\n")
+            out.write("[")
+            for index, r in enumerate(rows):
+                out.write(",\n" if index else "\n")
+                json.dump({"tag": r.tag, "step": r.step, "wall_time": r.wall_time, "kind": r.kind,
+                           "value": _row_value(r)}, out)
+            out.write("\n]\n")
         else:
             writer = csv.writer(out)
             writer.writerow(["tag", "step", "wall_time", "kind", "value"])

@@ -10,10 +10,10 @@ LoggerHook tags) is named as a note, not counted as a mismatch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from unitb import schema
-from unitb.reader import Row, read_run
+from unitb.reader import Row, iter_rows
 
 # Families whose presence depends on configuration, not on the framework.
 OPTIONAL_FAMILIES = frozenset({
@@ -47,11 +47,14 @@ class DiffReport:
         return not self.mismatches
 
 
-def layout_of(run_dir: str, rows: Optional[List[Row]] = None) -> RunLayout:
-    rows = read_run(run_dir) if rows is None else rows
+def layout_of(run_dir: str, rows: Optional[Iterable[Row]] = None) -> RunLayout:
+    rows = iter_rows(run_dir) if rows is None else rows
     layout = RunLayout(run_dir)
+    families: Dict[str, Optional[str]] = {}  # a run has few tags and many rows: match each tag once
     for row in rows:
-        family = schema.family_of(row.tag)
+        family = families.get(row.tag, "")
+        if family == "":
+            family = families[row.tag] = schema.family_of(row.tag)
         if row.kind == "graph":
             continue
         catch_all_misfit = family in ("train/*", "val/*") and row.kind != "scalar"

@@ -1,17 +1,17 @@
 """Read a run directory back into rows, with tensorboard's own event-file loading.
 
-Uses tensorboard's pure-Python record reader (never TensorFlow, even where it is installed)
-and ``data_compat`` to fold the old ``simple_value``/``histo``/``image`` forms that
-``torch.utils.tensorboard`` writes into the tensor form that ``tf.summary`` writes, so rows
-from both frameworks look the same. A torn last record (a crash mid-write) ends that file
-quietly: everything before it is returned.
+Records are parsed a block at a time by protobuf's C parser (:mod:`unitb.records_io`; never
+TensorFlow, even where it is installed), and ``data_compat`` folds the old ``histo``/``image``
+forms that ``torch.utils.tensorboard`` writes into the tensor form that ``tf.summary`` writes,
+so rows from both frameworks look the same (plain ``simple_value`` scalars take a short cut).
+Everything streams: a run of any size is read in bounded memory. A torn last record (a crash
+mid-write) ends that file quietly: everything before it is returned.
 """
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -28,8 +28,7 @@ _PLUGIN_KIND = {
 }
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One summary value read back. ``value`` is a float (scalar), an N x 3 array of
     (left, right, count) buckets (histogram), a dict with width/height/png (image),
     a str (text), or the raw plugin content bytes (hparams, custom_scalars)."""
@@ -72,61 +71,126 @@ def find_runs(root: str) -> List[str]:
     return sorted(runs)
 
 
-def iter_records(path: str) -> Iterator[bytes]:
-    """Serialized records of one event file; stops quietly at a torn tail."""
-    from tensorboard.compat.tensorflow_stub import errors
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
-
-    reader = PyRecordReader_New(path.encode())
-    while True:
-        try:
-            reader.GetNext()
-        except errors.OutOfRangeError:
-            return
-        except errors.DataLossError:
-            return  # torn last record: a crash mid-write; keep what came before
-        yield reader.record()
-
-
 def iter_events(path: str):
-    """``Event`` protos of one event file (torn tail tolerated)."""
-    from tensorboard.compat.proto import event_pb2
+    """``Event`` protos of one file, in order (torn tail tolerated)."""
+    from unitb.records_io import event_batches
 
-    for record in iter_records(path):
-        event = event_pb2.Event()
-        try:
-            event.ParseFromString(record)
-        except Exception:  # a record with a valid CRC but garbage inside: skip it
-            continue
-        yield event
+    for batch in event_batches(path):
+        yield from batch
+
+
+def iter_rows(run_dir: str) -> Iterator[Row]:
+    """Every summary row of one run directory, in file then write order, streamed."""
+    plugin_of: Dict[str, str] = {}
+    for path in event_files(run_dir):
+        yield from _rows_of_file(path, plugin_of)
 
 
 def read_run(run_dir: str) -> List[Row]:
     """All summary rows of one run directory, in file then write order."""
-    rows: List[Row] = []
-    plugin_of: Dict[str, str] = {}
-    for path in event_files(run_dir):
-        rows.extend(_rows_of_file(path, plugin_of))
-    return rows
+    return list(iter_rows(run_dir))
 
 
 def _rows_of_file(path: str, plugin_of: Dict[str, str]) -> Iterator[Row]:
     from tensorboard import data_compat
 
-    for event in iter_events(path):
-        if event.HasField("graph_def"):
-            yield Row("__graph__", int(event.step), event.wall_time, "graph", None, path)
-            continue
-        if not event.HasField("summary"):
-            continue
-        for value in event.summary.value:
-            value = data_compat.migrate_value(value)
-            if value.metadata.plugin_data.plugin_name:
-                plugin_of[value.tag] = value.metadata.plugin_data.plugin_name
-            plugin = plugin_of.get(value.tag, "")
-            kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
-            yield Row(value.tag, int(event.step), event.wall_time, kind,
-                      _decode(kind, value), path)
+    from unitb.records_io import event_batches
+
+    simple = set()  # tags written as plain simple_value scalars (torch): no migration, no decoding
+    for batch in event_batches(path):
+        for event in batch:
+            values = event.summary.value
+            if not values:
+                if event.HasField("graph_def"):
+                    yield Row("__graph__", int(event.step), event.wall_time, "graph", None, path)
+                continue
+            step, wall_time = event.step, event.wall_time
+            for value in values:
+                tag = value.tag
+                if tag in simple or (value.WhichOneof("value") == "simple_value" and not simple.add(tag)):
+                    yield Row(tag, step, wall_time, "scalar", value.simple_value, path)
+                    continue
+                value = data_compat.migrate_value(value)
+                if value.metadata.plugin_data.plugin_name:
+                    plugin_of[tag] = value.metadata.plugin_data.plugin_name
+                plugin = plugin_of.get(tag, "")
+                kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
+                yield Row(tag, step, wall_time, kind, _decode(kind, value), path)
+
+
+def tag_summary(run_dir: str) -> List[Dict[str, object]]:
+    """What ``unitb tags`` prints — per tag: kind, count, first and last step — read at the
+    speed of the parser: no value is decoded, and a tag's kind is settled at its first record."""
+    from unitb.records_io import event_batches
+
+    table: Dict[str, List] = {}
+    plugin_of: Dict[str, str] = {}
+    for path in event_files(run_dir):
+        for batch in event_batches(path):
+            for event in batch:
+                values = event.summary.value
+                if not values:
+                    if event.HasField("graph_def"):
+                        _count(table, "__graph__", int(event.step), "graph")
+                    continue
+                step = event.step
+                for value in values:
+                    entry = table.get(value.tag)
+                    if entry is None:
+                        table[value.tag] = [_kind_of(value, plugin_of), 1, step, step]
+                    else:
+                        entry[1] += 1
+                        if step < entry[2]:
+                            entry[2] = step
+                        elif step > entry[3]:
+                            entry[3] = step
+    return [{"tag": tag, "kind": kind, "count": count, "first_step": int(first), "last_step": int(last)}
+            for tag, (kind, count, first, last) in sorted(table.items())]
+
+
+def _count(table: Dict[str, List], tag: str, step: int, kind: str) -> None:
+    entry = table.setdefault(tag, [kind, 0, step, step])
+    entry[1] += 1
+    entry[2], entry[3] = min(entry[2], step), max(entry[3], step)
+
+
+def _kind_of(value, plugin_of: Dict[str, str]) -> str:
+    if value.WhichOneof("value") == "simple_value":
+        return "scalar"
+    plugin = value.metadata.plugin_data.plugin_name
+    if plugin:
+        plugin_of[value.tag] = plugin
+    else:
+        plugin = plugin_of.get(value.tag) or _legacy_kind(value)
+    return _PLUGIN_KIND.get(plugin, plugin or "unknown")
+
+
+def tag_steps(run_dir: str) -> Iterator[Tuple[str, int, str]]:
+    """(tag, step, kind) of every summary value, without decoding values (the resume scan and
+    step-axis checks need no more)."""
+    from unitb.records_io import event_batches
+
+    plugin_of: Dict[str, str] = {}
+    kinds: Dict[str, str] = {}
+    for path in event_files(run_dir):
+        for batch in event_batches(path):
+            for event in batch:
+                values = event.summary.value
+                if not values:
+                    if event.HasField("graph_def"):
+                        yield "__graph__", event.step, "graph"
+                    continue
+                step = event.step
+                for value in values:
+                    kind = kinds.get(value.tag)
+                    if kind is None:
+                        kind = kinds[value.tag] = _kind_of(value, plugin_of)
+                    yield value.tag, step, kind
+
+
+def _legacy_kind(value) -> str:
+    kind = value.WhichOneof("value")
+    return {"histo": "histograms", "image": "images", "audio": "audio"}.get(kind or "", "")
 
 
 def _decode(kind: str, value) -> object:
@@ -154,7 +218,7 @@ def _decode(kind: str, value) -> object:
 def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     """``{tag: [(step, value), ...]}`` for the scalar rows of a run."""
     out: Dict[str, List[Tuple[int, float]]] = {}
-    for row in read_run(run_dir):
+    for row in iter_rows(run_dir):
         if row.kind == "scalar":
             out.setdefault(row.tag, []).append((row.step, float(row.value)))
     return out
@@ -169,16 +233,23 @@ def decode_png(image_value: dict, index: int = 0) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(image_value["png"][index])).convert("RGB"))
 
 
-def summarize(rows: List[Row]) -> List[Dict[str, object]]:
-    """Per-tag summary: kind, count, first/last step (what ``unitb tags`` prints)."""
-    table: Dict[Tuple[str, str], Dict[str, object]] = {}
+def summarize(rows: Iterable) -> List[Dict[str, object]]:
+    """Per-tag summary: kind, count, first/last step (what ``unitb tags`` prints). ``rows``:
+    :class:`Row` s or the (tag, step, kind) triples of :func:`tag_steps`."""
+    table: Dict[Tuple[str, str], List[int]] = {}
     for row in rows:
-        entry = table.setdefault((row.tag, row.kind), {
-            "tag": row.tag, "kind": row.kind, "count": 0, "first_step": row.step, "last_step": row.step})
-        entry["count"] = int(entry["count"]) + 1
-        entry["first_step"] = min(int(entry["first_step"]), row.step)
-        entry["last_step"] = max(int(entry["last_step"]), row.step)
-    return sorted(table.values(), key=lambda e: (str(e["tag"]), str(e["kind"])))
+        tag, step, kind = (row.tag, row.step, row.kind) if isinstance(row, Row) else row
+        entry = table.get((tag, kind))
+        if entry is None:
+            table[(tag, kind)] = [1, step, step]
+        else:
+            entry[0] += 1
+            if step < entry[1]:
+                entry[1] = step
+            elif step > entry[2]:
+                entry[2] = step
+    return [{"tag": tag, "kind": kind, "count": c, "first_step": int(first), "last_step": int(last)}
+            for (tag, kind), (c, first, last) in sorted(table.items())]
 
 
 def steps_by_tag(rows: List[Row], kind: Optional[str] = None) -> Dict[str, List[int]]:

@@ -4,7 +4,9 @@ After a crash between checkpoints, the steps written after the last checkpoint c
 model state that no longer exists; the resumed run writes those steps again. A
 ``SessionLog.START``/``purge_step`` hides them only in TensorBoard's fast loader, and
 ``tf.summary`` has no purge at all (``shared/DESIGN.md``). So unitb rewrites the run: every
-event with ``step <= resume_step`` is copied, in order, into one compacted event file, and
+record with ``step <= resume_step`` is copied byte for byte, in order, into one compacted event
+file (a run whose orphans sit at its end is copied as one range, so the cost is one read of
+the run plus one sequential copy), and
 the old files are *moved* (never deleted) into ``<folder>/.unitb-removed/<stamp>-resume-<S>/``
 under names without ``tfevents``, which no TensorBoard reader looks at. ``unitb restore``
 puts them back (:func:`restore`).
@@ -26,7 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from unitb.reader import event_files, is_event_file, iter_events
+from unitb.reader import event_files, is_event_file
+from unitb.records_io import split_at_step
 
 JOURNAL = ".unitb-resume.json"
 TMP_NAME = ".unitb-compact.tmp"
@@ -93,16 +96,34 @@ def removed_name(name: str) -> str:
     return name.replace("tfevents", "removed-events") if is_event_file(name) else name + ".removed"
 
 
-def _scan(files: Sequence[str], resume_step: int) -> Tuple[int, int, int]:
-    """(orphans, first orphan step, last orphan step) in ``files``."""
-    count, first, last = 0, None, None
+def _plan(files: Sequence[str], resume_step: int):
+    """Per file, the byte ranges of records a resume keeps, and the orphans' count and steps."""
+    plans, count, first, last = [], 0, None, None
     for path in files:
-        for event in iter_events(path):
-            if event.step > resume_step:
-                count += 1
-                first = event.step if first is None else min(first, event.step)
-                last = event.step if last is None else max(last, event.step)
-    return count, int(first or 0), int(last or 0)
+        keep, dropped, lo, hi = split_at_step(path, resume_step)
+        plans.append((path, keep))
+        if dropped:
+            count += dropped
+            first = lo if first is None else min(first, lo)
+            last = hi if last is None else max(last, hi)
+    return plans, count, int(first or 0), int(last or 0)
+
+
+def _version_record_end(path: str) -> int:
+    """End offset of the file's first record when it is the ``file_version`` header (the
+    compacted file keeps the first file's header only), else 0."""
+    from tensorboard.compat.proto import event_pb2
+
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12:
+            return 0
+        length = int.from_bytes(head[:8], "little")
+        payload = handle.read(length)
+    try:
+        return 12 + length + 4 if event_pb2.Event.FromString(payload).HasField("file_version") else 0
+    except Exception:
+        return 0
 
 
 def _files(run_dir: str, exclude: Iterable[str]) -> List[str]:
@@ -112,7 +133,7 @@ def _files(run_dir: str, exclude: Iterable[str]) -> List[str]:
 
 def orphan_count(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
     """How many events in ``run_dir`` (outside ``exclude``) are past ``resume_step``."""
-    return _scan(_files(run_dir, exclude), resume_step)[0]
+    return _plan(_files(run_dir, exclude), resume_step)[1]
 
 
 def _check_step(resume_step: int) -> None:
@@ -152,26 +173,28 @@ def _rewrite(files: List[str], source_dir: str, target_dir: str, resume_step: in
              carry: bool) -> Optional[CleanUp]:
     if not files:
         return None
-    dropped, first, last = _scan(files, resume_step)
+    plans, dropped, first, last = _plan(files, resume_step)
     if dropped == 0 and not carry:
         return None
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
     tmp = os.path.join(target_dir, TMP_NAME)
-    with open(tmp, "wb") as handle:
-        writer = RecordWriter(handle)
-        wrote_version = False
-        for path in files:
-            for event in iter_events(path):
-                if event.step > resume_step:
-                    continue
-                if event.HasField("file_version"):
-                    if wrote_version:
+    with open(tmp, "wb") as out:
+        for index, (path, keep) in enumerate(plans):
+            skip = _version_record_end(path) if index else 0  # one file_version header, the first
+            with open(path, "rb") as handle:
+                for start, end in keep:  # whole records, copied as they are (CRCs included)
+                    start = max(start, skip)
+                    if end <= start:
                         continue
-                    wrote_version = True
-                writer.write(event.SerializeToString())
-        handle.flush()
-        os.fsync(handle.fileno())
+                    handle.seek(start)
+                    remaining = end - start
+                    while remaining:
+                        chunk = handle.read(min(remaining, 8 << 20))
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        remaining -= len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     trash = os.path.join(source_dir, TRASH, f"{stamp}-resume-{resume_step}")
     suffix = 1
