@@ -159,9 +159,13 @@ class TFCallback(keras.callbacks.Callback):
         if self.run is None:
             return
         end = self._epoch_base + batch
-        if end > self._observed:
+        if end > self._observed and self._due_at(end):
             self._guard(lambda: self._observe(end, None))
         self._plan(end, batch)
+
+    def _due_at(self, end: int) -> bool:
+        """Something planned is due by iteration ``end`` (a cheap test run every block)."""
+        return any(due and due[0] <= end for due in (self._scalar_due, self._grad_due, self._image_due))
 
     def _plan(self, start: int, batch: int) -> None:
         """Note the due points of the coming block (``start``, ``start + window``] and arm the

@@ -30,6 +30,10 @@ from unitb.layers import unique_names
 
 ATTRIBUTE = "_unitb_probe"
 
+# The wrappers use tf.cond explicitly; autograph converting them (and everything they call)
+# on every trace only adds start-up time to each fit().
+_plain = tf.autograph.experimental.do_not_convert
+
 
 def applying_optimizer(optimizer):
     """The optimizer that applies the update: the inner one of a ``LossScaleOptimizer``."""
@@ -104,6 +108,7 @@ class GradProbe:
         probe = self
         outer_apply = outer.apply
 
+        @_plain
         def counting_apply(grads, trainable_variables=None):
             first = probe._first_local_replica()
             step = probe.counter + 1
@@ -111,11 +116,9 @@ class GradProbe:
             in_window = tf.logical_and(index >= 0, index < probe.window)
             due = tf.logical_and(in_window, tf.gather(probe.mask, tf.clip_by_value(index, 0, probe.window - 1)))
 
-            def note_due():
-                probe.pending.assign(tf.logical_or(probe.pending, due))
-                return tf.constant(True)
-
-            tf.cond(first, note_due, lambda: tf.constant(False))
+            # Plain arithmetic instead of tf.cond where it will do: every cond is a pair of
+            # function graphs to build on each trace, i.e. start-up time of every fit().
+            probe.pending.assign(tf.logical_or(probe.pending, tf.logical_and(due, first)))
             # Traced once: the picked layers' positions in this call's variable list, which the
             # all-reduce below receives in the same order.
             probe._call_picked = probe._picked_in(list(trainable_variables) if trainable_variables is not None
@@ -124,17 +127,14 @@ class GradProbe:
                 probe._measure(applier, list(grads), trainable_variables, step)
             result = outer_apply(grads, trainable_variables)
 
-            def count():
-                probe.counter.assign_add(1)
-                return tf.constant(True)
-
-            tf.cond(first, count, lambda: tf.constant(False))
+            probe.counter.assign_add(tf.cast(first, tf.int64))
             return result
 
         outer.apply = counting_apply
         if applier is not outer and self.replicas == 1:
             inner_apply = applier.apply
 
+            @_plain
             def measuring_apply(grads, trainable_variables=None):
                 probe._measure(applier, list(grads), trainable_variables, probe.counter + 1)
                 return inner_apply(grads, trainable_variables)
@@ -142,6 +142,7 @@ class GradProbe:
             applier.apply = measuring_apply
         reduce = getattr(applier, "_all_reduce_sum_gradients", None)
         if self.replicas > 1 and reduce is not None:
+            @_plain
             def measuring_reduce(grads_and_vars):
                 # Several replicas: each sees its own part of the batch; the update applies their
                 # sum (after each replica's clipping), so measure what the all-reduce returns.
@@ -159,15 +160,11 @@ class GradProbe:
         original_step = model.train_step
         probe = self
 
+        @_plain
         def train_step(data):
             first = tf.nest.flatten(data)[0]
             count = tf.cast(tf.shape(first)[0], tf.int64) * probe.replicas
-
-            def add():
-                probe.samples.assign_add(count)
-                return tf.constant(True)
-
-            tf.cond(probe._first_local_replica(), add, lambda: tf.constant(False))
+            probe.samples.assign_add(count * tf.cast(probe._first_local_replica(), tf.int64))
             return original_step(data)
 
         model.train_step = train_step
