@@ -511,9 +511,7 @@ def bench_memory(quick: bool) -> List[Row]:
 READERS = {
     # name: (imports, body) run in a fresh process on RUN; the time is measured around the body
     "unitb tags": ("from unitb import reader", "reader.tag_summary(RUN)"),
-    "unitb export csv": ("import csv, os\nfrom unitb import reader",
-                         "w = csv.writer(open(os.devnull, 'w'))\n"
-                         "for r in reader.iter_rows(RUN): w.writerow([r.tag, r.step, r.wall_time, r.kind, r.value])"),
+    "unitb export csv": ("import os\nfrom unitb import cli", "cli.main(['export', RUN, '-o', os.devnull])"),
     "unitb diff (layout of one run)": ("from unitb import diff", "diff.layout_of(RUN)"),
     "unitb reader.scalars()": ("from unitb import reader", "reader.scalars(RUN)"),
     "tbparse SummaryReader(run).scalars": ("from tbparse import SummaryReader", "SummaryReader(RUN).scalars"),

@@ -34,6 +34,16 @@ def _row_value(row: reader.Row) -> object:
     return None
 
 
+def _csv_rows(rows):
+    for r in rows:
+        if r.kind == "scalar":  # the bulk of a big run: no conversion beyond formatting
+            yield r.tag, r.step, "%.6f" % r.wall_time, "scalar", r.value
+            continue
+        value = _row_value(r)
+        yield (r.tag, r.step, "%.6f" % r.wall_time, r.kind,
+               value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))
+
+
 def _require_run(path: str) -> Optional[str]:
     if not os.path.isdir(path):
         return f"unitb: {path} is not a directory"
@@ -76,11 +86,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             writer = csv.writer(out)
             writer.writerow(["tag", "step", "wall_time", "kind", "value"])
-            for r in rows:
-                value = _row_value(r)
-                writer.writerow([r.tag, r.step, f"{r.wall_time:.6f}", r.kind,
-                                 value if isinstance(value, (int, float, str)) or value is None
-                                 else json.dumps(value)])
+            writer.writerows(_csv_rows(rows))  # one C-level loop over a generator
     finally:
         if out is not sys.stdout:
             out.close()

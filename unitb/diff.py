@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from unitb import schema
-from unitb.reader import Row, iter_rows
+from unitb.reader import Row, tag_steps
 
 # Families whose presence depends on configuration, not on the framework.
 OPTIONAL_FAMILIES = frozenset({
@@ -48,27 +48,32 @@ class DiffReport:
 
 
 def layout_of(run_dir: str, rows: Optional[Iterable[Row]] = None) -> RunLayout:
-    rows = iter_rows(run_dir) if rows is None else rows
+    """The layout of one run. Without ``rows`` it reads tags and steps only (plus the two
+    values it compares: the custom-scalars layout and the hparams keys)."""
+    if rows is None:
+        records = tag_steps(run_dir, values_of=("custom_scalars", "hparams"))
+    else:
+        records = ((r.tag, r.step, r.kind, r.value) for r in rows)
     layout = RunLayout(run_dir)
     families: Dict[str, Optional[str]] = {}  # a run has few tags and many rows: match each tag once
-    for row in rows:
-        family = families.get(row.tag, "")
+    for tag, step, kind, value in records:
+        family = families.get(tag, "")
         if family == "":
-            family = families[row.tag] = schema.family_of(row.tag)
-        if row.kind == "graph":
+            family = families[tag] = schema.family_of(tag)
+        if kind == "graph":
             continue
-        catch_all_misfit = family in ("train/*", "val/*") and row.kind != "scalar"
+        catch_all_misfit = family in ("train/*", "val/*") and kind != "scalar"
         if family is None or catch_all_misfit:
-            layout.other_tags.add(row.tag)
+            layout.other_tags.add(tag)
             continue
-        layout.families.setdefault(family, set()).add(row.tag)
-        layout.kinds.setdefault(family, set()).add(row.kind)
-        if row.kind == "scalar":
-            layout.steps.setdefault(row.tag, []).append(row.step)
-        elif row.kind == "custom_scalars":
-            layout.layout = row.value if isinstance(row.value, bytes) else None
-        elif row.kind == "hparams" and row.tag.endswith("session_start_info"):
-            layout.hparam_keys = _hparam_keys(row.value)
+        layout.families.setdefault(family, set()).add(tag)
+        layout.kinds.setdefault(family, set()).add(kind)
+        if kind == "scalar":
+            layout.steps.setdefault(tag, []).append(step)
+        elif kind == "custom_scalars":
+            layout.layout = value if isinstance(value, bytes) else None
+        elif kind == "hparams" and tag.endswith("session_start_info"):
+            layout.hparam_keys = _hparam_keys(value)
     return layout
 
 

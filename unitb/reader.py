@@ -165,9 +165,12 @@ def _kind_of(value, plugin_of: Dict[str, str]) -> str:
     return _PLUGIN_KIND.get(plugin, plugin or "unknown")
 
 
-def tag_steps(run_dir: str) -> Iterator[Tuple[str, int, str]]:
-    """(tag, step, kind) of every summary value, without decoding values (the resume scan and
-    step-axis checks need no more)."""
+def tag_steps(run_dir: str, values_of: Tuple[str, ...] = ()) -> Iterator[Tuple[str, int, str, object]]:
+    """(tag, step, kind, value) of every summary value, decoding only the values of the kinds
+    in ``values_of`` (None for the rest): the layout diff needs tags and steps, plus the
+    custom-scalars layout and the hparams, at the speed of the parser."""
+    from tensorboard import data_compat
+
     from unitb.records_io import event_batches
 
     plugin_of: Dict[str, str] = {}
@@ -178,14 +181,17 @@ def tag_steps(run_dir: str) -> Iterator[Tuple[str, int, str]]:
                 values = event.summary.value
                 if not values:
                     if event.HasField("graph_def"):
-                        yield "__graph__", event.step, "graph"
+                        yield "__graph__", event.step, "graph", None
                     continue
                 step = event.step
                 for value in values:
                     kind = kinds.get(value.tag)
                     if kind is None:
                         kind = kinds[value.tag] = _kind_of(value, plugin_of)
-                    yield value.tag, step, kind
+                    if kind in values_of:
+                        yield value.tag, step, kind, _decode(kind, data_compat.migrate_value(value))
+                    else:
+                        yield value.tag, step, kind, None
 
 
 def _legacy_kind(value) -> str:
@@ -216,11 +222,45 @@ def _decode(kind: str, value) -> object:
 
 
 def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
-    """``{tag: [(step, value), ...]}`` for the scalar rows of a run."""
+    """``{tag: [(step, value), ...]}`` for the scalar rows of a run (plain ``simple_value``
+    scalars are read straight off the parsed events, without building rows)."""
+    from tensorboard import data_compat
+    from tensorboard.util import tensor_util
+
+    from unitb.records_io import event_batches
+
     out: Dict[str, List[Tuple[int, float]]] = {}
-    for row in iter_rows(run_dir):
-        if row.kind == "scalar":
-            out.setdefault(row.tag, []).append((row.step, float(row.value)))
+    simple: Dict[str, List[Tuple[int, float]]] = {}
+    plugin_of: Dict[str, str] = {}
+    kinds: Dict[str, str] = {}
+    for path in event_files(run_dir):
+        for batch in event_batches(path):
+            for event in batch:
+                values = event.summary.value
+                if not values:
+                    continue
+                step = event.step
+                for value in values:
+                    tag = value.tag
+                    points = simple.get(tag)
+                    if points is not None:  # a tag written as simple_value (torch) stays one
+                        points.append((step, value.simple_value))
+                        continue
+                    kind = kinds.get(tag)
+                    if kind is None:
+                        kind = kinds[tag] = _kind_of(value, plugin_of)
+                    if kind != "scalar":
+                        continue
+                    if value.WhichOneof("value") == "simple_value":
+                        number = value.simple_value
+                        simple[tag] = out.setdefault(tag, [])
+                    else:
+                        tensor = data_compat.migrate_value(value).tensor
+                        number = float(np.asarray(tensor_util.make_ndarray(tensor)).reshape(-1)[0])
+                    points = out.get(tag)
+                    if points is None:
+                        points = out[tag] = []
+                    points.append((step, number))
     return out
 
 
