@@ -3,7 +3,7 @@
 
     model.fit(x, y, validation_data=(vx, vy), callbacks=[unitb.TFCallback("runs/keras-fit")])
 
-    python examples/keras_fit.py --out runs --steps 60
+    python examples/keras_fit.py --out runs --steps 64
 """
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
               validation_data=(val_images, targets(val_kpts)),
               callbacks=[callback], verbose=0)
     callback.close()
+    run_dir = callback.run_dir or run_dir  # keras-fit-2 when keras-fit already held another run
     print(f"keras-fit: events in {run_dir}")
     return run_dir
 
@@ -80,7 +81,7 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
 def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(description="Keras fit logged with unitb.TFCallback")
     parser.add_argument("--out", default="runs")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=64)
     args = parser.parse_args(argv)
     return train(args.out, args.steps)
 

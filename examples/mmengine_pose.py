@@ -5,7 +5,7 @@ No mmpose needed: the samples are mmengine ``BaseDataElement`` objects shaped li
 ``keypoint_scores``), the model is a small conv net with a heatmap head, and validation
 reports PCK. The hook is configured exactly as an mmpose config would::
 
-    python examples/mmengine_pose.py --out runs --steps 60
+    python examples/mmengine_pose.py --out runs --steps 64
 """
 from __future__ import annotations
 
@@ -191,12 +191,14 @@ def vis_dir(work_dir: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=64)
     args = parser.parse_args(argv)
     run_dir = os.path.join(args.out, "mmengine-pose")
     # Events straight into <out>/mmengine-pose (one TensorBoard run); checkpoints and
     # mmengine's text logs below it, where TensorBoard finds no event files.
-    build_runner(os.path.join(run_dir, "work_dir"), steps=args.steps, tb_dir=run_dir).train()
+    runner = build_runner(os.path.join(run_dir, "work_dir"), steps=args.steps, tb_dir=run_dir)
+    runner.train()
+    run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir  # -2... beside another run
     print(f"mmengine-pose: events in {run_dir}")
     return run_dir
 

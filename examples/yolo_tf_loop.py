@@ -2,7 +2,7 @@
 resumable with unitb.CheckpointManager: run it again after a crash and it continues from
 the last checkpoint, with every step on the curves exactly once.
 
-    python examples/yolo_tf_loop.py --out runs --steps 60
+    python examples/yolo_tf_loop.py --out runs --steps 64
 """
 from __future__ import annotations
 
@@ -141,6 +141,7 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
             logger.flush()
             os._exit(17)  # a hard crash: no clean-up, no atexit
     logger.close()
+    run_dir = logger.run_dir or run_dir  # tf-yolo-loop-2 when a fresh run found another one there
     print(f"tf-yolo-loop: events in {run_dir} (resumed from step {start})" if start else
           f"tf-yolo-loop: events in {run_dir}")
     return run_dir
@@ -149,7 +150,7 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
 def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(description="YOLO-style custom TF loop logged with unitb.TFLogger")
     parser.add_argument("--out", default="runs")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--crash-at", type=int, default=None, help="simulate a hard crash after this step")
     parser.add_argument("--in-graph", action="store_true", help="log from inside the tf.function")

@@ -120,7 +120,10 @@ class TFCallback(keras.callbacks.Callback):
                                     f"gradient norms are measured in the first {self._probe.window} steps of a block")
         if self.run is None:
             try:
-                self.run = open_run(self.run_dir or self.logdir, self.options, resume_step=step, owner="TFCallback")
+                # A model that continues goes on in the folder this callback chose before; a fresh
+                # one starts from the folder the user named (and its next free version).
+                folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
+                self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback")
                 self.run_dir = self.run.sink.logdir
                 if step == 0:
                     write_header(self.run, self.options, model, hparams=self._hparams())

@@ -40,7 +40,10 @@ class Sink(Protocol):
 
 
 def default_warn(message: str) -> None:
-    warnings.warn(message, UnitbWarning, stacklevel=3)
+    """One UnitbWarning, shown as ``unitb: UnitbWarning: ...`` rather than pointing at a line
+    inside unitb (which tells a user nothing); warning filters apply as usual."""
+    registry: dict = {}  # each call is shown: RunLogger already says every kind of thing once
+    warnings.warn_explicit(message, UnitbWarning, filename="unitb", lineno=0, module="unitb", registry=registry)
 
 
 def as_number(value: object) -> Optional[float]:

@@ -70,8 +70,10 @@ def main(argv: Optional[list] = None) -> str:
     args = parser.parse_args(argv)
     epochs = epochs_for(args.steps) if args.steps else args.epochs
     # About four validations however long the run (mmengine always validates the last epoch).
-    build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints).train()
-    run_dir = os.path.join(args.out, RUN_NAME)
+    runner = build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints)
+    runner.train()
+    # <out>/mmpose-topdown, or -2, -3... when a fresh run found another run there (unitb.runs)
+    run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir
     print(f"{RUN_NAME}: events in {run_dir}")
     return run_dir
 
