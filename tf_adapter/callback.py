@@ -90,7 +90,7 @@ class TFCallback(keras.callbacks.Callback):
         self._grad_due: List[int] = []
         self._last_row = 0
         self._fetch: Optional[measure.MetricsFetch] = None
-        self._speed = SpeedMeter()
+        self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
 
     @property
@@ -237,12 +237,8 @@ class TFCallback(keras.callbacks.Callback):
         # Speed over the iterations since the last point, up to ``end`` where it is observed.
         if opts.log_speed:
             samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
-            speed = self._speed.point(end, samples=samples - self._samples_seen)
+            run.speed(step, self._speed.point(end, samples=samples - self._samples_seen))
             self._samples_seen = samples
-            device_mb = measure.device_peak_mb()
-            if device_mb is not None:
-                speed[schema.MEMORY_DEVICE_MB] = device_mb
-            run.speed(step, speed)
         steps = (self.params or {}).get("steps")
         if steps:
             run.epoch(step, self._epoch + (step - self._epoch_base) / int(steps))

@@ -55,7 +55,7 @@ class TFLogger:
         self.enabled = measure.is_chief()
         self._run: Optional[RunLogger] = None
         self.run_dir: Optional[str] = None  # the folder chosen at first use (unitb.runs)
-        self._speed = SpeedMeter()
+        self._speed = SpeedMeter(measure.device_peak_mb)
         self._picked: Optional[list] = None
         self._names: list = []
         if checkpoint_manager is not None:
@@ -120,11 +120,7 @@ class TFLogger:
             if loss_scale is not None:
                 run.loss_scale(step, _host(loss_scale))
             if opts.log_speed:
-                speed = self._speed.point(step)
-                device_mb = measure.device_peak_mb()
-                if device_mb is not None:
-                    speed[schema.MEMORY_DEVICE_MB] = device_mb
-                run.speed(step, speed)
+                run.speed(step, self._speed.point(step))
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             picked, names = self._pick(variables, len(grads))
             values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer

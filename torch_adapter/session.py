@@ -62,7 +62,7 @@ class TorchSession:
         self.weight_names = None
         self.skeleton = None
         self.due = DueGradients(options)
-        self.speed = SpeedMeter()
+        self.speed = SpeedMeter(measure.device_peak_mb)
         self._rates: Optional[Dict[str, float]] = None
 
     # ------------------------------------------------------------------ set-up
@@ -128,11 +128,7 @@ class TorchSession:
             if scaling:
                 run.loss_scale(step, float(loss_scaler.get_scale()))
             if opts.log_speed:
-                speed = self.speed.point(step)
-                device_mb = measure.device_peak_mb()
-                if device_mb is not None:
-                    speed[schema.MEMORY_DEVICE_MB] = device_mb
-                run.speed(step, speed)
+                run.speed(step, self.speed.point(step))
         if self.due.armed and self.probe is not None:
             result = self.probe.result
             missing = self.due.settle(result is not None, may_skip=scaling or update_may_skip)

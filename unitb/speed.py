@@ -37,7 +37,11 @@ def host_rss_mb() -> Optional[float]:
 class SpeedMeter:
     """Averages over the iterations between two scalar points."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, device_peak_mb: Optional[Callable[[], Optional[float]]] = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        """``device_peak_mb``: the adapter's reader of peak accelerator memory since its last
+        call (None on a CPU-only run, and then the family is simply absent)."""
+        self.device_peak_mb = device_peak_mb
         self.clock = clock
         self._time: Optional[float] = None
         self._step: Optional[int] = None
@@ -76,6 +80,9 @@ class SpeedMeter:
         rss = host_rss_mb()
         if rss is not None:
             values[schema.MEMORY_HOST_MB] = rss
+        device = self.device_peak_mb() if self.device_peak_mb is not None else None
+        if device is not None:
+            values[schema.MEMORY_DEVICE_MB] = device
         if self._time is not None and self._step is not None and step > self._step and now > self._time:
             seconds = now - self._time
             values[schema.TIME_STEP] = seconds / (step - self._step)
