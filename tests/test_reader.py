@@ -80,3 +80,17 @@ def test_event_files_are_ordered_by_writer_counter_as_a_number(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in reader.event_files(str(tmp_path))] == [
         "events.out.tfevents.1699999999.unitb-resumed-4", "events.out.tfevents.1700000000.host.7.9",
         "events.out.tfevents.1700000000.host.7.10", "events.out.tfevents.1700000001.host.7.2"]
+
+
+@pytest.mark.parametrize("values", [np.random.default_rng(0).normal(size=5000), np.ones(7), np.arange(31.0), []])
+def test_histogram_buckets_equal_tensorboards_own(values):
+    """The TF sink buckets weights in numpy; TensorBoard must see what tf.summary.histogram writes."""
+    from tensorboard.plugins.histogram import summary_v2
+    from tensorboard.util import tensor_util
+
+    from unitb import protos
+
+    expected = tensor_util.make_ndarray(summary_v2.histogram_pb("t", np.asarray(values)).value[0].tensor)
+    assert np.allclose(protos.histogram_buckets(values), expected)
+    written = protos.histogram_summary("t", values).value[0]
+    assert written.metadata.plugin_data.plugin_name == "histograms"

@@ -89,3 +89,39 @@ def scalars_summary(values: "Sequence[tuple]"):
         tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=[float(value)])
         summary.value.add(tag=tag, metadata=_SCALAR_METADATA, tensor=tensor)
     return summary
+
+
+HISTOGRAM_BUCKETS = 30  # as tf.summary.histogram
+
+
+def histogram_buckets(values, bucket_count: int = HISTOGRAM_BUCKETS):
+    """``[k, 3]`` float64 rows ``[left, right, count]`` exactly as ``tf.summary.histogram``
+    buckets them (equal widths over [min, max]; a constant array puts every value in the last
+    bucket), computed with ``np.bincount``: no TensorFlow op, no N x k one-hot matrix."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=np.float64).reshape(-1)
+    if data.size == 0:
+        return np.zeros((bucket_count, 3))
+    low, high = float(data.min()), float(data.max())
+    if high == low:
+        counts = np.zeros(bucket_count)
+        counts[-1] = data.size
+        return np.stack([np.full(bucket_count, low), np.full(bucket_count, low), counts], axis=1)
+    width = (high - low) / bucket_count
+    index = np.minimum(np.floor((data - low) / width).astype(np.int64), bucket_count - 1)
+    counts = np.bincount(index, minlength=bucket_count).astype(np.float64)
+    left = low + width * np.arange(bucket_count)
+    return np.stack([left, left + width, counts], axis=1)
+
+
+def histogram_summary(tag: str, values):
+    """A histograms-plugin ``Summary`` in the tensor form ``tf.summary.histogram`` writes."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.histogram import metadata
+    from tensorboard.util import tensor_util
+
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(display_name=None, description=None),
+                      tensor=tensor_util.make_tensor_proto(histogram_buckets(values)))
+    return summary
