@@ -71,6 +71,22 @@ def find_runs(root: str) -> List[str]:
     return sorted(runs)
 
 
+def _summary_events(paths: Iterable[str]):
+    """``(event, its summary values)`` of the events of ``paths`` in order, parsed a block at a
+    time; a graph event comes with ``None``, other events without values are skipped. The one
+    loop every reader below runs over."""
+    from unitb.records_io import event_batches
+
+    for path in paths:
+        for batch in event_batches(path):
+            for event in batch:
+                values = event.summary.value
+                if values:
+                    yield event, values
+                elif event.HasField("graph_def"):
+                    yield event, None
+
+
 def iter_events(path: str):
     """``Event`` protos of one file, in order (torn tail tolerated)."""
     from unitb.records_io import event_batches
@@ -94,56 +110,45 @@ def read_run(run_dir: str) -> List[Row]:
 def _rows_of_file(path: str, plugin_of: Dict[str, str]) -> Iterator[Row]:
     from tensorboard import data_compat
 
-    from unitb.records_io import event_batches
-
     simple = set()  # tags written as plain simple_value scalars (torch): no migration, no decoding
-    for batch in event_batches(path):
-        for event in batch:
-            values = event.summary.value
-            if not values:
-                if event.HasField("graph_def"):
-                    yield Row("__graph__", int(event.step), event.wall_time, "graph", None, path)
+    for event, values in _summary_events([path]):
+        step, wall_time = event.step, event.wall_time
+        if values is None:
+            yield Row("__graph__", int(step), wall_time, "graph", None, path)
+            continue
+        for value in values:
+            tag = value.tag
+            if tag in simple or (value.WhichOneof("value") == "simple_value" and not simple.add(tag)):
+                yield Row(tag, step, wall_time, "scalar", value.simple_value, path)
                 continue
-            step, wall_time = event.step, event.wall_time
-            for value in values:
-                tag = value.tag
-                if tag in simple or (value.WhichOneof("value") == "simple_value" and not simple.add(tag)):
-                    yield Row(tag, step, wall_time, "scalar", value.simple_value, path)
-                    continue
-                value = data_compat.migrate_value(value)
-                if value.metadata.plugin_data.plugin_name:
-                    plugin_of[tag] = value.metadata.plugin_data.plugin_name
-                plugin = plugin_of.get(tag, "")
-                kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
-                yield Row(tag, step, wall_time, kind, _decode(kind, value), path)
+            value = data_compat.migrate_value(value)
+            if value.metadata.plugin_data.plugin_name:
+                plugin_of[tag] = value.metadata.plugin_data.plugin_name
+            plugin = plugin_of.get(tag, "")
+            kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
+            yield Row(tag, step, wall_time, kind, _decode(kind, value), path)
 
 
 def tag_summary(run_dir: str) -> List[Dict[str, object]]:
     """What ``unitb tags`` prints — per tag: kind, count, first and last step — read at the
     speed of the parser: no value is decoded, and a tag's kind is settled at its first record."""
-    from unitb.records_io import event_batches
-
     table: Dict[str, List] = {}
     plugin_of: Dict[str, str] = {}
-    for path in event_files(run_dir):
-        for batch in event_batches(path):
-            for event in batch:
-                values = event.summary.value
-                if not values:
-                    if event.HasField("graph_def"):
-                        _count(table, "__graph__", int(event.step), "graph")
-                    continue
-                step = event.step
-                for value in values:
-                    entry = table.get(value.tag)
-                    if entry is None:
-                        table[value.tag] = [_kind_of(value, plugin_of), 1, step, step]
-                    else:
-                        entry[1] += 1
-                        if step < entry[2]:
-                            entry[2] = step
-                        elif step > entry[3]:
-                            entry[3] = step
+    for event, values in _summary_events(event_files(run_dir)):
+        step = event.step
+        if values is None:
+            _count(table, "__graph__", int(step), "graph")
+            continue
+        for value in values:
+            entry = table.get(value.tag)
+            if entry is None:
+                table[value.tag] = [_kind_of(value, plugin_of), 1, step, step]
+            else:
+                entry[1] += 1
+                if step < entry[2]:
+                    entry[2] = step
+                elif step > entry[3]:
+                    entry[3] = step
     return [{"tag": tag, "kind": kind, "count": count, "first_step": int(first), "last_step": int(last)}
             for tag, (kind, count, first, last) in sorted(table.items())]
 
@@ -171,27 +176,21 @@ def tag_steps(run_dir: str, values_of: Tuple[str, ...] = ()) -> Iterator[Tuple[s
     custom-scalars layout and the hparams, at the speed of the parser."""
     from tensorboard import data_compat
 
-    from unitb.records_io import event_batches
-
     plugin_of: Dict[str, str] = {}
     kinds: Dict[str, str] = {}
-    for path in event_files(run_dir):
-        for batch in event_batches(path):
-            for event in batch:
-                values = event.summary.value
-                if not values:
-                    if event.HasField("graph_def"):
-                        yield "__graph__", event.step, "graph", None
-                    continue
-                step = event.step
-                for value in values:
-                    kind = kinds.get(value.tag)
-                    if kind is None:
-                        kind = kinds[value.tag] = _kind_of(value, plugin_of)
-                    if kind in values_of:
-                        yield value.tag, step, kind, _decode(kind, data_compat.migrate_value(value))
-                    else:
-                        yield value.tag, step, kind, None
+    for event, values in _summary_events(event_files(run_dir)):
+        step = event.step
+        if values is None:
+            yield "__graph__", step, "graph", None
+            continue
+        for value in values:
+            kind = kinds.get(value.tag)
+            if kind is None:
+                kind = kinds[value.tag] = _kind_of(value, plugin_of)
+            if kind in values_of:
+                yield value.tag, step, kind, _decode(kind, data_compat.migrate_value(value))
+            else:
+                yield value.tag, step, kind, None
 
 
 def _legacy_kind(value) -> str:
@@ -227,40 +226,35 @@ def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     from tensorboard import data_compat
     from tensorboard.util import tensor_util
 
-    from unitb.records_io import event_batches
-
     out: Dict[str, List[Tuple[int, float]]] = {}
     simple: Dict[str, List[Tuple[int, float]]] = {}
     plugin_of: Dict[str, str] = {}
     kinds: Dict[str, str] = {}
-    for path in event_files(run_dir):
-        for batch in event_batches(path):
-            for event in batch:
-                values = event.summary.value
-                if not values:
-                    continue
-                step = event.step
-                for value in values:
-                    tag = value.tag
-                    points = simple.get(tag)
-                    if points is not None:  # a tag written as simple_value (torch) stays one
-                        points.append((step, value.simple_value))
-                        continue
-                    kind = kinds.get(tag)
-                    if kind is None:
-                        kind = kinds[tag] = _kind_of(value, plugin_of)
-                    if kind != "scalar":
-                        continue
-                    if value.WhichOneof("value") == "simple_value":
-                        number = value.simple_value
-                        simple[tag] = out.setdefault(tag, [])
-                    else:
-                        tensor = data_compat.migrate_value(value).tensor
-                        number = float(np.asarray(tensor_util.make_ndarray(tensor)).reshape(-1)[0])
-                    points = out.get(tag)
-                    if points is None:
-                        points = out[tag] = []
-                    points.append((step, number))
+    for event, values in _summary_events(event_files(run_dir)):
+        if values is None:
+            continue
+        step = event.step
+        for value in values:
+            tag = value.tag
+            points = simple.get(tag)
+            if points is not None:  # a tag written as simple_value (torch) stays one
+                points.append((step, value.simple_value))
+                continue
+            kind = kinds.get(tag)
+            if kind is None:
+                kind = kinds[tag] = _kind_of(value, plugin_of)
+            if kind != "scalar":
+                continue
+            if value.WhichOneof("value") == "simple_value":
+                number = value.simple_value
+                simple[tag] = out.setdefault(tag, [])
+            else:
+                tensor = data_compat.migrate_value(value).tensor
+                number = float(np.asarray(tensor_util.make_ndarray(tensor)).reshape(-1)[0])
+            points = out.get(tag)
+            if points is None:
+                points = out[tag] = []
+            points.append((step, number))
     return out
 
 
