@@ -119,11 +119,12 @@ class GradProbe:
             # Plain arithmetic instead of tf.cond where it will do: every cond is a pair of
             # function graphs to build on each trace, i.e. start-up time of every fit().
             probe.pending.assign(tf.logical_or(probe.pending, tf.logical_and(due, first)))
-            # Traced once: the picked layers' positions in this call's variable list, which the
-            # all-reduce below receives in the same order.
-            probe._call_picked = probe._picked_in(list(trainable_variables) if trainable_variables is not None
-                                                  else probe._variables)
-            if applier is outer and probe.replicas == 1:
+            if probe.replicas > 1:
+                # Traced once: the picked layers' positions in this call's variable list, which
+                # the all-reduce (measuring_reduce) receives in the same order.
+                probe._call_picked = probe._picked_in(list(trainable_variables) if trainable_variables is not None
+                                                      else probe._variables)
+            elif applier is outer:
                 probe._measure(applier, list(grads), trainable_variables, step)
             result = outer_apply(grads, trainable_variables)
 
