@@ -23,3 +23,25 @@ def no_unitb_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnitbWarning)
         yield
+
+
+@pytest.fixture(scope="session")
+def moto_store():
+    """One real moto S3 server for the session; tests set its env with :func:`s3_env`."""
+    from s3_store import MotoStore
+
+    store = MotoStore().start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def s3_env(moto_store, monkeypatch, tmp_path):
+    """Point boto/s3fs at the moto server, give this test its own bucket and spool folder."""
+    import uuid
+
+    for key, value in moto_store.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("UNITB_SPOOL", str(tmp_path / "spool"))
+    bucket = moto_store.make_bucket(f"unitb-{uuid.uuid4().hex[:12]}")
+    return bucket

@@ -31,6 +31,7 @@ from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
 from unitb.options import LogOptions
+from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger
 from unitb.speed import SpeedMeter
 
@@ -52,6 +53,10 @@ class TFCallback(keras.callbacks.Callback):
     version and sets aside the steps a crashed run wrote after its checkpoint
     (:mod:`unitb.runs`, :mod:`unitb.resume`). ``run_dir`` is the folder chosen.
 
+    ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
+    local spool and uploaded in the background (``storage_options``, ``spool_dir``,
+    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.remote_run`).
+
     Cost: the callback does not override ``on_train_batch_end``, so Keras keeps its fast
     path. Work happens only around due points: a mask is set before a block that holds
     one, and the block's results are read at the next block's begin (or at the epoch's
@@ -65,8 +70,9 @@ class TFCallback(keras.callbacks.Callback):
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
                  hparams: Optional[Mapping[str, object]] = None, **kwargs):
         super().__init__()
+        self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TFCallback", kwargs)
-        self.logdir = check_logdir(logdir)
+        self.logdir = check_logdir(logdir, self.store, "TFCallback")
         if predict_keypoints is not None and not callable(predict_keypoints):
             raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
         self.image_data = image_data
@@ -78,6 +84,7 @@ class TFCallback(keras.callbacks.Callback):
         self.extra_hparams = dict(hparams or {})
         self.run: Optional[RunLogger] = None
         self.run_dir: Optional[str] = None
+        self._mirror = None  # a URL run's uploader, still sending the last fit's events
         self._chief = True
         self._probe: Optional[GradProbe] = None
         self._fit_open = False
@@ -123,8 +130,8 @@ class TFCallback(keras.callbacks.Callback):
                 # A model that continues goes on in the folder this callback chose before; a fresh
                 # one starts from the folder the user named (and its next free version).
                 folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
-                self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback")
-                self.run_dir = self.run.sink.logdir
+                self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback", store=self.store)
+                self.run_dir = self.run.run_dir
                 if step == 0:
                     write_header(self.run, self.options, model, hparams=self._hparams())
             except Exception as exc:
@@ -303,10 +310,15 @@ class TFCallback(keras.callbacks.Callback):
             self._probe.fit_ended()
         self._fit_open = False
         if self.run is not None:
-            self.run.close()
+            self._mirror = self.run.mirror
+            self.run.close(wait_for_upload=False)  # a URL run uploads in the background
             self.run = None
 
     def close(self) -> None:
+        """Close the writer; a URL run makes its last upload now (else at the interpreter's exit)."""
         if self.run is not None:
             self.run.close()
             self.run = None
+        if self._mirror is not None:
+            self._mirror.close()
+            self._mirror = None

@@ -24,6 +24,7 @@ from tf_adapter import measure
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
 from unitb.options import LogOptions
+from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger
 from unitb.speed import SpeedMeter
 
@@ -40,8 +41,9 @@ class TFLogger:
     def __init__(self, logdir: str, checkpoint_manager=None, start_step: Optional[int] = None,
                  model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs):
+        self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TFLogger", kwargs)
-        self.logdir = check_logdir(logdir)
+        self.logdir = check_logdir(logdir, self.store, "TFLogger")
         if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
                                        or start_step < 0):
             raise ValueError(f"start_step must be a non-negative int or None, got {start_step!r}")
@@ -68,8 +70,8 @@ class TFLogger:
             resume_step = self.start_step
             if resume_step is None and self.checkpoint_manager is not None:
                 resume_step = self.checkpoint_manager.restored_step
-            self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger")
-            self.run_dir = self._run.sink.logdir
+            self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger", store=self.store)
+            self.run_dir = self._run.run_dir
             self._speed.start(resume_step or 0)
             if not resume_step:
                 write_header(self._run, self.options, self.model, self.config,

@@ -9,16 +9,20 @@ import numpy as np
 
 from tf_adapter import measure
 from tf_adapter.sink import TFSummarySink
-from unitb import render, runs
+from unitb import render, runs, storage
 from unitb.options import LogOptions
-from unitb.run_logger import RunLogger, default_warn
+from unitb.remote_run import StoreOptions, open_url_run
+from unitb.run_logger import RunLogger, default_info, default_warn
 
 
-def check_logdir(logdir: object) -> str:
-    """Create ``logdir`` now, so an unusable path fails at construction, naming the path."""
+def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: str = "unitb") -> str:
+    """Create ``logdir`` now, so an unusable path fails at construction, naming the path. A
+    URL is checked for a file system that serves it (nothing is sent to the store yet)."""
     if not isinstance(logdir, (str, os.PathLike)):
-        raise ValueError(f"logdir must be a path, got {logdir!r}")
-    path = os.fspath(logdir)
+        raise ValueError(f"logdir must be a path or a URL, got {logdir!r}")
+    path = storage.strip_file_scheme(os.fspath(logdir))
+    if storage.is_url(path):
+        return storage.check_url(path, (store or StoreOptions()).storage_options, owner)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
@@ -29,13 +33,21 @@ def check_logdir(logdir: object) -> str:
 
 
 def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
-             warn: Callable[[str], None] = default_warn, owner: str = "unitb") -> RunLogger:
+             warn: Callable[[str], None] = default_warn, owner: str = "unitb",
+             store: Optional[StoreOptions] = None) -> RunLogger:
     """Open the tf.summary writer in the folder :func:`unitb.runs.prepare_run_dir` picks: a
     fresh run never writes over another run; a resumed one first sets its orphans aside.
-    The folder it chose is ``run.sink.logdir``."""
-    folder = runs.prepare_run_dir(logdir, resume_step, warn, owner)
+    A URL logdir is written into its local spool and mirrored (:mod:`unitb.remote_run`).
+    ``run.run_dir`` is the folder (or URL) chosen."""
+    mirror, where = None, None
+    if storage.is_url(logdir):
+        url_run = open_url_run(logdir, resume_step, store or StoreOptions(), warn, default_info, owner)
+        folder, mirror, where = url_run.local, url_run.mirror, url_run.url
+    else:
+        folder = runs.prepare_run_dir(logdir, resume_step, warn, owner)
     return RunLogger(TFSummarySink(folder), warn=warn, max_log_mb=options.max_log_mb,
-                     raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes)
+                     raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
+                     mirror=mirror, run_dir=where)
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,

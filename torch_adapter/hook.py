@@ -30,14 +30,20 @@ from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.session import TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import reader, resume, runs
+from unitb import reader, resume, runs, storage
+from unitb.mirror import Mirror
 from unitb.options import LogOptions
+from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
 
 def _warn(message: str) -> None:
     print_log(message, logger="current", level=30)  # WARNING: the user can act on it
+
+
+def _info(message: str) -> None:
+    print_log(message, logger="current")
 
 
 @HOOKS.register_module(force=True)
@@ -49,13 +55,28 @@ class EnhancedTensorBoardHook(Hook):
     priority = "VERY_LOW"
 
     def __init__(self, backend_args: Optional[dict] = None, skeleton: Optional[Sequence[Sequence[int]]] = None,
-                 keep_mmengine_scalars: bool = False, **kwargs) -> None:
-        self.options = LogOptions.from_kwargs("EnhancedTensorBoardHook", kwargs)
+                 keep_mmengine_scalars: bool = False, out_dir: Optional[str] = None, **kwargs) -> None:
+        if "storage_options" in kwargs:
+            raise ValueError("EnhancedTensorBoardHook takes the store's options as backend_args (as mmengine's "
+                             "LoggerHook does), not storage_options")
         if backend_args is not None and not isinstance(backend_args, dict):
             raise ValueError(f"backend_args must be a dict or None, got {backend_args!r}")
-        # Kept for config compatibility with the seed hook: event files are written by the
-        # TensorBoard writer, which resolves its own file systems.
+        kwargs["storage_options"] = backend_args
+        self.store = StoreOptions.pop_from(kwargs)
+        self.options = LogOptions.from_kwargs("EnhancedTensorBoardHook", kwargs)
+        # As in mmengine's LoggerHook: ``out_dir`` (a URL such as s3://bucket/runs, or a
+        # folder) receives ``<work_dir name>/<timestamp>/vis_data``; ``backend_args`` are the
+        # store's options (endpoint_url, key, secret, …: fsspec storage options). The event
+        # files are written locally as always and uploaded in the background (unitb.mirror).
         self.backend_args = backend_args
+        if out_dir is not None:
+            if not isinstance(out_dir, (str, os.PathLike)):
+                raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
+            out_dir = storage.strip_file_scheme(os.fspath(out_dir))
+            if storage.is_url(out_dir):
+                out_dir = storage.check_url(out_dir, self.store.storage_options, "EnhancedTensorBoardHook")
+        self.out_dir = out_dir
+        self._mirrors: List[Mirror] = []
         self.skeleton = [tuple(pair) for pair in skeleton] if skeleton else None
         if not isinstance(keep_mmengine_scalars, bool):
             raise ValueError(f"keep_mmengine_scalars must be True or False, got {keep_mmengine_scalars!r}")
@@ -94,6 +115,8 @@ class EnhancedTensorBoardHook(Hook):
         if runner.iter <= 0:
             sink = self._keep_other_runs(sink, backend)
         else:
+            if self.out_dir is not None:
+                self._fetch_previous(runner, sink.logdir)
             self._continue_run(runner, sink)
         if backend is not None and not self.keep_mmengine_scalars:
             _schema_only(backend)
@@ -147,11 +170,56 @@ class EnhancedTensorBoardHook(Hook):
         if cleanup is not None:
             _warn(f"EnhancedTensorBoardHook: {cleanup.describe(step, where)}")
 
+    def _remote_for(self, runner, folder: str) -> str:
+        """``out_dir/<work_dir name>/<path below work_dir>`` (mmengine LoggerHook's layout), or
+        ``out_dir/<folder name>`` for a ``save_dir`` outside the work_dir."""
+        work_dir = osp.abspath(runner.work_dir)
+        folder = osp.abspath(folder)
+        if folder.startswith(work_dir + os.sep):
+            return storage.join(self.out_dir, osp.relpath(folder, osp.dirname(work_dir)))
+        return storage.join(self.out_dir, osp.basename(folder))
+
+    def _mirror(self, runner, folder: str) -> Mirror:
+        mirror = mirror_folder(folder, self._remote_for(runner, folder), self.store, _warn, _info,
+                               "EnhancedTensorBoardHook")
+        self._mirrors.append(mirror)
+        return mirror
+
+    def _fetch_previous(self, runner, vis_dir: str) -> None:
+        """A resume on a machine without the interrupted run's folder: fetch the newest earlier
+        ``<timestamp>/vis_data`` from the store, so its steps up to S carry over as they do
+        locally, and the store's copy gets the same clean-up (through that folder's mirror)."""
+        stamp_dir = osp.dirname(osp.abspath(vis_dir))
+        leaf = osp.basename(osp.abspath(vis_dir))
+        work_dir = osp.abspath(runner.work_dir)
+        if osp.dirname(stamp_dir) != work_dir:
+            return
+        try:
+            parent = storage.join(self.out_dir, osp.basename(work_dir))
+            name = newest_earlier_folder(parent, osp.basename(stamp_dir), leaf, self.store.storage_options)
+            if name is None:
+                return
+            fetched = self._mirror(runner, osp.join(work_dir, name, leaf)).pull()
+            if fetched:
+                print_log(f"EnhancedTensorBoardHook: fetched {fetched} file(s) of {storage.join(parent, name, leaf)} "
+                          "to continue its curves", logger="current")
+        except Exception as exc:
+            _warn(f"EnhancedTensorBoardHook: could not fetch the interrupted run from {self.out_dir} "
+                  f"({type(exc).__name__}: {exc}); its steps stay in the store as they are")
+
     def before_train(self, runner) -> None:
         if not is_main_process():
             return
         try:
-            self.session = TorchSession(self._open_sink(runner), self.options, warn=_warn)
+            sink = self._open_sink(runner)
+            mirror = self._mirror(runner, sink.logdir).start() if self.out_dir is not None else None
+            for other in self._mirrors:
+                other.start()
+            if mirror is not None:
+                print_log(f"EnhancedTensorBoardHook: uploading {sink.logdir} to {mirror.url} in the background",
+                          logger="current")
+            self.session = TorchSession(sink, self.options, warn=_warn, mirror=mirror,
+                                        run_dir=mirror.url if mirror is not None else None)
             self.session.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
             cfg = getattr(runner, "cfg", None)
@@ -245,10 +313,14 @@ class EnhancedTensorBoardHook(Hook):
             self.session.stop()
 
     def after_run(self, runner) -> None:
-        """Stop the writer thread (mmengine's writer itself stays open: it is not ours)."""
+        """Stop the writer thread (mmengine's writer itself stays open: it is not ours), then
+        make the last uploads to ``out_dir``."""
         if self.session is not None:
             self.session.run.close()
             self.session = None
+        for mirror in self._mirrors:
+            mirror.close()
+        self._mirrors = []
 
     # ------------------------------------------------------------------ validation
     def before_val_epoch(self, runner) -> None:

@@ -23,9 +23,10 @@ from torch_adapter import measure
 from torch_adapter.images import ImageBatch
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import runs
+from unitb import runs, storage
 from unitb.options import LogOptions
-from unitb.run_logger import default_warn
+from unitb.remote_run import StoreOptions, open_url_run
+from unitb.run_logger import default_info, default_warn
 
 
 def _is_chief() -> bool:
@@ -42,19 +43,26 @@ class TorchLogger:
     run directory is cleaned of any steps written after it (see :mod:`unitb.resume`). With
     ``start_step=0`` into a folder that holds another run, the run goes to ``logdir-2``
     (``-3``...): ``run_dir`` is the folder chosen (see :mod:`unitb.runs`).
+
+    ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
+    local spool and uploaded in the background (``storage_options``, ``spool_dir``,
+    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.remote_run`).
     """
 
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
                  start_step: int = 0, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
+        self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
         if not isinstance(logdir, (str, os.PathLike)):
-            raise ValueError(f"logdir must be a path, got {logdir!r}")
+            raise ValueError(f"logdir must be a path or a URL, got {logdir!r}")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
         if grad_scaler is not None and not hasattr(grad_scaler, "get_scale"):
             raise ValueError(f"grad_scaler must be a torch.amp.GradScaler, got {type(grad_scaler).__name__}")
-        self.logdir = os.fspath(logdir)
+        self.logdir = storage.strip_file_scheme(os.fspath(logdir))
+        if storage.is_url(self.logdir):
+            self.logdir = storage.check_url(self.logdir, self.store.storage_options, "TorchLogger")
         self.grad_scaler = grad_scaler
         self.model = model
         self.optimizer = optimizer
@@ -69,15 +77,21 @@ class TorchLogger:
                 self._peer = ShardPeer(model, optimizer, self.options)  # joins the norm's all-reduce
                 self._peer.arm(start_step + 1)
             return
-        try:
-            os.makedirs(self.logdir, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
         # A fresh run never writes over another run's folder; a resumed one sets its orphans aside.
-        self.run_dir = runs.prepare_run_dir(self.logdir, start_step, default_warn, owner="TorchLogger")
+        mirror = None
+        if storage.is_url(self.logdir):  # written into a local spool, mirrored to the store
+            url_run = open_url_run(self.logdir, start_step, self.store, default_warn, default_info, "TorchLogger")
+            folder, mirror, self.run_dir = url_run.local, url_run.mirror, url_run.url
+        else:
+            try:
+                os.makedirs(self.logdir, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
+            folder = self.run_dir = runs.prepare_run_dir(self.logdir, start_step, default_warn, owner="TorchLogger")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.session = TorchSession(SummaryWriterSink(SummaryWriter(self.run_dir)), self.options)
+        self.session = TorchSession(SummaryWriterSink(SummaryWriter(folder)), self.options, mirror=mirror,
+                                    run_dir=self.run_dir)
         if model is not None:
             self.session.start(model, optimizer, config_text=config,
                                hparams={"framework": "pytorch", **(hparams or {})}, write_header=start_step == 0)

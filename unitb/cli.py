@@ -1,9 +1,11 @@
 """The ``unitb`` command: look at runs without starting TensorBoard.
 
-    unitb tags RUN                      tag, kind, count, first/last step
+    unitb tags RUN                      tag, kind, count, first/last step (RUN: folder or URL)
     unitb export RUN --format csv|json  every row (scalars as values, others summarised)
     unitb diff RUN_A RUN_B [RUN_C ...]  layout parity; exit 1 on a mismatch
     unitb restore PATH [--list]         put back event files a resume set aside
+    unitb pull URL DIR [--every S]      copy runs from an object store (s3://, gs://) to DIR
+    unitb push SPOOL URL                upload a spool a run could not upload at its end
     unitb demo [--out runs] [--steps N] [--torch-example auto|mmpose|mmengine]
                                         train the three example runs and diff them
 """
@@ -17,7 +19,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from unitb import diff as diff_mod
-from unitb import reader
+from unitb import reader, storage
 from unitb.demo import TORCH_CHOICES
 
 
@@ -45,9 +47,13 @@ def _csv_rows(rows):
 
 
 def _require_run(path: str) -> Optional[str]:
-    if not os.path.isdir(path):
+    if not storage.is_url(path) and not os.path.isdir(path):
         return f"unitb: {path} is not a directory"
-    if not reader.event_files(path):
+    try:
+        files = reader.event_files(path)
+    except Exception as exc:  # a store that does not answer, missing credentials ...
+        return f"unitb: cannot list {path} ({type(exc).__name__}: {exc})"
+    if not files:
         runs = reader.find_runs(path)
         hint = f" (runs below it: {', '.join(runs[:5])})" if runs else ""
         return f"unitb: no event files directly in {path}{hint}"
@@ -129,6 +135,34 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from unitb import transfer
+
+    if not storage.is_url(args.url):
+        print(f"unitb: {args.url} is not a URL (s3://…, gs://…)", file=sys.stderr)
+        return 2
+    if args.every:
+        try:
+            transfer.pull_every(args.url, args.dest, args.every)
+        except KeyboardInterrupt:
+            return 0
+    fetched, unchanged = transfer.pull(args.url, args.dest, include_removed=args.include_removed)
+    print(f"unitb: {args.url} -> {args.dest}: fetched {fetched} file(s), {unchanged} unchanged; "
+          f"view with: tensorboard --logdir {args.dest}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from unitb import transfer
+
+    if not os.path.isdir(args.local) or not storage.is_url(args.url):
+        print("unitb push: give a local folder and a URL (s3://…, gs://…)", file=sys.stderr)
+        return 2
+    ok = transfer.push(args.local, args.url, timeout=args.timeout)
+    print(f"unitb: {args.local} -> {args.url}: {'up to date' if ok else 'not finished (see the warning)'}")
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from unitb import demo
 
@@ -153,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("path", help="a run folder or any folder above it")
     restore.add_argument("--list", action="store_true", help="only list what was set aside")
     restore.set_defaults(func=cmd_restore)
+    pull = sub.add_parser("pull", help="copy runs from an object store into a local folder (for TensorBoard)")
+    pull.add_argument("url", help="s3://bucket/runs/exp (a run or a folder of runs)")
+    pull.add_argument("dest", help="local folder")
+    pull.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep pulling changes until Ctrl-C")
+    pull.add_argument("--include-removed", action="store_true", help="also copy what resumes set aside")
+    pull.set_defaults(func=cmd_pull)
+    push = sub.add_parser("push", help="upload a run's spool that could not reach its store")
+    push.add_argument("local")
+    push.add_argument("url")
+    push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying")
+    push.set_defaults(func=cmd_push)
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")

@@ -15,6 +15,8 @@ from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from unitb import storage
+
 EVENT_FILE_MARK = "tfevents"
 
 _PLUGIN_KIND = {
@@ -53,7 +55,11 @@ def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:
 def event_files(run_dir: str) -> List[str]:
     """Event files directly inside ``run_dir``, in writing order: by the timestamp in the
     name, then by the writer's counter read as a number (plain string order would put a
-    process's 10th writer before its 9th when both opened in the same second)."""
+    process's 10th writer before its 9th when both opened in the same second). ``run_dir``
+    may be a URL (``s3://…``): the files come back as URLs."""
+    if storage.is_url(run_dir):
+        files = [name for name, kind in storage.listdir(run_dir) if kind == "file" and is_event_file(name)]
+        return [storage.join(run_dir, n) for n in sorted(files, key=_natural_key)]
     try:
         names = sorted(os.listdir(run_dir), key=_natural_key)
     except FileNotFoundError:
@@ -64,6 +70,9 @@ def event_files(run_dir: str) -> List[str]:
 
 def find_runs(root: str) -> List[str]:
     """Every directory under ``root`` (itself included) that holds event files."""
+    if storage.is_url(root):
+        return sorted({f.rsplit("/", 1)[0] for f in storage.walk_files(root) if is_event_file(f)
+                       and "/.unitb-removed/" not in f})
     runs = []
     for current, _dirs, files in os.walk(root):
         if any(is_event_file(f) for f in files):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import struct
 from typing import Iterator, List, Optional
 
+from unitb import storage
+
 BLOCK_BYTES = 8 << 20  # records parsed per protobuf call; also bounds the memory held
 _HEADER = struct.Struct("<Q")
 _EVENT_LIST = None
@@ -79,7 +81,7 @@ def _framed_blocks(path: str, spans: Optional[List[int]] = None) -> Iterator[Lis
     append = parts.append
     size = 0
     consumed = 0  # file offset of data[0]
-    with open(path, "rb") as handle:
+    with storage.open_binary(path) as handle:  # a local file or a URL (s3://…), read in 8 MB blocks
         data, pos, n = b"", 0, 0
         while True:
             if n - pos >= 12:

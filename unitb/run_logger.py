@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import time
 import warnings
 from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
@@ -44,6 +45,12 @@ def default_warn(message: str) -> None:
     inside unitb (which tells a user nothing); warning filters apply as usual."""
     registry: dict = {}  # each call is shown: RunLogger already says every kind of thing once
     warnings.warn_explicit(message, UnitbWarning, filename="unitb", lineno=0, module="unitb", registry=registry)
+
+
+def default_info(message: str) -> None:
+    """Something a user should see that is not a problem (where a run went, a backlog that
+    caught up): one line on stderr."""
+    print(message if message.startswith("unitb") else f"unitb: {message}", file=sys.stderr, flush=True)
 
 
 def as_number(value: object) -> Optional[float]:
@@ -83,11 +90,15 @@ class RunLogger:
 
     def __init__(self, sink: Sink, *, warn: Callable[[str], None] = default_warn,
                  max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False,
-                 async_writes: bool = True, flush_secs: float = 5.0):
+                 async_writes: bool = True, flush_secs: float = 5.0, mirror=None, run_dir: Optional[str] = None):
         if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
                                        or max_log_mb <= 0):
             raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
         self.sink = sink
+        # A URL run: the sink writes into a local spool that ``mirror`` (unitb.mirror.Mirror)
+        # copies to the store; ``run_dir`` is then the URL, else the folder written.
+        self.mirror = mirror
+        self.run_dir = run_dir or getattr(sink, "logdir", None)
         self._warn = warn
         self.max_log_mb = max_log_mb
         self.raise_on_nonfinite = bool(raise_on_nonfinite)
@@ -180,6 +191,11 @@ class RunLogger:
     def _heavy_allowed(self) -> bool:
         if self.heavy_stopped:
             return False
+        if self.mirror is not None:
+            behind = self.mirror.over_limit()
+            if behind:
+                self.warn_once("spool", "", behind)
+                return False
         if self.max_log_mb is None:
             return True
         self._heavy_writes += 1
@@ -322,8 +338,21 @@ class RunLogger:
         if self.background is not None:
             self.background.drain()
         self._flush_sink()
+        if self.mirror is not None:
+            self.mirror.request_sync()  # to the store soon (a checkpoint may follow), not now
 
-    def close(self) -> None:
+    def close(self, wait_for_upload: bool = True) -> None:
+        """Close the writer. A URL run then makes its last upload, retried for up to
+        ``upload_timeout`` seconds (``wait_for_upload=False``: the mirror thread goes on
+        and the next run into the same folder, or the interpreter's exit, finishes it)."""
         if self.background is not None:
             self.background.close()
         self._guarded("close", self.sink.close)
+        if self.mirror is not None:
+            if not wait_for_upload:
+                self.mirror.request_sync()
+                return
+            try:  # the last upload: retried for upload_timeout seconds, then one warning
+                self.mirror.close()
+            except Exception as exc:
+                self.warn_once("mirror", "close", f"final upload failed ({type(exc).__name__}: {exc})")

@@ -1,0 +1,160 @@
+"""Runs in object storage: a real S3 (moto's server on loopback), real writers, real Keras
+fit and mmengine Runner; what the store holds is read back through the unitb reader."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from unitb import UnitbWarning, reader, storage
+from unitb.cli import main as cli_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_torch(logger, steps, start=1, pause=0.0, on_step=None):
+    torch.manual_seed(0)
+    model, opt = logger.model, logger.optimizer
+    for step in range(start, start + steps):
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        logger.log_step(step, loss=loss, epoch=step / 4)
+        if on_step is not None:
+            on_step(step)
+        if pause:
+            time.sleep(pause)
+
+
+def _torch_logger(url, **kwargs):
+    from torch_adapter import TorchLogger
+
+    model = torch.nn.Linear(4, 2)
+    return TorchLogger(url, model, torch.optim.SGD(model.parameters(), 0.1), **kwargs)
+
+
+def _loss_steps(run):
+    return [step for step, _value in reader.scalars(run).get("train/loss", [])]
+
+
+def test_torch_logger_to_s3_reads_back_from_the_store(s3_env, moto_store):
+    url = s3_env + "/runs/exp"
+    log = _torch_logger(url, scalar_interval=1, grad_norm_interval=2, upload_interval=0.5)
+    assert log.run_dir == url
+    _train_torch(log, 12)
+    log.close()
+    spool = storage.spool_path(url)
+    objects = moto_store.objects(url)
+    events = [k for k in objects if "tfevents" in k]
+    assert len(events) == 1 and objects[events[0]] == os.path.getsize(os.path.join(spool, events[0]))
+    assert ".unitb-mirror.json" not in objects  # unitb's bookkeeping stays local
+    assert _loss_steps(url) == list(range(1, 13))  # read from the store, not the spool
+    assert reader.scalars(url)["train/loss"] == reader.scalars(spool)["train/loss"]
+    assert [s for s, _ in reader.scalars(url)["train/gradient_norm/global"]] == [1, 2, 4, 6, 8, 10, 12]
+
+    # A second fresh run into the same URL never touches the first: it goes to exp-2.
+    with pytest.warns(UnitbWarning, match=r"exp already holds another run.*writes to s3://.*/runs/exp-2"):
+        second = _torch_logger(url, scalar_interval=1, upload_interval=0.5)
+    assert second.run_dir == url + "-2"
+    _train_torch(second, 3)
+    second.close()
+    assert _loss_steps(url) == list(range(1, 13)) and _loss_steps(url + "-2") == [1, 2, 3]
+    assert reader.find_runs(s3_env + "/runs") == [url, url + "-2"]
+
+
+def test_cli_reads_urls_and_pull_feeds_tensorboard(s3_env, tmp_path, capsys):
+    from tb_server import tensorboard
+
+    url = s3_env + "/runs/exp"
+    log = _torch_logger(url, scalar_interval=2, upload_interval=0.5)
+    _train_torch(log, 10)
+    log.close()
+    assert cli_main(["tags", url]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:5] == ["train/loss", "scalar", "6", "1", "10"] for line in out.splitlines())
+    csv_path = tmp_path / "loss.csv"
+    assert cli_main(["export", url, "-o", str(csv_path)]) == 0
+    assert sum(1 for line in csv_path.read_text().splitlines() if line.startswith("train/loss,")) == 6
+    local = tmp_path / "pulled"
+    assert cli_main(["pull", s3_env + "/runs", str(local)]) == 0
+    assert "fetched 1 file(s), 0 unchanged" in capsys.readouterr().out
+    assert cli_main(["diff", url, str(local / "exp")]) == 0  # the store's copy and the pulled one agree
+    assert cli_main(["pull", s3_env + "/runs", str(local)]) == 0
+    assert "fetched 0 file(s), 1 unchanged" in capsys.readouterr().out  # nothing changed: nothing fetched
+    with tensorboard(str(local)) as server:  # what a person sees
+        assert server.scalar_steps("exp", "train/loss") == [1, 2, 4, 6, 8, 10]
+
+
+def test_keras_fit_to_s3(s3_env, moto_store):
+    import keras
+
+    import unitb
+
+    url = s3_env + "/keras/fit"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    y = rng.normal(size=(32, 2)).astype(np.float32)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="hidden"), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    cb = unitb.TFCallback(url, scalar_interval=2, grad_norm_interval=4, upload_interval=0.5)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[cb], verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[cb], verbose=0)  # continues at step 9
+    assert cb.run_dir == url
+    cb.close()  # the last upload (without it, the interpreter's exit makes it)
+    assert _loss_steps(url) == [1, 2, 4, 6, 8, 10, 12]
+    assert [s for s, _ in reader.scalars(url)["train/gradient_norm/global"]] == [1, 4, 8, 12]
+    assert len([k for k in moto_store.objects(url) if "tfevents" in k]) == 2  # one per fit
+    tags = {e["tag"] for e in reader.tag_summary(url)}
+    assert "model/total_parameters" in tags and "train/learning_rate/hidden" not in tags
+    assert any(tag.startswith("train/learning_rate") for tag in tags)
+
+
+def test_mmengine_runner_out_dir_with_backend_args(moto_store, tmp_path, monkeypatch):
+    """The hook's ``out_dir`` + ``backend_args`` as an mmengine config writes them (no
+    AWS_* environment: the endpoint and credentials come from backend_args)."""
+    import uuid
+
+    import mmengine_pose
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    bucket = moto_store.make_bucket(f"unitb-{uuid.uuid4().hex[:12]}")
+    backend_args = dict(endpoint_url=moto_store.endpoint, key="testing", secret="testing",
+                        client_kwargs=dict(region_name="us-east-1"))
+    work_dir = str(tmp_path / "work_dirs" / "pose")
+    runner = mmengine_pose.build_runner(work_dir, steps=8, checkpoints=False, hook=dict(
+        out_dir=bucket + "/mm", backend_args=backend_args, grad_norm_interval=2, upload_interval=0.5))
+    runner.train()
+    local = mmengine_pose.vis_dir(work_dir)
+    stamp = os.path.basename(os.path.dirname(local))
+    url = f"{bucket}/mm/pose/{stamp}/vis_data"
+    opts = backend_args
+    files = [f for f in storage.walk_files(url, opts) if "tfevents" in f]
+    assert len(files) == 1
+    fs, _ = storage.filesystem(url, opts)
+    assert fs.size(files[0]) == os.path.getsize(os.path.join(local, files[0].rsplit("/", 1)[-1]))
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", moto_store.endpoint)  # how the CLI would be pointed at it
+    monkeypatch.setenv("FSSPEC_S3_KEY", "testing")
+    monkeypatch.setenv("FSSPEC_S3_SECRET", "testing")
+    remote = reader.scalars(url)
+    assert [s for s, _ in remote["train/loss"]] == list(range(1, 9))
+    assert remote == reader.scalars(local)
+
+
+def test_hook_rejects_bad_store_arguments():
+    from torch_adapter import EnhancedTensorBoardHook
+
+    with pytest.raises(ValueError, match="backend_args must be a dict"):
+        EnhancedTensorBoardHook(backend_args="s3")
+    with pytest.raises(ValueError, match="cannot use nosuchscheme://x"):
+        EnhancedTensorBoardHook(out_dir="nosuchscheme://x")
+    with pytest.raises(ValueError, match="upload_interval must be a positive number"):
+        EnhancedTensorBoardHook(out_dir="s3://b/x", upload_interval=0)

@@ -1,0 +1,346 @@
+"""Copy a local run folder (the spool) to an object store on a background thread.
+
+Training never waits on the store: writers write locally as always; this thread uploads
+what changed every ``interval`` seconds (and when asked, e.g. at a checkpoint), and when the
+store does not answer it backs off, says so once, and tries again. Object stores cannot
+append, so a grown event file is uploaded again whole — the same thing TensorFlow's own GCS
+writer does at each flush; a longer ``interval`` means fewer re-uploads.
+
+What was uploaded is remembered in ``<spool>/.unitb-mirror.json`` (size and mtime per
+file), so a restarted process uploads only what is new, and after any failure the store's
+listing is compared with it (a store that lost objects gets them again).
+
+Deleting is narrow on purpose: a remote object is deleted only when unitb's resume clean-up
+moved its local file into ``.unitb-removed/`` and that copy is already in the store. A spool
+file deleted by hand (to free disk) is never deleted from the store.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from unitb import storage
+from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
+
+STATE = ".unitb-mirror.json"
+_CHUNK = 8 << 20
+_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME}
+
+
+def _default_warn(message: str) -> None:
+    from unitb.run_logger import default_warn
+
+    default_warn(message)
+
+
+def _default_info(message: str) -> None:
+    from unitb.run_logger import default_info
+
+    default_info(message)
+
+
+def local_files(folder: str) -> Dict[str, Tuple[int, int]]:
+    """``{relative path: (size, mtime_ns)}`` of what belongs in the store (unitb's own
+    bookkeeping files left out)."""
+    found: Dict[str, Tuple[int, int]] = {}
+    for current, _dirs, names in os.walk(folder):
+        for name in names:
+            if name in _SKIP or name.endswith(".tmp"):
+                continue
+            path = os.path.join(current, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found[os.path.relpath(path, folder).replace(os.sep, "/")] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+class Mirror:
+    """Keeps ``url`` a copy of the local folder ``local``."""
+
+    def __init__(self, local: str, url: str, storage_options: Optional[Mapping[str, Any]] = None, *,
+                 interval: float = 30.0, max_backlog_mb: Optional[float] = None, upload_timeout: float = 60.0,
+                 warn: Callable[[str], None] = _default_warn, info: Callable[[str], None] = _default_info,
+                 owner: str = "unitb") -> None:
+        self.local = os.path.abspath(local)
+        self.url = storage.normalize_url(url)
+        self.fs, self.root = storage.filesystem(self.url, storage_options)
+        self.interval = float(interval)
+        self.max_backlog_bytes = None if max_backlog_mb is None else float(max_backlog_mb) * (1 << 20)
+        self.upload_timeout = float(upload_timeout)
+        self.owner = owner
+        self._warn, self._info = warn, info
+        self._lock = threading.Lock()
+        self._uploaded: Dict[str, Tuple[int, int]] = self._load_state()
+        self._check_store = True  # compare with the store's listing at the next sync
+        self._behind = False
+        self._warned_behind = False
+        self._wake = threading.Event()
+        self._closing = False
+        self._closed = False
+        self._thread: Optional[threading.Thread] = None
+        self.uploads = 0  # objects written to the store (tests and benchmarks read these)
+        self.deletes = 0
+        self._backlog_checked = 0.0
+        self._backlog_cache = 0
+
+    # ------------------------------------------------------------------ state
+    def _state_path(self) -> str:
+        return os.path.join(self.local, STATE)
+
+    def _load_state(self) -> Dict[str, Tuple[int, int]]:
+        try:
+            with open(self._state_path()) as handle:
+                data = json.load(handle)
+            if data.get("url") != self.url:
+                return {}
+            return {k: (int(v[0]), int(v[1])) for k, v in data.get("files", {}).items()}
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            return {}
+
+    def _save_state(self) -> None:
+        with self._lock:
+            data = {"url": self.url, "files": {k: list(v) for k, v in self._uploaded.items()}}
+        os.makedirs(self.local, exist_ok=True)
+        tmp = self._state_path() + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, self._state_path())
+
+    def _remote(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    # ------------------------------------------------------------------ one pass
+    def pending(self) -> Dict[str, Tuple[int, int]]:
+        """Local files the store does not have as they are now."""
+        with self._lock:
+            done = dict(self._uploaded)
+        return {rel: sig for rel, sig in local_files(self.local).items() if done.get(rel) != sig}
+
+    def backlog_bytes(self) -> int:
+        with self._lock:
+            done = dict(self._uploaded)
+        total = 0
+        for rel, (size, mtime) in local_files(self.local).items():
+            if done.get(rel) != (size, mtime):
+                total += size - (done[rel][0] if rel in done and done[rel][0] <= size else 0)
+        return total
+
+    def over_limit(self) -> Optional[str]:
+        """A reason to pause images and histograms while the backlog is over its bound (the
+        spool would otherwise grow without end while the store is away); ``None`` otherwise.
+        Checked at most once a second."""
+        if self.max_backlog_bytes is None:
+            return None
+        now = time.monotonic()
+        if now - self._backlog_checked >= 1.0:
+            self._backlog_checked = now
+            self._backlog_cache = self.backlog_bytes()
+        if self._backlog_cache <= self.max_backlog_bytes:
+            return None
+        return (f"{self._backlog_cache / (1 << 20):.1f} MB of this run wait in {self.local} for {self.url}, over "
+                f"max_spool_mb={self.max_backlog_bytes / (1 << 20):g}: images and histograms pause until the "
+                "store catches up; scalars go on")
+
+    def _compare_with_store(self) -> None:
+        """Forget uploads the store no longer holds as uploaded (so they are sent again)."""
+        try:
+            self.fs.invalidate_cache()
+        except Exception:
+            pass
+        try:
+            listing = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            listing = {}
+        sizes = {}
+        for name, info in listing.items():
+            name = name.rstrip("/")
+            if name.startswith(self.root + "/"):
+                sizes[name[len(self.root) + 1:]] = int(info.get("size") or 0)
+        with self._lock:
+            for rel, (size, _mtime) in list(self._uploaded.items()):
+                if sizes.get(rel) != size:
+                    del self._uploaded[rel]
+
+    def _upload(self, rel: str, size: int) -> None:
+        """Copy the first ``size`` bytes (the file as it was scanned; a writer may append more
+        meanwhile, which the next pass sends)."""
+        source = os.path.join(self.local, rel)
+        with open(source, "rb") as src, self.fs.open(self._remote(rel), "wb") as dst:
+            left = size
+            while left > 0:
+                block = src.read(min(_CHUNK, left))
+                if not block:
+                    break
+                dst.write(block)
+                left -= len(block)
+
+    def _removable(self, local: Mapping[str, Tuple[int, int]]) -> List[str]:
+        """Uploaded files that unitb's resume clean-up moved into ``.unitb-removed`` (their
+        copy there is in the store by now): the only remote objects this class deletes."""
+        with self._lock:
+            done = dict(self._uploaded)
+        trash_names = {rel.rsplit("/", 1)[-1] for rel in local if f"{TRASH}/" in rel and done.get(rel) == local[rel]}
+        return [rel for rel in done if rel not in local and TRASH not in rel
+                and removed_name(rel.rsplit("/", 1)[-1]) in trash_names]
+
+    def sync_once(self) -> int:
+        """One pass: uploads, then the deletes of replaced objects. Raises when the store
+        fails; returns the number of objects written."""
+        if self._check_store:
+            self._compare_with_store()
+            self._check_store = False
+        local = local_files(self.local)
+        with self._lock:
+            todo = sorted(rel for rel, sig in local.items() if self._uploaded.get(rel) != sig)
+        written = 0
+        try:
+            for rel in todo:
+                size, mtime = local[rel]
+                self._upload(rel, size)
+                with self._lock:
+                    self._uploaded[rel] = (size, mtime)
+                written += 1
+                self.uploads += 1
+            for rel in self._removable(local):
+                try:
+                    self.fs.rm(self._remote(rel))
+                except FileNotFoundError:
+                    pass
+                with self._lock:
+                    self._uploaded.pop(rel, None)
+                self.deletes += 1
+        finally:
+            if written or todo:
+                try:
+                    self._save_state()
+                except OSError:
+                    pass
+        return written
+
+    # ------------------------------------------------------------------ pulling
+    def pull(self) -> int:
+        """Bring the store's copy of this run into the spool (a restart on a fresh machine,
+        or one whose spool is older than the store). A local file with changes not yet
+        uploaded wins; ``.unitb-removed`` is left in the store. Returns files fetched."""
+        try:
+            self.fs.invalidate_cache()
+        except Exception:
+            pass
+        try:
+            listing = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return 0
+        local = local_files(self.local)
+        fetched = 0
+        for name, info in sorted(listing.items()):
+            rel = name.rstrip("/")[len(self.root) + 1:]
+            if not rel or TRASH in rel.split("/") or rel.rsplit("/", 1)[-1] in _SKIP:
+                continue
+            size = int(info.get("size") or 0)
+            with self._lock:
+                done = self._uploaded.get(rel)
+            if rel in local and (local[rel][0] == size or done != local[rel]):
+                continue  # the same, or local changes still to upload
+            target = os.path.join(self.local, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = target + ".pull.tmp"
+            self.fs.get_file(name, tmp)
+            os.replace(tmp, target)
+            st = os.stat(target)
+            with self._lock:
+                self._uploaded[rel] = (st.st_size, st.st_mtime_ns)
+            fetched += 1
+        if fetched:
+            self._save_state()
+        self._check_store = False
+        return fetched
+
+    # ------------------------------------------------------------------ thread
+    def start(self) -> "Mirror":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="unitb-mirror", daemon=True)
+            self._thread.start()
+            _OPEN.add(self)
+        return self
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def request_sync(self) -> None:
+        """Upload soon (a checkpoint was written, say), without waiting for it."""
+        self._wake.set()
+
+    def _attempt(self) -> bool:
+        try:
+            self.sync_once()
+        except Exception as exc:
+            self._check_store = True
+            if not self._behind:
+                self._behind = True
+                if not self._warned_behind:
+                    self._warned_behind = True
+                    self._warn(f"{self.owner}: uploads to {self.url} are behind ({type(exc).__name__}: {exc}); "
+                               f"training goes on, the run is kept in {self.local} and sent when the store "
+                               "answers")
+            return False
+        if self._behind:
+            self._behind = False
+            self._info(f"unitb: uploads to {self.url} caught up")
+        return True
+
+    def _loop(self) -> None:
+        delay = self.interval
+        while not self._closing:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._closing:
+                break
+            # Back off while the store is away (0.5 s, 1 s, 2 s … up to the interval or 10 s).
+            delay = self.interval if self._attempt() else min(max(2 * delay, 0.5), max(self.interval, 10.0))
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Stop the thread and make a last upload, retrying for up to ``timeout`` seconds
+        (``upload_timeout``). Returns True when the store holds everything."""
+        if self._closed:
+            return not self.pending()
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        deadline = time.monotonic() + (self.upload_timeout if timeout is None else float(timeout))
+        delay = 0.5
+        while True:
+            if self._attempt():
+                break
+            if time.monotonic() + delay > deadline:
+                left = self.pending()
+                self._warn(f"{self.owner}: {len(left)} file(s) of this run were not uploaded to {self.url} "
+                           f"(the store did not answer); they are in {self.local}: "
+                           f"`unitb push {self.local} {self.url}` uploads them")
+                break
+            time.sleep(delay)
+            delay = min(2 * delay, 10.0)
+        self._closed = True
+        _OPEN.discard(self)
+        return not self.pending()
+
+
+_OPEN: "weakref.WeakSet[Mirror]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_mirrors() -> None:
+    """A script that never closes its logger still gets its last records uploaded."""
+    for mirror in list(_OPEN):
+        try:
+            mirror.close()
+        except Exception:
+            pass

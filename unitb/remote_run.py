@@ -1,0 +1,173 @@
+"""Open a run whose logdir is a URL: the same folder rules as a local run (:mod:`unitb.runs`),
+decided on what the store *and* the local spool hold, then a :class:`~unitb.mirror.Mirror`.
+
+- Fresh run (step 0): ``s3://b/runs/exp`` when no version of it holds a run, else one past
+  the newest (``exp-2``…), in the store or in this machine's spool.
+- Resumed run (step S >= 1): the newest version; its files are pulled from the store into
+  the spool first (a restart on a fresh machine has an empty spool), then the orphan rules
+  run on the local copy and the mirror carries the result to the store: orphans go to
+  ``.unitb-removed/`` there too, and the objects they replaced are deleted.
+
+If the store does not answer at start, the run goes on from what the spool knows (one
+warning); uploads start when the store answers.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Set
+
+from unitb import runs, storage
+from unitb.mirror import _OPEN, Mirror
+from unitb.reader import is_event_file
+
+
+@dataclass
+class UrlRun:
+    url: str  # the version this run writes to (``…/exp-2`` after a fresh start beside another run)
+    local: str  # its spool folder: the writers write here
+    mirror: Mirror
+
+
+@dataclass
+class StoreOptions:
+    """How a URL run reaches its store; every adapter takes these keywords."""
+    storage_options: Optional[Mapping[str, Any]] = None
+    spool_dir: Optional[str] = None
+    upload_interval: float = 30.0
+    upload_timeout: float = 60.0
+    max_spool_mb: Optional[float] = 2048.0
+
+    def __post_init__(self) -> None:
+        self.storage_options = storage.check_storage_options(self.storage_options)
+        for name in ("upload_interval", "upload_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.max_spool_mb is not None and (isinstance(self.max_spool_mb, bool) or not isinstance(
+                self.max_spool_mb, (int, float)) or self.max_spool_mb <= 0):
+            raise ValueError(f"max_spool_mb must be a positive number of megabytes or None, got {self.max_spool_mb!r}")
+        if self.spool_dir is not None and not isinstance(self.spool_dir, (str, os.PathLike)):
+            raise ValueError(f"spool_dir must be a path or None, got {self.spool_dir!r}")
+
+    KEYS = ("storage_options", "spool_dir", "upload_interval", "upload_timeout", "max_spool_mb")
+
+    @classmethod
+    def pop_from(cls, kwargs: dict) -> "StoreOptions":
+        """Take the store keywords out of an adapter's ``**kwargs`` (the rest are LogOptions)."""
+        return cls(**{k: kwargs.pop(k) for k in cls.KEYS if k in kwargs})
+
+
+def _version_number(name: str, base: str) -> Optional[int]:
+    if name == base:
+        return 1
+    match = re.match(rf"^{re.escape(base)}-(\d+)$", name)
+    return int(match.group(1)) if match and int(match.group(1)) >= 2 else None
+
+
+def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Set[int]:
+    """Version numbers (1 = ``url`` itself, n = ``url-n``) that hold event files in the store."""
+    fs, root = storage.filesystem(url, storage_options)
+    parent, base = root.rsplit("/", 1) if "/" in root else ("", root)
+    try:
+        fs.invalidate_cache()
+    except Exception:
+        pass
+    try:
+        names = fs.ls(parent, detail=False) if parent else []
+    except FileNotFoundError:
+        return set()
+    found = set()
+    for entry in names:
+        number = _version_number(entry.rstrip("/").rsplit("/", 1)[-1], base)
+        if number is None:
+            continue
+        try:
+            inside = fs.ls(entry, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if any(is_event_file(p.rstrip("/").rsplit("/", 1)[-1]) for p in inside):
+            found.add(number)
+    return found
+
+
+def spool_versions(spool: str) -> Set[int]:
+    found = set()
+    for path in runs.versions(spool):
+        if runs.holds_run(path):
+            match = re.match(r"^.+-(\d+)$", os.path.basename(path)) if path != os.path.normpath(spool) else None
+            found.add(int(match.group(1)) if match else 1)
+    return found
+
+
+def version_url(url: str, number: int) -> str:
+    return url if number == 1 else f"{url}-{number}"
+
+
+def live_mirror(local: str, url: str) -> Optional[Mirror]:
+    """The mirror still running for this folder (a Keras callback's earlier fit leaves its
+    mirror uploading rather than wait at the fit's end): one thread per folder."""
+    for mirror in list(_OPEN):
+        if mirror.local == os.path.abspath(local) and mirror.url == url and not mirror.closing:
+            return mirror
+    return None
+
+
+def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
+                 info: Callable[[str], None], owner: str = "unitb") -> UrlRun:
+    url = storage.normalize_url(url)
+    spool = storage.spool_path(url, store.spool_dir)
+    try:
+        in_store = store_versions(url, store.storage_options)
+        reachable = True
+    except Exception as exc:
+        warn(f"{owner}: could not list {url} ({type(exc).__name__}: {exc}); going on with what this machine's "
+             f"spool ({spool}) holds; uploads start when the store answers")
+        in_store, reachable = set(), False
+    taken = in_store | spool_versions(spool)
+    if resume_step:
+        number = max(taken, default=1)
+    else:
+        number = max(taken) + 1 if taken else 1
+        if number != 1:
+            warn(f"{owner}: {url} already holds another run; this fresh run (step 0) writes to "
+                 f"{version_url(url, number)} and leaves it untouched. Resume from a checkpoint to continue "
+                 "that run instead.")
+    chosen = version_url(url, number)
+    local = storage.spool_path(chosen, store.spool_dir)
+    os.makedirs(local, exist_ok=True)
+    mirror = live_mirror(local, chosen) or Mirror(
+        local, chosen, store.storage_options, interval=store.upload_interval, max_backlog_mb=store.max_spool_mb,
+        upload_timeout=store.upload_timeout, warn=warn, info=info, owner=owner)
+    if resume_step and reachable:
+        try:
+            fetched = mirror.pull()
+            if fetched:
+                info(f"{owner}: resumed at step {resume_step}: fetched {fetched} file(s) of {chosen} into {local}")
+        except Exception as exc:
+            warn(f"{owner}: could not fetch {chosen} ({type(exc).__name__}: {exc}); steps before {resume_step} "
+                 "stay in the store as they are, and its orphans (if any) are not set aside")
+    folder = runs.prepare_run_dir(local, resume_step, warn, owner)
+    return UrlRun(url=chosen, local=folder, mirror=mirror.start())
+
+
+def mirror_folder(local: str, url: str, store: StoreOptions, warn: Callable[[str], None],
+                  info: Callable[[str], None], owner: str = "unitb") -> Mirror:
+    """A mirror for a folder someone else chose (mmengine's ``work_dir/<timestamp>/vis_data``)."""
+    return live_mirror(local, storage.normalize_url(url)) or Mirror(
+        local, url, store.storage_options, interval=store.upload_interval, max_backlog_mb=store.max_spool_mb,
+        upload_timeout=store.upload_timeout, warn=warn, info=info, owner=owner)
+
+
+def newest_earlier_folder(parent_url: str, before: str, leaf: str,
+                          storage_options: Optional[Mapping[str, Any]] = None) -> Optional[str]:
+    """The newest ``parent_url/<name>/<leaf>`` holding event files with ``name < before``
+    (mmengine's ``%Y%m%d_%H%M%S`` timestamp folders sort by time): where an interrupted
+    mmengine run's curves are in the store when this machine has no copy."""
+    entries = storage.listdir(parent_url, storage_options)
+    for name in sorted((n for n, kind in entries if kind == "directory" and n < before), reverse=True):
+        candidate = storage.join(parent_url, name, leaf)
+        if any(is_event_file(n) for n, kind in storage.listdir(candidate, storage_options) if kind == "file"):
+            return name
+    return None

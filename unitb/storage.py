@@ -1,0 +1,163 @@
+"""Where a run lives when its logdir is a URL (``s3://bucket/runs/exp``, ``gs://…``, any
+fsspec URL): the file system behind it, the local spool folder its writers write into,
+and small path helpers shared by the mirror, the run opener and the reader.
+
+TensorBoard's writers (``SummaryWriter``, ``tf.summary``) cannot write to an object store
+here (TensorFlow's gfile has no ``s3`` scheme since tensorflow-io took it, and no store
+supports appending to an object). So a URL run is written locally, as any run is, into a
+spool folder, and :mod:`unitb.mirror` copies it to the store on a background thread.
+fsspec is imported only when a URL is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
+
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$")
+SPOOL_ENV = "UNITB_SPOOL"
+
+
+def is_url(path: object) -> bool:
+    """True for ``scheme://…`` other than ``file://`` (a local path stays a path)."""
+    if not isinstance(path, str):
+        return False
+    match = _URL.match(path)
+    return bool(match) and match.group("scheme").lower() not in ("file", "local")
+
+
+def strip_file_scheme(path: str) -> str:
+    match = _URL.match(path) if isinstance(path, str) else None
+    if match and match.group("scheme").lower() in ("file", "local"):
+        return match.group("rest")
+    return path
+
+
+def normalize_url(url: str) -> str:
+    """``s3://b/runs/exp/`` -> ``s3://b/runs/exp`` (no trailing slash, no doubled ones)."""
+    match = _URL.match(url)
+    if not match:
+        return url
+    rest = re.sub(r"/+", "/", match.group("rest")).rstrip("/")
+    return f"{match.group('scheme').lower()}://{rest}"
+
+
+def join(url: str, *parts: str) -> str:
+    out = url.rstrip("/")
+    for part in parts:
+        part = part.replace(os.sep, "/").strip("/")
+        if part:
+            out = f"{out}/{part}"
+    return out
+
+
+def split(url: str) -> Tuple[str, str]:
+    """``(parent, name)`` of a URL, like ``os.path.split``."""
+    url = normalize_url(url)
+    parent, _, name = url.rpartition("/")
+    return parent, name
+
+
+def check_storage_options(options: object, name: str = "storage_options") -> Dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"{name} must be a dict of fsspec storage options or None, got {options!r}")
+    return dict(options)
+
+
+def check_url(url: str, options: Mapping[str, Any], owner: str = "unitb") -> str:
+    """Fail at construction, not mid-run, when no fsspec file system serves the URL's scheme
+    (the message says which package to install). Nothing is sent over the network here."""
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - fsspec comes with the s3/gcs extras
+        raise ValueError(f"{owner}: a logdir URL ({url}) needs fsspec: pip install 'unitb[s3]' "
+                         "(or [gcs], or the fsspec package for your store)") from exc
+    scheme = _URL.match(url).group("scheme").lower()  # type: ignore[union-attr]
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"{owner}: cannot use {url}: {exc}") from exc
+    return normalize_url(url)
+
+
+def filesystem(url: str, options: Optional[Mapping[str, Any]] = None):
+    """``(fs, path)`` for a URL; ``options`` are fsspec storage options (``endpoint_url``,
+    ``key``, ``secret``, ``token``, ``client_kwargs`` …). A ``backend`` key (mmengine's
+    ``backend_args`` style) is dropped: the URL's scheme picks the back-end."""
+    import fsspec
+
+    kwargs = {k: v for k, v in (options or {}).items() if k != "backend"}
+    fs, path = fsspec.core.url_to_fs(url, **kwargs)
+    return fs, path.rstrip("/")
+
+
+def spool_root(spool_dir: Optional[str] = None) -> str:
+    """Where URL runs are spooled: ``spool_dir``, else ``$UNITB_SPOOL``, else
+    ``~/.cache/unitb/spool``."""
+    base = spool_dir or os.environ.get(SPOOL_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "unitb", "spool")
+    return os.path.abspath(base)
+
+
+def spool_path(url: str, spool_dir: Optional[str] = None) -> str:
+    """The local folder that stands for ``url``: the same on every start on this machine, so
+    a restarted run finds what it wrote before (and uploads what was not uploaded yet)."""
+    url = normalize_url(url)
+    match = _URL.match(url)
+    scheme, rest = match.group("scheme"), match.group("rest")  # type: ignore[union-attr]
+    safe = [p for p in rest.split("/") if p not in ("", ".", "..")]
+    if not safe:
+        safe = [hashlib.sha1(url.encode()).hexdigest()[:12]]
+    return os.path.join(spool_root(spool_dir), scheme, *safe)
+
+
+def _fs_for(url: str, options: Optional[Mapping[str, Any]] = None):
+    fs, path = filesystem(url, options)
+    match = _URL.match(url)
+    return fs, path, (f"{match.group('scheme').lower()}://" if match else "")
+
+
+def listdir(url: str, options: Optional[Mapping[str, Any]] = None) -> List[Tuple[str, str]]:
+    """``(name, kind)`` directly inside a URL (kind ``file`` or ``directory``); [] when absent."""
+    fs, path, _prefix = _fs_for(url, options)
+    try:
+        entries = fs.ls(path, detail=True, refresh=True) if _accepts_refresh(fs) else fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in entries:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        out.append((name, "directory" if entry.get("type") == "directory" else "file"))
+    return out
+
+
+def _accepts_refresh(fs) -> bool:
+    import inspect
+
+    try:
+        return "refresh" in inspect.signature(fs.ls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def walk_files(url: str, options: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """Every file below a URL, as URLs."""
+    fs, path, prefix = _fs_for(url, options)
+    try:
+        fs.invalidate_cache()
+    except Exception:
+        pass
+    try:
+        return [prefix + name for name in sorted(fs.find(path))]
+    except FileNotFoundError:
+        return []
+
+
+def open_binary(path: str, options: Optional[Mapping[str, Any]] = None) -> BinaryIO:
+    """A local file, or a URL opened for streaming reads in large blocks."""
+    if not is_url(path):
+        return open(path, "rb")
+    fs, inner, _prefix = _fs_for(path, options)
+    return fs.open(inner, "rb", block_size=8 << 20)

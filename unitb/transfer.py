@@ -1,0 +1,65 @@
+"""``unitb pull`` / ``unitb push``: move runs between an object store and a local folder.
+
+TensorBoard reads local folders everywhere, but object stores only where its file system
+has the scheme (``gs://`` in the default fast loader; ``s3://`` needs TensorFlow's
+tensorflow-io plugin, which has no build for current TensorFlow). ``pull`` copies a run —
+or a whole tree of runs — into a folder TensorBoard can always read; run it again (or with
+``every``) and only files that changed are fetched. ``push`` uploads a spool that a run
+left behind when the store was away at its end.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Mapping, Optional, Tuple
+
+from unitb import storage
+from unitb.mirror import Mirror
+from unitb.resume import TRASH
+
+
+def pull(url: str, dest: str, options: Optional[Mapping[str, Any]] = None,
+         include_removed: bool = False) -> Tuple[int, int]:
+    """Copy every file below ``url`` into ``dest`` (same layout). A local file of the same
+    size is kept (event files only grow); ``.unitb-removed`` is skipped unless asked for.
+    Returns ``(fetched, unchanged)``."""
+    fs, root = storage.filesystem(url, options)
+    try:
+        fs.invalidate_cache()
+    except Exception:
+        pass
+    try:
+        listing = fs.find(root, detail=True)
+    except FileNotFoundError:
+        listing = {}
+    fetched = unchanged = 0
+    for name, info in sorted(listing.items()):
+        rel = name.rstrip("/")[len(root) + 1:]
+        if not rel or (not include_removed and TRASH in rel.split("/")):
+            continue
+        target = os.path.join(dest, *rel.split("/"))
+        size = int(info.get("size") or 0)
+        if os.path.isfile(target) and os.path.getsize(target) == size:
+            unchanged += 1
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = target + ".pull.tmp"
+        fs.get_file(name, tmp)
+        os.replace(tmp, target)  # TensorBoard never sees a half-written file
+        fetched += 1
+    return fetched, unchanged
+
+
+def pull_every(url: str, dest: str, seconds: float, options: Optional[Mapping[str, Any]] = None,
+               report=print) -> None:
+    """Keep ``dest`` up to date with ``url`` until interrupted (for a TensorBoard on ``dest``)."""
+    while True:
+        fetched, _ = pull(url, dest, options)
+        if fetched:
+            report(f"unitb: fetched {fetched} file(s) from {url}")
+        time.sleep(seconds)
+
+
+def push(local: str, url: str, options: Optional[Mapping[str, Any]] = None, timeout: float = 60.0) -> bool:
+    """Upload what ``local`` holds that ``url`` does not (retrying for ``timeout`` seconds)."""
+    return Mirror(local, url, options, upload_timeout=timeout, owner="unitb push").close()
