@@ -40,6 +40,9 @@ def s3_env(moto_store, monkeypatch, tmp_path):
     """Point boto/s3fs at the moto server, give this test its own bucket and spool folder."""
     import uuid
 
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps file systems by arguments, not by endpoint
     for key, value in moto_store.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("UNITB_SPOOL", str(tmp_path / "spool"))

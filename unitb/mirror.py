@@ -84,6 +84,7 @@ class Mirror:
         self._wake = threading.Event()
         self._closing = False
         self._closed = False
+        self._deadline = 0.0
         self._thread: Optional[threading.Thread] = None
         self.uploads = 0  # objects written to the store (tests and benchmarks read these)
         self.deletes = 0
@@ -285,7 +286,7 @@ class Mirror:
             self._check_store = True
             if not self._behind:
                 self._behind = True
-                if not self._warned_behind:
+                if not self._warned_behind and not self._closed:  # after close() has said it all
                     self._warned_behind = True
                     self._warn(f"{self.owner}: uploads to {self.url} are behind ({type(exc).__name__}: {exc}); "
                                f"training goes on, the run is kept in {self.local} and sent when the store "
@@ -305,32 +306,36 @@ class Mirror:
                 break
             # Back off while the store is away (0.5 s, 1 s, 2 s … up to the interval or 10 s).
             delay = self.interval if self._attempt() else min(max(2 * delay, 0.5), max(self.interval, 10.0))
+        self._final_uploads()
 
-    def close(self, timeout: Optional[float] = None) -> bool:
-        """Stop the thread and make a last upload, retrying for up to ``timeout`` seconds
-        (``upload_timeout``). Returns True when the store holds everything."""
-        if self._closed:
-            return not self.pending()
-        self._closing = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-        deadline = time.monotonic() + (self.upload_timeout if timeout is None else float(timeout))
+    def _final_uploads(self) -> None:
         delay = 0.5
-        while True:
-            if self._attempt():
-                break
-            if time.monotonic() + delay > deadline:
-                left = self.pending()
-                self._warn(f"{self.owner}: {len(left)} file(s) of this run were not uploaded to {self.url} "
-                           f"(the store did not answer); they are in {self.local}: "
-                           f"`unitb push {self.local} {self.url}` uploads them")
-                break
+        while not self._attempt() and time.monotonic() + delay < self._deadline:
             time.sleep(delay)
             delay = min(2 * delay, 10.0)
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Stop the thread after a last upload, retried for up to ``timeout`` seconds
+        (``upload_timeout``); this call returns by then even if a request hangs. Returns
+        True when the store holds everything; else warns once, naming ``unitb push``."""
+        if self._closed:
+            return not self.pending()
+        wait = self.upload_timeout if timeout is None else float(timeout)
+        self._deadline = time.monotonic() + wait
+        self._closing = True
+        self._wake.set()
+        if self._thread is None:
+            self._final_uploads()
+        else:
+            self._thread.join(wait + 1.0)
         self._closed = True
         _OPEN.discard(self)
-        return not self.pending()
+        left = self.pending()
+        if left:
+            self._warn(f"{self.owner}: {len(left)} file(s) of this run were not uploaded to {self.url} "
+                       f"(the store did not answer); they are in {self.local}: "
+                       f"`unitb push {self.local} {self.url}` uploads them")
+        return not left
 
 
 _OPEN: "weakref.WeakSet[Mirror]" = weakref.WeakSet()
