@@ -158,3 +158,65 @@ def test_hook_rejects_bad_store_arguments():
         EnhancedTensorBoardHook(out_dir="nosuchscheme://x")
     with pytest.raises(ValueError, match="upload_interval must be a positive number"):
         EnhancedTensorBoardHook(out_dir="s3://b/x", upload_interval=0)
+
+
+# ---------------------------------------------------------------- resume on a fresh machine
+def _script(env, *args):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "scripts", "s3_tf_loop.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    return done
+
+
+def test_custom_tf_loop_resumes_from_the_store_on_a_fresh_machine(s3_env, moto_store, tmp_path):
+    url = s3_env + "/yolo/run"
+    ckpt = tmp_path / "ckpt"
+    env = {**os.environ, "UNITB_SPOOL": str(tmp_path / "machine-a")}
+    crashed = _script(env, url, ckpt, 30, 20)
+    assert crashed.returncode == 3, crashed.stderr[-3000:]
+    assert _loss_steps(url) == list(range(1, 21))  # the store holds 17..20, which the checkpoint (16) has not
+    env = {**os.environ, "UNITB_SPOOL": str(tmp_path / "machine-b")}  # a fresh machine: nothing spooled
+    restarted = _script(env, url, ckpt, 30, 0)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert f"run_dir {url}\n" in restarted.stdout
+    assert "resumed at step 16: moved" in restarted.stderr and "steps 17..20" in restarted.stderr
+    assert _loss_steps(url) == list(range(1, 31))  # each step once in the store
+    objects = moto_store.objects(url)
+    removed = [k for k in objects if k.startswith(".unitb-removed/")]
+    assert any(k.endswith("manifest.json") for k in removed)  # orphans set aside in the store too
+    assert not [k for k in objects if "tfevents" in k and not k.startswith(".unitb-removed/")
+                and "unitb-resumed-16" not in k and objects[k] == 0]
+    # What was set aside can be pulled back whole.
+    pulled = tmp_path / "pulled"
+    assert cli_main(["pull", url, str(pulled), "--include-removed"]) == 0
+    from unitb import resume
+
+    (trash,) = resume.removals(str(pulled))
+    resume.restore(trash)
+    assert sorted(set(_loss_steps(str(pulled)))) == list(range(1, 31))
+
+
+def test_mmengine_resume_from_the_store_on_a_fresh_machine(s3_env, moto_store, tmp_path):
+    import shutil
+
+    work = str(tmp_path / "work")
+    out_dir = s3_env + "/mm"
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    script = os.path.join(ROOT, "tests", "scripts", "mmengine_crash.py")
+    crashed = subprocess.run([sys.executable, script, work, "12", out_dir], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert crashed.returncode == 3, crashed.stderr[-3000:]
+    (first_stamp,) = [d for d in os.listdir(work) if os.path.isdir(os.path.join(work, d))]
+    first_url = f"{out_dir}/work/{first_stamp}/vis_data"
+    assert _loss_steps(first_url) == list(range(1, 13))
+    shutil.rmtree(os.path.join(work, first_stamp))  # a fresh machine: the checkpoints, no event files
+    time.sleep(1.1)  # mmengine's next timestamp folder is a second later
+    restarted = subprocess.run([sys.executable, script, work, "0", out_dir], capture_output=True, text=True,
+                               env=env, timeout=600)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    (second_stamp,) = [d for d in os.listdir(work) if os.path.isdir(os.path.join(work, d, "vis_data"))
+                       and d != first_stamp]
+    second_url = f"{out_dir}/work/{second_stamp}/vis_data"
+    assert _loss_steps(second_url) == list(range(1, 17))  # steps 1..8 carried over, 9..16 trained again
+    assert reader.find_runs(out_dir) == [second_url]  # the interrupted folder shows nothing twice
+    removed = [k for k in moto_store.objects(first_url) if k.startswith(".unitb-removed/")]
+    assert any("removed-events" in k for k in removed) and any(k.endswith("manifest.json") for k in removed)

@@ -148,7 +148,14 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
         except Exception as exc:
             warn(f"{owner}: could not fetch {chosen} ({type(exc).__name__}: {exc}); steps before {resume_step} "
                  "stay in the store as they are, and its orphans (if any) are not set aside")
+    from unitb import resume
+
+    before = set(resume.removals(local))
     folder = runs.prepare_run_dir(local, resume_step, warn, owner)
+    if set(resume.removals(local)) - before:
+        info(f"{owner}: the store's copy of {chosen} gets the same clean-up (set aside under its {resume.TRASH}/, "
+             f"nothing deleted that is not there); to put it back from any machine: "
+             f"`unitb pull {chosen} DIR --include-removed` then `unitb restore DIR`")
     return UrlRun(url=chosen, local=folder, mirror=mirror.start())
 
 
