@@ -508,6 +508,76 @@ def bench_memory(quick: bool) -> List[Row]:
     return rows
 
 
+# ----------------------------------------------------------------------------- object storage
+def bench_store(quick: bool) -> List[Row]:
+    """A URL logdir against a local one, with the same TorchLogger loop: what training waits for
+    while a mirror thread uploads every second, and while the store is down (moto's S3 server on
+    loopback, killed for that variant)."""
+    import torch
+
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    from s3_store import MotoStore
+    from torch_adapter import TorchLogger
+
+    store = MotoStore().start()
+    os.environ.update(store.env())
+    bucket = store.make_bucket("bench")
+    steps = 40 if quick else 400
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256))
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    batch = torch.randn(64, 256)
+    closes: List[float] = []
+    counter = [0]
+
+    def loop(logdir: str) -> float:
+        counter[0] += 1
+        log = TorchLogger(logdir if "://" not in logdir else f"{logdir}/{counter[0]}", model, opt,
+                          scalar_interval=1, grad_norm_interval=10, upload_interval=1.0, upload_timeout=30,
+                          spool_dir=os.path.join(root, "spool"))
+        start = time.perf_counter()
+        for step in range(1, steps + 1):
+            loss = model(batch).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            log.log_step(step, loss=loss, epoch=step / 100)
+            if step % 100 == 0:
+                log.log_epoch(step, step // 100)  # weight histograms: the bulk of the bytes
+        seconds = time.perf_counter() - start
+        if "://" in logdir:
+            if store.process is None:
+                store.start()
+                store.make_bucket("bench")
+            begun = time.perf_counter()
+            log.close()
+            closes.append(time.perf_counter() - begun)
+        else:
+            log.close()
+        return seconds
+
+    def outage() -> float:
+        store.stop()
+        return loop(bucket + "/down")
+
+    with tempfile.TemporaryDirectory() as root:
+        times = interleaved({"local": lambda: loop(os.path.join(root, f"local-{counter[0]}")),
+                             "s3": lambda: loop(bucket + "/up"), "s3 down": outage}, 1 if quick else 3)
+    store.stop()
+    up, down = ratio_stats(times, "s3", "local"), ratio_stats(times, "s3 down", "local")
+    per_step = statistics.median(times["local"]) / steps * 1000
+    return [
+        (f"URL logdir (s3://, uploads every 1 s) vs a local folder: TorchLogger loop of {steps} steps "
+         f"({per_step:.1f} ms/step, every scalar every step, histograms every 100), wall clock", fmt(*up, True),
+         "≤ +5 %", _met(up[0] <= 1.05)),
+        ("… with the store down for the whole loop (uploads failing and retried)", fmt(*down, True), "≤ +5 %",
+         _met(down[0] <= 1.05)),
+        ("last upload at close() (store up; after an outage: the backlog)",
+         f"median {statistics.median(closes):.2f} s, max {max(closes):.2f} s", "bounded by upload_timeout",
+         _met(max(closes) <= 31)),
+    ]
+
+
 READERS = {
     # name: (imports, body) run in a fresh process on RUN; the time is measured around the body
     "unitb tags": ("from unitb import reader", "reader.tag_summary(RUN)"),
@@ -631,12 +701,13 @@ def _met(ok: bool) -> str:
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
-    parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading"])
+    parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading",
+                                                     "store"])
     parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
     suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
               "reading": bench_reading, "mmengine": bench_mmengine, "keras": bench_keras,
-              "keras-startup": bench_keras_startup}
+              "keras-startup": bench_keras_startup, "store": bench_store}
     rows: List[Row] = []
     for name, fn in suites.items():
         if args.only and name not in args.only:

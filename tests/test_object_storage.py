@@ -92,6 +92,41 @@ def test_cli_reads_urls_and_pull_feeds_tensorboard(s3_env, tmp_path, capsys):
         assert server.scalar_steps("exp", "train/loss") == [1, 2, 4, 6, 8, 10]
 
 
+def test_unitb_command_follows_a_live_run(s3_env, tmp_path):
+    """The README's commands as a user types them: the environment points at the store."""
+    unitb_bin = os.path.join(os.path.dirname(sys.executable), "unitb")
+    url = s3_env + "/live/exp"
+    log = _torch_logger(url, scalar_interval=1, upload_interval=0.3)
+    _train_torch(log, 4)
+    log.flush()
+    follow = subprocess.Popen([unitb_bin, "pull", s3_env + "/live", str(tmp_path / "live"), "--every", "0.5"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        local = str(tmp_path / "live" / "exp")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _safe_steps(local)[-1:] != [4]:
+            time.sleep(0.3)
+        assert _safe_steps(local) == [1, 2, 3, 4]
+        _train_torch(log, 4, start=5)
+        log.close()
+        while time.monotonic() < deadline and _safe_steps(local)[-1:] != [8]:
+            time.sleep(0.3)
+        assert _safe_steps(local) == list(range(1, 9))  # the pulled copy followed the live run
+    finally:
+        follow.terminate()
+        follow.wait(timeout=30)
+    tags = subprocess.run([unitb_bin, "tags", url], capture_output=True, text=True, timeout=120)
+    assert tags.returncode == 0, tags.stderr
+    assert any(line.split()[:5] == ["train/loss", "scalar", "8", "1", "8"] for line in tags.stdout.splitlines())
+
+
+def _safe_steps(run):
+    try:
+        return _loss_steps(run)
+    except Exception:
+        return []
+
+
 def test_keras_fit_to_s3(s3_env, moto_store):
     import keras
 

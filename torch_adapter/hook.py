@@ -56,6 +56,9 @@ class EnhancedTensorBoardHook(Hook):
 
     def __init__(self, backend_args: Optional[dict] = None, skeleton: Optional[Sequence[Sequence[int]]] = None,
                  keep_mmengine_scalars: bool = False, out_dir: Optional[str] = None, **kwargs) -> None:
+        if "spool_dir" in kwargs:
+            raise ValueError("EnhancedTensorBoardHook has no spool_dir: it uploads mmengine's own folder "
+                             "(work_dir/<timestamp>/vis_data) to out_dir")
         if "storage_options" in kwargs:
             raise ValueError("EnhancedTensorBoardHook takes the store's options as backend_args (as mmengine's "
                              "LoggerHook does), not storage_options")

@@ -151,19 +151,7 @@ class Mirror:
 
     def _compare_with_store(self) -> None:
         """Forget uploads the store no longer holds as uploaded (so they are sent again)."""
-        try:
-            self.fs.invalidate_cache()
-        except Exception:
-            pass
-        try:
-            listing = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
-            listing = {}
-        sizes = {}
-        for name, info in listing.items():
-            name = name.rstrip("/")
-            if name.startswith(self.root + "/"):
-                sizes[name[len(self.root) + 1:]] = int(info.get("size") or 0)
+        sizes = storage.listing(self.fs, self.root)
         with self._lock:
             for rel, (size, _mtime) in list(self._uploaded.items()):
                 if sizes.get(rel) != size:
@@ -230,30 +218,17 @@ class Mirror:
         """Bring the store's copy of this run into the spool (a restart on a fresh machine,
         or one whose spool is older than the store). A local file with changes not yet
         uploaded wins; ``.unitb-removed`` is left in the store. Returns files fetched."""
-        try:
-            self.fs.invalidate_cache()
-        except Exception:
-            pass
-        try:
-            listing = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
-            return 0
         local = local_files(self.local)
         fetched = 0
-        for name, info in sorted(listing.items()):
-            rel = name.rstrip("/")[len(self.root) + 1:]
-            if not rel or TRASH in rel.split("/") or rel.rsplit("/", 1)[-1] in _SKIP:
+        for rel, size in sorted(storage.listing(self.fs, self.root).items()):
+            if TRASH in rel.split("/") or rel.rsplit("/", 1)[-1] in _SKIP:
                 continue
-            size = int(info.get("size") or 0)
             with self._lock:
                 done = self._uploaded.get(rel)
             if rel in local and (local[rel][0] == size or done != local[rel]):
                 continue  # the same, or local changes still to upload
             target = os.path.join(self.local, *rel.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = target + ".pull.tmp"
-            self.fs.get_file(name, tmp)
-            os.replace(tmp, target)
+            storage.fetch_file(self.fs, self._remote(rel), target)
             st = os.stat(target)
             with self._lock:
                 self._uploaded[rel] = (st.st_size, st.st_mtime_ns)

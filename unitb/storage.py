@@ -161,3 +161,30 @@ def open_binary(path: str, options: Optional[Mapping[str, Any]] = None) -> Binar
         return open(path, "rb")
     fs, inner, _prefix = _fs_for(path, options)
     return fs.open(inner, "rb", block_size=8 << 20)
+
+
+def fetch_file(fs, remote: str, target: str) -> None:
+    """Download ``remote`` to ``target`` under a temporary name first, so no reader (TensorBoard,
+    a resume) ever sees half a file."""
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    tmp = target + ".pull.tmp"
+    fs.get_file(remote, tmp)
+    os.replace(tmp, target)
+
+
+def listing(fs, root: str) -> Dict[str, int]:
+    """``{path below root: size}`` of every object below ``root``, fresh from the store."""
+    try:
+        fs.invalidate_cache()
+    except Exception:
+        pass
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for name, info in found.items():
+        name = name.rstrip("/")
+        if name.startswith(root + "/"):
+            out[name[len(root) + 1:]] = int(info.get("size") or 0)
+    return out

@@ -24,28 +24,15 @@ def pull(url: str, dest: str, options: Optional[Mapping[str, Any]] = None,
     size is kept (event files only grow); ``.unitb-removed`` is skipped unless asked for.
     Returns ``(fetched, unchanged)``."""
     fs, root = storage.filesystem(url, options)
-    try:
-        fs.invalidate_cache()
-    except Exception:
-        pass
-    try:
-        listing = fs.find(root, detail=True)
-    except FileNotFoundError:
-        listing = {}
     fetched = unchanged = 0
-    for name, info in sorted(listing.items()):
-        rel = name.rstrip("/")[len(root) + 1:]
-        if not rel or (not include_removed and TRASH in rel.split("/")):
+    for rel, size in sorted(storage.listing(fs, root).items()):
+        if not include_removed and TRASH in rel.split("/"):
             continue
         target = os.path.join(dest, *rel.split("/"))
-        size = int(info.get("size") or 0)
         if os.path.isfile(target) and os.path.getsize(target) == size:
-            unchanged += 1
+            unchanged += 1  # event files only grow: the same size is the same file
             continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = target + ".pull.tmp"
-        fs.get_file(name, tmp)
-        os.replace(tmp, target)  # TensorBoard never sees a half-written file
+        storage.fetch_file(fs, f"{root}/{rel}", target)  # TensorBoard never sees a half-written file
         fetched += 1
     return fetched, unchanged
 
