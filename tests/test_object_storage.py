@@ -176,9 +176,8 @@ def test_mmengine_runner_out_dir_with_backend_args(moto_store, tmp_path, monkeyp
     assert len(files) == 1
     fs, _ = storage.filesystem(url, opts)
     assert fs.size(files[0]) == os.path.getsize(os.path.join(local, files[0].rsplit("/", 1)[-1]))
-    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", moto_store.endpoint)  # how the CLI would be pointed at it
-    monkeypatch.setenv("FSSPEC_S3_KEY", "testing")
-    monkeypatch.setenv("FSSPEC_S3_SECRET", "testing")
+    for key, value in moto_store.env().items():  # how `unitb tags` would be pointed at the store
+        monkeypatch.setenv(key, value)
     remote = reader.scalars(url)
     assert [s for s, _ in remote["train/loss"]] == list(range(1, 9))
     assert remote == reader.scalars(local)
@@ -255,3 +254,30 @@ def test_mmengine_resume_from_the_store_on_a_fresh_machine(s3_env, moto_store, t
     assert reader.find_runs(out_dir) == [second_url]  # the interrupted folder shows nothing twice
     removed = [k for k in moto_store.objects(first_url) if k.startswith(".unitb-removed/")]
     assert any("removed-events" in k for k in removed) and any(k.endswith("manifest.json") for k in removed)
+
+
+def test_big_growing_files_are_sent_again_less_often(s3_env, moto_store, tmp_path, monkeypatch):
+    """Stores cannot append: a grown file goes again whole, so a big one waits longer
+    (once per interval per REUPLOAD_MB of its size), except when every change is asked for."""
+    from unitb import mirror as mirror_mod
+
+    monkeypatch.setattr(mirror_mod, "REUPLOAD_MB", 1)  # 1 MB: a 3 MB file waits 3 intervals
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / "small").write_bytes(b"x" * 1000)
+    (folder / "big").write_bytes(b"y" * (3 << 20))
+    mirror = mirror_mod.Mirror(str(folder), s3_env + "/grow", interval=0.5)
+    assert mirror.sync_once(force=False) == 2  # first time: everything goes
+    with open(folder / "small", "ab") as f:
+        f.write(b"x")
+    with open(folder / "big", "ab") as f:
+        f.write(b"y")
+    time.sleep(0.6)
+    assert mirror.sync_once(force=False) == 1  # the small file is due after one interval, the big one not
+    assert set(mirror.pending()) == {"big"}
+    time.sleep(1.1)  # 3 intervals since the big file went
+    assert mirror.sync_once(force=False) == 1 and not mirror.pending()
+    with open(folder / "big", "ab") as f:
+        f.write(b"y")
+    assert mirror.sync_once(force=True) == 1  # a checkpoint or the end sends every change
+    assert moto_store.objects(s3_env + "/grow") == {"small": 1001, "big": (3 << 20) + 2}

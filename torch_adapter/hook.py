@@ -303,6 +303,15 @@ class EnhancedTensorBoardHook(Hook):
             self.session.epoch_end(step, step // per_epoch, runner.model)
         self._iter_end = time.perf_counter()
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Everything logged up to a checkpoint is on disk (and, with ``out_dir``, sent soon)
+        once the checkpoint is: a restart from it finds no gap."""
+        if self.session is not None:
+            try:
+                self.session.run.flush()
+            except Exception as exc:
+                _warn(f"EnhancedTensorBoardHook: flush before the checkpoint failed ({type(exc).__name__}: {exc})")
+
     def after_train_epoch(self, runner) -> None:
         if self.session is None or not self._is_epoch_based(runner):
             return

@@ -4,7 +4,8 @@ Training never waits on the store: writers write locally as always; this thread 
 what changed every ``interval`` seconds (and when asked, e.g. at a checkpoint), and when the
 store does not answer it backs off, says so once, and tries again. Object stores cannot
 append, so a grown event file is uploaded again whole — the same thing TensorFlow's own GCS
-writer does at each flush; a longer ``interval`` means fewer re-uploads.
+writer does at each flush — at most once per ``interval`` per 64 MB of its size (every change
+goes at a checkpoint and at the end), so the traffic stays bounded as a run grows.
 
 What was uploaded is remembered in ``<spool>/.unitb-mirror.json`` (size and mtime per
 file), so a restarted process uploads only what is new, and after any failure the store's
@@ -28,6 +29,7 @@ from unitb import storage
 from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
 
 STATE = ".unitb-mirror.json"
+REUPLOAD_MB = 64
 _CHUNK = 8 << 20
 _SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME}
 
@@ -78,6 +80,8 @@ class Mirror:
         self._warn, self._info = warn, info
         self._lock = threading.Lock()
         self._uploaded: Dict[str, Tuple[int, int]] = self._load_state()
+        self._sent_at: Dict[str, float] = {}  # monotonic time of each file's last upload
+        self._force = False  # the next pass sends every change (a checkpoint was written)
         self._check_store = True  # compare with the store's listing at the next sync
         self._behind = False
         self._warned_behind = False
@@ -179,15 +183,25 @@ class Mirror:
         return [rel for rel in done if rel not in local and TRASH not in rel
                 and removed_name(rel.rsplit("/", 1)[-1]) in trash_names]
 
-    def sync_once(self) -> int:
-        """One pass: uploads, then the deletes of replaced objects. Raises when the store
-        fails; returns the number of objects written."""
+    def _due(self, rel: str, size: int, now: float) -> bool:
+        """A file the store has in an older version is sent again at most once per interval per
+        REUPLOAD_MB of its size: a 640 MB event file every 10 intervals, so the traffic of a
+        growing run stays near REUPLOAD_MB per interval however big the run gets."""
+        last = self._sent_at.get(rel)
+        return last is None or now - last >= self.interval * max(1.0, size / (REUPLOAD_MB << 20))
+
+    def sync_once(self, force: bool = True) -> int:
+        """One pass: uploads, then the deletes of replaced objects (``force=False``: big files
+        that changed only when due, see :meth:`_due`). Raises when the store fails; returns
+        the number of objects written."""
         if self._check_store:
             self._compare_with_store()
             self._check_store = False
         local = local_files(self.local)
+        now = time.monotonic()
         with self._lock:
-            todo = sorted(rel for rel, sig in local.items() if self._uploaded.get(rel) != sig)
+            todo = sorted(rel for rel, sig in local.items() if self._uploaded.get(rel) != sig
+                          and (force or rel not in self._uploaded or self._due(rel, sig[0], now)))
         written = 0
         try:
             for rel in todo:
@@ -195,6 +209,7 @@ class Mirror:
                 self._upload(rel, size)
                 with self._lock:
                     self._uploaded[rel] = (size, mtime)
+                    self._sent_at[rel] = time.monotonic()
                 written += 1
                 self.uploads += 1
             for rel in self._removable(local):
@@ -251,12 +266,13 @@ class Mirror:
         return self._closing
 
     def request_sync(self) -> None:
-        """Upload soon (a checkpoint was written, say), without waiting for it."""
+        """Upload every change soon (a checkpoint was written, say), without waiting for it."""
+        self._force = True
         self._wake.set()
 
-    def _attempt(self) -> bool:
+    def _attempt(self, force: bool = True) -> bool:
         try:
-            self.sync_once()
+            self.sync_once(force)
         except Exception as exc:
             self._check_store = True
             if not self._behind:
@@ -279,8 +295,9 @@ class Mirror:
             self._wake.clear()
             if self._closing:
                 break
+            force, self._force = self._force, False
             # Back off while the store is away (0.5 s, 1 s, 2 s … up to the interval or 10 s).
-            delay = self.interval if self._attempt() else min(max(2 * delay, 0.5), max(self.interval, 10.0))
+            delay = self.interval if self._attempt(force) else min(max(2 * delay, 0.5), max(self.interval, 10.0))
         self._final_uploads()
 
     def _final_uploads(self) -> None:
