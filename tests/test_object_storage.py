@@ -281,3 +281,21 @@ def test_big_growing_files_are_sent_again_less_often(s3_env, moto_store, tmp_pat
         f.write(b"y")
     assert mirror.sync_once(force=True) == 1  # a checkpoint or the end sends every change
     assert moto_store.objects(s3_env + "/grow") == {"small": 1001, "big": (3 << 20) + 2}
+
+
+def test_hook_fixed_save_dir_on_a_second_machine_keeps_the_first_run(s3_env, tmp_path, capsys):
+    """A fixed TensorBoard ``save_dir`` that another machine already filled in ``out_dir``:
+    this fresh run goes to ``<save_dir>-2`` (here and in the store) instead of sharing it."""
+    import mmengine_pose
+
+    out_dir = s3_env + "/fixed"
+    for machine in ("a", "b"):
+        runner = mmengine_pose.build_runner(str(tmp_path / machine / "work"), steps=8, checkpoints=False,
+                                            tb_dir=str(tmp_path / machine / "tb"),
+                                            hook=dict(out_dir=out_dir, upload_interval=0.5))
+        runner.train()
+    assert f"({out_dir}/tb in the store) already holds another run; this fresh run (step 0) writes to " \
+        f"{tmp_path / 'b' / 'tb'}-2" in capsys.readouterr().out
+    assert reader.find_runs(out_dir) == [f"{out_dir}/tb", f"{out_dir}/tb-2"]
+    assert _loss_steps(f"{out_dir}/tb") == list(range(1, 9)) and _loss_steps(f"{out_dir}/tb-2") == list(range(1, 9))
+    assert not reader.event_files(str(tmp_path / "b" / "tb"))  # machine b's writer moved out of the taken name

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
@@ -33,7 +33,8 @@ from torch_adapter.sink import SummaryWriterSink
 from unitb import reader, resume, runs, storage
 from unitb.mirror import Mirror
 from unitb.options import LogOptions
-from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder
+from unitb.remote_run import (StoreOptions, mirror_folder, newest_earlier_folder, spool_versions, store_versions,
+                              version_url)
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -116,7 +117,7 @@ class EnhancedTensorBoardHook(Hook):
                   "mmengine's LoggerHook scalars in the same run.")
             sink = SummaryWriterSink(SummaryWriter(log_dir), owns_writer=True)
         if runner.iter <= 0:
-            sink = self._keep_other_runs(sink, backend)
+            sink = self._keep_other_runs(sink, backend, runner)
         else:
             if self.out_dir is not None:
                 self._fetch_previous(runner, sink.logdir)
@@ -131,16 +132,32 @@ class EnhancedTensorBoardHook(Hook):
         own = {osp.abspath(f) for f in sink.open_files()}
         return [f for f in reader.event_files(sink.logdir) if osp.abspath(f) not in own]
 
-    def _keep_other_runs(self, sink: SummaryWriterSink, backend) -> SummaryWriterSink:
-        """A fresh run whose folder already holds another run (a fixed ``save_dir``) moves
-        itself, writer and all, to the next free version of the folder: nothing is rewritten."""
-        if not self._other_files(sink):
+    def _versions_in_store(self, runner, folder: str) -> Set[int]:
+        """Versions of ``folder`` that hold a run in ``out_dir`` (a fixed ``save_dir`` another
+        machine already wrote to); none when there is no ``out_dir`` or the store does not answer."""
+        if self.out_dir is None:
+            return set()
+        try:
+            return store_versions(self._remote_for(runner, folder), self.store.storage_options)
+        except Exception as exc:
+            _warn(f"EnhancedTensorBoardHook: could not list {self.out_dir} ({type(exc).__name__}: {exc}); "
+                  "the run folder is chosen from this machine's files alone")
+            return set()
+
+    def _keep_other_runs(self, sink: SummaryWriterSink, backend, runner) -> SummaryWriterSink:
+        """A fresh run whose folder already holds another run (a fixed ``save_dir``, here or in
+        ``out_dir``) moves itself, writer and all, to the next free version of the folder:
+        nothing is rewritten."""
+        in_store = self._versions_in_store(runner, sink.logdir)
+        if not self._other_files(sink) and not in_store:
             return sink
         from torch.utils.tensorboard import SummaryWriter
 
         old_dir, own = sink.logdir, sink.open_files()
-        new_dir = runs.next_free_version(old_dir)
-        _warn(f"EnhancedTensorBoardHook: {old_dir} already holds another run; this fresh run (step 0) writes "
+        taken = in_store | spool_versions(old_dir) | {1}
+        new_dir = version_url(old_dir, max(taken) + 1)
+        where = f"{old_dir} ({self._remote_for(runner, old_dir)} in the store)" if in_store else old_dir
+        _warn(f"EnhancedTensorBoardHook: {where} already holds another run; this fresh run (step 0) writes "
               f"to {new_dir} and leaves it untouched. Resume from a checkpoint (resume=True) to continue that "
               "run instead.")
         os.makedirs(new_dir, exist_ok=True)
