@@ -299,3 +299,31 @@ def test_hook_fixed_save_dir_on_a_second_machine_keeps_the_first_run(s3_env, tmp
     assert reader.find_runs(out_dir) == [f"{out_dir}/tb", f"{out_dir}/tb-2"]
     assert _loss_steps(f"{out_dir}/tb") == list(range(1, 9)) and _loss_steps(f"{out_dir}/tb-2") == list(range(1, 9))
     assert not reader.event_files(str(tmp_path / "b" / "tb"))  # machine b's writer moved out of the taken name
+
+
+@pytest.mark.parametrize("ending", ["exit", "sigterm"])
+def test_a_script_that_never_closes_still_uploads_its_last_records(s3_env, tmp_path, ending):
+    """No close(): at the interpreter's exit, or on SIGTERM (a preempted job), the writers are
+    written out first and then the last upload runs."""
+    import signal
+
+    url = f"{s3_env}/noclose/{ending}"
+    code = f"""
+import os, signal, sys, torch
+from torch_adapter import TorchLogger
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), 0.1)
+log = TorchLogger({url!r}, model, opt, scalar_interval=1, upload_interval=3600)
+for step in range(1, 31):
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+    log.log_step(step, loss=loss, epoch=step / 10)
+print("trained", flush=True)
+if {ending!r} == "sigterm":
+    os.kill(os.getpid(), signal.SIGTERM)
+"""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "trained" in done.stdout, done.stderr[-3000:]
+    assert done.returncode == (-signal.SIGTERM if ending == "sigterm" else 0), done.stderr[-3000:]
+    assert _loss_steps(url) == list(range(1, 31))  # nothing uploaded before the end (interval 1 h)

@@ -17,7 +17,6 @@ file deleted by hand (to free disk) is never deleted from the store.
 """
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import threading
@@ -25,7 +24,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from unitb import storage
+from unitb import background, storage
 from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
 
 STATE = ".unitb-mirror.json"
@@ -259,6 +258,7 @@ class Mirror:
             self._thread = threading.Thread(target=self._loop, name="unitb-mirror", daemon=True)
             self._thread.start()
             _OPEN.add(self)
+            background.then_at_exit(_close_open_mirrors)
         return self
 
     @property
@@ -333,11 +333,12 @@ class Mirror:
 _OPEN: "weakref.WeakSet[Mirror]" = weakref.WeakSet()
 
 
-@atexit.register
-def _close_open_mirrors() -> None:
-    """A script that never closes its logger still gets its last records uploaded."""
+def _close_open_mirrors(seconds: Optional[float] = None) -> None:
+    """At exit (and on SIGTERM, e.g. a preempted job) a script that never closed its logger
+    still gets its last records uploaded: after the writers are written out
+    (:func:`unitb.background.flush_all` runs this last), within ``seconds`` per mirror."""
     for mirror in list(_OPEN):
         try:
-            mirror.close()
+            mirror.close(None if seconds is None else min(seconds, mirror.upload_timeout))
         except Exception:
             pass
