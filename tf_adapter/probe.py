@@ -274,4 +274,19 @@ def probe_for(model, layer_limit: int, window: int) -> "GradProbe":
         probe = GradProbe(model, layer_limit, window)
         if getattr(model, "train_function", None) is not None:
             model.make_train_function(force=True)
+    build_optimizer(model)
     return probe
+
+
+def build_optimizer(model) -> None:
+    """Create the optimizer's slot variables (Adam's moments …) before the train function is
+    first traced. Keras otherwise creates them inside that trace, and TensorFlow then traces
+    the whole train step a second time (variables created on the first call) — unitb's
+    measuring branch included. Only for a built model: its variables are the ones ``apply``
+    will receive."""
+    optimizer = model.optimizer
+    variables = list(model.trainable_variables)
+    if getattr(optimizer, "built", True) or not getattr(model, "built", False) or not variables:
+        return
+    with model.distribute_strategy.scope():
+        optimizer.build(variables)
