@@ -182,3 +182,60 @@ def test_tf_logger_custom_loop_with_a_loss_scale_optimizer(tmp_path, no_unitb_wa
     norms = _values(rows, "train/gradient_norm/global")
     assert all(norms[s] == pytest.approx(witness[s], rel=1e-5) for s in (1, 2, 3))
     assert _values(rows, "train/loss_scale") == {1: 32768.0, 2: 32768.0, 3: 32768.0}
+
+
+def _count_traces(model):
+    traced = [0]
+    original = model.train_step
+
+    def train_step(data):
+        traced[0] += 1
+        return original(data)
+
+    model.train_step = train_step
+    return traced
+
+
+def test_adam_train_step_is_traced_once_and_norms_stay_exact(tmp_path):
+    """Keras builds Adam's slots inside the first trace and TensorFlow then traces the step
+    again; TFCallback builds them first, so fit() traces once. The norms are unchanged."""
+    x, y = _data(32)
+    plain = _model(keras.optimizers.Adam(0.01))
+    plain_traces = _count_traces(plain)
+    plain.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    assert plain_traces[0] == 2  # Keras alone (the cost this saves)
+    model = _model(keras.optimizers.Adam(0.01))
+    initial = [w.numpy().copy() for w in model.trainable_weights]
+    traces = _count_traces(model)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+              callbacks=[unitb.TFCallback(str(tmp_path), grad_norm_interval=1, scalar_interval=1)])
+    assert traces[0] == 1
+    assert [w.numpy().tolist() for w in model.trainable_weights] == [w.numpy().tolist() for w in plain.trainable_weights]
+    norms = _values(reader.read_run(str(tmp_path)), "train/gradient_norm/global")
+    witness = _model(keras.optimizers.Adam(0.01))
+    expected = np.sqrt(sum(float(np.sum(g.numpy() ** 2)) for g in _grads(witness, initial, x[:8], y[:8])))
+    assert norms[1] == pytest.approx(expected, rel=1e-5)
+
+
+def test_subclassed_model_built_by_its_first_batch(tmp_path):
+    """No Input: the model has no variables until fit() calls it, so the optimizer is left to
+    Keras (building it on an empty variable list would break apply)."""
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(4, name="hidden")
+            self.out = keras.layers.Dense(2, name="out")
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+    x, y = _data(32)
+    keras.utils.set_random_seed(1)
+    model = Net()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+              callbacks=[unitb.TFCallback(str(tmp_path), grad_norm_interval=2, scalar_interval=2)])
+    rows = reader.read_run(str(tmp_path))
+    assert sorted(_values(rows, "train/gradient_norm/global")) == [1, 2, 4]
+    assert all(np.isfinite(v) and v > 0 for v in _values(rows, "train/gradient_norm/global").values())
