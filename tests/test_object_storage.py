@@ -327,3 +327,19 @@ if {ending!r} == "sigterm":
     assert "trained" in done.stdout, done.stderr[-3000:]
     assert done.returncode == (-signal.SIGTERM if ending == "sigterm" else 0), done.stderr[-3000:]
     assert _loss_steps(url) == list(range(1, 31))  # nothing uploaded before the end (interval 1 h)
+
+
+def test_credentials_in_the_config_never_reach_the_event_files(tmp_path):
+    from torch_adapter import TorchLogger
+
+    config = ("visualizer = dict(type='Visualizer')\n"
+              "custom_hooks = [dict(type='EnhancedTensorBoardHook', out_dir='s3://b/mm', "
+              "backend_args=dict(endpoint_url='http://minio:9000', key='AKIAEXAMPLE', secret=\"wJalrEXAMPLE\"))]\n"
+              "data = dict(num_keypoints=17)\n")
+    model = torch.nn.Linear(4, 2)
+    log = TorchLogger(str(tmp_path), model, torch.optim.SGD(model.parameters(), 0.1), config=config)
+    log.close()
+    (text,) = [r.value for r in reader.read_run(str(tmp_path)) if r.kind == "text"]
+    assert "AKIAEXAMPLE" not in text and "wJalrEXAMPLE" not in text
+    assert "key='***', secret='***'" in text and "endpoint_url='http://minio:9000'" in text
+    assert "num_keypoints=17" in text

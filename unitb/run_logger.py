@@ -19,7 +19,7 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 
 import numpy as np
 
-from unitb import protos, schema
+from unitb import protos, schema, storage
 from unitb.background import BackgroundWriter
 
 
@@ -309,7 +309,9 @@ class RunLogger:
 
     # ----------------------------------------------------------------- once per run
     def config(self, text: str) -> None:
-        self._write("text", lambda: self.sink.write_summary(protos.text_summary(schema.CONFIG, str(text)), 0))
+        """The run's config for the TEXT tab, credentials redacted (:func:`unitb.storage.redact_secrets`)."""
+        shown = storage.redact_secrets(str(text))
+        self._write("text", lambda: self.sink.write_summary(protos.text_summary(schema.CONFIG, shown), 0))
 
     def hparams(self, values: Mapping[str, object]) -> None:
         clean = schema.hparams_dict(values)

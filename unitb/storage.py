@@ -188,3 +188,15 @@ def listing(fs, root: str) -> Dict[str, int]:
         if name.startswith(root + "/"):
             out[name[len(root) + 1:]] = int(info.get("size") or 0)
     return out
+
+
+_SECRET = re.compile(r"""(?P<name>['"]?\b(?:\w*_)?(?:secret|secret_key|password|passwd|token|key|access_key|"""
+                     r"""access_key_id|key_id|api_key|credentials?)\b['"]?\s*[=:]\s*)"""
+                     r"""(?P<value>'[^'\n]*'|"[^"\n]*"|[^\s,)}\]]+)""", re.IGNORECASE)
+
+
+def redact_secrets(text: str) -> str:
+    """The config text a run shows in TensorBoard's TEXT tab, with credential-like values
+    (``key=``, ``secret=``, ``token=``, ``password=`` … as mmengine configs carry them in
+    ``backend_args``) replaced by ``'***'``: an event file in a bucket is no place for them."""
+    return _SECRET.sub(lambda m: m.group("name") + "'***'", text)
