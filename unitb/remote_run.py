@@ -137,9 +137,7 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
     chosen = version_url(url, number)
     local = storage.spool_path(chosen, store.spool_dir)
     os.makedirs(local, exist_ok=True)
-    mirror = live_mirror(local, chosen) or Mirror(
-        local, chosen, store.storage_options, interval=store.upload_interval, max_backlog_mb=store.max_spool_mb,
-        upload_timeout=store.upload_timeout, warn=warn, info=info, owner=owner)
+    mirror = mirror_folder(local, chosen, store, warn, info, owner)
     if resume_step and reachable:
         try:
             fetched = mirror.pull()
@@ -161,7 +159,8 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
 
 def mirror_folder(local: str, url: str, store: StoreOptions, warn: Callable[[str], None],
                   info: Callable[[str], None], owner: str = "unitb") -> Mirror:
-    """A mirror for a folder someone else chose (mmengine's ``work_dir/<timestamp>/vis_data``)."""
+    """The mirror of ``local`` to ``url``: the one still running for it, else a new one (not
+    started). For a spool folder, or one someone else chose (mmengine's ``<timestamp>/vis_data``)."""
     return live_mirror(local, storage.normalize_url(url)) or Mirror(
         local, url, store.storage_options, interval=store.upload_interval, max_backlog_mb=store.max_spool_mb,
         upload_timeout=store.upload_timeout, warn=warn, info=info, owner=owner)
