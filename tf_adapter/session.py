@@ -9,20 +9,18 @@ import numpy as np
 
 from tf_adapter import measure
 from tf_adapter.sink import TFSummarySink
-from unitb import render, runs, storage
+from unitb import render, storage
 from unitb.options import LogOptions
-from unitb.remote_run import StoreOptions, open_url_run
+from unitb.remote_run import StoreOptions, open_run_folder
 from unitb.run_logger import RunLogger, default_info, default_warn
 
 
 def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: str = "unitb") -> str:
     """Create ``logdir`` now, so an unusable path fails at construction, naming the path. A
     URL is checked for a file system that serves it (nothing is sent to the store yet)."""
-    if not isinstance(logdir, (str, os.PathLike)):
-        raise ValueError(f"logdir must be a path or a URL, got {logdir!r}")
-    path = storage.strip_file_scheme(os.fspath(logdir))
+    path = storage.check_location(logdir, (store or StoreOptions()).storage_options, owner)
     if storage.is_url(path):
-        return storage.check_url(path, (store or StoreOptions()).storage_options, owner)
+        return path
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
@@ -39,15 +37,10 @@ def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
     fresh run never writes over another run; a resumed one first sets its orphans aside.
     A URL logdir is written into its local spool and mirrored (:mod:`unitb.remote_run`).
     ``run.run_dir`` is the folder (or URL) chosen."""
-    mirror, where = None, None
-    if storage.is_url(logdir):
-        url_run = open_url_run(logdir, resume_step, store or StoreOptions(), warn, default_info, owner)
-        folder, mirror, where = url_run.local, url_run.mirror, url_run.url
-    else:
-        folder = runs.prepare_run_dir(logdir, resume_step, warn, owner)
-    return RunLogger(TFSummarySink(folder), warn=warn, max_log_mb=options.max_log_mb,
+    where = open_run_folder(logdir, resume_step, store or StoreOptions(), warn, default_info, owner)
+    return RunLogger(TFSummarySink(where.local), warn=warn, max_log_mb=options.max_log_mb,
                      raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
-                     mirror=mirror, run_dir=where)
+                     mirror=where.mirror, run_dir=where.url)
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,

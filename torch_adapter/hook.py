@@ -33,8 +33,7 @@ from torch_adapter.sink import SummaryWriterSink
 from unitb import reader, resume, runs, storage
 from unitb.mirror import Mirror
 from unitb.options import LogOptions
-from unitb.remote_run import (StoreOptions, mirror_folder, newest_earlier_folder, spool_versions, store_versions,
-                              version_url)
+from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder, store_versions, version_url
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -73,13 +72,10 @@ class EnhancedTensorBoardHook(Hook):
         # store's options (endpoint_url, key, secret, …: fsspec storage options). The event
         # files are written locally as always and uploaded in the background (unitb.mirror).
         self.backend_args = backend_args
-        if out_dir is not None:
-            if not isinstance(out_dir, (str, os.PathLike)):
-                raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
-            out_dir = storage.strip_file_scheme(os.fspath(out_dir))
-            if storage.is_url(out_dir):
-                out_dir = storage.check_url(out_dir, self.store.storage_options, "EnhancedTensorBoardHook")
-        self.out_dir = out_dir
+        if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+            raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
+        self.out_dir = None if out_dir is None else storage.check_location(
+            out_dir, self.store.storage_options, "EnhancedTensorBoardHook")
         self._mirrors: List[Mirror] = []
         self.skeleton = [tuple(pair) for pair in skeleton] if skeleton else None
         if not isinstance(keep_mmengine_scalars, bool):
@@ -154,7 +150,7 @@ class EnhancedTensorBoardHook(Hook):
         from torch.utils.tensorboard import SummaryWriter
 
         old_dir, own = sink.logdir, sink.open_files()
-        taken = in_store | spool_versions(old_dir) | {1}
+        taken = in_store | runs.taken_versions(old_dir) | {1}
         new_dir = version_url(old_dir, max(taken) + 1)
         where = f"{old_dir} ({self._remote_for(runner, old_dir)} in the store)" if in_store else old_dir
         _warn(f"EnhancedTensorBoardHook: {where} already holds another run; this fresh run (step 0) writes "

@@ -23,9 +23,9 @@ from torch_adapter import measure
 from torch_adapter.images import ImageBatch
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import runs, storage
+from unitb import storage
 from unitb.options import LogOptions
-from unitb.remote_run import StoreOptions, open_url_run
+from unitb.remote_run import StoreOptions, open_run_folder
 from unitb.run_logger import default_info, default_warn
 
 
@@ -54,15 +54,11 @@ class TorchLogger:
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
-        if not isinstance(logdir, (str, os.PathLike)):
-            raise ValueError(f"logdir must be a path or a URL, got {logdir!r}")
+        self.logdir = storage.check_location(logdir, self.store.storage_options, "TorchLogger")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
         if grad_scaler is not None and not hasattr(grad_scaler, "get_scale"):
             raise ValueError(f"grad_scaler must be a torch.amp.GradScaler, got {type(grad_scaler).__name__}")
-        self.logdir = storage.strip_file_scheme(os.fspath(logdir))
-        if storage.is_url(self.logdir):
-            self.logdir = storage.check_url(self.logdir, self.store.storage_options, "TorchLogger")
         self.grad_scaler = grad_scaler
         self.model = model
         self.optimizer = optimizer
@@ -78,20 +74,18 @@ class TorchLogger:
                 self._peer.arm(start_step + 1)
             return
         # A fresh run never writes over another run's folder; a resumed one sets its orphans aside.
-        mirror = None
-        if storage.is_url(self.logdir):  # written into a local spool, mirrored to the store
-            url_run = open_url_run(self.logdir, start_step, self.store, default_warn, default_info, "TorchLogger")
-            folder, mirror, self.run_dir = url_run.local, url_run.mirror, url_run.url
-        else:
+        # (A URL run is written into a local spool and mirrored to the store.)
+        if not storage.is_url(self.logdir):
             try:
                 os.makedirs(self.logdir, exist_ok=True)
             except OSError as exc:
                 raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
-            folder = self.run_dir = runs.prepare_run_dir(self.logdir, start_step, default_warn, owner="TorchLogger")
+        where = open_run_folder(self.logdir, start_step, self.store, default_warn, default_info, "TorchLogger")
+        self.run_dir = where.url
         from torch.utils.tensorboard import SummaryWriter
 
-        self.session = TorchSession(SummaryWriterSink(SummaryWriter(folder)), self.options, mirror=mirror,
-                                    run_dir=self.run_dir)
+        self.session = TorchSession(SummaryWriterSink(SummaryWriter(where.local)), self.options, mirror=where.mirror,
+                                    run_dir=where.url)
         if model is not None:
             self.session.start(model, optimizer, config_text=config,
                                hparams={"framework": "pytorch", **(hparams or {})}, write_header=start_step == 0)

@@ -89,8 +89,6 @@ class Mirror:
         self._closed = False
         self._deadline = 0.0
         self._thread: Optional[threading.Thread] = None
-        self.uploads = 0  # objects written to the store (tests and benchmarks read these)
-        self.deletes = 0
         self._backlog_checked = 0.0
         self._backlog_cache = 0
 
@@ -210,7 +208,6 @@ class Mirror:
                     self._uploaded[rel] = (size, mtime)
                     self._sent_at[rel] = time.monotonic()
                 written += 1
-                self.uploads += 1
             for rel in self._removable(local):
                 try:
                     self.fs.rm(self._remote(rel))
@@ -218,7 +215,6 @@ class Mirror:
                     pass
                 with self._lock:
                     self._uploaded.pop(rel, None)
-                self.deletes += 1
         finally:
             if written or todo:
                 try:
@@ -261,9 +257,14 @@ class Mirror:
             background.then_at_exit(_close_open_mirrors)
         return self
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
+    @staticmethod
+    def running(local: str, url: str) -> Optional["Mirror"]:
+        """The mirror still running for this folder (a Keras callback's earlier fit leaves its
+        mirror uploading rather than wait at the fit's end): one thread per folder."""
+        for mirror in list(_OPEN):
+            if mirror.local == os.path.abspath(local) and mirror.url == url and not mirror._closing:
+                return mirror
+        return None
 
     def request_sync(self) -> None:
         """Upload every change soon (a checkpoint was written, say), without waiting for it."""

@@ -52,13 +52,15 @@ def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name))
 
 
-def event_files(run_dir: str) -> List[str]:
+def event_files(run_dir: str, storage_options: Optional[Dict[str, object]] = None) -> List[str]:
     """Event files directly inside ``run_dir``, in writing order: by the timestamp in the
     name, then by the writer's counter read as a number (plain string order would put a
     process's 10th writer before its 9th when both opened in the same second). ``run_dir``
-    may be a URL (``s3://…``): the files come back as URLs."""
+    may be a URL (``s3://…``, reached with ``storage_options`` or the environment): the files
+    come back as URLs."""
     if storage.is_url(run_dir):
-        files = [name for name, kind in storage.listdir(run_dir) if kind == "file" and is_event_file(name)]
+        files = [name for name, kind in storage.listdir(run_dir, storage_options)
+                 if kind == "file" and is_event_file(name)]
         return [storage.join(run_dir, n) for n in sorted(files, key=_natural_key)]
     try:
         names = sorted(os.listdir(run_dir), key=_natural_key)

@@ -14,20 +14,18 @@ warning); uploads start when the store answers.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Set
 
-from unitb import runs, storage
-from unitb.mirror import _OPEN, Mirror
-from unitb.reader import is_event_file
+from unitb import reader, runs, storage
+from unitb.mirror import Mirror
 
 
 @dataclass
-class UrlRun:
-    url: str  # the version this run writes to (``…/exp-2`` after a fresh start beside another run)
-    local: str  # its spool folder: the writers write here
-    mirror: Mirror
+class RunFolder:
+    url: str  # where the run is: the folder or URL version chosen (``…/exp-2`` beside another run)
+    local: str  # the folder the writers write into (a URL run's spool folder)
+    mirror: Optional[Mirror]  # a URL run's uploader; None for a local folder
 
 
 @dataclass
@@ -59,45 +57,16 @@ class StoreOptions:
         return cls(**{k: kwargs.pop(k) for k in cls.KEYS if k in kwargs})
 
 
-def _version_number(name: str, base: str) -> Optional[int]:
-    if name == base:
-        return 1
-    match = re.match(rf"^{re.escape(base)}-(\d+)$", name)
-    return int(match.group(1)) if match and int(match.group(1)) >= 2 else None
-
-
 def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Set[int]:
     """Version numbers (1 = ``url`` itself, n = ``url-n``) that hold event files in the store."""
-    fs, root = storage.filesystem(url, storage_options)
-    parent, base = root.rsplit("/", 1) if "/" in root else ("", root)
-    try:
-        fs.invalidate_cache()
-    except Exception:
-        pass
-    try:
-        names = fs.ls(parent, detail=False) if parent else []
-    except FileNotFoundError:
-        return set()
+    url = storage.normalize_url(url)
+    parent, _, base = url.rpartition("/")
     found = set()
-    for entry in names:
-        number = _version_number(entry.rstrip("/").rsplit("/", 1)[-1], base)
-        if number is None:
-            continue
-        try:
-            inside = fs.ls(entry, detail=False)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if any(is_event_file(p.rstrip("/").rsplit("/", 1)[-1]) for p in inside):
+    for name, kind in storage.listdir(parent, storage_options):
+        number = runs.version_number(name, base)
+        if kind == "directory" and number is not None and \
+                reader.event_files(storage.join(parent, name), storage_options):
             found.add(number)
-    return found
-
-
-def spool_versions(spool: str) -> Set[int]:
-    found = set()
-    for path in runs.versions(spool):
-        if runs.holds_run(path):
-            match = re.match(r"^.+-(\d+)$", os.path.basename(path)) if path != os.path.normpath(spool) else None
-            found.add(int(match.group(1)) if match else 1)
     return found
 
 
@@ -105,17 +74,18 @@ def version_url(url: str, number: int) -> str:
     return url if number == 1 else f"{url}-{number}"
 
 
-def live_mirror(local: str, url: str) -> Optional[Mirror]:
-    """The mirror still running for this folder (a Keras callback's earlier fit leaves its
-    mirror uploading rather than wait at the fit's end): one thread per folder."""
-    for mirror in list(_OPEN):
-        if mirror.local == os.path.abspath(local) and mirror.url == url and not mirror.closing:
-            return mirror
-    return None
+def open_run_folder(logdir: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
+                    info: Callable[[str], None], owner: str = "unitb") -> RunFolder:
+    """Where every adapter that opens its own writer starts: a local logdir goes through
+    :func:`unitb.runs.prepare_run_dir`, a URL through :func:`open_url_run`."""
+    if storage.is_url(logdir):
+        return open_url_run(logdir, resume_step, store, warn, info, owner)
+    folder = runs.prepare_run_dir(logdir, resume_step, warn, owner)
+    return RunFolder(url=folder, local=folder, mirror=None)
 
 
 def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                 info: Callable[[str], None], owner: str = "unitb") -> UrlRun:
+                 info: Callable[[str], None], owner: str = "unitb") -> RunFolder:
     url = storage.normalize_url(url)
     spool = storage.spool_path(url, store.spool_dir)
     try:
@@ -125,7 +95,7 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
         warn(f"{owner}: could not list {url} ({type(exc).__name__}: {exc}); going on with what this machine's "
              f"spool ({spool}) holds; uploads start when the store answers")
         in_store, reachable = set(), False
-    taken = in_store | spool_versions(spool)
+    taken = in_store | runs.taken_versions(spool)
     if resume_step:
         number = max(taken, default=1)
     else:
@@ -154,14 +124,14 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
         info(f"{owner}: the store's copy of {chosen} gets the same clean-up (set aside under its {resume.TRASH}/, "
              f"nothing deleted that is not there); to put it back from any machine: "
              f"`unitb pull {chosen} DIR --include-removed` then `unitb restore DIR`")
-    return UrlRun(url=chosen, local=folder, mirror=mirror.start())
+    return RunFolder(url=chosen, local=folder, mirror=mirror.start())
 
 
 def mirror_folder(local: str, url: str, store: StoreOptions, warn: Callable[[str], None],
                   info: Callable[[str], None], owner: str = "unitb") -> Mirror:
     """The mirror of ``local`` to ``url``: the one still running for it, else a new one (not
     started). For a spool folder, or one someone else chose (mmengine's ``<timestamp>/vis_data``)."""
-    return live_mirror(local, storage.normalize_url(url)) or Mirror(
+    return Mirror.running(local, storage.normalize_url(url)) or Mirror(
         local, url, store.storage_options, interval=store.upload_interval, max_backlog_mb=store.max_spool_mb,
         upload_timeout=store.upload_timeout, warn=warn, info=info, owner=owner)
 
@@ -174,6 +144,6 @@ def newest_earlier_folder(parent_url: str, before: str, leaf: str,
     entries = storage.listdir(parent_url, storage_options)
     for name in sorted((n for n, kind in entries if kind == "directory" and n < before), reverse=True):
         candidate = storage.join(parent_url, name, leaf)
-        if any(is_event_file(n) for n, kind in storage.listdir(candidate, storage_options) if kind == "file"):
+        if reader.event_files(candidate, storage_options):
             return name
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Set, Tuple
 
 from unitb.reader import event_files
 
@@ -24,8 +24,18 @@ def holds_run(folder: str) -> bool:
     return bool(event_files(folder))
 
 
-def versions(logdir: str) -> List[str]:
-    """``logdir`` and its versioned siblings ``logdir-2``, ``logdir-3``..., oldest first."""
+def version_number(name: str, base: str) -> Optional[int]:
+    """1 for ``base`` itself, n for ``base-n`` (n >= 2), None for any other name. The one
+    naming rule, for local folders and for a store's prefixes alike."""
+    if name == base:
+        return 1
+    match = _VERSION.match(name)
+    if match and match.group("base") == base and int(match.group("n")) >= 2:
+        return int(match.group("n"))
+    return None
+
+
+def _numbered_versions(logdir: str) -> List[Tuple[int, str]]:
     logdir = os.path.normpath(logdir)
     parent, base = os.path.split(logdir)
     found = [(1, logdir)]
@@ -34,10 +44,20 @@ def versions(logdir: str) -> List[str]:
     except OSError:
         names = []
     for name in names:
-        match = _VERSION.match(name)
-        if match and match.group("base") == base and int(match.group("n")) >= 2:
-            found.append((int(match.group("n")), os.path.join(parent, name)))
-    return [path for _n, path in sorted(found)]
+        number = version_number(name, base)
+        if number is not None and number >= 2:
+            found.append((number, os.path.join(parent, name)))
+    return sorted(found)
+
+
+def versions(logdir: str) -> List[str]:
+    """``logdir`` and its versioned siblings ``logdir-2``, ``logdir-3``..., oldest first."""
+    return [path for _n, path in _numbered_versions(logdir)]
+
+
+def taken_versions(logdir: str) -> Set[int]:
+    """The version numbers of ``logdir`` (1 = itself, n = ``logdir-n``) that hold a run."""
+    return {n for n, path in _numbered_versions(logdir) if holds_run(path)}
 
 
 def latest_version(logdir: str) -> str:

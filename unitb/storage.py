@@ -52,19 +52,21 @@ def join(url: str, *parts: str) -> str:
     return out
 
 
-def split(url: str) -> Tuple[str, str]:
-    """``(parent, name)`` of a URL, like ``os.path.split``."""
-    url = normalize_url(url)
-    parent, _, name = url.rpartition("/")
-    return parent, name
-
-
 def check_storage_options(options: object, name: str = "storage_options") -> Dict[str, Any]:
     if options is None:
         return {}
     if not isinstance(options, Mapping):
         raise ValueError(f"{name} must be a dict of fsspec storage options or None, got {options!r}")
     return dict(options)
+
+
+def check_location(logdir: object, options: Optional[Mapping[str, Any]], owner: str = "unitb") -> str:
+    """A logdir as adapters keep it: a path (``file://`` stripped) or a checked, normalised URL.
+    Raises ``ValueError`` at construction for what no writer could use."""
+    if not isinstance(logdir, (str, os.PathLike)):
+        raise ValueError(f"{owner}: logdir must be a path or a URL, got {logdir!r}")
+    path = strip_file_scheme(os.fspath(logdir))
+    return check_url(path, options or {}, owner) if is_url(path) else path
 
 
 def check_url(url: str, options: Mapping[str, Any], owner: str = "unitb") -> str:
@@ -120,39 +122,25 @@ def _fs_for(url: str, options: Optional[Mapping[str, Any]] = None):
 
 
 def listdir(url: str, options: Optional[Mapping[str, Any]] = None) -> List[Tuple[str, str]]:
-    """``(name, kind)`` directly inside a URL (kind ``file`` or ``directory``); [] when absent."""
+    """``(name, kind)`` directly inside a URL (kind ``file`` or ``directory``), fresh from the
+    store; [] when absent."""
     fs, path, _prefix = _fs_for(url, options)
     try:
-        entries = fs.ls(path, detail=True, refresh=True) if _accepts_refresh(fs) else fs.ls(path, detail=True)
+        fs.invalidate_cache(path)
+    except Exception:
+        pass
+    try:
+        entries = fs.ls(path, detail=True)
     except FileNotFoundError:
         return []
-    out = []
-    for entry in entries:
-        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        out.append((name, "directory" if entry.get("type") == "directory" else "file"))
-    return out
-
-
-def _accepts_refresh(fs) -> bool:
-    import inspect
-
-    try:
-        return "refresh" in inspect.signature(fs.ls).parameters
-    except (TypeError, ValueError):
-        return False
+    return [(entry["name"].rstrip("/").rsplit("/", 1)[-1], "directory" if entry.get("type") == "directory" else "file")
+            for entry in entries]
 
 
 def walk_files(url: str, options: Optional[Mapping[str, Any]] = None) -> List[str]:
     """Every file below a URL, as URLs."""
     fs, path, prefix = _fs_for(url, options)
-    try:
-        fs.invalidate_cache()
-    except Exception:
-        pass
-    try:
-        return [prefix + name for name in sorted(fs.find(path))]
-    except FileNotFoundError:
-        return []
+    return [f"{prefix}{path}/{rel}" for rel in sorted(listing(fs, path))]
 
 
 def open_binary(path: str, options: Optional[Mapping[str, Any]] = None) -> BinaryIO:
