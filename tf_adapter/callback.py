@@ -90,6 +90,7 @@ class TFCallback(keras.callbacks.Callback):
         self._fit_open = False
         self._epoch = 0
         self._epoch_base = 0
+        self._epoch_length = 0
         self._observed = 0  # iterations completed when the callback last looked
         self._window = 1
         self._scalar_due: List[int] = []
@@ -139,6 +140,7 @@ class TFCallback(keras.callbacks.Callback):
                 self.run = None
                 return
         self._observed = self._last_row = step
+        self._epoch_length = 0  # learned at the first epoch's end when Keras does not know it
         self._scalar_due, self._image_due, self._grad_due = [], [], []
         self._speed.start(step)
         self._samples_seen = int(self._probe.samples.numpy())
@@ -150,8 +152,10 @@ class TFCallback(keras.callbacks.Callback):
         if lr is not None:
             values["learning_rate"] = lr
         params = self.params or {}
-        if params.get("steps") and params.get("epochs"):
-            values["max_steps"] = int(params["steps"]) * int(params["epochs"])
+        # 0 when the data's length is unknown at start (a generator, a tf.data pipeline without
+        # cardinality): the key is there in every run, so runs compare column by column.
+        values["max_steps"] = int(params["steps"]) * int(params["epochs"]) if params.get("steps") and \
+            params.get("epochs") else 0
         values.update(self.extra_hparams)
         return values
 
@@ -246,9 +250,17 @@ class TFCallback(keras.callbacks.Callback):
             samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
             run.speed(step, self._speed.point(end, samples=samples - self._samples_seen))
             self._samples_seen = samples
-        steps = (self.params or {}).get("steps")
-        if steps:
-            run.epoch(step, self._epoch + (step - self._epoch_base) / int(steps))
+        run.epoch(step, self._epoch_at(step))
+
+    def _epoch_at(self, step: int) -> float:
+        """``train/epoch`` at ``step``: the epoch index plus the fraction of the epoch done. With
+        a dataset of unknown length (a generator, a ``tf.data`` pipeline without cardinality)
+        the fraction is known once the fit's first epoch has ended (its length is then taken
+        as every epoch's); until then the value is the number of whole epochs completed."""
+        steps = (self.params or {}).get("steps") or self._epoch_length
+        if not steps:
+            return float(self._epoch)
+        return self._epoch + (step - self._epoch_base) / int(steps)
 
     @staticmethod
     def _train_logs(logs: Mapping[str, object]) -> Dict[str, object]:
@@ -283,6 +295,8 @@ class TFCallback(keras.callbacks.Callback):
             return
         logs = logs or {}
         step = int(self._probe.counter.numpy())
+        if not (self.params or {}).get("steps") and not self._epoch_length and step > self._epoch_base:
+            self._epoch_length = step - self._epoch_base  # a dataset of unknown length: now it is known
         # The epoch's last block: its train values come with the epoch's logs.
         self._guard(lambda: self._observe(step, self._train_logs(logs)))
         try:

@@ -128,7 +128,13 @@ class GradProbe:
                 probe._measure(applier, list(grads), trainable_variables, step)
             result = outer_apply(grads, trainable_variables)
 
-            probe.counter.assign_add(tf.cast(first, tf.int64))
+            # Counted only once the gradients exist. At the end of a dataset of unknown length
+            # Keras runs its step function once more and the input ends inside it; ops that do
+            # not wait for the data (Keras' own ``iterations`` among them) still run then, so a
+            # counter without this dependency would count a step that trained on nothing.
+            computed = [t for t in tf.nest.flatten(list(grads), expand_composites=True) if t is not None]
+            with tf.control_dependencies(computed):
+                probe.counter.assign_add(tf.cast(first, tf.int64))
             return result
 
         outer.apply = counting_apply

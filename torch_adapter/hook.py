@@ -30,10 +30,10 @@ from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.session import TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import reader, resume, runs, storage
+from unitb import claim, reader, resume, runs, storage
 from unitb.mirror import Mirror
 from unitb.options import LogOptions
-from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder, store_versions, version_url
+from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder, store_versions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -145,13 +145,14 @@ class EnhancedTensorBoardHook(Hook):
         ``out_dir``) moves itself, writer and all, to the next free version of the folder:
         nothing is rewritten."""
         in_store = self._versions_in_store(runner, sink.logdir)
-        if not self._other_files(sink) and not in_store:
-            return sink
+        own = sink.open_files()
+        if not in_store and claim.claim_folder(sink.logdir, own_files=own):
+            return sink  # no other run there, and none started at the same moment claimed it
         from torch.utils.tensorboard import SummaryWriter
 
-        old_dir, own = sink.logdir, sink.open_files()
+        old_dir = sink.logdir
         taken = in_store | runs.taken_versions(old_dir) | {1}
-        new_dir = version_url(old_dir, max(taken) + 1)
+        new_dir = runs.claim_from(old_dir, max(taken) + 1)
         where = f"{old_dir} ({self._remote_for(runner, old_dir)} in the store)" if in_store else old_dir
         _warn(f"EnhancedTensorBoardHook: {where} already holds another run; this fresh run (step 0) writes "
               f"to {new_dir} and leaves it untouched. Resume from a checkpoint (resume=True) to continue that "

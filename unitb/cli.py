@@ -19,7 +19,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from unitb import diff as diff_mod
-from unitb import reader, storage
+from unitb import reader, safe_paths, storage
 from unitb.demo import TORCH_CHOICES
 
 
@@ -121,18 +121,29 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not sets:
         print(f"unitb: nothing set aside below {args.path}")
         return 0
+    refused = 0
     for trash in sets:
-        with open(os.path.join(trash, resume.MANIFEST)) as handle:
-            manifest = json.load(handle)
-        first, last = manifest.get("dropped_steps", [0, 0])
+        try:
+            with open(os.path.join(trash, resume.MANIFEST)) as handle:
+                manifest = json.load(handle)
+            first, last = manifest.get("dropped_steps", [0, 0])
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            print(f"unitb: {trash}: unreadable manifest ({exc}); left as it is", file=sys.stderr)
+            refused += 1
+            continue
         what = (f"{trash}: {manifest.get('dropped', 0)} event(s) of steps {first}..{last}, set aside when the run "
                 f"resumed at step {manifest.get('resume_step')}")
         if args.list:
             print(what)
             continue
-        restored = resume.restore(trash)
+        try:
+            restored = resume.restore(trash)
+        except safe_paths.UnsafePath as exc:
+            print(f"unitb: {trash}: refused, its manifest {exc}; nothing was moved", file=sys.stderr)
+            refused += 1
+            continue
         print(f"{what}: put back {len(restored)} file(s) ({', '.join(os.path.dirname(p) for p in restored[:1])})")
-    return 0
+    return 1 if refused else 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:

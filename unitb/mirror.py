@@ -24,13 +24,14 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from unitb import background, storage
+from unitb import background, safe_paths, storage
+from unitb.claim import CLAIM
 from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
 
 STATE = ".unitb-mirror.json"
 REUPLOAD_MB = 64
 _CHUNK = 8 << 20
-_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME}
+_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM}
 
 
 def _default_warn(message: str) -> None:
@@ -229,15 +230,19 @@ class Mirror:
         or one whose spool is older than the store). A local file with changes not yet
         uploaded wins; ``.unitb-removed`` is left in the store. Returns files fetched."""
         local = local_files(self.local)
+        listing = storage.listing(self.fs, self.root)
+        wanted = [rel for rel in sorted(listing)
+                  if TRASH not in rel.split("/") and rel.rsplit("/", 1)[-1] not in _SKIP]
+        targets, refused = safe_paths.plan_targets(wanted, self.local)
+        if refused:
+            self._warn(f"{self.owner}: {safe_paths.describe_refused(refused, self.url)}")
         fetched = 0
-        for rel, size in sorted(storage.listing(self.fs, self.root).items()):
-            if TRASH in rel.split("/") or rel.rsplit("/", 1)[-1] in _SKIP:
-                continue
+        for rel, target in targets.items():
+            size = listing[rel]
             with self._lock:
                 done = self._uploaded.get(rel)
             if rel in local and (local[rel][0] == size or done != local[rel]):
                 continue  # the same, or local changes still to upload
-            target = os.path.join(self.local, *rel.split("/"))
             storage.fetch_file(self.fs, self._remote(rel), target)
             st = os.stat(target)
             with self._lock:

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Set
 
-from unitb import reader, runs, storage
+from unitb import claim, reader, runs, safe_paths, storage
 from unitb.mirror import Mirror
 
 
@@ -70,10 +70,6 @@ def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None
     return found
 
 
-def version_url(url: str, number: int) -> str:
-    return url if number == 1 else f"{url}-{number}"
-
-
 def open_run_folder(logdir: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
                     info: Callable[[str], None], owner: str = "unitb") -> RunFolder:
     """Where every adapter that opens its own writer starts: a local logdir goes through
@@ -99,12 +95,12 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
     if resume_step:
         number = max(taken, default=1)
     else:
-        number = max(taken) + 1 if taken else 1
+        number = claim_url_version(url, taken, store, reachable, warn, owner)
         if number != 1:
-            warn(f"{owner}: {url} already holds another run; this fresh run (step 0) writes to "
-                 f"{version_url(url, number)} and leaves it untouched. Resume from a checkpoint to continue "
-                 "that run instead.")
-    chosen = version_url(url, number)
+            warn(f"{owner}: {url} already holds another run (or another run started at the same moment claimed "
+                 f"it); this fresh run (step 0) writes to {runs.version_path(url, number)} and leaves it untouched. "
+                 "Resume from a checkpoint to continue that run instead.")
+    chosen = runs.version_path(url, number)
     local = storage.spool_path(chosen, store.spool_dir)
     os.makedirs(local, exist_ok=True)
     mirror = mirror_folder(local, chosen, store, warn, info, owner)
@@ -127,6 +123,31 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
     return RunFolder(url=chosen, local=folder, mirror=mirror.start())
 
 
+def claim_url_version(url: str, taken: Set[int], store: StoreOptions, reachable: bool,
+                      warn: Callable[[str], None], owner: str = "unitb") -> int:
+    """The first version past ``taken`` that this run claims both in this machine's spool and
+    in the store (:mod:`unitb.claim`); with a store that offers no create-only write, or that
+    did not answer at start, the spool's claim alone (one warning says what stays racy)."""
+    first = max(taken) + 1 if taken else 1
+    for number in range(first, first + runs.MAX_VERSIONS):
+        candidate = runs.version_path(url, number)
+        local = storage.spool_path(candidate, store.spool_dir)
+        if not claim.claim_folder(local):
+            continue  # a run on this machine holds it
+        if not reachable:
+            return number
+        won = claim.claim_url(candidate, store.storage_options)
+        if won is None:
+            warn(f"{owner}: {candidate}: the store did not accept a create-only write (If-None-Match), so the "
+                 "folder is chosen from its listing; runs started at the same moment on different machines may "
+                 "share it")
+            return number
+        if won:
+            return number
+        claim.release(local)  # another machine claimed it first
+    raise RuntimeError(f"no free version of {url} among {runs.MAX_VERSIONS} tried")
+
+
 def mirror_folder(local: str, url: str, store: StoreOptions, warn: Callable[[str], None],
                   info: Callable[[str], None], owner: str = "unitb") -> Mirror:
     """The mirror of ``local`` to ``url``: the one still running for it, else a new one (not
@@ -142,7 +163,10 @@ def newest_earlier_folder(parent_url: str, before: str, leaf: str,
     (mmengine's ``%Y%m%d_%H%M%S`` timestamp folders sort by time): where an interrupted
     mmengine run's curves are in the store when this machine has no copy."""
     entries = storage.listdir(parent_url, storage_options)
-    for name in sorted((n for n, kind in entries if kind == "directory" and n < before), reverse=True):
+    # A prefix named ``..`` (or anything that is not one plain name) would put the fetched
+    # folder outside the work_dir: such names are never candidates.
+    names = (n for n, kind in entries if kind == "directory" and safe_paths.plain_name(n) and n < before)
+    for name in sorted(names, reverse=True):
         candidate = storage.join(parent_url, name, leaf)
         if reader.event_files(candidate, storage_options):
             return name

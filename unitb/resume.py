@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from unitb import safe_paths
 from unitb.reader import event_files, is_event_file
 from unitb.records_io import split_at_step
 
@@ -89,6 +90,44 @@ def _compacted_name(first_file: str, resume_step: int) -> str:
     except (IndexError, ValueError):
         stamp = int(os.path.getmtime(first_file))
     return f"events.out.tfevents.{max(0, stamp - 1):010d}.unitb-resumed-{max(resume_step, 0)}"
+
+
+def _is_compacted_name(name: str) -> bool:
+    return is_event_file(name) and ".unitb-resumed-" in name
+
+
+def _near(folder: str) -> str:
+    """The widest folder a clean-up of ``folder`` writes in: its grandparent (a resume that
+    carries history writes into a sibling ``<timestamp>/vis_data``; anything else stays in
+    ``folder``)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(folder)))
+
+
+def _recorded_moves(folder: str, trash: str, moves: object) -> List[Tuple[str, str]]:
+    """The moves a journal or manifest records, rebuilt from their file names alone: every
+    source is an event file directly in ``folder``, every copy a file directly in ``trash``.
+    The folders written in the record are not trusted (a manifest pulled from a shared store,
+    or written on another machine, names paths that are not this folder's). Raises
+    :class:`~unitb.safe_paths.UnsafePath` for a name that is not a plain event-file name."""
+    if not isinstance(moves, list):
+        raise safe_paths.UnsafePath("no list of moves")
+    rebuilt = []
+    for move in moves:
+        if not (isinstance(move, (list, tuple)) and len(move) == 2 and all(isinstance(p, str) for p in move)):
+            raise safe_paths.UnsafePath(f"a move that is not a pair of paths: {move!r}")
+        src, dst = (p.replace("\\", "/").rsplit("/", 1)[-1] for p in move)
+        if not (safe_paths.plain_name(src) and safe_paths.plain_name(dst) and is_event_file(src)):
+            raise safe_paths.UnsafePath(f"names a file that is not an event file of the run: {move!r}")
+        rebuilt.append((os.path.join(folder, src), os.path.join(trash, dst)))
+    return rebuilt
+
+
+def _recorded_trash(folder: str, trash: object) -> str:
+    """The trash folder a journal names, rebuilt below ``folder/.unitb-removed``."""
+    name = trash.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(trash, str) else None
+    if not safe_paths.plain_name(name) or name == TRASH:
+        raise safe_paths.UnsafePath(f"names a trash folder that is not below {TRASH}: {trash!r}")
+    return os.path.join(folder, TRASH, name)
 
 
 def removed_name(name: str) -> str:
@@ -202,9 +241,12 @@ def _rewrite(files: List[str], source_dir: str, target_dir: str, resume_step: in
         suffix += 1
         trash = os.path.join(source_dir, TRASH, f"{stamp}-resume-{resume_step}-{suffix}")
     final = os.path.join(target_dir, _compacted_name(files[0], resume_step))
-    moves = [[os.path.abspath(p), os.path.join(trash, removed_name(os.path.basename(p)))] for p in files]
+    # Moves are recorded by file name (sources in source_dir, copies in the trash): the record
+    # stays valid when the run is pulled to another machine, and names nothing else.
+    names = [[os.path.basename(p), removed_name(os.path.basename(p))] for p in files]
+    moves = _recorded_moves(source_dir, trash, names)
     manifest = {"resume_step": resume_step, "dropped": dropped, "dropped_steps": [first, last],
-                "written": os.path.abspath(final), "files": moves, "time": stamp}
+                "written": os.path.abspath(final), "files": names, "time": stamp}
     journal = os.path.join(source_dir, JOURNAL)
     _write_json(journal, {"tmp": os.path.abspath(tmp), "final": os.path.abspath(final), "trash": trash,
                           "manifest": manifest})
@@ -217,7 +259,7 @@ def _rewrite(files: List[str], source_dir: str, target_dir: str, resume_step: in
     return CleanUp(dropped, first, last, trash)
 
 
-def _finish(trash: str, moves: List[List[str]], manifest: dict) -> None:
+def _finish(trash: str, moves: Sequence[Tuple[str, str]], manifest: dict) -> None:
     os.makedirs(trash, exist_ok=True)
     for src, dst in moves:
         if os.path.exists(src):
@@ -226,12 +268,17 @@ def _finish(trash: str, moves: List[List[str]], manifest: dict) -> None:
     _write_json(os.path.join(trash, MANIFEST), manifest)
 
 
-def recover(folder: str) -> None:
-    """Finish (or roll back) a clean-up that a crash interrupted in ``folder``."""
+def recover(folder: str, warn=None) -> None:
+    """Finish (or roll back) a clean-up that a crash interrupted in ``folder``.
+
+    The journal is read as untrusted input: the moves it names are rebuilt from file names
+    inside ``folder`` (:func:`_recorded_moves`), and a temporary file is removed only under
+    its own name near ``folder``. A journal that names anything else is set aside as
+    ``.unitb-resume.json.refused`` with one warning, and nothing is moved."""
     journal_path = os.path.join(folder, JOURNAL)
     if not os.path.exists(journal_path):
         tmp = os.path.join(folder, TMP_NAME)
-        if os.path.exists(tmp):
+        if os.path.isfile(tmp) and not os.path.islink(tmp):
             os.remove(tmp)  # died before the journal: the old files are intact
         return
     try:
@@ -239,12 +286,26 @@ def recover(folder: str) -> None:
             plan = json.load(handle)
     except (OSError, ValueError):
         plan = None  # a torn journal was never complete: nothing was moved yet
+    if not isinstance(plan, dict):
+        plan = None
     tmp = (plan or {}).get("tmp", os.path.join(folder, TMP_NAME))
-    if plan is None or os.path.exists(tmp) or "manifest" not in plan:
-        if os.path.exists(tmp):
-            os.remove(tmp)  # the compacted file was never put in place: roll back
-    else:
-        _finish(plan["trash"], plan["manifest"]["files"], plan["manifest"])
+    if not (isinstance(tmp, str) and os.path.basename(tmp) == TMP_NAME and safe_paths.within(tmp, _near(folder))):
+        tmp = os.path.join(folder, TMP_NAME)  # the only temporary file a clean-up of this folder makes here
+    try:
+        if plan is None or os.path.exists(tmp) or "manifest" not in plan:
+            if os.path.isfile(tmp) and not os.path.islink(tmp):
+                os.remove(tmp)  # the compacted file was never put in place: roll back
+        else:
+            trash = _recorded_trash(folder, plan.get("trash"))
+            moves = _recorded_moves(folder, trash, plan["manifest"].get("files"))
+            _finish(trash, moves, plan["manifest"])
+    except safe_paths.UnsafePath as exc:
+        os.replace(journal_path, journal_path + ".refused")
+        from unitb.run_logger import default_warn
+
+        (warn or default_warn)(f"unitb: ignored the interrupted clean-up journal in {folder}: it {exc}; nothing "
+                               f"was moved, and it is kept as {JOURNAL}.refused")
+        return
     os.remove(journal_path)
     _fsync_dir(folder)
 
@@ -261,16 +322,25 @@ def removals(root: str) -> List[str]:
 def restore(trash: str) -> List[str]:
     """Put the files of one trash folder back where they were and set aside the compacted
     file the resume wrote instead, so the folders read as before that resume (the resumed
-    run's own files stay). Returns the restored paths."""
+    run's own files stay). Returns the restored paths.
+
+    The manifest may come from a store or another machine: files go back only into the run
+    folder that holds this trash, under their own event-file names, and the compacted file
+    is set aside only when it has a compacted file's name near that folder. Raises
+    :class:`~unitb.safe_paths.UnsafePath` (nothing moved) for a manifest that names
+    anything else."""
+    trash = os.path.abspath(trash)
+    folder = os.path.dirname(os.path.dirname(trash))
     with open(os.path.join(trash, MANIFEST)) as handle:
         manifest = json.load(handle)
+    moves = _recorded_moves(folder, trash, manifest.get("files") if isinstance(manifest, dict) else None)
     written = manifest.get("written")
-    if written and os.path.exists(written):
+    if isinstance(written, str) and _is_compacted_name(os.path.basename(written)) and \
+            safe_paths.within(written, _near(folder)) and os.path.isfile(written) and not os.path.islink(written):
         os.replace(written, os.path.join(trash, removed_name(os.path.basename(written))))
     restored = []
-    for src, dst in manifest["files"]:
+    for src, dst in moves:
         if os.path.exists(dst) and not os.path.exists(src):
-            os.makedirs(os.path.dirname(src), exist_ok=True)
             os.replace(dst, src)
             restored.append(src)
     os.replace(os.path.join(trash, MANIFEST), os.path.join(trash, RESTORED_MANIFEST))

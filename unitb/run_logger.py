@@ -19,7 +19,7 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 
 import numpy as np
 
-from unitb import protos, schema, storage
+from unitb import claim, protos, schema, storage
 from unitb.background import BackgroundWriter
 
 
@@ -350,6 +350,7 @@ class RunLogger:
         if self.background is not None:
             self.background.close()
         self._guarded("close", self.sink.close)
+        claim.release(getattr(self.sink, "logdir", None))  # its event files keep the folder taken now
         if self.mirror is not None:
             if not wait_for_upload:
                 self.mirror.request_sync()

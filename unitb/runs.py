@@ -76,16 +76,46 @@ def next_free_version(logdir: str) -> str:
     return f"{logdir}-{int(match.group('n')) + 1 if match else 2}"
 
 
+def version_path(logdir: str, number: int) -> str:
+    """``logdir`` for version 1, ``logdir-n`` for version n (a path or a URL)."""
+    return logdir if number == 1 else f"{logdir}-{number}"
+
+
+MAX_VERSIONS = 10000
+
+
+def claim_from(logdir: str, number: int) -> str:
+    """The first version of ``logdir`` from ``number`` on that this process can claim
+    (:mod:`unitb.claim`): runs started together each get their own."""
+    from unitb import claim
+
+    for n in range(number, number + MAX_VERSIONS):
+        candidate = version_path(logdir, n)
+        if claim.claim_folder(candidate):
+            return candidate
+    raise RuntimeError(f"no free version of {logdir} among {MAX_VERSIONS} tried")
+
+
+def claim_fresh_version(logdir: str) -> str:
+    """The next free version of ``logdir`` (:func:`next_free_version`), or a later one when a
+    run started at the same moment claimed it first."""
+    logdir = os.path.normpath(logdir)
+    first = next_free_version(logdir)
+    return claim_from(logdir, version_number(os.path.basename(first), os.path.basename(logdir)) or 1)
+
+
 def choose_run_dir(logdir: str, resume_step: Optional[int], warn: Optional[Callable[[str], None]] = None,
                    owner: str = "unitb") -> str:
-    """The folder this run writes into (see the module docstring); creates it."""
+    """The folder this run writes into (see the module docstring); creates it. A fresh run
+    claims it (:mod:`unitb.claim`), so parallel starts never share one."""
     if resume_step:
         chosen = latest_version(logdir)
     else:
-        chosen = next_free_version(logdir)
+        chosen = claim_fresh_version(logdir)
         if chosen != os.path.normpath(logdir) and warn is not None:
-            warn(f"{owner}: {logdir} already holds another run; this fresh run (step 0) writes to {chosen} "
-                 "and leaves it untouched. Resume from a checkpoint to continue that run instead.")
+            warn(f"{owner}: {logdir} already holds another run (or another run started at the same moment "
+                 f"claimed it); this fresh run (step 0) writes to {chosen} and leaves it untouched. Resume from "
+                 "a checkpoint to continue that run instead.")
     os.makedirs(chosen, exist_ok=True)
     return chosen
 

@@ -60,13 +60,16 @@ def sanitize(name: str) -> str:
     Unicode is folded to ASCII where it has an equivalent, each run of characters outside
     ``[A-Za-z0-9_.-/]`` becomes one ``_`` (none at the edge of a path part, so mmpose's
     ``coco/AP (L)`` reads ``coco/AP_L``), repeated/edge slashes are collapsed. Never raises:
-    a non-string is converted with ``str`` first, a part left empty becomes ``_``.
+    a non-string is converted with ``str`` first, a part left empty, or made of dots alone
+    (``..``), becomes ``_``.
     """
     text = name if isinstance(name, str) else str(name)
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = text.encode("ascii", "replace").decode("ascii")  # no ASCII form: "?", made "_" below
     parts = [part for part in text.strip().split("/") if part]  # repeated and edge slashes go
-    return "/".join(_TAG_UNSAFE.sub("\0", part).strip("\0").replace("\0", "_") or "_" for part in parts) or "_"
+    parts = [_TAG_UNSAFE.sub("\0", part).strip("\0").replace("\0", "_") or "_" for part in parts]
+    # A part made of dots alone ("." or "..") would mean something if a tag ever named a file.
+    return "/".join("_" if not part.strip(".") else part for part in parts) or "_"
 
 
 def layer_name(name: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$")
@@ -152,12 +153,24 @@ def open_binary(path: str, options: Optional[Mapping[str, Any]] = None) -> Binar
 
 
 def fetch_file(fs, remote: str, target: str) -> None:
-    """Download ``remote`` to ``target`` under a temporary name first, so no reader (TensorBoard,
-    a resume) ever sees half a file."""
-    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    tmp = target + ".pull.tmp"
-    fs.get_file(remote, tmp)
-    os.replace(tmp, target)
+    """Download ``remote`` to ``target`` under a fresh temporary name first, so no reader
+    (TensorBoard, a resume) ever sees half a file. The temporary file is created here
+    (never opened through a name someone may have placed, such as a symlink), and the final
+    rename replaces a link at ``target`` rather than writing through it. ``target`` must come
+    from :func:`unitb.safe_paths.local_target`."""
+    folder = os.path.dirname(target) or "."
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=".unitb-pull-", suffix=".tmp", dir=folder)
+    os.close(handle)
+    try:
+        fs.get_file(remote, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def listing(fs, root: str) -> Dict[str, int]:

@@ -11,25 +11,32 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
-from unitb import storage
+from unitb import safe_paths, storage
+from unitb.claim import CLAIM
 from unitb.mirror import Mirror
 from unitb.resume import TRASH
+from unitb.run_logger import default_warn
 
 
 def pull(url: str, dest: str, options: Optional[Mapping[str, Any]] = None,
-         include_removed: bool = False) -> Tuple[int, int]:
+         include_removed: bool = False, warn: Optional[Callable[[str], None]] = None) -> Tuple[int, int]:
     """Copy every file below ``url`` into ``dest`` (same layout). A local file of the same
     size is kept (event files only grow); ``.unitb-removed`` is skipped unless asked for.
+    An object whose name would reach outside ``dest`` (``..``, an absolute key, a symlink
+    already in ``dest``: :mod:`unitb.safe_paths`) is skipped, with one warning naming it.
     Returns ``(fetched, unchanged)``."""
     fs, root = storage.filesystem(url, options)
+    listing = storage.listing(fs, root)
+    wanted = [rel for rel in sorted(listing) if (include_removed or TRASH not in rel.split("/"))
+              and rel.rsplit("/", 1)[-1] != CLAIM]  # another machine's claim is no part of the run
+    targets, refused = safe_paths.plan_targets(wanted, dest)
+    if refused:
+        (warn or default_warn)(f"unitb pull: {safe_paths.describe_refused(refused, url)}")
     fetched = unchanged = 0
-    for rel, size in sorted(storage.listing(fs, root).items()):
-        if not include_removed and TRASH in rel.split("/"):
-            continue
-        target = os.path.join(dest, *rel.split("/"))
-        if os.path.isfile(target) and os.path.getsize(target) == size:
+    for rel, target in targets.items():
+        if os.path.isfile(target) and os.path.getsize(target) == listing[rel]:
             unchanged += 1  # event files only grow: the same size is the same file
             continue
         storage.fetch_file(fs, f"{root}/{rel}", target)  # TensorBoard never sees a half-written file
