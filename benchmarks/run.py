@@ -358,7 +358,7 @@ def bench_grad_norm(quick: bool) -> List[Row]:
     model(torch.randn(8, 64)).sum().backward()
     probe = GradNormProbe(model, 20, lambda: True)
 
-    def before():  # seed 001 "before": one .item() per parameter
+    def before():  # the naive way: one .item() per parameter
         total = 0.0
         for _, p in model.named_parameters():
             total += p.grad.data.norm(2).item() ** 2

@@ -10,7 +10,7 @@ import warnings
 import boto3
 import pytest
 
-from unitb import UnitbWarning, reader, resume, safe_paths, storage
+from unitb import UnitbWarning, reader, resume, safe_paths
 from unitb.cli import main as cli_main
 from unitb.mirror import Mirror
 from unitb.remote_run import newest_earlier_folder

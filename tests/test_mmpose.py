@@ -82,9 +82,9 @@ def test_real_mmpose_batch_32_keeps_only_max_train_images(tmp_path):
     runner = train.build_runner(str(tmp_path), max_epochs=1, batch_size=32, checkpoints=False, max_train_images=4)
     runner.train()  # 32 training images: one step of 32
     hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
-    kept = hook._first_batch["inputs"]
+    kept = hook.images.first_batch["inputs"]
     assert kept.shape == (4, 3, 64, 64) and kept.device.type == "cpu"
-    assert len(hook._first_batch["data_samples"]) == 4
+    assert len(hook.images.first_batch["data_samples"]) == 4
     # 4 of the batch's 32 crops: 49,152 bytes of uint8 pixels instead of 393,216
     assert kept.element_size() * kept.nelement() == 4 * 3 * 64 * 64
     rows = reader.read_run(str(tmp_path / "mmpose-topdown"))

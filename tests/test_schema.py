@@ -5,11 +5,13 @@ from unitb import schema
 
 def test_canonical_tags_for_every_family():
     assert schema.TRAIN_LOSS == "train/loss"
-    assert schema.loss_tag("total") == "train/loss"
-    assert schema.loss_tag("loss") == "train/loss"
-    assert schema.loss_tag("loss_kpt") == "train/loss/kpt"
-    assert schema.loss_tag("coord") == "train/loss/coord"
-    assert schema.loss_tag("keypoints_loss") == "train/loss/keypoints"
+    from unitb.train_step import split_train_values
+
+    assert split_train_values({"total": 1.0}).total_name == "total"  # alone, a total name is train/loss
+    assert split_train_values({"loss": 1.0}).total_name == "loss"
+    assert schema.loss_component("loss_kpt") == "train/loss/kpt"
+    assert schema.loss_component("coord") == "train/loss/coord"
+    assert schema.loss_component("keypoints_loss") == "train/loss/keypoints"
     assert schema.learning_rate(0) == "train/learning_rate/0"
     assert schema.learning_rate("backbone") == "train/learning_rate/backbone"
     assert schema.GRAD_NORM_GLOBAL == "train/gradient_norm/global"

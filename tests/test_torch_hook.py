@@ -224,9 +224,9 @@ def test_unknown_and_bad_arguments_fail_at_construction(tmp_path):
 def test_only_max_train_images_of_the_first_batch_are_kept_on_the_cpu(tmp_path):
     runner = _train(tmp_path, steps=2, batch_size=32, hook=dict(HOOK, max_train_images=4))
     hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
-    kept = hook._first_batch["inputs"]
+    kept = hook.images.first_batch["inputs"]
     assert kept.shape == (4, 3, 32, 32) and kept.device.type == "cpu"
-    assert len(hook._first_batch["data_samples"]) == 4
+    assert len(hook.images.first_batch["data_samples"]) == 4
     assert kept.element_size() * kept.nelement() == 4 * 3 * 32 * 32  # bytes kept, vs 32 images in the batch
 
 
@@ -243,3 +243,26 @@ def test_log_graph_writes_the_model_graph(tmp_path):
     _train(tmp_path, steps=2, hook=dict(HOOK, log_graph=True))
     rows = reader.read_run(mmengine_pose.vis_dir(str(tmp_path)))
     assert [r.kind for r in rows if r.kind == "graph"] == ["graph"]
+
+
+def test_the_mmengine_internals_unitb_relies_on_are_there(tmp_path):
+    """unitb reaches into TensorboardVisBackend in one module (torch_adapter/mmengine_backend.py).
+    If an mmengine release renames what it uses, this fails here, loudly, not in a user's run."""
+    import mmengine
+    from mmengine.visualization import TensorboardVisBackend
+
+    from torch_adapter import mmengine_backend
+
+    backend = TensorboardVisBackend(str(tmp_path / "vis"))
+    writer = backend.experiment  # opens the SummaryWriter (public API)
+    assert mmengine_backend.missing_internals(backend) == [], (
+        f"mmengine {mmengine.__version__} changed TensorboardVisBackend's internals; unitb was checked against "
+        f"{mmengine_backend.CHECKED_VERSIONS}: update torch_adapter/mmengine_backend.py")
+    assert mmengine_backend.writes_through(backend, writer)
+    mmengine_backend.schema_only(backend)
+    backend.add_scalars({"loss": 1.0}, step=1, file_path="scalars.json")  # LoggerHook's call: dropped
+    backend.add_scalars({"mine": 2.0}, step=1)  # a user's call: kept
+    backend.close()
+    from unitb import reader
+
+    assert set(reader.scalars(str(tmp_path / "vis"))) == {"mine"}

@@ -23,17 +23,18 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 import keras
 from tf_adapter import measure
+from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
 from unitb.options import LogOptions
 from unitb.remote_run import StoreOptions
-from unitb.run_logger import RunLogger
+from unitb.run_logger import RunLogger, default_warn
 from unitb.speed import SpeedMeter
+from unitb.train_step import write_train_step
 
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
@@ -88,15 +89,9 @@ class TFCallback(keras.callbacks.Callback):
         self._chief = True
         self._probe: Optional[GradProbe] = None
         self._fit_open = False
-        self._epoch = 0
-        self._epoch_base = 0
-        self._epoch_length = 0
-        self._observed = 0  # iterations completed when the callback last looked
-        self._window = 1
-        self._scalar_due: List[int] = []
-        self._image_due: List[int] = []
-        self._grad_due: List[int] = []
-        self._last_row = 0
+        self._window = 1  # steps_per_execution
+        self._due = DuePlan(self.options, with_images=self.options.log_train_images and image_data is not None)
+        self._clock = EpochClock()
         self._fetch: Optional[measure.MetricsFetch] = None
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
@@ -119,13 +114,13 @@ class TFCallback(keras.callbacks.Callback):
             self._probe = probe_for(model, self.options.max_layers_to_log, self._window)
             step = self._probe.sync(epoch * int(steps) if steps and epoch > 0 else 0)
         except Exception as exc:
-            tf.get_logger().warning(f"unitb: could not attach to {type(model.optimizer).__name__} ({exc}); "
-                                    "logging is off for this fit")
+            default_warn(f"TFCallback: could not attach to {type(model.optimizer).__name__} ({exc}); logging is "
+                         "off for this fit")
             self._probe = None
             return
         if self._probe.window < self._window:
-            tf.get_logger().warning(f"unitb: steps_per_execution grew to {self._window} after the first fit; "
-                                    f"gradient norms are measured in the first {self._probe.window} steps of a block")
+            default_warn(f"TFCallback: steps_per_execution grew to {self._window} after the first fit; gradient "
+                         f"norms are measured in the first {self._probe.window} steps of a block")
         if self.run is None:
             try:
                 # A model that continues goes on in the folder this callback chose before; a fresh
@@ -136,12 +131,11 @@ class TFCallback(keras.callbacks.Callback):
                 if step == 0:
                     write_header(self.run, self.options, model, hparams=self._hparams())
             except Exception as exc:
-                tf.get_logger().warning(f"unitb: could not open {self.logdir} ({exc}); logging is off")
+                default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None
                 return
-        self._observed = self._last_row = step
-        self._epoch_length = 0  # learned at the first epoch's end when Keras does not know it
-        self._scalar_due, self._image_due, self._grad_due = [], [], []
+        self._due.reset(step)
+        self._clock = EpochClock()  # a new fit may bring data of another length
         self._speed.start(step)
         self._samples_seen = int(self._probe.samples.numpy())
 
@@ -163,65 +157,44 @@ class TFCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None) -> None:
         if not self._chief:
             return
-        self._epoch = epoch
         if not self._fit_open:
             self._begin_fit(epoch)
         if self.run is not None and self._probe is not None:
-            self._epoch_base = int(self._probe.counter.numpy())  # one read per epoch
+            self._clock.begin(epoch, int(self._probe.counter.numpy()))  # one read per epoch
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.run is None:
             return
-        end = self._epoch_base + batch
-        if end > self._observed and self._due_at(end):
+        end = self._clock.base + batch
+        if self._due.due_by(end):
             self._guard(lambda: self._observe(end, None))
-        self._plan(end, batch)
-
-    def _due_at(self, end: int) -> bool:
-        """Something planned is due by iteration ``end`` (a cheap test run every block)."""
-        return any(due and due[0] <= end for due in (self._scalar_due, self._grad_due, self._image_due))
-
-    def _plan(self, start: int, batch: int) -> None:
-        """Note the due points of the coming block (``start``, ``start + window``] and arm the
-        gradient probe for those it must measure in the graph."""
-        opts, probe = self.options, self._probe
         size = self._window
         steps = (self.params or {}).get("steps")
         if steps:
             size = max(1, min(size, int(steps) - batch))
-        block = range(start + 1, start + size + 1)
-        self._scalar_due.extend(s for s in block if opts.scalar_policy.should_log(s))
-        if opts.log_train_images and self.image_data is not None:
-            self._image_due.extend(s for s in block if opts.train_image_policy.should_log(s))
-        if probe is None or not opts.log_grad_norm:
-            return
-        due = [opts.grad_policy.should_log(s) for s in block]
-        if any(due):
-            probe.arm(start, due)
-            self._grad_due.extend(s for s, d in zip(block, due) if d)
-        else:
-            probe.disarm()
+        grads_due = self._due.plan_block(end, size, grads=self._probe is not None)
+        if self._probe is not None and self.options.log_grad_norm:
+            if any(grads_due):
+                self._probe.arm(end, grads_due)  # the graph measures at exactly these steps
+            else:
+                self._probe.disarm()
 
     def _observe(self, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
         """Write what was due up to iteration ``end``, which has just completed."""
-        self._observed = end
-        opts, run = self.options, self.run
-        scalar_due = [s for s in self._scalar_due if s <= end]
-        if scalar_due:
-            self._scalar_due = [s for s in self._scalar_due if s > end]
-            self._write_scalars(scalar_due[-1], end, epoch_logs)
-        if self._grad_due and self._grad_due[0] <= end and self._probe is not None:
-            for row in self._probe.rows(self._last_row, end):  # one small transfer
+        self._due.observed = end
+        step = self._due.take_scalars(end)
+        if step is not None:
+            self._write_scalars(step, end, epoch_logs)
+        if self._due.grads_due_by(end) and self._probe is not None:
+            names = self._layer_names
+            for row in self._probe.rows(self._due.last_norm_row, end):  # one small transfer
                 step = int(round(row[0]))
-                count = len(self._layer_names)
-                run.grad_norms(step, float(row[1]), dict(zip(self._layer_names, row[3:3 + count])),
-                               pre_clip=float(row[2]) if row[2] >= 0 else None)
-                self._last_row = step
-            self._grad_due = [s for s in self._grad_due if s > self._last_row]
-        image_due = [s for s in self._image_due if s <= end]
-        if image_due:
-            self._image_due = [s for s in self._image_due if s > end]
-            self._log_images(schema.TRAIN, image_due[-1], self.image_data, self.gt_keypoints)
+                self.run.grad_norms(step, float(row[1]), dict(zip(names, row[3:3 + len(names)])),
+                                    pre_clip=float(row[2]) if row[2] >= 0 else None)
+                self._due.norms_read_through(step)
+        step = self._due.take_image(end)
+        if step is not None:
+            self._log_images(schema.TRAIN, step, self.image_data, self.gt_keypoints)
 
     def _write_scalars(self, step: int, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
         opts, run = self.options, self.run
@@ -234,33 +207,19 @@ class TFCallback(keras.callbacks.Callback):
         lr = logs.pop(LR_KEY, None)
         scale = logs.pop(SCALE_KEY, None)
         optimizer = self.model.optimizer
-        if opts.log_lr and lr is None:  # logs that came with on_epoch_end: no LR fetched with them
+        if not opts.log_lr:
+            lr = None
+        elif lr is None:  # logs that came with on_epoch_end: no LR fetched with them
             lr = measure.learning_rate_at(applying_optimizer(optimizer), step - 1)
         if scale is None and getattr(optimizer, "dynamic_scale", None) is not None:
             scale = optimizer.dynamic_scale
-        if opts.log_loss:
-            run.losses(step, logs.get("loss"), {k: v for k, v in logs.items() if k != "loss" and "loss" in k})
-            run.metrics(schema.TRAIN, step, {k: v for k, v in logs.items() if "loss" not in k})
-        if opts.log_lr and lr is not None:
-            run.learning_rates(step, {"0": lr})
-        if scale is not None:
-            run.loss_scale(step, scale)
-        # Speed over the iterations since the last point, up to ``end`` where it is observed.
-        if opts.log_speed:
+        speed = None
+        if opts.log_speed:  # over the iterations since the last point, up to ``end`` where it is observed
             samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
-            run.speed(step, self._speed.point(end, samples=samples - self._samples_seen))
+            speed = self._speed.point(end, samples=samples - self._samples_seen)
             self._samples_seen = samples
-        run.epoch(step, self._epoch_at(step))
-
-    def _epoch_at(self, step: int) -> float:
-        """``train/epoch`` at ``step``: the epoch index plus the fraction of the epoch done. With
-        a dataset of unknown length (a generator, a ``tf.data`` pipeline without cardinality)
-        the fraction is known once the fit's first epoch has ended (its length is then taken
-        as every epoch's); until then the value is the number of whole epochs completed."""
-        steps = (self.params or {}).get("steps") or self._epoch_length
-        if not steps:
-            return float(self._epoch)
-        return self._epoch + (step - self._epoch_base) / int(steps)
+        write_train_step(run, opts, step, logs, learning_rates={"0": lr} if lr is not None else None,
+                         epoch=self._clock.at(step, (self.params or {}).get("steps")), loss_scale=scale, speed=speed)
 
     @staticmethod
     def _train_logs(logs: Mapping[str, object]) -> Dict[str, object]:
@@ -295,8 +254,7 @@ class TFCallback(keras.callbacks.Callback):
             return
         logs = logs or {}
         step = int(self._probe.counter.numpy())
-        if not (self.params or {}).get("steps") and not self._epoch_length and step > self._epoch_base:
-            self._epoch_length = step - self._epoch_base  # a dataset of unknown length: now it is known
+        self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
         # The epoch's last block: its train values come with the epoch's logs.
         self._guard(lambda: self._observe(step, self._train_logs(logs)))
         try:

@@ -1,7 +1,7 @@
 """``unitb.CheckpointManager``: restore latest, resume the step, save every N steps.
 
-Wraps ``tf.train.Checkpoint`` + ``tf.train.CheckpointManager`` the way the YOLO loop of
-seed 004 uses them, and tells attached :class:`~tf_adapter.TFLogger` s the step it
+Wraps ``tf.train.Checkpoint`` + ``tf.train.CheckpointManager`` the way a custom YOLO-style
+loop uses them, and tells attached :class:`~tf_adapter.TFLogger` s the step it
 restored, so they remove the orphaned steps of the interrupted run before writing again.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from unitb.policy import check_interval
 
 
 class CheckpointManager:
-    """``checkpoint`` must hold the step counter as ``checkpoint.step`` (seed 004:
-    ``tf.train.Checkpoint(step=tf.Variable(0), model=..., optimizer=...)``) or it is given
+    """``checkpoint`` must hold the step counter as ``checkpoint.step``
+    (``tf.train.Checkpoint(step=tf.Variable(0), model=..., optimizer=...)``) or it is given
     as ``step_counter``."""
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int = 3,

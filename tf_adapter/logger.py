@@ -1,4 +1,4 @@
-"""``unitb.TFLogger``: the unitb schema for custom TF training loops (seed 004's YOLO loop).
+"""``unitb.TFLogger``: the unitb schema for custom TF training loops (a YOLO-style loop).
 
     manager = unitb.CheckpointManager(ckpt, "ckpt", save_every=50)
     start = manager.restore_or_initialize()
@@ -15,7 +15,7 @@ under ``tf.summary.record_if`` driven by the same interval policy.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +27,7 @@ from unitb.options import LogOptions
 from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger
 from unitb.speed import SpeedMeter
+from unitb.train_step import split_train_values, warn_other_totals, write_train_step
 
 
 class TFLogger:
@@ -100,7 +101,7 @@ class TFLogger:
             grads = [None if g is None else tf.cast(measure.dense_grad(g), tf.float32) / tf.cast(loss_scale, tf.float32)
                      for g in grads]
         if not tf.executing_eagerly():
-            self._log_in_graph(step, losses or {}, learning_rate, grads, variables, loss_scale)
+            self._log_in_graph(step, losses or {}, learning_rate, grads, variables, loss_scale, metrics or {}, epoch)
             return
         step = int(step)
         opts, run = self.options, self.run
@@ -109,20 +110,12 @@ class TFLogger:
         if data_time is not None:
             self._speed.add_data_time(float(data_time))
         if opts.scalar_policy.should_log(step):
-            if opts.log_loss and losses:
-                total = next((losses[k] for k in schema.TOTAL_LOSS_NAMES if k in losses), None)
-                run.losses(step, _host(total), {k: _host(v) for k, v in losses.items()
-                                                 if k not in schema.TOTAL_LOSS_NAMES})
-            if opts.log_lr and learning_rate is not None:
-                run.learning_rates(step, {"0": _host(learning_rate)})
-            if metrics:
-                run.metrics(schema.TRAIN, step, {k: _host(v) for k, v in metrics.items()})
-            if epoch is not None:
-                run.epoch(step, _host(epoch))
-            if loss_scale is not None:
-                run.loss_scale(step, _host(loss_scale))
-            if opts.log_speed:
-                run.speed(step, self._speed.point(step))
+            write_train_step(run, opts, step, losses={k: _host(v) for k, v in (losses or {}).items()},
+                             metrics={k: _host(v) for k, v in (metrics or {}).items()},
+                             learning_rates={"0": _host(learning_rate)} if learning_rate is not None else None,
+                             epoch=_host(epoch) if epoch is not None else None,
+                             loss_scale=_host(loss_scale) if loss_scale is not None else None,
+                             speed=self._speed.point(step) if opts.log_speed else None)
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             picked, names = self._pick(variables, len(grads))
             values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer
@@ -146,16 +139,25 @@ class TFLogger:
                 self._names = [f"var{i}" for i in self._picked]
         return self._picked, self._names
 
-    def _log_in_graph(self, step, losses, learning_rate, grads, variables, loss_scale=None) -> None:
+    def _log_in_graph(self, step, losses, learning_rate, grads, variables, loss_scale=None, metrics=None,
+                      epoch=None) -> None:
         opts = self.options
         step = tf.cast(step, tf.int64)
         scalar_due = tf.numpy_function(lambda s: np.bool_(opts.scalar_policy.should_log(int(s))), [step], tf.bool)
         grad_due = tf.numpy_function(lambda s: np.bool_(opts.grad_policy.should_log(int(s))), [step], tf.bool)
         with self._writer().as_default(step=step):
             with tf.summary.record_if(scalar_due):
-                if opts.log_loss:
-                    for name, value in losses.items():
-                        tf.summary.scalar(schema.loss_tag(name), tf.cast(value, tf.float32))
+                if opts.log_loss:  # the names are known at trace time: the same rule as eagerly
+                    split = split_train_values(losses=losses, metrics=metrics)
+                    warn_other_totals(self.run, split)  # at trace time
+                    if split.total is not None:
+                        tf.summary.scalar(schema.TRAIN_LOSS, tf.cast(split.total, tf.float32))
+                    for name, value in split.components.items():
+                        tf.summary.scalar(schema.loss_component(name), tf.cast(value, tf.float32))
+                    for name, value in split.metrics.items():
+                        tf.summary.scalar(schema.metric(schema.TRAIN, name), tf.cast(value, tf.float32))
+                if epoch is not None:
+                    tf.summary.scalar(schema.TRAIN_EPOCH, tf.cast(epoch, tf.float32))
                 if opts.log_lr and learning_rate is not None:
                     tf.summary.scalar(schema.learning_rate("0"), tf.cast(learning_rate, tf.float32))
                 if loss_scale is not None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from tf_adapter import measure
 from tf_adapter.sink import TFSummarySink
-from unitb import render, storage
+from unitb import render, storage, train_step
 from unitb.options import LogOptions
 from unitb.remote_run import StoreOptions, open_run_folder
 from unitb.run_logger import RunLogger, default_info, default_warn
@@ -45,14 +45,12 @@ def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None) -> None:
-    if model is not None and options.log_model_stats:
-        run.model_stats(*measure.model_stats(model))
+    """The run's header (:func:`unitb.train_step.write_header`) from a Keras model: its
+    statistics, and its JSON config when no config text is given."""
     if not config_text and model is not None and hasattr(model, "to_json"):
         config_text = model_config_text(model)
-    if config_text:
-        run.config(config_text)
-    run.hparams({**options.hparams(), **(hparams or {})})
-    run.layout()
+    stats = measure.model_stats(model) if model is not None and options.log_model_stats else None
+    train_step.write_header(run, options, model_stats=stats, config_text=config_text, hparams=hparams)
 
 
 def model_config_text(model) -> str:

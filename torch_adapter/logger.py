@@ -1,4 +1,4 @@
-"""``TorchLogger``: unitb for a plain PyTorch loop (seed 002 style), same tags as the hook.
+"""``TorchLogger``: unitb for a plain PyTorch loop, same tags as the hook.
 
     logger = TorchLogger("runs/my-run", model=model, optimizer=optimizer)
     for step, (x, y) in enumerate(loader, start=1):
@@ -112,11 +112,11 @@ class TorchLogger:
             self.session.speed.add_samples(int(batch_size))
         if data_time is not None:
             self.session.speed.add_data_time(float(data_time))
-        log_vars = dict(losses or {})
+        all_losses = dict(losses or {})
         if loss is not None:
-            log_vars["loss"] = loss
-        log_vars.update(metrics or {})
-        self.session.step_end(step, log_vars, self.optimizer, epoch=epoch, loss_scaler=self.grad_scaler)
+            all_losses["loss"] = loss
+        self.session.step_end(step, None, self.optimizer, losses=all_losses, metrics=metrics, epoch=epoch,
+                              loss_scaler=self.grad_scaler)
         self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:

@@ -10,7 +10,7 @@ from unitb.layers import select_layers
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The user's module inside DDP / FSDP / mmengine wrappers (seed 001, fix 3) and
+    """The user's module inside DDP / FSDP / mmengine wrappers and
     ``torch.compile`` (``OptimizedModule._orig_mod``), in any nesting."""
     while True:
         inner = getattr(model, "_orig_mod", None)
@@ -106,7 +106,7 @@ class GradNormProbe:
     runs after clipping and before the update, i.e. on the gradients actually applied. It
     does work only when ``should_capture()`` says so (a logging step): ``_foreach_norm``
     per device, one stack, and ONE device->host transfer for the global norm plus the
-    selected layers (seed 001, fix 2B).
+    selected layers (not one ``.item()`` per parameter).
     """
 
     def __init__(self, model: torch.nn.Module, max_layers: int, should_capture: Callable[[], bool],

@@ -12,23 +12,11 @@ import torch
 
 from torch_adapter import measure
 from torch_adapter.images import ImageBatch
-from unitb import render, schema
+from unitb import render, schema, train_step
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger, Sink, as_number, default_warn
 from unitb.speed import SpeedMeter
-
-
-def split_log_vars(log_vars: Mapping[str, object]):
-    """mmengine ``log_vars`` -> (total loss, loss components, other training values)."""
-    total, components, others = None, {}, {}
-    for key, value in log_vars.items():
-        if key in schema.TOTAL_LOSS_NAMES:
-            total = value
-        elif "loss" in key:
-            components[key] = value
-        else:
-            others[key] = value
-    return total, components, others
+from unitb.train_step import write_train_step
 
 
 class DueGradients:
@@ -74,12 +62,8 @@ class TorchSession:
         model = measure.unwrap_model(model)
         opts = self.options
         if write_header:
-            if opts.log_model_stats:
-                self.run.model_stats(*measure.model_stats(model))
-            if config_text:
-                self.run.config(config_text)
-            self.run.hparams({**opts.hparams(), **(hparams or {})})
-            self.run.layout()
+            train_step.write_header(self.run, opts, model_stats=measure.model_stats(model) if opts.log_model_stats
+                                    else None, config_text=config_text, hparams=hparams)
         torch_opt = measure.torch_optimizer(optimizer)
         if opts.log_grad_norm and torch_opt is not None and self.probe is None:
             self.probe = measure.GradNormProbe(model, opts.max_layers_to_log, lambda: self.due.armed,
@@ -105,10 +89,13 @@ class TorchSession:
         if optimizer is not None and self.options.log_lr and self.options.scalar_policy.should_log(step):
             self._rates = measure.learning_rates(optimizer)
 
-    def step_end(self, step: int, log_vars: Optional[Mapping[str, object]] = None, optimizer=None,
+    def step_end(self, step: int, log_vars: Optional[Mapping[str, object]] = None, optimizer=None, *,
+                 losses: Optional[Mapping[str, object]] = None, metrics: Optional[Mapping[str, object]] = None,
                  epoch: Optional[float] = None, pre_clip: object = None, loss_scaler=None,
                  update_may_skip: bool = False) -> None:
-        """Write what is due at ``step``. ``loss_scaler``: a ``torch.amp.GradScaler`` (mmengine's
+        """Write what is due at ``step``: ``log_vars`` (losses and metrics told apart by name, as
+        mmengine gives them), ``losses`` and ``metrics`` (:func:`unitb.train_step.write_train_step`).
+        ``loss_scaler``: a ``torch.amp.GradScaler`` (mmengine's
         ``AmpOptimWrapper.loss_scaler``), whose scale is logged and which may skip an update
         (inf/NaN gradients). ``update_may_skip``: the iteration may apply no update at all
         (gradient accumulation). Then a due gradient norm is taken at the next update applied,
@@ -116,21 +103,13 @@ class TorchSession:
         opts, run = self.options, self.run
         scaling = loss_scaler is not None and _scaler_enabled(loss_scaler)
         if opts.scalar_policy.should_log(step):
-            if opts.log_loss and log_vars:
-                total, components, others = split_log_vars(log_vars)
-                run.losses(step, total, components)
-                run.metrics(schema.TRAIN, step, others)
+            rates = None
             if opts.log_lr:
                 rates = self._rates if self._rates is not None else (
                     measure.learning_rates(optimizer) if optimizer is not None else None)
-                if rates:
-                    run.learning_rates(step, rates)
-            if epoch is not None:
-                run.epoch(step, epoch)
-            if scaling:
-                run.loss_scale(step, float(loss_scaler.get_scale()))
-            if opts.log_speed:
-                run.speed(step, self.speed.point(step))
+            write_train_step(run, opts, step, log_vars, losses=losses, metrics=metrics, learning_rates=rates,
+                             epoch=epoch, loss_scale=float(loss_scaler.get_scale()) if scaling else None,
+                             speed=self.speed.point(step) if opts.log_speed else None)
         if self.due.armed and self.probe is not None:
             result = self.probe.result
             missing = self.due.settle(result is not None, may_skip=scaling or update_may_skip)

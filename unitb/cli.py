@@ -16,7 +16,7 @@ import csv
 import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from unitb import diff as diff_mod
 from unitb import reader, safe_paths, storage

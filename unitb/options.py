@@ -33,8 +33,8 @@ class LogOptions:
     max_layers_to_log: int = 20
     max_train_images: int = 4
     kpt_thr: float = 0.3
-    # Loss, learning rate and epoch; None = grad_norm_interval (seed 001 fix 1: LR is not
-    # logged every iteration).
+    # Loss, learning rate and epoch; None = grad_norm_interval (a learning rate written every
+    # iteration costs a host sync each step and shows nothing new).
     scalar_interval: Optional[int] = None
     adaptive_interval: bool = False
     max_log_mb: Optional[float] = None

@@ -97,9 +97,9 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
     else:
         number = claim_url_version(url, taken, store, reachable, warn, owner)
         if number != 1:
-            warn(f"{owner}: {url} already holds another run (or another run started at the same moment claimed "
-                 f"it); this fresh run (step 0) writes to {runs.version_path(url, number)} and leaves it untouched. "
-                 "Resume from a checkpoint to continue that run instead.")
+            why = "already holds another run" if 1 in taken else "was claimed by another run started at the same moment"
+            warn(f"{owner}: {url} {why}; this fresh run (step 0) writes to {runs.version_path(url, number)} and "
+                 "leaves it untouched. Resume from a checkpoint to continue that run instead.")
     chosen = runs.version_path(url, number)
     local = storage.spool_path(chosen, store.spool_dir)
     os.makedirs(local, exist_ok=True)

@@ -77,7 +77,7 @@ def to_rgb(image_hwc: np.ndarray) -> np.ndarray:
 
 
 def normalise_mean_std(mean: Sequence[float], std: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """Return mean/std on the 0-1 scale. Values above 2 mean the 0-255 scale (seed 001)."""
+    """Return mean/std on the 0-1 scale. Values above 2 mean the 0-255 scale (mmpose configs give 0-255)."""
     mean_arr = np.asarray(mean, dtype=np.float32).reshape(-1)
     std_arr = np.asarray(std, dtype=np.float32).reshape(-1)
     if mean_arr.shape != std_arr.shape or mean_arr.size not in (1, 3, 4):

@@ -3,7 +3,7 @@
 After a crash between checkpoints, the steps written after the last checkpoint came from a
 model state that no longer exists; the resumed run writes those steps again. A
 ``SessionLog.START``/``purge_step`` hides them only in TensorBoard's fast loader, and
-``tf.summary`` has no purge at all (``shared/DESIGN.md``). So unitb rewrites the run: every
+``tf.summary`` has no purge at all. So unitb rewrites the run: every
 record with ``step <= resume_step`` is copied byte for byte, in order, into one compacted event
 file (a run whose orphans sit at its end is copied as one range, so the cost is one read of
 the run plus one sequential copy), and

@@ -228,12 +228,6 @@ class RunLogger:
             return False
         return self._write("scalar", lambda: self.sink.write_scalar(tag, number, int(step)))
 
-    def losses(self, step: int, total: object = None, components: Optional[Mapping[str, object]] = None) -> None:
-        if total is not None:
-            self.scalar(schema.TRAIN_LOSS, total, step, "loss")
-        for name, value in (components or {}).items():
-            self.scalar(schema.loss_tag(name), value, step, "loss")
-
     def learning_rates(self, step: int, rates: Mapping[object, object]) -> None:
         for group, value in rates.items():
             self.scalar(schema.learning_rate(group), value, step)

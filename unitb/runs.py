@@ -113,9 +113,10 @@ def choose_run_dir(logdir: str, resume_step: Optional[int], warn: Optional[Calla
     else:
         chosen = claim_fresh_version(logdir)
         if chosen != os.path.normpath(logdir) and warn is not None:
-            warn(f"{owner}: {logdir} already holds another run (or another run started at the same moment "
-                 f"claimed it); this fresh run (step 0) writes to {chosen} and leaves it untouched. Resume from "
-                 "a checkpoint to continue that run instead.")
+            why = "already holds another run" if holds_run(logdir) else \
+                "was claimed by another run started at the same moment"
+            warn(f"{owner}: {logdir} {why}; this fresh run (step 0) writes to {chosen} and leaves it untouched. "
+                 "Resume from a checkpoint to continue that run instead.")
     os.makedirs(chosen, exist_ok=True)
     return chosen
 

@@ -1,7 +1,7 @@
 """The canonical event schema: every tag unitb writes is spelled here and nowhere else.
 
 Both adapters call these builders, so an mmengine run, a Keras ``fit`` run and a custom TF
-loop land in the same tag families (see ``shared/DESIGN.md``). The reader and ``unitb diff``
+loop land in the same tag families (``docs/DESIGN.md``). The reader and ``unitb diff``
 use :func:`family_of` to map any tag back to its family.
 """
 from __future__ import annotations
@@ -49,7 +49,9 @@ HPARAM_KEYS: Tuple[str, ...] = (
 HPARAM_METRICS: Tuple[str, ...] = (TRAIN_LOSS, VAL_LOSS, GRAD_NORM_GLOBAL)
 
 # Loss component names that mean "the total"; everything else is a component.
-TOTAL_LOSS_NAMES = frozenset({"loss", "total", "total_loss"})
+# Names of a step's total loss, in the order that decides when several are present: the first
+# one present is ``train/loss``, the others stay components (``unitb.train_step``).
+TOTAL_LOSS_NAMES: Tuple[str, ...] = ("loss", "total_loss", "total")
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]+")
 
@@ -95,11 +97,6 @@ def loss_component(name: str) -> str:
     elif part.endswith("_loss") and len(part) > len("_loss"):
         part = part[: -len("_loss")]
     return f"{TRAIN_LOSS}/{sanitize(part)}"
-
-
-def loss_tag(name: str) -> str:
-    """The tag for a named loss: the total goes to ``train/loss``, others are components."""
-    return TRAIN_LOSS if str(name) in TOTAL_LOSS_NAMES else loss_component(name)
 
 
 def learning_rate(group: object) -> str:

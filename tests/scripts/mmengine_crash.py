@@ -29,8 +29,8 @@ class HardCrash(Hook):
             unitb_hook.session.run.flush()
             runner.visualizer.get_backend("TensorboardVisBackend").experiment.flush()
             deadline = time.monotonic() + 30
-            while unitb_hook._mirrors and unitb_hook._mirrors[-1].pending() and time.monotonic() < deadline:
-                unitb_hook._mirrors[-1].request_sync()  # the store holds what was written
+            while unitb_hook.folder.mirrors and unitb_hook.folder.mirrors[-1].pending() and time.monotonic() < deadline:
+                unitb_hook.folder.mirrors[-1].request_sync()  # the store holds what was written
                 time.sleep(0.2)
             os._exit(3)
 

@@ -1,0 +1,78 @@
+"""The one place where unitb reaches into mmengine's internals.
+
+mmengine offers no public way to (a) move ``TensorboardVisBackend``'s SummaryWriter to another
+folder after it was opened, or (b) keep LoggerHook's scalars out of that writer while other
+``add_scalars`` calls still reach it. Both are done here and nowhere else:
+
+- :func:`repoint` sets the backend's ``_tensorboard`` (the writer) and ``_save_dir``;
+- :func:`schema_only` wraps the backend's ``add_scalars``.
+
+Checked against mmengine :data:`CHECKED_VERSIONS`. :func:`missing_internals` lists what this
+module relies on and is absent from a backend; the hook warns with it, and
+``tests/test_torch_hook.py`` fails loudly when an mmengine release changes them.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import List, Optional
+
+CHECKED_VERSIONS = ("0.10.7",)
+
+
+def tensorboard_backend(runner):
+    """The runner's ``TensorboardVisBackend`` (public API), or None."""
+    try:
+        return runner.visualizer.get_backend("TensorboardVisBackend")
+    except Exception:
+        return None
+
+
+def missing_internals(backend) -> List[str]:
+    """What :func:`repoint` and :func:`schema_only` need and ``backend`` lacks (empty when all
+    is there)."""
+    missing = [name for name in ("_tensorboard", "_save_dir") if not hasattr(backend, name)]
+    add_scalars = getattr(backend, "add_scalars", None)
+    try:
+        if add_scalars is None or "file_path" not in inspect.signature(add_scalars).parameters:
+            missing.append("add_scalars(..., file_path=...)")
+    except (TypeError, ValueError):
+        missing.append("add_scalars(..., file_path=...)")
+    return missing
+
+
+def repoint(backend, writer, folder: str) -> None:
+    """Make ``backend`` write through ``writer`` in ``folder`` (a fresh run that moved to the
+    next free version of its folder): mmengine's LoggerHook scalars follow it there."""
+    backend._tensorboard = writer
+    backend._save_dir = folder
+
+
+def writes_through(backend, writer) -> bool:
+    return backend is not None and getattr(backend, "_tensorboard", None) is writer
+
+
+def schema_only(backend) -> None:
+    """Keep mmengine's LoggerHook scalars out of the TensorBoard writer unitb shares.
+
+    LoggerHook is the caller that passes ``file_path`` (its ``scalars.json``) to
+    ``add_scalars``; the visualizer hands the same call to every backend, so only the
+    TensorBoard backend's copy is dropped here, and scalars a user adds without a file path
+    still reach TensorBoard."""
+    if getattr(backend, "_unitb_schema_only", False):
+        return
+    original = backend.add_scalars
+
+    def add_scalars(scalar_dict, step=0, file_path=None, **kwargs):
+        if file_path is not None:
+            return None
+        return original(scalar_dict, step=step, file_path=file_path, **kwargs)
+
+    backend.add_scalars = add_scalars
+    backend._unitb_schema_only = True
+
+
+def version_note(version: Optional[str]) -> str:
+    """A hint for a warning when mmengine is a version this module was not checked against."""
+    if version is None or version in CHECKED_VERSIONS:
+        return ""
+    return f" (mmengine {version}; unitb was checked against {', '.join(CHECKED_VERSIONS)})"
