@@ -8,15 +8,20 @@
 # - json_tricks, munkres, scipy, six: runtime imports (six is imported but not declared by mmpose).
 # - xtcocotools from source: its wheel is built for numpy 1.x; --no-build-isolation builds it
 #   against the numpy in the venv.
-# mmpose and mmdet go in last: any pip run after them would check their declared requirements
-# and print "ERROR: pip's dependency resolver ... mmpose requires torchvision / chumpy", which
-# is expected here (torchvision is left out on purpose, chumpy is never imported), not a failure.
+# mmpose and mmdet go in last, and every pip run here (and in the README's commands) passes
+# --no-warn-conflicts: pip would otherwise print "ERROR: pip's dependency resolver ... mmpose
+# requires torchvision / chumpy" on a second run, which is expected here (torchvision is left
+# out on purpose, chumpy is never imported) and no failure. A second run installs nothing.
 set -euo pipefail
 venv="${1:-.venv}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
-pip=("$venv/bin/pip" install -q -c "$here/constraints.txt")
+if "$venv/bin/python" -c "import mmpose, xtcocotools; assert mmpose.__version__ == '1.3.2'" 2>/dev/null; then
+  echo "mmpose 1.3.2 already installed"
+  exit 0
+fi
+pip=("$venv/bin/pip" install -q --no-warn-conflicts -c "$here/constraints.txt")
 "${pip[@]}" mmcv-lite==2.1.0
 "${pip[@]}" json_tricks munkres scipy six cython wheel
 "${pip[@]}" --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
-"$venv/bin/pip" install -q --no-deps mmpose==1.3.2 mmdet==3.3.0
+"$venv/bin/pip" install -q --no-warn-conflicts --no-deps mmpose==1.3.2 mmdet==3.3.0
 "$venv/bin/python" -c "import mmpose, xtcocotools; print('mmpose', mmpose.__version__, 'installed')"

@@ -1,7 +1,7 @@
 import pytest
 
 from unitb.options import LogOptions
-from unitb.policy import CostBudget, DenseThenSparse, EveryNEpochs, EveryNSteps, check_interval
+from unitb.policy import DenseThenSparse, EveryNEpochs, EveryNSteps, check_interval
 
 
 def test_every_n_steps_logs_first_step_and_multiples():
@@ -24,20 +24,6 @@ def test_dense_then_sparse_is_dense_early_and_capped():
     late = [s for s in logged if s >= 2000]
     assert all(b - a == 100 for a, b in zip(late, late[1:]))  # capped at the interval
     assert policy.interval_at(10 ** 6) == 100
-
-
-def test_cost_budget_stretches_when_logging_is_expensive_and_relaxes_later():
-    policy = CostBudget(EveryNSteps(10), max_fraction=0.01)
-    assert policy.should_log(10)
-    for _ in range(3):  # logging costs 10 % of the time between logs: over budget
-        policy.observe(logging_seconds=0.1, step_seconds=0.1, steps_between=10)
-    assert policy.stretch == 8
-    logged = [s for s in range(11, 400) if policy.should_log(s)]
-    assert len(logged) < 39 / 2
-    assert policy.should_log(logged[-1]) is True  # asking twice gives the same answer
-    for _ in range(30):  # the moving average forgets the expensive phase, then x1/2 per report
-        policy.observe(logging_seconds=0.00001, step_seconds=0.1, steps_between=10)
-    assert policy.stretch == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "10", None, True])

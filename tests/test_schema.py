@@ -76,6 +76,12 @@ def test_layout_covers_the_shared_charts():
     assert any("learning_rate" in t for t in tags) and any("gradient_norm" in t for t in tags)
 
 
-def test_hparams_dict_keeps_shared_keys_only():
-    out = schema.hparams_dict({"framework": "x", "learning_rate": 0.1, "junk": 1, "batch_size": None})
-    assert out == {"framework": "x", "learning_rate": 0.1}
+def test_hparams_dict_keeps_every_key_and_says_what_it_cannot_show():
+    import numpy as np
+
+    said = []
+    out = schema.hparams_dict({"framework": "x", "learning_rate": np.float32(0.5), "backbone": "resnet18",
+                               "input_size": (192, 256), "amp": True, "batch_size": None}, warn=said.append)
+    assert out == {"framework": "x", "learning_rate": 0.5, "backbone": "resnet18", "input_size": "(192, 256)",
+                   "amp": True}
+    assert len(said) == 1 and "'batch_size'" in said[0]

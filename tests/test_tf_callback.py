@@ -205,3 +205,23 @@ def test_a_dataset_of_unknown_length_keeps_every_family(tmp_path):
     report = diff.compare([diff.layout_of(cb.run_dir), diff.layout_of(str(tmp_path / "generator"))])
     assert report.ok, diff.format_report([diff.layout_of(cb.run_dir), diff.layout_of(str(tmp_path / "generator"))],
                                          report)
+
+
+def test_your_own_hparams_reach_the_run_and_diff_calls_them_the_runs_own(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from unitb import diff
+
+    x, y = _data()
+    plain, own = str(tmp_path / "plain"), str(tmp_path / "own")
+    for logdir, extra in ((plain, None), (own, {"backbone": "resnet18", "input_size": (192, 256)})):
+        cb = unitb.TFCallback(logdir, hparams=extra, log_speed=False)
+        _model().fit(x, y, batch_size=8, epochs=1, callbacks=[cb], verbose=0)
+        cb.close()
+    (content,) = [r.value for r in reader.read_run(own) if r.tag == "_hparams_/session_start_info"]
+    shown = plugin_data_pb2.HParamsPluginData.FromString(bytes(content)).session_start_info.hparams
+    assert shown["backbone"].string_value == "resnet18" and shown["input_size"].string_value == "(192, 256)"
+    layouts = [diff.layout_of(plain), diff.layout_of(own)]
+    report = diff.compare(layouts)
+    assert report.ok, diff.format_report(layouts, report)
+    assert any("hparams of the run's own" in n and "backbone" in n for n in report.notes)

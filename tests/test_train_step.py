@@ -7,6 +7,8 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 from unitb import UnitbWarning, reader
 from unitb.train_step import split_train_values
 
@@ -79,3 +81,40 @@ def test_both_totals_reach_the_run_on_every_entry_point(tmp_path):
         assert _loss_tags(tmp_path / "tfgraph") == expected
     totals = [str(w.message) for w in caught if issubclass(w.category, UnitbWarning) and "'total' is" in str(w.message)]
     assert len(totals) == 3  # eager entry points say it once each; the in-graph path (traced) too
+
+
+def test_a_parameter_an_entry_point_cannot_honour_is_refused_at_construction(tmp_path):
+    import torch
+
+    import unitb
+    from torch_adapter import TorchLogger
+
+    model = torch.nn.Linear(2, 1)
+    builders = {
+        "TorchLogger": lambda: TorchLogger(str(tmp_path / "t"), model, None, log_graph=True),
+        "TFCallback": lambda: unitb.TFCallback(str(tmp_path / "k"), log_graph=True),
+        "TFLogger": lambda: unitb.TFLogger(str(tmp_path / "l"), log_graph=True),
+    }
+    for owner, build in builders.items():
+        with pytest.raises(ValueError, match=rf"{owner} does not support log_graph=True"):
+            build()
+    unitb.EnhancedTensorBoardHook(log_graph=True)  # the hook writes the graph
+
+
+def test_help_shows_every_parameter_with_its_default():
+    import inspect
+    from dataclasses import fields
+
+    import unitb
+    from unitb.options import LogOptions
+
+    for entry in (unitb.TFCallback, unitb.TFLogger, unitb.TorchLogger, unitb.EnhancedTensorBoardHook):
+        params = inspect.signature(entry).parameters
+        assert not [p for p in params.values() if p.kind is inspect.Parameter.VAR_KEYWORD], entry
+        for field_ in fields(LogOptions):
+            assert params[field_.name].default == field_.default, (entry, field_.name)
+            assert params[field_.name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params["upload_interval"].default == 30.0
+    assert "storage_options" not in inspect.signature(unitb.EnhancedTensorBoardHook).parameters  # backend_args
+    text = __import__("pydoc").render_doc(unitb.TFCallback)
+    assert "grad_norm_interval: 'int' = 100" in text and "scalar_interval: 'Optional[int]' = None" in text

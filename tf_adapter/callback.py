@@ -30,7 +30,8 @@ from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
-from unitb.options import LogOptions
+from unitb.options import LogOptions, show_options
+from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger, default_warn
 from unitb.speed import SpeedMeter
@@ -40,7 +41,7 @@ LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
 
 
-class TFCallback(keras.callbacks.Callback):
+class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     """unitb for Keras ``fit``. Parameters and defaults are those of the mmengine hook.
 
     ``image_data`` / ``val_image_data``: optional input batches (N x H x W x C) drawn as
@@ -72,7 +73,7 @@ class TFCallback(keras.callbacks.Callback):
                  hparams: Optional[Mapping[str, object]] = None, **kwargs):
         super().__init__()
         self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TFCallback", kwargs)
+        self.options = LogOptions.from_kwargs("TFCallback", kwargs, LogOptions.GRAPH_ONLY_IN_HOOK)
         self.logdir = check_logdir(logdir, self.store, "TFCallback")
         if predict_keypoints is not None and not callable(predict_keypoints):
             raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
@@ -95,6 +96,12 @@ class TFCallback(keras.callbacks.Callback):
         self._fetch: Optional[measure.MetricsFetch] = None
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
+
+    def _own_target(self):
+        """Your own values land at the iterations completed so far (read from the graph)."""
+        if self.run is None or self._probe is None:
+            return None, 0
+        return self.run, int(self._probe.counter.numpy())
 
     @property
     def _layer_names(self) -> List[str]:
@@ -294,3 +301,6 @@ class TFCallback(keras.callbacks.Callback):
         if self._mirror is not None:
             self._mirror.close()
             self._mirror = None
+
+
+show_options(TFCallback.__init__, LogOptions, StoreOptions)

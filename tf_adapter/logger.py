@@ -23,14 +23,15 @@ import tensorflow as tf
 from tf_adapter import measure
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
-from unitb.options import LogOptions
+from unitb.options import LogOptions, show_options
+from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger
 from unitb.speed import SpeedMeter
 from unitb.train_step import split_train_values, warn_other_totals, write_train_step
 
 
-class TFLogger:
+class TFLogger(OwnValuesAPI):
     """Log a custom TF loop. Losses: ``{'total': ..., 'coord': ..., ...}`` ('total' or
     'loss' -> ``train/loss``, the others -> ``train/loss/{name}``). Only the chief writes.
 
@@ -43,7 +44,7 @@ class TFLogger:
                  model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs):
         self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TFLogger", kwargs)
+        self.options = LogOptions.from_kwargs("TFLogger", kwargs, LogOptions.GRAPH_ONLY_IN_HOOK)
         self.logdir = check_logdir(logdir, self.store, "TFLogger")
         if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
                                        or start_step < 0):
@@ -60,6 +61,7 @@ class TFLogger:
         self.run_dir: Optional[str] = None  # the folder chosen at first use (unitb.runs)
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._picked: Optional[list] = None
+        self._step = start_step or 0  # the last training step logged eagerly: where log_scalar & co. land
         self._names: list = []
         if checkpoint_manager is not None:
             checkpoint_manager.attach(self)
@@ -78,6 +80,11 @@ class TFLogger:
                 write_header(self._run, self.options, self.model, self.config,
                              {"framework": "tensorflow-loop", **self.hparams})
         return self._run
+
+    def _own_target(self):
+        if self.enabled and self._step == 0 and self.checkpoint_manager is not None:
+            self._step = int(self.checkpoint_manager.restored_step or 0)
+        return (self.run if self.enabled else None), self._step
 
     def _writer(self) -> tf.summary.SummaryWriter:
         return self.run.sink.writer  # type: ignore[union-attr]
@@ -103,7 +110,7 @@ class TFLogger:
         if not tf.executing_eagerly():
             self._log_in_graph(step, losses or {}, learning_rate, grads, variables, loss_scale, metrics or {}, epoch)
             return
-        step = int(step)
+        step = self._step = int(step)
         opts, run = self.options, self.run
         if batch_size:
             self._speed.add_samples(int(batch_size))
@@ -203,6 +210,9 @@ class TFLogger:
         if self._run is not None:
             self._run.close()
             self._run = None
+
+
+show_options(TFLogger.__init__, LogOptions, StoreOptions)
 
 
 def _host(value):

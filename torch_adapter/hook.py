@@ -28,7 +28,8 @@ from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.session import TorchSession
 from unitb import storage
-from unitb.options import LogOptions
+from unitb.options import LogOptions, show_options
+from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
@@ -43,7 +44,7 @@ def _info(message: str) -> None:
 
 
 @HOOKS.register_module(force=True)
-class EnhancedTensorBoardHook(Hook):
+class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     """Gradient norms, weight histograms, validation metrics, images, learning rates, model
     statistics and losses in the unitb schema; see :class:`unitb.options.LogOptions` for the
     full list of parameters and their defaults."""
@@ -82,6 +83,7 @@ class EnhancedTensorBoardHook(Hook):
         # console log keep them).
         self.keep_mmengine_scalars = keep_mmengine_scalars
         self._iter_end: Optional[float] = None
+        self._step = 0  # optimizer updates completed: where log_scalar & co. land
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
         self._graph_done = False
@@ -106,6 +108,7 @@ class EnhancedTensorBoardHook(Hook):
             self.session.start(model, runner.optim_wrapper, config_text=config_text,
                                hparams=self._hparams(runner), write_header=runner.iter == 0)
             self.session.speed.start(runner.iter)
+            self._step = int(runner.iter)
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: set-up failed ({type(exc).__name__}: {exc}); logging is off "
                   "for this run, training goes on")
@@ -158,7 +161,7 @@ class EnhancedTensorBoardHook(Hook):
                   f"({type(exc).__name__}: {exc}); training goes on")
 
     def _after_train_iter(self, runner, batch_idx: int, data_batch, outputs) -> None:
-        step = runner.iter + 1
+        step = self._step = runner.iter + 1
         samples = measure.batch_size(data_batch)
         if samples:
             self.session.speed.add_samples(samples)
@@ -237,6 +240,9 @@ class EnhancedTensorBoardHook(Hook):
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: validation logging failed ({type(exc).__name__}: {exc})")
 
+    def _own_target(self):
+        return (self.session.run if self.session is not None else None), self._step
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _hub_metrics(runner) -> Dict[str, float]:
@@ -267,3 +273,6 @@ class EnhancedTensorBoardHook(Hook):
             return len(runner.train_loop.dataloader)
         except Exception:
             return 0
+
+
+show_options(EnhancedTensorBoardHook.__init__, LogOptions, StoreOptions, leave_out=("storage_options", "spool_dir"))

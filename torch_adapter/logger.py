@@ -24,7 +24,8 @@ from torch_adapter.images import ImageBatch
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
 from unitb import storage
-from unitb.options import LogOptions
+from unitb.options import LogOptions, show_options
+from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions, open_run_folder
 from unitb.run_logger import default_info, default_warn
 
@@ -34,7 +35,7 @@ def _is_chief() -> bool:
                 and torch.distributed.get_rank() != 0)
 
 
-class TorchLogger:
+class TorchLogger(OwnValuesAPI):
     """Log a plain PyTorch loop in the unitb schema. Only rank 0 writes. Under sharded training
     (FSDP ``fully_shard``) the other ranks take part in one all-reduce on gradient-norm steps,
     so the logged norm is that of the whole gradient, not of rank 0's shard.
@@ -53,7 +54,7 @@ class TorchLogger:
                  start_step: int = 0, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
         self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
+        self.options = LogOptions.from_kwargs("TorchLogger", kwargs, LogOptions.GRAPH_ONLY_IN_HOOK)
         self.logdir = storage.check_location(logdir, self.store.storage_options, "TorchLogger")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
@@ -66,7 +67,7 @@ class TorchLogger:
         self.run_dir: Optional[str] = None
         self.session: Optional[TorchSession] = None
         self._peer: Optional[ShardPeer] = None
-        self._epochs_logged = 0
+        self._step = start_step  # the last training step logged: where log_scalar & co. land
         if not self.enabled:
             if model is not None and self.options.log_grad_norm and any(
                     measure.is_sharded(p) for p in model.parameters()):
@@ -108,6 +109,7 @@ class TorchLogger:
             self._peer.arm(step + 1)
         if self.session is None:
             return
+        self._step = int(step)
         if batch_size:
             self.session.speed.add_samples(int(batch_size))
         if data_time is not None:
@@ -149,6 +151,9 @@ class TorchLogger:
         if self.session is not None:
             self.session.run.flush()
 
+    def _own_target(self):
+        return (self.session.run if self.session is not None else None), self._step
+
     def close(self) -> None:
         if self._peer is not None:
             self._peer.stop()
@@ -163,3 +168,6 @@ class TorchLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+show_options(TorchLogger.__init__, LogOptions, StoreOptions)

@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from unitb import schema
-from unitb.policy import CostBudget, DenseThenSparse, EveryNEpochs, EveryNSteps
+from unitb.policy import DenseThenSparse, EveryNEpochs, EveryNSteps
 from unitb.run_logger import RunLogger, UnitbWarning
 
 __version__ = "0.1.0"
@@ -28,8 +28,7 @@ _LAZY = {
     "CheckpointManager": "tf_adapter",
 }
 
-__all__ = ["schema", "RunLogger", "UnitbWarning", "EveryNSteps", "EveryNEpochs", "DenseThenSparse",
-           "CostBudget", *_LAZY]
+__all__ = ["schema", "RunLogger", "UnitbWarning", "EveryNSteps", "EveryNEpochs", "DenseThenSparse", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

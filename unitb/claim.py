@@ -100,11 +100,6 @@ def release(folder: Optional[str]) -> None:
             pass
 
 
-def holds(folder: str) -> bool:
-    """True while this process holds the claim on ``folder``."""
-    return os.path.abspath(folder) in _HELD
-
-
 def claim_url(url: str, storage_options: Optional[Mapping[str, Any]] = None) -> Optional[bool]:
     """Create ``<url>/.unitb-claim`` only if it does not exist. True: claimed; False: another
     run claimed it first; None: the store has no create-only write (or failed), so nothing

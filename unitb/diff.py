@@ -125,8 +125,8 @@ def compare(layouts: Sequence[RunLayout]) -> DiffReport:
         if missing_core:
             report.mismatches.append(f"{layout.path}: lacks the core families {', '.join(missing_core)}")
         if layout.other_tags:
-            report.notes.append(f"{layout.path}: {len(layout.other_tags)} framework-specific tag(s) outside "
-                                f"the schema, ignored: {_short(sorted(layout.other_tags))}")
+            report.notes.append(f"{layout.path}: {len(layout.other_tags)} tag(s) of the run's own (outside the "
+                                f"schema: yours, or the framework's), not compared: {_short(sorted(layout.other_tags))}")
     base = layouts[0]
     for other in layouts[1:]:
         _compare_pair(base, other, report)
@@ -153,9 +153,18 @@ def _compare_pair(a: RunLayout, b: RunLayout, report: DiffReport) -> None:
     if a.layout != b.layout and a.layout is not None and b.layout is not None:
         report.mismatches.append(f"custom-scalars layout differs between {a.path} and {b.path}")
     if a.hparam_keys != b.hparam_keys and a.hparam_keys is not None and b.hparam_keys is not None:
+        # The schema's keys must line up; any other key is what that run was trained with.
+        shared = set(schema.HPARAM_KEYS)
         only_a = sorted(set(a.hparam_keys) - set(b.hparam_keys))
         only_b = sorted(set(b.hparam_keys) - set(a.hparam_keys))
-        report.mismatches.append(f"hparams keys differ: only in {a.path}: {only_a}; only in {b.path}: {only_b}")
+        missing = [k for k in only_a + only_b if k in shared]
+        if missing:
+            report.mismatches.append(f"hparams keys of the schema differ: only in {a.path}: "
+                                     f"{[k for k in only_a if k in shared]}; only in {b.path}: "
+                                     f"{[k for k in only_b if k in shared]}")
+        own_a, own_b = [k for k in only_a if k not in shared], [k for k in only_b if k not in shared]
+        if own_a or own_b:
+            report.notes.append(f"hparams of the run's own: {a.path}: {_short(own_a)}; {b.path}: {_short(own_b)}")
 
 
 def format_report(layouts: Sequence[RunLayout], report: DiffReport) -> str:

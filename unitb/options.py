@@ -1,4 +1,4 @@
-"""The parameters every adapter accepts, validated once, with the seed-000/001 defaults.
+"""The parameters every adapter accepts, validated once, with the mmpose hook's defaults.
 
 ``EnhancedTensorBoardHook``, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` all build a
 :class:`LogOptions`, so a bad argument fails the same way everywhere (a ``ValueError``
@@ -7,8 +7,9 @@ naming the parameter, at construction) and equal settings log at equal steps.
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from unitb.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
 
@@ -66,8 +67,13 @@ class LogOptions:
         self.weight_policy = EveryNEpochs(self.weight_hist_interval, "weight_hist_interval")
 
     @classmethod
-    def from_kwargs(cls, owner: str, kwargs: Dict[str, Any]) -> "LogOptions":
-        """Build from keyword arguments; an unknown key is an error that suggests the right one."""
+    def from_kwargs(cls, owner: str, kwargs: Dict[str, Any], not_here: Optional[Dict[str, str]] = None) -> "LogOptions":
+        """Build from keyword arguments; an unknown key is an error that suggests the right one.
+        ``not_here``: options this entry point cannot honour yet (name -> why), refused when
+        turned on rather than accepted and ignored."""
+        for key, why in (not_here or {}).items():
+            if kwargs.get(key):
+                raise ValueError(f"{owner} does not support {key}=True: {why}")
         known = {f.name for f in fields(cls)}
         for key in kwargs:
             if key not in known:
@@ -76,6 +82,26 @@ class LogOptions:
                 raise ValueError(f"{owner} got an unknown argument {key!r}{hint}")
         return cls(**kwargs)
 
+    GRAPH_ONLY_IN_HOOK = {"log_graph": "the model graph is written by EnhancedTensorBoardHook only, so far"}
+
     def hparams(self) -> Dict[str, Any]:
         return {"grad_norm_interval": self.grad_norm_interval, "weight_hist_interval": self.weight_hist_interval,
                 "train_image_interval": self.train_image_interval, "max_layers_to_log": self.max_layers_to_log}
+
+
+def show_options(init: Callable, *groups: type, leave_out: Iterable[str] = ()) -> None:
+    """Give an entry point's ``__init__(..., **kwargs)`` the signature that ``help()`` and
+    ``inspect.signature`` show: its own parameters, then every field of the option
+    dataclasses ``groups`` (:class:`LogOptions`, the store's options) as keyword-only, with its
+    default. The keywords still arrive in ``**kwargs`` and are validated by those classes, so
+    the list and the checks cannot drift apart."""
+    signature = inspect.signature(init)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    names = {p.name for p in params} | set(leave_out)
+    for group in groups:
+        for field_ in fields(group):
+            if field_.name not in names:
+                names.add(field_.name)
+                params.append(inspect.Parameter(field_.name, inspect.Parameter.KEYWORD_ONLY,
+                                                default=field_.default, annotation=field_.type))
+    init.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]

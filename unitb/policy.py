@@ -14,15 +14,11 @@ Policies:
   at ``interval``: dense at the start, where curves move fastest, sparse later, and even on
   a log-x axis. With ``density=8, interval=100``: steps 1-15 all logged, 16-31 every 2nd,
   32-63 every 4th, ... then every 100th once 2**k/8 reaches 100.
-* :class:`CostBudget` — wraps a step policy and stretches its interval (x2 at a time) while
-  the measured logging time exceeds ``max_fraction`` of the measured training time, and
-  relaxes it again when the cost drops below half the budget.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
 
 
 def check_interval(name: str, value: object) -> int:
@@ -115,53 +111,6 @@ class DenseThenSparse(StepPolicy):
 
     def __repr__(self) -> str:
         return f"DenseThenSparse({self.interval}, density={self.density})"
-
-
-class CostBudget(StepPolicy):
-    """Keep measured logging cost under ``max_fraction`` of training time.
-
-    The adapter reports what a logged step cost with :meth:`observe`. The policy keeps
-    exponential moving averages of both and multiplies the base interval by a power of two
-    while over budget. Decisions depend only on the observations, so they are reproducible.
-    """
-
-    def __init__(self, base: StepPolicy, max_fraction: float = 0.01, max_stretch: int = 64):
-        if not isinstance(base, StepPolicy):
-            raise ValueError(f"base must be a StepPolicy, got {type(base).__name__}")
-        self.base = base
-        self.max_fraction = check_fraction("max_fraction", max_fraction, 1e-6, 1.0)
-        self.max_stretch = check_interval("max_stretch", max_stretch)
-        self.stretch = 1
-        self._log_cost: Optional[float] = None
-        self._step_time: Optional[float] = None
-        self._logged = 0
-        self._last: Optional[tuple] = None
-
-    def observe(self, logging_seconds: float, step_seconds: float, steps_between: int) -> None:
-        """Report one logging event: its cost, the mean step time, and steps since the last."""
-        alpha = 0.3
-        self._log_cost = logging_seconds if self._log_cost is None else (
-            alpha * logging_seconds + (1 - alpha) * self._log_cost)
-        self._step_time = step_seconds if self._step_time is None else (
-            alpha * step_seconds + (1 - alpha) * self._step_time)
-        spent = self._log_cost / max(1e-12, self._step_time * max(1, steps_between))
-        if spent > self.max_fraction and self.stretch < self.max_stretch:
-            self.stretch *= 2
-        elif spent < self.max_fraction / 4 and self.stretch > 1:
-            self.stretch //= 2
-
-    def should_log(self, step: int) -> bool:
-        if not self.base.should_log(step):
-            return False
-        if self._last is not None and self._last[0] == step:
-            return self._last[1]  # asked twice for one step: same answer, no double count
-        self._logged += 1
-        decision = self.stretch == 1 or step == 1 or self._logged % self.stretch == 0
-        self._last = (step, decision)
-        return decision
-
-    def __repr__(self) -> str:
-        return f"CostBudget({self.base!r}, max_fraction={self.max_fraction}, stretch={self.stretch})"
 
 
 def make_step_policy(name: str, interval: object, adaptive: bool = False) -> StepPolicy:

@@ -297,9 +297,3 @@ def summarize(rows: Iterable) -> List[Dict[str, object]]:
             for (tag, kind), (c, first, last) in sorted(table.items())]
 
 
-def steps_by_tag(rows: List[Row], kind: Optional[str] = None) -> Dict[str, List[int]]:
-    out: Dict[str, List[int]] = {}
-    for row in rows:
-        if kind is None or row.kind == kind:
-            out.setdefault(row.tag, []).append(row.step)
-    return out

@@ -170,11 +170,6 @@ def _files(run_dir: str, exclude: Iterable[str]) -> List[str]:
     return [p for p in event_files(run_dir) if os.path.abspath(p) not in skip]
 
 
-def orphan_count(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) -> int:
-    """How many events in ``run_dir`` (outside ``exclude``) are past ``resume_step``."""
-    return _plan(_files(run_dir, exclude), resume_step)[1]
-
-
 def _check_step(resume_step: int) -> None:
     if isinstance(resume_step, bool) or not isinstance(resume_step, int) or resume_step < 1:
         raise ValueError(f"resume_step must be an int >= 1 (a real resume), got {resume_step!r}")

@@ -125,6 +125,13 @@ class RunLogger:
         except Exception:
             pass
 
+    def write(self, what: str, fn: Callable[[], None], heavy: bool = False) -> bool:
+        """Run ``fn`` (which writes to the sink) guarded: inline, or on the writer thread when
+        ``heavy`` (see :meth:`_write`). For records built outside this class (the user's own)."""
+        if heavy and not self._heavy_allowed():
+            return False
+        return self._write(what, fn, heavy)
+
     def _write(self, what: str, fn: Callable[[], None], heavy: bool = False) -> bool:
         """Run a heavy write (histogram, image) on the background writer; scalars inline.
 
@@ -308,7 +315,7 @@ class RunLogger:
         self._write("text", lambda: self.sink.write_summary(protos.text_summary(schema.CONFIG, shown), 0))
 
     def hparams(self, values: Mapping[str, object]) -> None:
-        clean = schema.hparams_dict(values)
+        clean = schema.hparams_dict(values, warn=lambda message: self.warn_once("hparams", "none", message))
         if not clean:
             return
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 TRAIN = "train"
 VAL = "val"
@@ -31,10 +31,10 @@ MODEL_SIZE_MB = "model/model_size_mb"
 TRAIN_IMAGE = "train/image"
 VAL_IMAGE = "val/image"
 CONFIG = "config"
-HPARAMS_TAG = "_hparams_/session_start_info"
-CUSTOM_SCALARS_TAG = "custom_scalars__config__"
 
-# Keys every adapter puts into the hparams plugin, so runs line up in the HPARAMS tab.
+# Keys every adapter puts into the hparams plugin, so runs line up in the HPARAMS tab. A run
+# may carry more (what it was trained with, the user's own): ``unitb diff`` reports those as
+# the run's own, never as a mismatch.
 HPARAM_KEYS: Tuple[str, ...] = (
     "framework",
     "optimizer",
@@ -48,7 +48,6 @@ HPARAM_KEYS: Tuple[str, ...] = (
 )
 HPARAM_METRICS: Tuple[str, ...] = (TRAIN_LOSS, VAL_LOSS, GRAD_NORM_GLOBAL)
 
-# Loss component names that mean "the total"; everything else is a component.
 # Names of a step's total loss, in the order that decides when several are present: the first
 # one present is ``train/loss``, the others stay components (``unitb.train_step``).
 TOTAL_LOSS_NAMES: Tuple[str, ...] = ("loss", "total_loss", "total")
@@ -211,25 +210,23 @@ def family_of(tag: str) -> Optional[str]:
     return None
 
 
-def expected_kind(family: str) -> Optional[str]:
-    for name, _regex, kind in _FAMILY_RES:
-        if name == family:
-            return kind
-    return None
-
-
-def hparams_dict(values: Mapping[str, object]) -> Dict[str, object]:
-    """Keep the shared hparams keys, coerced to the types the hparams plugin accepts."""
+def hparams_dict(values: Mapping[str, object],
+                 warn: Optional[Callable[[str], None]] = None) -> Dict[str, object]:
+    """Every key, as the hparams plugin can show it: booleans, numbers and text as they are,
+    numpy/tensor scalars as numbers, anything else (a tuple, a list, a dict) as its text. A
+    value of None cannot be shown: it is left out with one warning naming the keys."""
     out: Dict[str, object] = {}
-    for key in HPARAM_KEYS:
-        if key not in values or values[key] is None:
-            continue
-        value = values[key]
-        if isinstance(value, bool) or isinstance(value, (int, float, str)):
-            out[key] = value
+    empty = []
+    for key, value in values.items():
+        if value is None:
+            empty.append(str(key))
+        elif isinstance(value, (bool, int, float, str)):
+            out[str(key)] = value
         else:
             try:
-                out[key] = float(value)  # numpy / tensor scalars
+                out[str(key)] = float(value)  # type: ignore[arg-type]  # numpy / tensor scalars
             except (TypeError, ValueError):
-                out[key] = str(value)
+                out[str(key)] = str(value)
+    if empty and warn is not None:
+        warn(f"hparams {', '.join(repr(k) for k in empty)} are None and are not shown in the HPARAMS tab")
     return out

@@ -1,0 +1,193 @@
+"""Your own values, at unitb's step, through the same writer: one API on all four entry points.
+
+``log_scalar``, ``log_scalars``, ``log_histogram``, ``log_image`` (optionally with keypoint and
+box overlays from :mod:`unitb.render`), ``log_figure`` (matplotlib) and ``log_text`` exist on the
+mmengine hook, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` alike (:class:`OwnValuesAPI`).
+Without ``step=`` a value lands at the entry point's current step: the last training step it
+logged (the iterations completed, for Keras).
+
+- Tags are yours: ``"my/metric"`` stays ``my/metric`` (sanitised like the schema's tags); ``unitb
+  diff`` reports tags outside the schema as the run's own, never as a mismatch.
+- Bad input — a non-finite or non-numeric scalar, an array of the wrong shape, an unknown
+  type — gets one warning per tag and is skipped; nothing is raised into training.
+- Images, histograms and figures are prepared on the writer thread, as unitb's own are;
+  only a host copy of the data is taken on the caller's thread.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from unitb import protos, render, schema
+from unitb.run_logger import RunLogger, as_number
+
+
+class OwnValues:
+    """Writes a user's values into one run (the shared part behind :class:`OwnValuesAPI`)."""
+
+    def __init__(self, run: RunLogger) -> None:
+        self.run = run
+
+    def _skip(self, tag: str, why: str) -> None:
+        self.run.warn_once("own", tag, f"{tag}: {why}; skipped (said once per tag)")
+
+    def scalar(self, tag: str, value: object, step: int) -> None:
+        tag = schema.sanitize(tag)
+        number = as_number(value)
+        if number is None:
+            self._skip(tag, f"not a number ({type(value).__name__})")
+        elif not math.isfinite(number):
+            self._skip(tag, f"non-finite value {number}")
+        else:
+            self.run.write("scalar", lambda: self.run.sink.write_scalar(tag, number, int(step)))
+
+    def histogram(self, tag: str, values: object, step: int) -> None:
+        tag = schema.sanitize(tag)
+        try:
+            flat = np.asarray(_host(values), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            self._skip(tag, f"not an array of numbers ({exc})")
+            return
+        finite = flat[np.isfinite(flat)]
+        if finite.size == 0:
+            self._skip(tag, "no finite values")
+            return
+        if finite.size < flat.size:
+            self._skip(tag + ":nonfinite", f"{flat.size - finite.size} non-finite value(s) left out")
+        self.run.write("histogram", lambda: self.run.sink.write_histogram(tag, finite, int(step)), heavy=True)
+
+    def image(self, tag: str, image: object, step: int, keypoints: Optional[object] = None,
+              boxes: Optional[object] = None, scores: Optional[object] = None, kpt_thr: float = 0.3,
+              skeleton: Optional[Sequence[Tuple[int, int]]] = None) -> None:
+        """One image (HW, HWC or CHW, uint8 or floats in [0, 1]) or a batch (N x ...), drawn
+        as a grid; ``keypoints`` (K x 2, or one per image) and ``boxes`` (M x 4 xyxy) overlaid."""
+        tag = schema.sanitize(tag)
+        try:
+            array = np.array(_host(image))  # a copy: the caller may reuse its buffer
+        except Exception as exc:
+            self._skip(tag, f"not an image ({exc})")
+            return
+        batch = array.ndim == 4
+        per_image = (lambda x: None if x is None else (list(_host(x)) if batch else [_host(x)]))
+        overlays = dict(pred_keypoints=per_image(keypoints), pred_scores=per_image(scores),
+                        pred_boxes=per_image(boxes))
+        try:  # the shape is checked here, on the caller's thread, so a bad one is named at once
+            render.to_hwc(array[0] if batch else array)
+        except render.RenderError as exc:
+            self._skip(tag, str(exc))
+            return
+
+        def draw() -> None:
+            try:
+                picture = render.render_batch(array, kpt_thr=kpt_thr, skeleton=skeleton, **overlays)
+            except Exception as exc:
+                self._skip(tag, f"could not draw it ({type(exc).__name__}: {exc})")
+                return
+            self.run.sink.write_image(tag, picture, int(step))
+        self.run.write("image", draw, heavy=True)
+
+    def figure(self, tag: str, figure: object, step: int, close: bool = True) -> None:
+        """A matplotlib figure, drawn to PNG now (figures are not thread-safe) and written as an image."""
+        tag = schema.sanitize(tag)
+        savefig = getattr(figure, "savefig", None)
+        if not callable(savefig):
+            self._skip(tag, f"not a matplotlib figure ({type(figure).__name__})")
+            return
+        buffer = io.BytesIO()
+        try:
+            savefig(buffer, format="png")
+        except Exception as exc:
+            self._skip(tag, f"could not draw the figure ({type(exc).__name__}: {exc})")
+            return
+        finally:
+            if close:
+                try:
+                    import matplotlib.pyplot as plt
+
+                    plt.close(figure)  # type: ignore[arg-type]
+                except Exception:
+                    pass
+
+        def write() -> None:
+            from PIL import Image
+
+            picture = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+            self.run.sink.write_image(tag, picture, int(step))
+        self.run.write("image", write, heavy=True)
+
+    def text(self, tag: str, text: object, step: int) -> None:
+        tag = schema.sanitize(tag)
+        if not isinstance(text, str):
+            self._skip(tag, f"not text ({type(text).__name__})")
+            return
+        self.run.write("text", lambda: self.run.sink.write_summary(protos.text_summary(tag, text), int(step)))
+
+
+def _host(value: object) -> object:
+    """A numpy view of a torch or TensorFlow tensor (anything else as it is)."""
+    detach = getattr(value, "detach", None)
+    if callable(detach):
+        value = detach().cpu()
+    numpy = getattr(value, "numpy", None)
+    return numpy() if callable(numpy) else value
+
+
+class OwnValuesAPI:
+    """The ``log_*`` methods of every entry point. An entry point provides
+    :meth:`_own_target`: the run to write to (None when this process does not write: not the
+    chief, logging off) and its current step."""
+
+    def _own_target(self) -> Tuple[Optional[RunLogger], int]:
+        raise NotImplementedError
+
+    def _own(self, step: Optional[int]) -> Tuple[Optional[OwnValues], int]:
+        run, current = self._own_target()
+        if run is None:
+            return None, 0
+        if step is not None and (isinstance(step, bool) or as_number(step) is None):
+            run.warn_once("own", "step", f"step must be an int, got {step!r}; the current step is used")
+            step = None
+        return OwnValues(run), int(current if step is None else as_number(step))  # type: ignore[arg-type]
+
+    def log_scalar(self, tag: str, value: object, step: Optional[int] = None) -> None:
+        """``tag`` = ``value`` at ``step`` (default: the current training step)."""
+        own, at = self._own(step)
+        if own is not None:
+            own.scalar(tag, value, at)
+
+    def log_scalars(self, values: Mapping[str, object], step: Optional[int] = None) -> None:
+        """Several scalars at one step: ``{"my/metric": 0.5, ...}``."""
+        own, at = self._own(step)
+        if own is not None:
+            for tag, value in values.items():
+                own.scalar(str(tag), value, at)
+
+    def log_histogram(self, tag: str, values: object, step: Optional[int] = None) -> None:
+        own, at = self._own(step)
+        if own is not None:
+            own.histogram(tag, values, at)
+
+    def log_image(self, tag: str, image: object, step: Optional[int] = None, *, keypoints: object = None,
+                  boxes: object = None, scores: object = None, kpt_thr: float = 0.3,
+                  skeleton: Optional[Sequence[Tuple[int, int]]] = None) -> None:
+        """An image or a batch of images (grid), with optional keypoints (red; ``scores`` below
+        ``kpt_thr`` not drawn) and boxes (xyxy pixels)."""
+        own, at = self._own(step)
+        if own is not None:
+            own.image(tag, image, at, keypoints=keypoints, boxes=boxes, scores=scores, kpt_thr=kpt_thr,
+                      skeleton=skeleton)
+
+    def log_figure(self, tag: str, figure: object, step: Optional[int] = None, close: bool = True) -> None:
+        """A matplotlib figure as an image (closed afterwards unless ``close=False``)."""
+        own, at = self._own(step)
+        if own is not None:
+            own.figure(tag, figure, at, close=close)
+
+    def log_text(self, tag: str, text: str, step: Optional[int] = None) -> None:
+        """Markdown text in the TEXT tab."""
+        own, at = self._own(step)
+        if own is not None:
+            own.text(tag, text, at)
