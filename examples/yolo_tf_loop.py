@@ -99,7 +99,7 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
     kwargs.update(logger_kwargs or {})
     logger = unitb.TFLogger(run_dir, checkpoint_manager=manager, model=model,
                             hparams={"optimizer": "Adam", "learning_rate": 0.01, "batch_size": BATCH,
-                                     "max_steps": steps}, **kwargs)
+                                     "max_steps": steps, "amp": False, "input_size": (SIZE, SIZE)}, **kwargs)
 
     @tf.function
     def train_step(x, y):

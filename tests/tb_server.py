@@ -29,6 +29,12 @@ class TensorBoard:
         with urllib.request.urlopen(self.base + path + query, timeout=30) as response:
             return json.loads(response.read().decode())
 
+    def post(self, path: str, body: dict) -> object:
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read().decode())
+
     def scalar_steps(self, run: str, tag: str) -> list:
         return [int(point[1]) for point in self.get("/data/plugin/scalars/scalars", run=run, tag=tag)]
 

@@ -40,7 +40,8 @@ def test_demo_runs_have_parity_by_unitb_diff(demo_root):
                        "train/image", "val/image", "config", "hparams", "custom_scalars"):
             assert family in layout.families, (layout.path, family)
     assert len({l.layout for l in layouts}) == 1 and layouts[0].layout
-    assert len({l.hparam_keys for l in layouts}) == 1
+    for layout in layouts:  # the shared names on every side (each run adds what it alone knows)
+        assert set(schema.HPARAM_KEYS) - {"epochs"} <= set(layout.hparam_keys), layout.path
 
 
 @pytest.mark.parametrize("load_fast", [True, False])
@@ -80,3 +81,31 @@ def test_tensorboard_server_shows_one_layout(demo_root, load_fast):
         assert [c["title"] for c in layout["category"]] == ["unitb", "speed"]
         charts = [chart["title"] for chart in layout["category"][0]["chart"]]
         assert charts[:3] == ["loss (train vs val)", "loss components", "learning rate"]
+
+
+def test_hparams_tab_shows_what_each_run_trained_with(demo_root):
+    """The HPARAMS tab through the real server: the shared names line up, each run adds what
+    only it knows (the mmpose config flattened, Keras' optimizer config), unitb's own logging
+    knobs are not there, and the metric columns hold train/loss and every val/* metric."""
+    with tensorboard(demo_root, expect_runs=3) as tb:
+        experiment = tb.post("/data/plugin/hparams/experiment", {"experimentName": "", "includeMetrics": True})
+        names = {info["name"] for info in experiment["hparamInfos"]}
+        assert set(schema.HPARAM_KEYS) <= names
+        assert not names & {"grad_norm_interval", "max_layers_to_log", "train_image_interval"}
+        assert {"steps_per_execution", "mixed_precision_policy", "optimizer.beta_1"} <= names  # Keras
+        assert "input_size" in names  # the YOLO loop's own
+        if TORCH_RUN == "mmpose-topdown":
+            assert {"model.backbone.depth", "codec.input_size", "optim_wrapper.optimizer.lr"} <= names
+        metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
+        assert "train/loss" in metrics and "val/loss" in metrics
+        if TORCH_RUN == "mmpose-topdown":
+            assert {"val/coco/AP", "val/PCK"} <= metrics
+        groups = tb.post("/data/plugin/hparams/session_groups", {
+            "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                                      "STATUS_RUNNING"],
+            "colParams": [{"hparam": "framework"}, {"metric": {"tag": "train/loss"}}],
+            "startIndex": 0, "sliceSize": 10})
+        frameworks = sorted(g["hparams"]["framework"] for g in groups["sessionGroups"])
+        assert frameworks == sorted(["pytorch-mmengine", "tensorflow-keras", "tensorflow-loop"])
+        for group in groups["sessionGroups"]:  # every run has its train/loss in the table
+            assert any(m["name"]["tag"] == "train/loss" for m in group["metricValues"]), group["name"]

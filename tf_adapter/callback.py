@@ -28,8 +28,9 @@ import keras
 from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
-from tf_adapter.session import check_logdir, open_run, render_images, write_header
+from tf_adapter.session import check_logdir, keras_config_text, open_run, render_images, write_header
 from unitb import schema
+from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions
@@ -96,6 +97,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._fetch: Optional[measure.MetricsFetch] = None
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
+        self._fit_start = (0, 0)  # (step, samples counted) when this fit began
+        self._hparams_due = False  # a fresh run's hparams, written at its first logged point
 
     def _own_target(self):
         """Your own values land at the iterations completed so far (read from the graph)."""
@@ -136,7 +139,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback", store=self.store)
                 self.run_dir = self.run.run_dir
                 if step == 0:
-                    write_header(self.run, self.options, model, hparams=self._hparams())
+                    write_header(self.run, self.options, model, config_text=keras_config_text(
+                        model, self.params or {}))
+                self._hparams_due = step == 0
             except Exception as exc:
                 default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None
@@ -145,20 +150,39 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._clock = EpochClock()  # a new fit may bring data of another length
         self._speed.start(step)
         self._samples_seen = int(self._probe.samples.numpy())
+        self._fit_start = (step, self._samples_seen)
 
-    def _hparams(self) -> Dict[str, object]:
-        opt = applying_optimizer(self.model.optimizer)
-        values: Dict[str, object] = {"framework": "tensorflow-keras", "optimizer": type(opt).__name__}
+    def _hparams(self, batch_size: Optional[int]) -> Dict[str, object]:
+        """What the fit trains with (:mod:`unitb.hparams`): the shared names, the optimizer's
+        config, ``steps_per_execution`` and the mixed-precision policy, then ``hparams=``."""
+        model = self.model
+        opt = applying_optimizer(model.optimizer)
+        params = self.params or {}
+        policy = measure.precision_policy(model)
+        values: Dict[str, object] = {
+            "framework": "tensorflow-keras", "model": model.name, "optimizer": type(opt).__name__,
+            "batch_size": batch_size, "epochs": params.get("epochs"), "steps_per_execution": self._window,
+            "mixed_precision_policy": policy, "amp": policy.startswith("mixed"),
+            # 0 when the data's length is unknown at start (a generator, a tf.data pipeline without
+            # cardinality): the column is there in every run.
+            "max_steps": int(params["steps"]) * int(params["epochs"]) if params.get("steps") and params.get("epochs")
+            else 0}
         lr = measure.learning_rate_at(opt, 0)
         if lr is not None:
             values["learning_rate"] = lr
-        params = self.params or {}
-        # 0 when the data's length is unknown at start (a generator, a tf.data pipeline without
-        # cardinality): the key is there in every run, so runs compare column by column.
-        values["max_steps"] = int(params["steps"]) * int(params["epochs"]) if params.get("steps") and \
-            params.get("epochs") else 0
-        values.update(self.extra_hparams)
-        return values
+        values.update(measure.optimizer_settings(opt))
+        return merged(values, self.extra_hparams)
+
+    def _write_hparams_once(self, step: int) -> None:
+        """Keras tells callbacks no batch size: the hparams wait for the first logged point,
+        when the samples counted in the graph give it."""
+        if not self._hparams_due or self._probe is None:
+            return
+        self._hparams_due = False
+        start_step, start_samples = self._fit_start
+        done = step - start_step
+        samples = int(self._probe.samples.numpy()) - start_samples
+        self.run.hparams(self._hparams(samples // done if done > 0 and samples > 0 else None))
 
     # ------------------------------------------------------------------ batches
     def on_epoch_begin(self, epoch, logs=None) -> None:
@@ -205,6 +229,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
 
     def _write_scalars(self, step: int, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
         opts, run = self.options, self.run
+        self._write_hparams_once(end)
         if epoch_logs is not None:
             logs = dict(epoch_logs)
         else:
@@ -262,6 +287,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         logs = logs or {}
         step = int(self._probe.counter.numpy())
         self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
+        self._guard(lambda: self._write_hparams_once(step))
         # The epoch's last block: its train values come with the epoch's logs.
         self._guard(lambda: self._observe(step, self._train_logs(logs)))
         try:

@@ -23,6 +23,7 @@ import tensorflow as tf
 from tf_adapter import measure
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
+from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions
@@ -77,8 +78,8 @@ class TFLogger(OwnValuesAPI):
             self.run_dir = self._run.run_dir
             self._speed.start(resume_step or 0)
             if not resume_step:
-                write_header(self._run, self.options, self.model, self.config,
-                             {"framework": "tensorflow-loop", **self.hparams})
+                shared = {"framework": "tensorflow-loop", "model": self._model_name}
+                write_header(self._run, self.options, self.model, self.config, merged(shared, self.hparams))
         return self._run
 
     def _own_target(self):

@@ -6,6 +6,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+import keras
+
 from unitb import schema
 from unitb.layers import select_layers, unique_names
 
@@ -161,6 +163,32 @@ class MetricsFetch:
 
 class _NotScalars(Exception):
     pass
+
+
+def precision_policy(model) -> str:
+    """The model's mixed-precision policy name (``float32``, ``mixed_float16`` …)."""
+    policy = getattr(model, "dtype_policy", None)
+    name = getattr(policy, "name", None)
+    if name is None:
+        name = keras.mixed_precision.global_policy().name
+    return str(name)
+
+
+def optimizer_settings(optimizer) -> Dict[str, object]:
+    """The optimizer's config as ``optimizer.{key}`` (plain values; a schedule as its class)."""
+    try:
+        config = optimizer.get_config()
+    except Exception:
+        return {}
+    out: Dict[str, object] = {}
+    for key, value in config.items():
+        if key in ("name", "learning_rate"):
+            continue
+        if isinstance(value, dict) and "class_name" in value:
+            value = value["class_name"]  # a learning-rate schedule: its class, not its whole config
+        if value is None or isinstance(value, (bool, int, float, str, tuple, list)):
+            out[f"optimizer.{key}"] = value
+    return out
 
 
 def _scalar_tensor(value) -> bool:

@@ -63,6 +63,33 @@ def model_config_text(model) -> str:
         return f"model: {type(model).__name__}"
 
 
+def keras_config_text(model, params: Mapping[str, object]) -> str:
+    """What the fit trains with, for the TEXT tab: what ``compile`` was given (optimizer and its
+    config, loss, metrics, ``steps_per_execution``), the mixed-precision policy, what ``fit``
+    told callbacks (epochs, steps per epoch), then the model's layer config."""
+    import json
+
+    def plain(value):
+        try:
+            json.dumps(value)
+            return value
+        except (TypeError, ValueError):
+            return repr(value)
+
+    optimizer = getattr(model, "optimizer", None)
+    compiled = {"optimizer": type(optimizer).__name__ if optimizer is not None else None,
+                "optimizer_config": {k: plain(v) for k, v in (optimizer.get_config().items()
+                                                              if optimizer is not None else [])},
+                "loss": plain(getattr(model, "loss", None)),
+                "metrics": [getattr(m, "name", repr(m)) for m in getattr(model, "metrics", [])],
+                "steps_per_execution": plain(getattr(model, "steps_per_execution", 1)),
+                "mixed_precision_policy": measure.precision_policy(model)}
+    fit = {"epochs": params.get("epochs"), "steps_per_epoch": params.get("steps")}
+    text = ("## compile\n```\n" + json.dumps(compiled, indent=1) + "\n```\n## fit\n```\n"
+            + json.dumps(fit, indent=1) + "\n```\n## model\n")
+    return text + model_config_text(model)
+
+
 def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,
                   gt_boxes=None, pred_boxes=None, skeleton=None) -> Callable[[], np.ndarray]:
     """Copy a batch (N x H x W x C, as TF models take it) to the host now; return the render,

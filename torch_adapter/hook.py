@@ -27,12 +27,14 @@ from torch_adapter import measure, mmengine_backend
 from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.session import TorchSession
-from unitb import storage
+from unitb import hparams, storage
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
+
+mmengine_backend.redact_config_text()  # the Runner writes its config before any hook exists
 
 
 def _warn(message: str) -> None:
@@ -52,13 +54,17 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     priority = "VERY_LOW"
 
     def __init__(self, backend_args: Optional[dict] = None, skeleton: Optional[Sequence[Sequence[int]]] = None,
-                 keep_mmengine_scalars: bool = False, out_dir: Optional[str] = None, **kwargs) -> None:
+                 keep_mmengine_scalars: bool = False, out_dir: Optional[str] = None,
+                 hparams: Optional[dict] = None, **kwargs) -> None:
         if "spool_dir" in kwargs:
             raise ValueError("EnhancedTensorBoardHook has no spool_dir: it uploads mmengine's own folder "
                              "(work_dir/<timestamp>/vis_data) to out_dir")
         if "storage_options" in kwargs:
             raise ValueError("EnhancedTensorBoardHook takes the store's options as backend_args (as mmengine's "
                              "LoggerHook does), not storage_options")
+        if hparams is not None and not isinstance(hparams, dict):
+            raise ValueError(f"hparams must be a dict or None, got {hparams!r}")
+        self.extra_hparams = dict(hparams or {})
         if backend_args is not None and not isinstance(backend_args, dict):
             raise ValueError(f"backend_args must be a dict or None, got {backend_args!r}")
         kwargs["storage_options"] = backend_args
@@ -105,6 +111,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             model = measure.unwrap_model(runner.model)
             cfg = getattr(runner, "cfg", None)
             config_text = getattr(cfg, "pretty_text", None) if cfg is not None else None
+            if backend is not None and cfg:
+                config_text = None  # the Runner wrote its config into this writer already: one card per run
             self.session.start(model, runner.optim_wrapper, config_text=config_text,
                                hparams=self._hparams(runner), write_header=runner.iter == 0)
             self.session.speed.start(runner.iter)
@@ -127,16 +135,21 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         mmengine_backend.schema_only(backend)
 
     def _hparams(self, runner) -> Dict[str, object]:
-        values: Dict[str, object] = {"framework": "pytorch-mmengine", "max_steps": runner.max_iters}
+        """What the run was trained with (:mod:`unitb.hparams`): the shared names, the config's
+        model / codec / optimizer / schedule / train_cfg sections flattened, then ``hparams=``."""
+        wrapper = runner.optim_wrapper
+        values: Dict[str, object] = {"framework": "pytorch-mmengine", "max_steps": runner.max_iters,
+                                     "model": type(measure.unwrap_model(runner.model)).__name__,
+                                     "amp": getattr(wrapper, "loss_scaler", None) is not None}
+        if self._is_epoch_based(runner):
+            values["epochs"] = runner.max_epochs
         try:
-            inner = measure.torch_optimizer(runner.optim_wrapper)
-            if inner is not None:
-                values["optimizer"] = type(inner).__name__
-                values["learning_rate"] = float(inner.param_groups[0].get("initial_lr", inner.param_groups[0]["lr"]))
+            values.update(measure.optimizer_hparams(wrapper))
             values["batch_size"] = runner.train_dataloader.batch_size
         except Exception:
             pass
-        return values
+        cfg = getattr(runner, "cfg", None)
+        return hparams.merged(values, hparams.from_sections(cfg) if cfg else None, self.extra_hparams)
 
     # ------------------------------------------------------------------ training
     def before_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:

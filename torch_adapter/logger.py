@@ -24,6 +24,7 @@ from torch_adapter.images import ImageBatch
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
 from unitb import storage
+from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.remote_run import StoreOptions, open_run_folder
@@ -88,8 +89,10 @@ class TorchLogger(OwnValuesAPI):
         self.session = TorchSession(SummaryWriterSink(SummaryWriter(where.local)), self.options, mirror=where.mirror,
                                     run_dir=where.url)
         if model is not None:
-            self.session.start(model, optimizer, config_text=config,
-                               hparams={"framework": "pytorch", **(hparams or {})}, write_header=start_step == 0)
+            shared = {"framework": "pytorch", "model": type(measure.unwrap_model(model)).__name__,
+                      "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}
+            self.session.start(model, optimizer, config_text=config, hparams=merged(shared, hparams),
+                               write_header=start_step == 0)
         self.session.speed.start(start_step)
         self.session.arm(start_step + 1)
 

@@ -90,6 +90,21 @@ def learning_rates(optimizer) -> Dict[str, float]:
     return out
 
 
+def optimizer_hparams(optimizer) -> Dict[str, object]:
+    """``optimizer`` (type name), ``learning_rate`` (the first group's initial LR) and the first
+    group's other settings (``optimizer.momentum``, ``optimizer.weight_decay`` …) for hparams."""
+    inner = torch_optimizer(optimizer)
+    if inner is None or not inner.param_groups:
+        return {}
+    group = inner.param_groups[0]
+    out: Dict[str, object] = {"optimizer": type(inner).__name__,
+                              "learning_rate": float(group.get("initial_lr", group["lr"]))}
+    for key, value in group.items():
+        if key not in ("params", "lr", "initial_lr", "name") and isinstance(value, (bool, int, float, str, tuple)):
+            out[f"optimizer.{key}"] = value
+    return out
+
+
 def torch_optimizer(optimizer) -> Optional[torch.optim.Optimizer]:
     """The torch optimizer inside an mmengine OptimWrapper (or the optimizer itself)."""
     if optimizer is None or hasattr(optimizer, "optim_wrappers"):

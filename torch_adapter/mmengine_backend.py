@@ -5,7 +5,10 @@ folder after it was opened, or (b) keep LoggerHook's scalars out of that writer 
 ``add_scalars`` calls still reach it. Both are done here and nowhere else:
 
 - :func:`repoint` sets the backend's ``_tensorboard`` (the writer) and ``_save_dir``;
-- :func:`schema_only` wraps the backend's ``add_scalars``.
+- :func:`schema_only` wraps the backend's ``add_scalars``;
+- :func:`redact_config_text` wraps ``TensorboardVisBackend.add_config`` (class level, once, when
+  ``torch_adapter`` is imported: the Runner writes its config text while it is built, before
+  any hook exists), so the config in the TEXT tab never carries credentials.
 
 Checked against mmengine :data:`CHECKED_VERSIONS`. :func:`missing_internals` lists what this
 module relies on and is absent from a backend; the hook warns with it, and
@@ -13,8 +16,11 @@ module relies on and is absent from a backend; the hook warns with it, and
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import List, Optional
+
+from unitb.storage import redact_secrets
 
 CHECKED_VERSIONS = ("0.10.7",)
 
@@ -76,3 +82,37 @@ def version_note(version: Optional[str]) -> str:
     if version is None or version in CHECKED_VERSIONS:
         return ""
     return f" (mmengine {version}; unitb was checked against {', '.join(CHECKED_VERSIONS)})"
+
+
+class _RedactedConfig:
+    """What ``add_config`` reads of a Config (``pretty_text``), with credentials masked."""
+
+    def __init__(self, config) -> None:
+        self._config = config
+
+    @property
+    def pretty_text(self) -> str:
+        return redact_secrets(self._config.pretty_text)
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
+
+
+def redact_config_text() -> None:
+    """Mask credential values (``key=``, ``secret=``, ``token=`` …, as ``backend_args`` carry
+    them) in the config text every ``TensorboardVisBackend`` writes. Idempotent."""
+    try:
+        from mmengine.visualization import TensorboardVisBackend
+    except ImportError:  # pragma: no cover - mmengine is optional
+        return
+    original = TensorboardVisBackend.add_config
+    if getattr(original, "_unitb_redacts", False):
+        return
+
+    @functools.wraps(original)
+    def add_config(self, config, **kwargs):
+        return original(self, _RedactedConfig(config), **kwargs)
+
+    add_config._unitb_redacts = True  # type: ignore[attr-defined]
+    TensorboardVisBackend.add_config = add_config
+

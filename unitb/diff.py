@@ -153,18 +153,11 @@ def _compare_pair(a: RunLayout, b: RunLayout, report: DiffReport) -> None:
     if a.layout != b.layout and a.layout is not None and b.layout is not None:
         report.mismatches.append(f"custom-scalars layout differs between {a.path} and {b.path}")
     if a.hparam_keys != b.hparam_keys and a.hparam_keys is not None and b.hparam_keys is not None:
-        # The schema's keys must line up; any other key is what that run was trained with.
-        shared = set(schema.HPARAM_KEYS)
+        # What a run was trained with differs by framework and by run: the shared names are
+        # filled where an entry point can know them, the rest is the run's own (never a mismatch).
         only_a = sorted(set(a.hparam_keys) - set(b.hparam_keys))
         only_b = sorted(set(b.hparam_keys) - set(a.hparam_keys))
-        missing = [k for k in only_a + only_b if k in shared]
-        if missing:
-            report.mismatches.append(f"hparams keys of the schema differ: only in {a.path}: "
-                                     f"{[k for k in only_a if k in shared]}; only in {b.path}: "
-                                     f"{[k for k in only_b if k in shared]}")
-        own_a, own_b = [k for k in only_a if k not in shared], [k for k in only_b if k not in shared]
-        if own_a or own_b:
-            report.notes.append(f"hparams of the run's own: {a.path}: {_short(own_a)}; {b.path}: {_short(own_b)}")
+        report.notes.append(f"hparams of the run's own: {a.path}: {_short(only_a)}; {b.path}: {_short(only_b)}")
 
 
 def format_report(layouts: Sequence[RunLayout], report: DiffReport) -> str:

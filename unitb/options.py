@@ -84,9 +84,6 @@ class LogOptions:
 
     GRAPH_ONLY_IN_HOOK = {"log_graph": "the model graph is written by EnhancedTensorBoardHook only, so far"}
 
-    def hparams(self) -> Dict[str, Any]:
-        return {"grad_norm_interval": self.grad_norm_interval, "weight_hist_interval": self.weight_hist_interval,
-                "train_image_interval": self.train_image_interval, "max_layers_to_log": self.max_layers_to_log}
 
 
 def show_options(init: Callable, *groups: type, leave_out: Iterable[str] = ()) -> None:

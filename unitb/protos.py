@@ -32,19 +32,18 @@ def custom_scalars_summary(layout: Dict[str, List[Dict[str, object]]]):
     return summary
 
 
-def hparams_summaries(hparams: Mapping[str, object], metrics: Sequence[str]):
-    """The hparams experiment config and session-start ``Summary`` protos."""
+def hparams_summaries(hparams: Mapping[str, object]):
+    """The hparams session-start ``Summary`` proto. No experiment proto: without one,
+    TensorBoard joins the hparams of every run into its columns and takes the runs' scalars
+    as metrics, the same for every run (see :mod:`unitb.hparams`)."""
     from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
     def wrap(tag: str, data) -> object:
         summary = summary_pb2.Summary()
         summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
         return summary
 
-    experiment = api_pb2.Experiment(
-        hparam_infos=[api_pb2.HParamInfo(name=key) for key in sorted(hparams)],
-        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics])
     session = plugin_data_pb2.SessionStartInfo(group_name="")
     for key in sorted(hparams):
         value = hparams[key]
@@ -54,8 +53,7 @@ def hparams_summaries(hparams: Mapping[str, object], metrics: Sequence[str]):
             session.hparams[key].number_value = float(value)
         else:
             session.hparams[key].string_value = str(value)
-    return [wrap(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
-            wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=session))]
+    return [wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=session))]
 
 
 def text_summary(tag: str, text: str):

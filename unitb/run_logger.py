@@ -320,7 +320,7 @@ class RunLogger:
             return
 
         def write() -> None:
-            for summary in protos.hparams_summaries(clean, schema.HPARAM_METRICS):
+            for summary in protos.hparams_summaries(clean):
                 self.sink.write_summary(summary, 0)
         self._write("hparams", write)
 

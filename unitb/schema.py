@@ -32,21 +32,11 @@ TRAIN_IMAGE = "train/image"
 VAL_IMAGE = "val/image"
 CONFIG = "config"
 
-# Keys every adapter puts into the hparams plugin, so runs line up in the HPARAMS tab. A run
-# may carry more (what it was trained with, the user's own): ``unitb diff`` reports those as
-# the run's own, never as a mismatch.
-HPARAM_KEYS: Tuple[str, ...] = (
-    "framework",
-    "optimizer",
-    "learning_rate",
-    "batch_size",
-    "max_steps",
-    "grad_norm_interval",
-    "weight_hist_interval",
-    "train_image_interval",
-    "max_layers_to_log",
-)
-HPARAM_METRICS: Tuple[str, ...] = (TRAIN_LOSS, VAL_LOSS, GRAD_NORM_GLOBAL)
+# The hparams every entry point writes under the same names (``unitb.hparams``), so runs of both
+# frameworks line up in the HPARAMS tab; a run carries more (what only its framework knows, the
+# user's own), which ``unitb diff`` reports as the run's own.
+HPARAM_KEYS: Tuple[str, ...] = ("framework", "model", "optimizer", "learning_rate", "batch_size", "max_steps",
+                                "epochs", "amp")
 
 # Names of a step's total loss, in the order that decides when several are present: the first
 # one present is ``train/loss``, the others stay components (``unitb.train_step``).

@@ -96,11 +96,12 @@ def write_train_step(run: RunLogger, options: LogOptions, step: int, values: Opt
 def write_header(run: RunLogger, options: LogOptions, *, model_stats: Optional[Tuple[int, int, float]] = None,
                  config_text: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None) -> None:
     """The once-per-run records at step 0: model statistics (``log_model_stats``), the
-    config text, the hparams (unitb's options, then the entry point's, then the user's) and
-    the custom-scalars layout. Every entry point writes its header here."""
+    config text, the hparams (:mod:`unitb.hparams`; None: written later by the entry point)
+    and the custom-scalars layout. Every entry point writes its header here."""
     if model_stats is not None and options.log_model_stats:
         run.model_stats(*model_stats)
     if config_text:
         run.config(config_text)
-    run.hparams({**options.hparams(), **(hparams or {})})
+    if hparams:
+        run.hparams(hparams)
     run.layout()
