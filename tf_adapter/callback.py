@@ -27,8 +27,9 @@ import numpy as np
 import keras
 from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
+from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
-from tf_adapter.session import check_logdir, keras_config_text, open_run, render_images, write_header
+from tf_adapter.session import check_logdir, keras_config_text, keras_hparams, open_run, render_images, write_header
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
@@ -94,6 +95,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._window = 1  # steps_per_execution
         self._due = DuePlan(self.options, with_images=self.options.log_train_images and image_data is not None)
         self._clock = EpochClock()
+        self._model_summaries = ModelSummaries()
         self._fetch: Optional[measure.MetricsFetch] = None
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
@@ -149,29 +151,13 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._due.reset(step)
         self._clock = EpochClock()  # a new fit may bring data of another length
         self._speed.start(step)
+        try:  # tf.summary calls in the model and its train step land in this run (model_summaries)
+            self._model_summaries.enter(model, self._probe, self.run.sink.logdir)
+        except Exception as exc:
+            self.run.warn_once("setup", "model-summaries", f"tf.summary calls inside the model are not recorded "
+                               f"({type(exc).__name__}: {exc})")
         self._samples_seen = int(self._probe.samples.numpy())
         self._fit_start = (step, self._samples_seen)
-
-    def _hparams(self, batch_size: Optional[int]) -> Dict[str, object]:
-        """What the fit trains with (:mod:`unitb.hparams`): the shared names, the optimizer's
-        config, ``steps_per_execution`` and the mixed-precision policy, then ``hparams=``."""
-        model = self.model
-        opt = applying_optimizer(model.optimizer)
-        params = self.params or {}
-        policy = measure.precision_policy(model)
-        values: Dict[str, object] = {
-            "framework": "tensorflow-keras", "model": model.name, "optimizer": type(opt).__name__,
-            "batch_size": batch_size, "epochs": params.get("epochs"), "steps_per_execution": self._window,
-            "mixed_precision_policy": policy, "amp": policy.startswith("mixed"),
-            # 0 when the data's length is unknown at start (a generator, a tf.data pipeline without
-            # cardinality): the column is there in every run.
-            "max_steps": int(params["steps"]) * int(params["epochs"]) if params.get("steps") and params.get("epochs")
-            else 0}
-        lr = measure.learning_rate_at(opt, 0)
-        if lr is not None:
-            values["learning_rate"] = lr
-        values.update(measure.optimizer_settings(opt))
-        return merged(values, self.extra_hparams)
 
     def _write_hparams_once(self, step: int) -> None:
         """Keras tells callbacks no batch size: the hparams wait for the first logged point,
@@ -182,7 +168,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         start_step, start_samples = self._fit_start
         done = step - start_step
         samples = int(self._probe.samples.numpy()) - start_samples
-        self.run.hparams(self._hparams(samples // done if done > 0 and samples > 0 else None))
+        batch_size = samples // done if done > 0 and samples > 0 else None
+        self.run.hparams(merged(keras_hparams(self.model, self.params or {}, self._window, batch_size),
+                                self.extra_hparams))
 
     # ------------------------------------------------------------------ batches
     def on_epoch_begin(self, epoch, logs=None) -> None:
@@ -203,10 +191,10 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         steps = (self.params or {}).get("steps")
         if steps:
             size = max(1, min(size, int(steps) - batch))
-        grads_due = self._due.plan_block(end, size, grads=self._probe is not None)
-        if self._probe is not None and self.options.log_grad_norm:
-            if any(grads_due):
-                self._probe.arm(end, grads_due)  # the graph measures at exactly these steps
+        grads_due, record = self._due.plan_block(end, size, grads=self._probe is not None)
+        if self._probe is not None:
+            if any(grads_due) or any(record):
+                self._probe.arm(end, grads_due, record)  # the graph measures / records at exactly these
             else:
                 self._probe.disarm()
 
@@ -311,6 +299,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     def on_train_end(self, logs=None) -> None:
         """Close this fit's writer (and its thread); a later fit() opens a new event file
         in the same run folder and continues at the step the model is at."""
+        self._model_summaries.exit()
         if self._probe is not None:
             self._probe.fit_ended()
         self._fit_open = False

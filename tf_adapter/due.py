@@ -8,7 +8,7 @@ became due by the last completed step. :class:`EpochClock` turns a step into the
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from unitb.options import LogOptions
 
@@ -29,19 +29,22 @@ class DuePlan:
         self.images: List[int] = []
         self.grads: List[int] = []
 
-    def plan_block(self, start: int, size: int, grads: bool = True) -> List[bool]:
-        """Note the due steps of the block (``start``, ``start + size``]; returns which of its
-        steps must measure gradient norms in the graph (none when ``grads`` is False: no probe)."""
+    def plan_block(self, start: int, size: int, grads: bool = True) -> Tuple[List[bool], List[bool]]:
+        """Note the due steps of the block (``start``, ``start + size``]; returns, per step of
+        the block, whether the graph measures gradient norms there (none when ``grads`` is
+        False: no probe) and whether scalars are recorded there (the model's own tf.summary
+        calls follow that)."""
         opts = self.options
         block = range(start + 1, start + size + 1)
-        self.scalars.extend(s for s in block if opts.scalar_policy.should_log(s))
+        scalars = [opts.scalar_policy.should_log(s) for s in block]
+        self.scalars.extend(s for s, d in zip(block, scalars) if d)
         if self.with_images:
             self.images.extend(s for s in block if opts.train_image_policy.should_log(s))
         if not (grads and opts.log_grad_norm):
-            return [False] * size
+            return [False] * size, scalars
         due = [opts.grad_policy.should_log(s) for s in block]
         self.grads.extend(s for s, d in zip(block, due) if d)
-        return due
+        return due, scalars
 
     def due_by(self, end: int) -> bool:
         """Something planned is due by iteration ``end`` and not looked at yet (cheap; run

@@ -175,7 +175,8 @@ def precision_policy(model) -> str:
 
 
 def optimizer_settings(optimizer) -> Dict[str, object]:
-    """The optimizer's config as ``optimizer.{key}`` (plain values; a schedule as its class)."""
+    """The optimizer's config as ``optimizer.{key}`` (plain values; a schedule as its class;
+    settings left at None — no clipping, no weight decay — are not settings and are left out)."""
     try:
         config = optimizer.get_config()
     except Exception:
@@ -186,7 +187,7 @@ def optimizer_settings(optimizer) -> Dict[str, object]:
             continue
         if isinstance(value, dict) and "class_name" in value:
             value = value["class_name"]  # a learning-rate schedule: its class, not its whole config
-        if value is None or isinstance(value, (bool, int, float, str, tuple, list)):
+        if isinstance(value, (bool, int, float, str, tuple, list)):
             out[f"optimizer.{key}"] = value
     return out
 

@@ -79,6 +79,15 @@ class GradProbe:
             self.mask_base = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_base")
             self.pending = tf.Variable(False, trainable=False, name="unitb_pending")
             self.samples = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_samples")
+            # For tf.summary calls inside the model (tf_adapter.model_summaries): the step being
+            # trained, and whether unitb records scalars at it (a mask set before each block).
+            self.record_mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False,
+                                           name="unitb_record_due")
+            self.record = tf.Variable(False, trainable=False, name="unitb_record")
+            self.summary_step = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_summary_step")
+        self.summary_writer = None  # opened by ModelSummaries, kept across fits
+        self.summary_folder: Optional[str] = None
+        self.summaries_in_graph = False  # the model (or a callback) made a tf.summary call
         strategy = model.distribute_strategy
         self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
         try:
@@ -172,6 +181,14 @@ class GradProbe:
             first = tf.nest.flatten(data)[0]
             count = tf.cast(tf.shape(first)[0], tf.int64) * probe.replicas
             probe.samples.assign_add(count * tf.cast(probe._first_local_replica(), tf.int64))
+            # The step this iteration trains, and whether unitb records at it: read by the
+            # tf.summary calls of the model and of the train step (plain arithmetic, no cond).
+            step = probe.counter + 1
+            index = step - probe.mask_base - 1
+            in_window = tf.logical_and(index >= 0, index < probe.window)
+            probe.summary_step.assign(step)
+            probe.record.assign(tf.logical_and(in_window, tf.gather(
+                probe.record_mask, tf.clip_by_value(index, 0, probe.window - 1))))
             return original_step(data)
 
         model.train_step = train_step
@@ -248,16 +265,19 @@ class GradProbe:
         self.last_counter = int(self.counter.numpy())
         self.disarm()
 
-    def arm(self, base: int, due: List[bool]) -> None:
-        """Mark which of the steps ``base+1 .. base+len(due)`` are due for gradient norms."""
+    def arm(self, base: int, due: List[bool], record: Optional[List[bool]] = None) -> None:
+        """Mark which of the steps ``base+1 .. base+len(due)`` are due for gradient norms, and
+        (``record``) at which the model's own tf.summary calls are recorded."""
         due = (list(due) + [False] * self.window)[: self.window]
         self.mask.assign(due)
+        self.record_mask.assign((list(record or []) + [False] * self.window)[: self.window])
         self.mask_base.assign(base)
         self.armed = True
 
     def disarm(self) -> None:
         if self.armed:
             self.mask.assign([False] * self.window)
+            self.record_mask.assign([False] * self.window)
             self.armed = False
 
     def rows(self, after: int, upto: int) -> List[List[float]]:

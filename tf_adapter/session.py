@@ -3,7 +3,7 @@ once-per-run header."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -88,6 +88,29 @@ def keras_config_text(model, params: Mapping[str, object]) -> str:
     text = ("## compile\n```\n" + json.dumps(compiled, indent=1) + "\n```\n## fit\n```\n"
             + json.dumps(fit, indent=1) + "\n```\n## model\n")
     return text + model_config_text(model)
+
+
+def keras_hparams(model, params: Mapping[str, object], steps_per_execution: int,
+                  batch_size: Optional[int]) -> Dict[str, object]:
+    """What a fit trains with (:mod:`unitb.hparams`): the shared names, the optimizer's config,
+    ``steps_per_execution`` and the mixed-precision policy."""
+    from tf_adapter.probe import applying_optimizer
+
+    opt = applying_optimizer(model.optimizer)
+    policy = measure.precision_policy(model)
+    steps, epochs = params.get("steps"), params.get("epochs")
+    values: Dict[str, object] = {
+        "framework": "tensorflow-keras", "model": model.name, "optimizer": type(opt).__name__,
+        "batch_size": batch_size, "epochs": epochs, "steps_per_execution": steps_per_execution,
+        "mixed_precision_policy": policy, "amp": policy.startswith("mixed"),
+        # 0 when the data's length is unknown at start (a generator, a tf.data pipeline without
+        # cardinality): the column is there in every run.
+        "max_steps": int(steps) * int(epochs) if steps and epochs else 0}  # type: ignore[arg-type]
+    lr = measure.learning_rate_at(opt, 0)
+    if lr is not None:
+        values["learning_rate"] = lr
+    values.update(measure.optimizer_settings(opt))
+    return {key: value for key, value in values.items() if value is not None}  # unknown here: left out
 
 
 def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,

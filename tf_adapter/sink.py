@@ -26,7 +26,7 @@ def write_many(writer, ready: List[Tuple[bytes, int]]) -> None:
     """
     resource = getattr(writer, "_resource", None)
     if resource is None:  # a writer without a resource handle (another TF version): public API
-        with writer.as_default():
+        with writer.as_default(), tf.summary.record_if(True):
             for summary, step in ready:
                 tf.summary.experimental.write_raw_pb(summary, step=step)
         return
@@ -36,7 +36,9 @@ def write_many(writer, ready: List[Tuple[bytes, int]]) -> None:
 
 
 class TFSummarySink:
-    """Adapts a ``tf.summary`` file writer to the core Sink (eager, host values).
+    """Adapts a ``tf.summary`` file writer to the core Sink (eager, host values). Every write
+    records whatever ``record_if`` a caller has around it (the one around a fit decides only
+    the model's own tf.summary calls, :mod:`tf_adapter.model_summaries`).
 
     Scalars are the per-step records, and an eager ``tf.summary`` call costs ~0.13 ms of
     dispatch plus a writer flush. So the scalars of one step become ONE serialized summary
@@ -97,12 +99,12 @@ class TFSummarySink:
 
     def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
         self._write_scalars()
-        with self.writer.as_default():
+        with self.writer.as_default(), tf.summary.record_if(True):
             tf.summary.image(tag, image[None], step=step, max_outputs=1)
 
     def write_summary(self, summary, step: int) -> None:
         self._write_scalars()
-        with self.writer.as_default():
+        with self.writer.as_default(), tf.summary.record_if(True):
             tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
     def flush(self) -> None:

@@ -15,6 +15,7 @@ logged (the iterations completed, for Keras).
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Mapping, Optional, Sequence, Tuple
@@ -23,6 +24,9 @@ import numpy as np
 
 from unitb import protos, render, schema
 from unitb.run_logger import RunLogger, as_number
+
+
+_tag = functools.lru_cache(maxsize=4096)(schema.sanitize)  # a loop logs the same few tags every step
 
 
 class OwnValues:
@@ -35,7 +39,7 @@ class OwnValues:
         self.run.warn_once("own", tag, f"{tag}: {why}; skipped (said once per tag)")
 
     def scalar(self, tag: str, value: object, step: int) -> None:
-        tag = schema.sanitize(tag)
+        tag = _tag(tag)
         number = as_number(value)
         if number is None:
             self._skip(tag, f"not a number ({type(value).__name__})")
@@ -45,7 +49,7 @@ class OwnValues:
             self.run.write("scalar", lambda: self.run.sink.write_scalar(tag, number, int(step)))
 
     def histogram(self, tag: str, values: object, step: int) -> None:
-        tag = schema.sanitize(tag)
+        tag = _tag(tag)
         try:
             flat = np.asarray(_host(values), dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as exc:
@@ -64,7 +68,7 @@ class OwnValues:
               skeleton: Optional[Sequence[Tuple[int, int]]] = None) -> None:
         """One image (HW, HWC or CHW, uint8 or floats in [0, 1]) or a batch (N x ...), drawn
         as a grid; ``keypoints`` (K x 2, or one per image) and ``boxes`` (M x 4 xyxy) overlaid."""
-        tag = schema.sanitize(tag)
+        tag = _tag(tag)
         try:
             array = np.array(_host(image))  # a copy: the caller may reuse its buffer
         except Exception as exc:
@@ -91,7 +95,7 @@ class OwnValues:
 
     def figure(self, tag: str, figure: object, step: int, close: bool = True) -> None:
         """A matplotlib figure, drawn to PNG now (figures are not thread-safe) and written as an image."""
-        tag = schema.sanitize(tag)
+        tag = _tag(tag)
         savefig = getattr(figure, "savefig", None)
         if not callable(savefig):
             self._skip(tag, f"not a matplotlib figure ({type(figure).__name__})")
@@ -119,7 +123,7 @@ class OwnValues:
         self.run.write("image", write, heavy=True)
 
     def text(self, tag: str, text: object, step: int) -> None:
-        tag = schema.sanitize(tag)
+        tag = _tag(tag)
         if not isinstance(text, str):
             self._skip(tag, f"not text ({type(text).__name__})")
             return
