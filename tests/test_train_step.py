@@ -83,22 +83,66 @@ def test_both_totals_reach_the_run_on_every_entry_point(tmp_path):
     assert len(totals) == 3  # eager entry points say it once each; the in-graph path (traced) too
 
 
-def test_a_parameter_an_entry_point_cannot_honour_is_refused_at_construction(tmp_path):
+def test_log_graph_writes_the_graph_on_every_entry_point(tmp_path):
+    """log_graph=True does what it says on the three entry points beside the hook (whose test is
+    in test_torch_hook.py): a graph event in the run, read back."""
+    import numpy as np
+    import tensorflow as tf
     import torch
 
+    import keras
     import unitb
     from torch_adapter import TorchLogger
+    from unitb import reader
 
-    model = torch.nn.Linear(2, 1)
-    builders = {
-        "TorchLogger": lambda: TorchLogger(str(tmp_path / "t"), model, None, log_graph=True),
-        "TFCallback": lambda: unitb.TFCallback(str(tmp_path / "k"), log_graph=True),
-        "TFLogger": lambda: unitb.TFLogger(str(tmp_path / "l"), log_graph=True),
-    }
-    for owner, build in builders.items():
-        with pytest.raises(ValueError, match=rf"{owner} does not support log_graph=True"):
-            build()
-    unitb.EnhancedTensorBoardHook(log_graph=True)  # the hook writes the graph
+    def graphs(folder):
+        return [r for r in reader.read_run(str(folder)) if r.kind == "graph"]
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), 0.1)
+    log = TorchLogger(str(tmp_path / "torch"), model, optimizer, log_graph=True, log_speed=False)
+    for step in range(1, 3):
+        loss = model(torch.randn(16, 4)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        log.log_step(step, loss=loss)
+    log.close()
+    assert len(graphs(tmp_path / "torch")) == 1
+
+    keras.utils.set_random_seed(0)
+    kmodel = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    kmodel.compile(optimizer="sgd", loss="mse")
+    cb = unitb.TFCallback(str(tmp_path / "keras"), log_graph=True, log_speed=False)
+    kmodel.fit(np.zeros((32, 4), "float32"), np.zeros((32, 2), "float32"), batch_size=8, epochs=2, callbacks=[cb],
+               verbose=0)
+    cb.close()
+    assert len(graphs(tmp_path / "keras")) == 1
+
+    tf_log = unitb.TFLogger(str(tmp_path / "tf"), start_step=0, model=kmodel, log_graph=True, log_speed=False)
+    tf_log.log_train_step(1, losses={"loss": tf.constant(1.0)})
+    tf_log.close()
+    assert len(graphs(tmp_path / "tf")) == 1
+
+
+def test_a_model_that_cannot_be_traced_is_one_warning(tmp_path):
+    import tensorflow as tf
+
+    import keras
+    import unitb
+
+    class Unbuilt(keras.Model):
+        def call(self, x):
+            return x
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = unitb.TFLogger(str(tmp_path / "tf"), start_step=0, model=Unbuilt(), log_graph=True, log_speed=False)
+        log.log_train_step(1, losses={"loss": tf.constant(1.0)})
+        log.log_train_step(2, losses={"loss": tf.constant(1.0)})
+        log.close()
+    said = [str(w.message) for w in caught if issubclass(w.category, UnitbWarning) and "log_graph" in str(w.message)]
+    assert len(said) == 1 and "graph skipped" in said[0]
 
 
 def test_help_shows_every_parameter_with_its_default():

@@ -27,6 +27,7 @@ import numpy as np
 import keras
 from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
+from tf_adapter.graph import write_model_graph
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import check_logdir, keras_config_text, keras_hparams, open_run, render_images, write_header
@@ -75,7 +76,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                  hparams: Optional[Mapping[str, object]] = None, **kwargs):
         super().__init__()
         self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TFCallback", kwargs, LogOptions.GRAPH_ONLY_IN_HOOK)
+        self.options = LogOptions.from_kwargs("TFCallback", kwargs)
         self.logdir = check_logdir(logdir, self.store, "TFCallback")
         if predict_keypoints is not None and not callable(predict_keypoints):
             raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
@@ -144,6 +145,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                     write_header(self.run, self.options, model, config_text=keras_config_text(
                         model, self.params or {}))
                 self._hparams_due = step == 0
+                if self.options.log_graph and step == 0:
+                    write_model_graph(self.run.sink.writer, model, self.run.warn_once)
             except Exception as exc:
                 default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None
@@ -187,6 +190,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         end = self._clock.base + batch
         if self._due.due_by(end):
             self._guard(lambda: self._observe(end, None))
+
         size = self._window
         steps = (self.params or {}).get("steps")
         if steps:
@@ -275,6 +279,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         logs = logs or {}
         step = int(self._probe.counter.numpy())
         self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
+
         self._guard(lambda: self._write_hparams_once(step))
         # The epoch's last block: its train values come with the epoch's logs.
         self._guard(lambda: self._observe(step, self._train_logs(logs)))

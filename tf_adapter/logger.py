@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_adapter import measure
+from tf_adapter.graph import write_model_graph
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
 from unitb.hparams import merged
@@ -45,7 +46,7 @@ class TFLogger(OwnValuesAPI):
                  model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs):
         self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TFLogger", kwargs, LogOptions.GRAPH_ONLY_IN_HOOK)
+        self.options = LogOptions.from_kwargs("TFLogger", kwargs)
         self.logdir = check_logdir(logdir, self.store, "TFLogger")
         if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
                                        or start_step < 0):
@@ -80,6 +81,9 @@ class TFLogger(OwnValuesAPI):
             if not resume_step:
                 shared = {"framework": "tensorflow-loop", "model": self._model_name}
                 write_header(self._run, self.options, self.model, self.config, merged(shared, self.hparams))
+                if self.options.log_graph and self.model is not None:
+                    with tf.init_scope():  # eager even when the first step runs inside a tf.function
+                        write_model_graph(self._run.sink.writer, self.model, self._run.warn_once)
         return self._run
 
     def _own_target(self):

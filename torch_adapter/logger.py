@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from torch_adapter import measure
+from torch_adapter.graph import FirstInput
 from torch_adapter.images import ImageBatch
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
@@ -55,7 +56,7 @@ class TorchLogger(OwnValuesAPI):
                  start_step: int = 0, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
         self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TorchLogger", kwargs, LogOptions.GRAPH_ONLY_IN_HOOK)
+        self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
         self.logdir = storage.check_location(logdir, self.store.storage_options, "TorchLogger")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
@@ -69,6 +70,7 @@ class TorchLogger(OwnValuesAPI):
         self.session: Optional[TorchSession] = None
         self._peer: Optional[ShardPeer] = None
         self._step = start_step  # the last training step logged: where log_scalar & co. land
+        self._graph: Optional[FirstInput] = None
         if not self.enabled:
             if model is not None and self.options.log_grad_norm and any(
                     measure.is_sharded(p) for p in model.parameters()):
@@ -93,6 +95,8 @@ class TorchLogger(OwnValuesAPI):
                       "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}
             self.session.start(model, optimizer, config_text=config, hparams=merged(shared, hparams),
                                write_header=start_step == 0)
+            if self.options.log_graph:
+                self._graph = FirstInput(model)  # traced at the first logged step after the first forward
         self.session.speed.start(start_step)
         self.session.arm(start_step + 1)
 
@@ -122,6 +126,8 @@ class TorchLogger(OwnValuesAPI):
             all_losses["loss"] = loss
         self.session.step_end(step, None, self.optimizer, losses=all_losses, metrics=metrics, epoch=epoch,
                               loss_scaler=self.grad_scaler)
+        if self._graph is not None and self._graph.write(self.session.run.sink.writer, self.session.run.warn_once):
+            self._graph = None
         self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:
@@ -158,6 +164,9 @@ class TorchLogger(OwnValuesAPI):
         return (self.session.run if self.session is not None else None), self._step
 
     def close(self) -> None:
+        if self._graph is not None:
+            self._graph.remove()  # the model was never called: nothing to trace
+            self._graph = None
         if self._peer is not None:
             self._peer.stop()
             self._peer = None

@@ -14,6 +14,7 @@ import torch
 
 from torch_adapter import images as image_utils
 from torch_adapter import measure
+from torch_adapter.graph import write_module_graph
 from unitb.options import LogOptions
 
 Warn = Callable[[str, str, str], None]  # RunLogger.warn_once(key, detail, message)
@@ -119,6 +120,8 @@ def write_graph(writer, model: torch.nn.Module, data_batch, warn_once: Warn) -> 
     try:
         with torch.no_grad():
             inputs = model.data_preprocessor(data_batch, False)["inputs"]
-            writer.add_graph(TensorMode(model), inputs[:1])
     except Exception as exc:
-        warn_once("graph", "", f"log_graph: could not trace the model ({type(exc).__name__}: {exc}); graph skipped")
+        warn_once("graph", "", f"log_graph: could not preprocess a batch to trace the model ({type(exc).__name__}: "
+                  f"{exc}); graph skipped")
+        return
+    write_module_graph(writer, TensorMode(model), inputs[:1], warn_once)

@@ -67,13 +67,8 @@ class LogOptions:
         self.weight_policy = EveryNEpochs(self.weight_hist_interval, "weight_hist_interval")
 
     @classmethod
-    def from_kwargs(cls, owner: str, kwargs: Dict[str, Any], not_here: Optional[Dict[str, str]] = None) -> "LogOptions":
-        """Build from keyword arguments; an unknown key is an error that suggests the right one.
-        ``not_here``: options this entry point cannot honour yet (name -> why), refused when
-        turned on rather than accepted and ignored."""
-        for key, why in (not_here or {}).items():
-            if kwargs.get(key):
-                raise ValueError(f"{owner} does not support {key}=True: {why}")
+    def from_kwargs(cls, owner: str, kwargs: Dict[str, Any]) -> "LogOptions":
+        """Build from keyword arguments; an unknown key is an error that suggests the right one."""
         known = {f.name for f in fields(cls)}
         for key in kwargs:
             if key not in known:
@@ -81,8 +76,6 @@ class LogOptions:
                 hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(known))}"
                 raise ValueError(f"{owner} got an unknown argument {key!r}{hint}")
         return cls(**kwargs)
-
-    GRAPH_ONLY_IN_HOOK = {"log_graph": "the model graph is written by EnhancedTensorBoardHook only, so far"}
 
 
 
