@@ -482,6 +482,67 @@ def bench_records(quick: bool) -> List[Row]:
     return rows
 
 
+# ----------------------------------------------------------------------------- PyTorch start without TensorFlow
+TORCH_RUN = """
+import sys, time, resource
+start = time.perf_counter()
+if sys.argv[1] == "hidden":
+    sys.modules["tensorflow"] = None  # as if TensorFlow were not installed
+elif sys.argv[1] == "loaded":
+    import tensorflow  # what every PyTorch run paid before: tensorboard's file I/O imported it
+import torch
+if sys.argv[2] == "mmengine":
+    sys.path.insert(0, sys.argv[4])
+    import mmengine_pose
+    mmengine_pose.build_runner(sys.argv[3], steps=20, checkpoints=False).train()
+else:
+    from torch_adapter import TorchLogger
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    log = TorchLogger(sys.argv[3], model, opt, scalar_interval=1, grad_norm_interval=1)
+    for step in range(1, 21):
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        log.log_step(step, loss=loss)
+    log.close()
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tensorflow" in sys.modules
+      and sys.modules["tensorflow"] is not None)
+"""
+
+
+def bench_torch_start(quick: bool) -> List[Row]:
+    """A PyTorch run with TensorFlow installed vs the same run with TensorFlow hidden, whole
+    processes side by side (wall time to the end of the run, peak RSS)."""
+    trials = 1 if quick else 5
+    rows: List[Row] = []
+    examples = os.path.join(os.path.dirname(HERE), "examples")
+    for kind, label in (("logger", "TorchLogger, 20 steps"), ("mmengine", "mmengine Runner + hook + TensorboardVisBackend, 20 steps")):
+        results: Dict[str, List[Tuple[float, float, bool]]] = {"default": [], "hidden": [], "loaded": []}
+        for trial in range(trials):
+            order = list(results)[trial % 3:] + list(results)[:trial % 3]
+            for variant in order:
+                with tempfile.TemporaryDirectory() as root:
+                    out = subprocess.run([sys.executable, "-c", TORCH_RUN, variant, kind, root, examples],
+                                         capture_output=True, text=True, check=True,
+                                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                seconds, rss, tf_loaded = out.stdout.strip().splitlines()[-1].split()
+                results[variant].append((float(seconds), float(rss), tf_loaded == "True"))
+        for name, index, unit in (("time to the end of the run", 0, "s"), ("peak RSS", 1, "MB")):
+            ratios = [d[index] / h[index] for d, h in zip(results["default"], results["hidden"])]
+            before = [b[index] / h[index] for b, h in zip(results["loaded"], results["hidden"])]
+            median = statistics.median(ratios)
+            rows.append((f"{label}, {name}: TensorFlow installed vs hidden (TensorFlow loaded: "
+                         f"{any(r[2] for r in results['default'])})",
+                         fmt(median, min(ratios), max(ratios), as_overhead=True)
+                         + f"; {statistics.median(r[index] for r in results['default']):.1f} {unit}",
+                         "≤ +5 %", _met(median <= 1.05)))
+            rows.append((f"{label}, {name}: as before, TensorFlow loaded by tensorboard's file I/O, vs hidden",
+                         fmt(statistics.median(before), min(before), max(before), as_overhead=True)
+                         + f"; {statistics.median(r[index] for r in results['loaded']):.1f} {unit}",
+                         "(reference)", "—"))
+    return rows
+
+
 # ----------------------------------------------------------------------------- 5 memory
 def bench_memory(quick: bool) -> List[Row]:
     import numpy as np
@@ -724,12 +785,12 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
     parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading",
-                                                     "store"])
+                                                     "store", "torch-start"])
     parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
     suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
               "reading": bench_reading, "mmengine": bench_mmengine, "keras": bench_keras,
-              "keras-startup": bench_keras_startup, "store": bench_store}
+              "keras-startup": bench_keras_startup, "store": bench_store, "torch-start": bench_torch_start}
     rows: List[Row] = []
     for name, fn in suites.items():
         if args.only and name not in args.only:

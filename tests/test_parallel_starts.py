@@ -65,8 +65,10 @@ def test_torch_and_keras_jobs_started_together_get_a_folder_each(tmp_path):
     out = _launch(jobs, logdir, tmp_path)
     folders = _check_one_run_per_job(out, "train/job")
     assert sorted(folders.values()) == sorted(runs.version_path(logdir, n) for n in range(1, len(jobs) + 1))
-    moved = [err for _kind, _out, err in out.values() if "was claimed by another run started at the same moment" in err]
-    assert len(moved) == len(jobs) - 1  # every job but the first to claim says where it went
+    # Every job but the first to claim says where it went (why depends on timing: the folder was
+    # claimed by a job started with it, or that job has already written there).
+    moved = [err for _kind, _out, err in out.values() if "this fresh run (step 0) writes to" in err]
+    assert len(moved) == len(jobs) - 1
 
 
 def test_url_runs_started_together_claim_a_version_each_in_the_store(s3_env, moto_store, tmp_path):

@@ -3,7 +3,11 @@
 Importing this package registers ``EnhancedTensorBoardHook`` in mmengine's HOOKS registry
 (``custom_imports = dict(imports=['torch_adapter'])``) when mmengine is installed.
 """
-from torch_adapter.logger import TorchLogger
+from torch_adapter.no_tensorflow import keep_tensorflow_unloaded
+
+keep_tensorflow_unloaded()  # before any SummaryWriter (ours or mmengine's) touches the file system
+
+from torch_adapter.logger import TorchLogger  # noqa: E402
 
 try:
     from torch_adapter.hook import EnhancedTensorBoardHook
