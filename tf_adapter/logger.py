@@ -79,7 +79,7 @@ class TFLogger(OwnValuesAPI):
             self.run_dir = self._run.run_dir
             self._speed.start(resume_step or 0)
             if not resume_step:
-                shared = {"framework": "tensorflow-loop", "model": self._model_name}
+                shared = {"framework": "tensorflow-loop", **({"model": self._model_name} if self._model_name else {})}
                 write_header(self._run, self.options, self.model, self.config, merged(shared, self.hparams))
                 if self.options.log_graph and self.model is not None:
                     with tf.init_scope():  # eager even when the first step runs inside a tf.function

@@ -218,5 +218,5 @@ def hparams_dict(values: Mapping[str, object],
             except (TypeError, ValueError):
                 out[str(key)] = str(value)
     if empty and warn is not None:
-        warn(f"hparams {', '.join(repr(k) for k in empty)} are None and are not shown in the HPARAMS tab")
+        warn(f"hparams with the value None are not shown in the HPARAMS tab: {', '.join(repr(k) for k in empty)}")
     return out
