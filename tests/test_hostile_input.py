@@ -189,3 +189,22 @@ def test_a_hostile_tag_or_layer_name_never_becomes_a_path(tmp_path):
     assert {os.path.dirname(p) for p in _files_below(box)} == {"run"}  # every file in the run folder itself
     tags = set(reader.scalars(str(box / "run")))
     assert not [t for t in tags if ".." in t.split("/") or t.startswith("/")]
+
+
+def test_a_link_where_the_claim_goes_is_never_followed(tmp_path):
+    import torch
+
+    from torch_adapter import TorchLogger
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "runs" / "exp").mkdir(parents=True)
+    os.symlink(victim, tmp_path / "runs" / "exp" / ".unitb-claim")
+    model = torch.nn.Linear(2, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitbWarning)
+        log = TorchLogger(str(tmp_path / "runs" / "exp"), model, None, log_grad_norm=False, log_speed=False)
+    log.log_step(1, loss=1.0)
+    log.close()
+    assert victim.read_text() == "keep me"
+    assert log.run_dir == str(tmp_path / "runs" / "exp-2")

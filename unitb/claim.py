@@ -19,6 +19,7 @@ and all write into it (TensorBoard then shows one run made of five). So a fresh 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -62,7 +63,12 @@ def claim_folder(folder: str, own_files: Iterable[str] = ()) -> bool:
         except FileExistsError:
             return False
     else:
-        fd = os.open(path, flags, 0o644)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return False  # a link put where the claim goes: never followed, the folder is not taken
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
