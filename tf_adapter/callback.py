@@ -29,12 +29,14 @@ from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.graph import write_model_graph
 from tf_adapter.model_summaries import ModelSummaries
+from tf_adapter.profiler import step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import check_logdir, keras_config_text, keras_hparams, open_run, render_images, write_header
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
+from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger, default_warn
 from unitb.speed import SpeedMeter
@@ -75,6 +77,10 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
                  hparams: Optional[Mapping[str, object]] = None, **kwargs):
         super().__init__()
+        if "profile_batch" in kwargs:  # Keras' TensorBoard callback's name for it
+            if "profile_steps" in kwargs:
+                raise ValueError("TFCallback: give profile_steps or profile_batch (its Keras name), not both")
+            kwargs["profile_steps"] = kwargs.pop("profile_batch")
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TFCallback", kwargs)
         self.logdir = check_logdir(logdir, self.store, "TFCallback")
@@ -97,6 +103,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._due = DuePlan(self.options, with_images=self.options.log_train_images and image_data is not None)
         self._clock = EpochClock()
         self._model_summaries = ModelSummaries()
+        self._profiler: Optional[StepProfiler] = None  # profile_steps, once per run
         self._fetch: Optional[measure.MetricsFetch] = None
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
@@ -154,6 +161,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._due.reset(step)
         self._clock = EpochClock()  # a new fit may bring data of another length
         self._speed.start(step)
+        if self.options.profile_steps and self._profiler is None:
+            self._profiler = step_profiler(self.options.profile_steps, self.run.sink.logdir, self.run.warn_once)
         try:  # tf.summary calls in the model and its train step land in this run (model_summaries)
             self._model_summaries.enter(model, self._probe, self.run.sink.logdir)
         except Exception as exc:
@@ -190,11 +199,13 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         end = self._clock.base + batch
         if self._due.due_by(end):
             self._guard(lambda: self._observe(end, None))
-
         size = self._window
         steps = (self.params or {}).get("steps")
         if steps:
             size = max(1, min(size, int(steps) - batch))
+        if self._profiler is not None:
+            self._profiler.after_step(end)
+            self._profiler.before_block(end + 1, end + size)
         grads_due, record = self._due.plan_block(end, size, grads=self._probe is not None)
         if self._probe is not None:
             if any(grads_due) or any(record):
@@ -279,6 +290,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         logs = logs or {}
         step = int(self._probe.counter.numpy())
         self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
+        if self._profiler is not None:
+            self._profiler.after_step(step)
 
         self._guard(lambda: self._write_hparams_once(step))
         # The epoch's last block: its train values come with the epoch's logs.
@@ -305,6 +318,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         """Close this fit's writer (and its thread); a later fit() opens a new event file
         in the same run folder and continues at the step the model is at."""
         self._model_summaries.exit()
+        if self._profiler is not None:
+            self._profiler.close()  # a fit that ends inside the window writes what it traced
         if self._probe is not None:
             self._probe.fit_ended()
         self._fit_open = False

@@ -22,11 +22,13 @@ import tensorflow as tf
 
 from tf_adapter import measure
 from tf_adapter.graph import write_model_graph
+from tf_adapter.profiler import step_profiler
 from tf_adapter.session import check_logdir, open_run, render_images, write_header
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
+from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
 from unitb.run_logger import RunLogger
 from unitb.speed import SpeedMeter
@@ -64,6 +66,7 @@ class TFLogger(OwnValuesAPI):
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._picked: Optional[list] = None
         self._step = start_step or 0  # the last training step logged eagerly: where log_scalar & co. land
+        self._profiler: Optional[StepProfiler] = None  # profile_steps (steps logged eagerly)
         self._names: list = []
         if checkpoint_manager is not None:
             checkpoint_manager.attach(self)
@@ -78,6 +81,9 @@ class TFLogger(OwnValuesAPI):
             self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger", store=self.store)
             self.run_dir = self._run.run_dir
             self._speed.start(resume_step or 0)
+            if self.options.profile_steps:
+                self._profiler = step_profiler(self.options.profile_steps, self._run.sink.logdir, self._run.warn_once)
+                self._profiler.after_step(resume_step or 0)  # a window that starts with the next step starts now
             if not resume_step:
                 shared = {"framework": "tensorflow-loop", **({"model": self._model_name} if self._model_name else {})}
                 write_header(self._run, self.options, self.model, self.config, merged(shared, self.hparams))
@@ -117,6 +123,8 @@ class TFLogger(OwnValuesAPI):
             return
         step = self._step = int(step)
         opts, run = self.options, self.run
+        if self._profiler is not None:
+            self._profiler.after_step(step)
         if batch_size:
             self._speed.add_samples(int(batch_size))
         if data_time is not None:
@@ -212,6 +220,9 @@ class TFLogger(OwnValuesAPI):
             self._run.flush()
 
     def close(self) -> None:
+        if self._profiler is not None:
+            self._profiler.close()
+            self._profiler = None
         if self._run is not None:
             self._run.close()
             self._run = None

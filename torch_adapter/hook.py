@@ -26,10 +26,12 @@ from mmengine.registry import HOOKS
 from torch_adapter import measure, mmengine_backend
 from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
+from torch_adapter.profiler import step_profiler
 from torch_adapter.session import TorchSession
 from unitb import hparams, storage
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
+from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
@@ -90,6 +92,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self.keep_mmengine_scalars = keep_mmengine_scalars
         self._iter_end: Optional[float] = None
         self._step = 0  # optimizer updates completed: where log_scalar & co. land
+        self._profiler: Optional[StepProfiler] = None  # profile_steps
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
         self._graph_done = False
@@ -117,6 +120,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                                hparams=self._hparams(runner), write_header=runner.iter == 0)
             self.session.speed.start(runner.iter)
             self._step = int(runner.iter)
+            if self.options.profile_steps:
+                self._profiler = step_profiler(self.options.profile_steps, sink.logdir, self.session.run.warn_once)
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: set-up failed ({type(exc).__name__}: {exc}); logging is off "
                   "for this run, training goes on")
@@ -160,6 +165,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             self.session.speed.add_data_time(now - self._iter_end)
         self.session.arm(runner.iter + 1, runner.optim_wrapper)
         self.images.keep_first_batch(data_batch, self.session.run.warn_once)
+        if self._profiler is not None:
+            self._profiler.before_step(runner.iter + 1)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
@@ -175,6 +182,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
 
     def _after_train_iter(self, runner, batch_idx: int, data_batch, outputs) -> None:
         step = self._step = runner.iter + 1
+        if self._profiler is not None:
+            self._profiler.after_step(step)
         samples = measure.batch_size(data_batch)
         if samples:
             self.session.speed.add_samples(samples)
@@ -214,6 +223,9 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             _warn(f"EnhancedTensorBoardHook: weight histograms failed ({type(exc).__name__}: {exc})")
 
     def after_train(self, runner) -> None:
+        if self._profiler is not None:
+            self._profiler.close()
+            self._profiler = None
         if self.session is not None:
             self.session.stop()
 

@@ -22,12 +22,14 @@ import torch
 from torch_adapter import measure
 from torch_adapter.graph import FirstInput
 from torch_adapter.images import ImageBatch
+from torch_adapter.profiler import step_profiler
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
 from unitb import storage
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
+from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions, open_run_folder
 from unitb.run_logger import default_info, default_warn
 
@@ -71,6 +73,7 @@ class TorchLogger(OwnValuesAPI):
         self._peer: Optional[ShardPeer] = None
         self._step = start_step  # the last training step logged: where log_scalar & co. land
         self._graph: Optional[FirstInput] = None
+        self._profiler: Optional[StepProfiler] = None
         if not self.enabled:
             if model is not None and self.options.log_grad_norm and any(
                     measure.is_sharded(p) for p in model.parameters()):
@@ -97,6 +100,9 @@ class TorchLogger(OwnValuesAPI):
                                write_header=start_step == 0)
             if self.options.log_graph:
                 self._graph = FirstInput(model)  # traced at the first logged step after the first forward
+        if self.options.profile_steps:
+            self._profiler = step_profiler(self.options.profile_steps, where.local, self.session.run.warn_once)
+            self._profiler.after_step(start_step)  # a window that starts with the next step starts now
         self.session.speed.start(start_step)
         self.session.arm(start_step + 1)
 
@@ -128,6 +134,8 @@ class TorchLogger(OwnValuesAPI):
                               loss_scaler=self.grad_scaler)
         if self._graph is not None and self._graph.write(self.session.run.sink.writer, self.session.run.warn_once):
             self._graph = None
+        if self._profiler is not None:
+            self._profiler.after_step(int(step))
         self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:
@@ -164,6 +172,9 @@ class TorchLogger(OwnValuesAPI):
         return (self.session.run if self.session is not None else None), self._step
 
     def close(self) -> None:
+        if self._profiler is not None:
+            self._profiler.close()
+            self._profiler = None
         if self._graph is not None:
             self._graph.remove()  # the model was never called: nothing to trace
             self._graph = None

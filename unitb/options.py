@@ -9,9 +9,10 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from unitb.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
+from unitb.profiling import check_profile_steps
 
 
 @dataclass
@@ -42,6 +43,9 @@ class LogOptions:
     raise_on_nonfinite: bool = False
     # Serialise and write on a background thread (unitb.background); False writes inline.
     async_writes: bool = True
+    # (start, stop): a profiler trace of training steps start..stop (unitb's step axis) into the
+    # run folder (unitb.profiling); None: no profiling, and no cost.
+    profile_steps: Optional[Tuple[int, int]] = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -59,6 +63,7 @@ class LogOptions:
             if isinstance(self.max_log_mb, bool) or not isinstance(self.max_log_mb, (int, float)) \
                     or self.max_log_mb <= 0:
                 raise ValueError(f"max_log_mb must be a positive number of megabytes or None, got {self.max_log_mb!r}")
+        self.profile_steps = check_profile_steps(self.profile_steps)
         adaptive = self.adaptive_interval
         self.scalar_policy: StepPolicy = make_step_policy(
             "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)
