@@ -173,3 +173,20 @@ def test_a_bad_step_is_one_warning_and_the_current_step(tmp_path, value):
     log.close()
     assert reader.scalars(str(tmp_path / "r"))["my/x"] == [(2, 1.0)]
     assert len([w for w in caught if issubclass(w.category, UnitbWarning)]) == (0 if value is None else 1)
+
+
+def test_a_value_logged_when_no_run_is_open_is_one_warning(tmp_path):
+    import torch
+
+    from torch_adapter import TorchLogger
+
+    log = TorchLogger(str(tmp_path / "r"), torch.nn.Linear(2, 1), None, log_grad_norm=False, log_speed=False)
+    log.log_step(1, loss=1.0)
+    log.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log.log_scalar("my/late", 1.0)
+        log.log_scalar("my/later", 2.0)
+    said = [str(w.message) for w in caught if issubclass(w.category, UnitbWarning)]
+    assert len(said) == 1 and "after close()" in said[0]
+    assert "my/late" not in reader.scalars(str(tmp_path / "r"))

@@ -110,6 +110,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._fit_start = (0, 0)  # (step, samples counted) when this fit began
         self._hparams_due = False  # a fresh run's hparams, written at its first logged point
 
+    def _own_closed(self):
+        return "TFCallback writes during fit(): log_* was called outside one" if self._chief else None
+
     def _own_target(self):
         """Your own values land at the iterations completed so far (read from the graph)."""
         if self.run is None or self._probe is None:

@@ -67,6 +67,7 @@ class TFLogger(OwnValuesAPI):
         self._picked: Optional[list] = None
         self._step = start_step or 0  # the last training step logged eagerly: where log_scalar & co. land
         self._profiler: Optional[StepProfiler] = None  # profile_steps (steps logged eagerly)
+        self._closed = False
         self._names: list = []
         if checkpoint_manager is not None:
             checkpoint_manager.attach(self)
@@ -92,10 +93,13 @@ class TFLogger(OwnValuesAPI):
                         write_model_graph(self._run.sink.writer, self.model, self._run.warn_once)
         return self._run
 
+    def _own_closed(self):
+        return "TFLogger: log_* after close()" if self.enabled else None
+
     def _own_target(self):
         if self.enabled and self._step == 0 and self.checkpoint_manager is not None:
             self._step = int(self.checkpoint_manager.restored_step or 0)
-        return (self.run if self.enabled else None), self._step
+        return (self.run if self.enabled and not self._closed else None), self._step
 
     def _writer(self) -> tf.summary.SummaryWriter:
         return self.run.sink.writer  # type: ignore[union-attr]
@@ -220,6 +224,7 @@ class TFLogger(OwnValuesAPI):
             self._run.flush()
 
     def close(self) -> None:
+        self._closed = True
         if self._profiler is not None:
             self._profiler.close()
             self._profiler = None

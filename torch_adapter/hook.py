@@ -265,6 +265,10 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: validation logging failed ({type(exc).__name__}: {exc})")
 
+    def _own_closed(self):
+        return ("EnhancedTensorBoardHook writes between before_train and after_run: log_* was called outside "
+                "them") if is_main_process() else None
+
     def _own_target(self):
         return (self.session.run if self.session is not None else None), self._step
 

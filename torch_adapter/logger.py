@@ -168,6 +168,9 @@ class TorchLogger(OwnValuesAPI):
         if self.session is not None:
             self.session.run.flush()
 
+    def _own_closed(self):
+        return "TorchLogger: log_* after close()" if self.enabled else None
+
     def _own_target(self):
         return (self.session.run if self.session is not None else None), self._step
 

@@ -1,7 +1,8 @@
 """Your own values, at unitb's step, through the same writer: one API on all four entry points.
 
 ``log_scalar``, ``log_scalars``, ``log_histogram``, ``log_image`` (optionally with keypoint and
-box overlays from :mod:`unitb.render`), ``log_figure`` (matplotlib) and ``log_text`` exist on the
+box overlays from :mod:`unitb.render`), ``log_figure`` (matplotlib), ``log_text`` and
+``log_embedding`` (the PROJECTOR tab, :mod:`unitb.projector`) exist on the
 mmengine hook, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` alike (:class:`OwnValuesAPI`).
 Without ``step=`` a value lands at the entry point's current step: the last training step it
 logged (the iterations completed, for Keras).
@@ -22,8 +23,8 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from unitb import protos, render, schema
-from unitb.run_logger import RunLogger, as_number
+from unitb import projector, protos, render, schema
+from unitb.run_logger import RunLogger, as_number, default_warn
 
 
 _tag = functools.lru_cache(maxsize=4096)(schema.sanitize)  # a loop logs the same few tags every step
@@ -122,6 +123,21 @@ class OwnValues:
             self.run.sink.write_image(tag, picture, int(step))
         self.run.write("image", write, heavy=True)
 
+    def embedding(self, tag: str, features: object, step: int, metadata: object = None, images: object = None) -> None:
+        """Points for the PROJECTOR tab (:mod:`unitb.projector`), checked here, written on the
+        writer thread."""
+        try:
+            array = projector.check(_host(features), metadata, images)
+            projector.folder_name(tag)
+            labels = metadata if metadata is None or isinstance(metadata, Mapping) else list(metadata)
+            pictures = None if images is None else np.array(_host(images))
+        except (projector.ProjectorError, TypeError, ValueError) as exc:
+            self._skip(_tag(tag), str(exc))
+            return
+        run_dir = self.run.sink.logdir
+        self.run.write("embedding", lambda: projector.write_embedding(run_dir, tag, int(step), array, labels, pictures),
+                       heavy=True)
+
     def text(self, tag: str, text: object, step: int) -> None:
         tag = _tag(tag)
         if not isinstance(text, str):
@@ -147,9 +163,18 @@ class OwnValuesAPI:
     def _own_target(self) -> Tuple[Optional[RunLogger], int]:
         raise NotImplementedError
 
+    def _own_closed(self) -> Optional[str]:
+        """Why a value cannot be written now (None: this process does not write, silently)."""
+        return None
+
     def _own(self, step: Optional[int]) -> Tuple[Optional[OwnValues], int]:
         run, current = self._own_target()
         if run is None:
+            why = self._own_closed()
+            said = self.__dict__.setdefault("_own_said", set())
+            if why and why not in said:
+                said.add(why)
+                default_warn(f"unitb: {why}; values logged then are skipped")
             return None, 0
         if step is not None and (isinstance(step, bool) or as_number(step) is None):
             run.warn_once("own", "step", f"step must be an int, got {step!r}; the current step is used")
@@ -189,6 +214,15 @@ class OwnValuesAPI:
         own, at = self._own(step)
         if own is not None:
             own.figure(tag, figure, at, close=close)
+
+    def log_embedding(self, tag: str, features: object, metadata: object = None, images: object = None,
+                      step: Optional[int] = None) -> None:
+        """N x D ``features`` in the PROJECTOR tab, with one label per point (``metadata``: a
+        list, or a dict of columns) and one image per point (``images``, N x H x W [x C]),
+        shown as a sprite. The same files from either framework (:mod:`unitb.projector`)."""
+        own, at = self._own(step)
+        if own is not None:
+            own.embedding(tag, features, at, metadata, images)
 
     def log_text(self, tag: str, text: str, step: Optional[int] = None) -> None:
         """Markdown text in the TEXT tab."""
