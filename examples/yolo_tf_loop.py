@@ -69,6 +69,12 @@ def decode_boxes(pred: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def box_confidence(pred: np.ndarray) -> np.ndarray:
+    """The objectness of each image's most confident cell, in [0, 1] (the score of decode_boxes)."""
+    flat = pred[..., 0].reshape(pred.shape[0], -1)
+    return 1 / (1 + np.exp(-flat.max(axis=1)))
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     x1, y1 = np.maximum(a[..., 0], b[..., 0]), np.maximum(a[..., 1], b[..., 1])
     x2, y2 = np.minimum(a[..., 2], b[..., 2]), np.minimum(a[..., 3], b[..., 3])
@@ -129,8 +135,10 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
         if step % val_every == 0 or step == steps:
             pred = model(val_images, training=False).numpy()
             val_losses = yolo_losses(tf.constant(pred), tf.constant(val_targets))
-            logger.log_val(step, {"loss": val_losses["total"],
-                                  "iou": float(box_iou(decode_boxes(pred), val_boxes).mean())})
+            ious = box_iou(decode_boxes(pred), val_boxes).reshape(-1)
+            logger.log_val(step, {"loss": val_losses["total"], "iou": float(ious.mean())})
+            # A detection is right when it overlaps its box at IoU >= 0.5: the PR CURVES tab.
+            logger.log_pr_curve("val/boxes_iou50", ious >= 0.5, box_confidence(pred), step=step)
             logger.log_images(step, val_images[:4], split="val", gt_boxes=val_boxes[:4],
                               pred_boxes=decode_boxes(pred[:4]))
         if logger.options.train_image_policy.should_log(step):

@@ -190,3 +190,38 @@ def test_a_value_logged_when_no_run_is_open_is_one_warning(tmp_path):
     said = [str(w.message) for w in caught if issubclass(w.category, UnitbWarning)]
     assert len(said) == 1 and "after close()" in said[0]
     assert "my/late" not in reader.scalars(str(tmp_path / "r"))
+
+
+def test_pr_curves_match_tensorboards_own_and_show_in_the_tab(tmp_path):
+    import torch
+    from tensorboard.plugins.pr_curve import summary as pr_summary
+    from tensorboard.util import tensor_util
+
+    import unitb
+    from tb_server import tensorboard
+    from torch_adapter import TorchLogger
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(200) > 0.5
+    scores = np.clip(labels * 0.3 + rng.random(200) * 0.7, 0, 1).astype("float32")
+    log = TorchLogger(str(tmp_path / "logs" / "torch"), torch.nn.Linear(2, 1), None, log_grad_norm=False,
+                      log_speed=False, scalar_interval=1)
+    log.log_step(3, loss=1.0)
+    log.log_pr_curve("val/boxes_iou50", labels, scores)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log.log_pr_curve("val/bad", labels, scores * 2)  # scores outside [0, 1]
+    assert len([w for w in caught if issubclass(w.category, UnitbWarning)]) == 1
+    log.close()
+    tf_log = unitb.TFLogger(str(tmp_path / "logs" / "tf"), start_step=0, log_speed=False, scalar_interval=1)
+    tf_log.log_train_step(3, losses={"loss": 1.0})
+    tf_log.log_pr_curve("val/boxes_iou50", labels, scores)
+    tf_log.close()
+    (row,) = [r for r in reader.read_run(str(tmp_path / "logs" / "torch")) if r.tag == "val/boxes_iou50/pr_curves"]
+    theirs = tensor_util.make_ndarray(pr_summary.pb("val/boxes_iou50", labels, scores).value[0].tensor)
+    assert row.step == 3 and np.allclose(np.asarray(row.value), theirs)
+    with tensorboard(str(tmp_path / "logs"), expect_runs=2) as tb:
+        tags = tb.get("/data/plugin/pr_curves/tags")
+        assert "val/boxes_iou50/pr_curves" in tags["torch"] and "val/boxes_iou50/pr_curves" in tags["tf"]
+        curve = tb.get("/data/plugin/pr_curves/pr_curves", run="torch", tag="val/boxes_iou50/pr_curves")
+        assert curve["torch"][0]["step"] == 3 and len(curve["torch"][0]["precision"]) >= 200

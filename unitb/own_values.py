@@ -1,8 +1,9 @@
 """Your own values, at unitb's step, through the same writer: one API on all four entry points.
 
 ``log_scalar``, ``log_scalars``, ``log_histogram``, ``log_image`` (optionally with keypoint and
-box overlays from :mod:`unitb.render`), ``log_figure`` (matplotlib), ``log_text`` and
-``log_embedding`` (the PROJECTOR tab, :mod:`unitb.projector`) exist on the
+box overlays from :mod:`unitb.render`), ``log_figure`` (matplotlib), ``log_text``,
+``log_pr_curve`` (the PR CURVES tab) and ``log_embedding`` (the PROJECTOR tab,
+:mod:`unitb.projector`) exist on the
 mmengine hook, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` alike (:class:`OwnValuesAPI`).
 Without ``step=`` a value lands at the entry point's current step: the last training step it
 logged (the iterations completed, for Keras).
@@ -138,6 +139,25 @@ class OwnValues:
         self.run.write("embedding", lambda: projector.write_embedding(run_dir, tag, int(step), array, labels, pictures),
                        heavy=True)
 
+    def pr_curve(self, tag: str, labels: object, scores: object, step: int, num_thresholds: int) -> None:
+        """A precision-recall curve for the PR CURVES tab (:func:`unitb.protos.pr_curve_summary`)."""
+        tag = _tag(tag)
+        try:
+            truth = np.asarray(_host(labels)).astype(bool)
+            score = np.asarray(_host(scores), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            self._skip(tag, f"labels and scores must be arrays ({exc})")
+            return
+        if truth.shape != score.shape or score.size == 0:
+            self._skip(tag, f"labels {truth.shape} and scores {score.shape} must have one shape, not empty")
+        elif not np.all(np.isfinite(score)) or score.min() < 0 or score.max() > 1:
+            self._skip(tag, "scores must be finite and in [0, 1]")
+        elif isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds < 2:
+            self._skip(tag, f"num_thresholds must be an int >= 2, got {num_thresholds!r}")
+        else:
+            summary = lambda: protos.pr_curve_summary(tag, truth, score, num_thresholds)  # noqa: E731
+            self.run.write("pr_curve", lambda: self.run.sink.write_summary(summary(), int(step)), heavy=True)
+
     def text(self, tag: str, text: object, step: int) -> None:
         tag = _tag(tag)
         if not isinstance(text, str):
@@ -223,6 +243,15 @@ class OwnValuesAPI:
         own, at = self._own(step)
         if own is not None:
             own.embedding(tag, features, at, metadata, images)
+
+    def log_pr_curve(self, tag: str, labels: object, scores: object, step: Optional[int] = None,
+                     num_thresholds: int = protos.PR_THRESHOLDS) -> None:
+        """A precision-recall curve in the PR CURVES tab: ``labels`` (ground truth, bool) and
+        ``scores`` (in [0, 1]) of the same shape — detections matched to boxes at an IoU
+        threshold, keypoints matched by OKS, a classifier's outputs."""
+        own, at = self._own(step)
+        if own is not None:
+            own.pr_curve(tag, labels, scores, at, num_thresholds)
 
     def log_text(self, tag: str, text: str, step: Optional[int] = None) -> None:
         """Markdown text in the TEXT tab."""

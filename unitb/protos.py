@@ -123,3 +123,34 @@ def histogram_summary(tag: str, values):
     summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(display_name=None, description=None),
                       tensor=tensor_util.make_tensor_proto(histogram_buckets(values)))
     return summary
+
+
+PR_THRESHOLDS = 201  # the pr_curves plugin's default
+
+
+def pr_curve_summary(tag: str, labels, scores, num_thresholds: int = PR_THRESHOLDS):
+    """A pr_curves-plugin ``Summary``: true/false positive/negative counts, precision and recall at
+    ``num_thresholds`` evenly spaced score thresholds in [0, 1] — the same numbers as
+    ``tensorboard.plugins.pr_curve.summary.pb``, computed in numpy (that helper imports TensorFlow).
+    ``labels``: ground truth (bool), ``scores``: in [0, 1], same shape."""
+    import numpy as np
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.pr_curve import metadata
+    from tensorboard.util import tensor_util
+
+    truth = np.asarray(labels, dtype=bool).reshape(-1).astype(float)
+    score = np.asarray(scores, dtype=np.float32).reshape(-1)
+    buckets = np.int32(np.floor(score * (num_thresholds - 1)))
+    tp_buckets, _ = np.histogram(buckets, bins=num_thresholds, range=(0, num_thresholds - 1), weights=truth)
+    fp_buckets, _ = np.histogram(buckets, bins=num_thresholds, range=(0, num_thresholds - 1), weights=1.0 - truth)
+    tp = np.cumsum(tp_buckets[::-1])[::-1]
+    fp = np.cumsum(fp_buckets[::-1])[::-1]
+    tn, fn = fp[0] - fp, tp[0] - tp
+    precision = tp / np.maximum(1e-7, tp + fp)
+    recall = tp / np.maximum(1e-7, tp + fn)
+    data = np.float32(np.stack((tp, fp, tn, fn, precision, recall)))
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=f"{tag}/pr_curves", tensor=tensor_util.make_tensor_proto(data),
+                      metadata=metadata.create_summary_metadata(display_name=tag, description="",
+                                                                num_thresholds=num_thresholds))
+    return summary
