@@ -109,6 +109,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._samples_seen = 0
         self._fit_start = (0, 0)  # (step, samples counted) when this fit began
         self._hparams_due = False  # a fresh run's hparams, written at its first logged point
+        self._first_block = True
 
     def _own_closed(self):
         return "TFCallback writes during fit(): log_* was called outside one" if self._chief else None
@@ -162,6 +163,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 self.run = None
                 return
         self._due.reset(step)
+        self._first_block = True  # its trace tells whether the model makes tf.summary calls
         self._clock = EpochClock()  # a new fit may bring data of another length
         self._speed.start(step)
         if self.options.profile_steps and self._profiler is None:
@@ -210,6 +212,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             self._profiler.after_step(end)
             self._profiler.before_block(end + 1, end + size)
         grads_due, record = self._due.plan_block(end, size, grads=self._probe is not None)
+        if self._probe is not None and not (self._probe.summaries_in_graph or self._first_block):
+            record = [False] * size  # the traced graph makes no tf.summary call: nothing to arm for it
+        self._first_block = False
         if self._probe is not None:
             if any(grads_due) or any(record):
                 self._probe.arm(end, grads_due, record)  # the graph measures / records at exactly these

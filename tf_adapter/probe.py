@@ -88,6 +88,8 @@ class GradProbe:
         self.summary_writer = None  # opened by ModelSummaries, kept across fits
         self.summary_folder: Optional[str] = None
         self.summaries_in_graph = False  # the model (or a callback) made a tf.summary call
+        self._due_now: List[bool] = [False] * self.window  # what mask / record_mask hold
+        self._record_now: List[bool] = [False] * self.window
         strategy = model.distribute_strategy
         self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
         try:
@@ -265,19 +267,27 @@ class GradProbe:
         self.last_counter = int(self.counter.numpy())
         self.disarm()
 
+    def _set_masks(self, due: List[bool], record: List[bool]) -> None:
+        """Assign a mask only when it changes: each assign is a host-to-device call, and with
+        a scalar every step the masks stay the same from block to block."""
+        if due != self._due_now:
+            self.mask.assign(due)
+            self._due_now = due
+        if record != self._record_now:
+            self.record_mask.assign(record)
+            self._record_now = record
+
     def arm(self, base: int, due: List[bool], record: Optional[List[bool]] = None) -> None:
         """Mark which of the steps ``base+1 .. base+len(due)`` are due for gradient norms, and
         (``record``) at which the model's own tf.summary calls are recorded."""
-        due = (list(due) + [False] * self.window)[: self.window]
-        self.mask.assign(due)
-        self.record_mask.assign((list(record or []) + [False] * self.window)[: self.window])
+        pad = [False] * self.window
+        self._set_masks((list(due) + pad)[: self.window], (list(record or []) + pad)[: self.window])
         self.mask_base.assign(base)
         self.armed = True
 
     def disarm(self) -> None:
         if self.armed:
-            self.mask.assign([False] * self.window)
-            self.record_mask.assign([False] * self.window)
+            self._set_masks([False] * self.window, [False] * self.window)
             self.armed = False
 
     def rows(self, after: int, upto: int) -> List[List[float]]:
