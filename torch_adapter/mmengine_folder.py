@@ -104,8 +104,7 @@ class MMEngineRunFolder:
         taken = in_store | runs.taken_versions(old_dir) | {1}
         new_dir = runs.claim_from(old_dir, max(taken) + 1)
         where = f"{old_dir} ({self._remote_for(runner, old_dir)} in the store)" if in_store else old_dir
-        mine = {osp.abspath(f) for f in own}
-        others = in_store or [f for f in reader.event_files(old_dir) if osp.abspath(f) not in mine]
+        others = in_store or reader.other_event_files(old_dir, own)
         why = "already holds another run" if others else "was claimed by another run started at the same moment"
         self._warn(f"{OWNER}: {where} {why}; this fresh run (step 0) writes to {new_dir} and leaves it untouched. "
                    "Resume from a checkpoint (resume=True) to continue that run instead.")
@@ -125,8 +124,7 @@ class MMEngineRunFolder:
         run wrote after S; into mmengine's new ``work_dir/<timestamp>/vis_data``, carry the
         previous timestamp folder's steps up to S over, so one clean curve shows."""
         step = int(runner.iter)
-        own = {osp.abspath(f) for f in sink.open_files()}
-        if [f for f in reader.event_files(sink.logdir) if osp.abspath(f) not in own]:
+        if reader.other_event_files(sink.logdir, sink.open_files()):
             cleanup = resume.truncate_run(sink.logdir, step, exclude=sink.open_files())
             where = sink.logdir
         else:

@@ -40,13 +40,6 @@ def _who() -> bytes:
     return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
 
 
-def _other_runs(folder: str, own: Iterable[str]) -> bool:
-    from unitb.reader import event_files
-
-    mine = {os.path.abspath(p) for p in own}
-    return any(os.path.abspath(p) not in mine for p in event_files(folder))
-
-
 def claim_folder(folder: str, own_files: Iterable[str] = ()) -> bool:
     """Make ``folder`` this process's run folder; False when another live run holds it or it
     holds another run's event files (``own_files``: event files this run already opened
@@ -74,7 +67,9 @@ def claim_folder(folder: str, own_files: Iterable[str] = ()) -> bool:
         except OSError:
             os.close(fd)
             return False  # a live run holds it
-    if _other_runs(folder, own_files):
+    from unitb.reader import other_event_files
+
+    if other_event_files(folder, own_files):
         _close(fd)
         return False  # a finished run's folder
     try:

@@ -86,14 +86,8 @@ class OwnValues:
             self._skip(tag, str(exc))
             return
 
-        def draw() -> None:
-            try:
-                picture = render.render_batch(array, kpt_thr=kpt_thr, skeleton=skeleton, **overlays)
-            except Exception as exc:
-                self._skip(tag, f"could not draw it ({type(exc).__name__}: {exc})")
-                return
-            self.run.sink.write_image(tag, picture, int(step))
-        self.run.write("image", draw, heavy=True)
+        self.run.tagged_image(tag, int(step), lambda: render.render_batch(array, kpt_thr=kpt_thr, skeleton=skeleton,
+                                                                            **overlays), tag)
 
     def figure(self, tag: str, figure: object, step: int, close: bool = True) -> None:
         """A matplotlib figure, drawn to PNG now (figures are not thread-safe) and written as an image."""
@@ -117,12 +111,11 @@ class OwnValues:
                 except Exception:
                     pass
 
-        def write() -> None:
+        def decode() -> np.ndarray:
             from PIL import Image
 
-            picture = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-            self.run.sink.write_image(tag, picture, int(step))
-        self.run.write("image", write, heavy=True)
+            return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        self.run.tagged_image(tag, int(step), decode, tag)
 
     def embedding(self, tag: str, features: object, step: int, metadata: object = None, images: object = None) -> None:
         """Points for the PROJECTOR tab (:mod:`unitb.projector`), checked here, written on the

@@ -70,6 +70,13 @@ def event_files(run_dir: str, storage_options: Optional[Dict[str, object]] = Non
             if is_event_file(n) and os.path.isfile(os.path.join(run_dir, n))]
 
 
+
+def other_event_files(run_dir: str, own: Iterable[str] = ()) -> List[str]:
+    """Event files in ``run_dir`` other than ``own`` (those a live writer of this run opened):
+    the files of another run."""
+    mine = {os.path.abspath(p) for p in own}
+    return [p for p in event_files(run_dir) if os.path.abspath(p) not in mine]
+
 def find_runs(root: str) -> List[str]:
     """Every directory under ``root`` (itself included) that holds event files."""
     if storage.is_url(root):

@@ -93,14 +93,13 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
         in_store, reachable = set(), False
     taken = in_store | runs.taken_versions(spool)
     if resume_step:
-        number = max(taken, default=1)
+        chosen = runs.version_path(url, max(taken, default=1))
     else:
-        number = claim_url_version(url, taken, store, reachable, warn, owner)
-        if number != 1:
+        chosen = claim_url_version(url, taken, store, reachable, warn, owner)
+        if chosen != url:
             why = "already holds another run" if 1 in taken else "was claimed by another run started at the same moment"
-            warn(f"{owner}: {url} {why}; this fresh run (step 0) writes to {runs.version_path(url, number)} and "
-                 "leaves it untouched. Resume from a checkpoint to continue that run instead.")
-    chosen = runs.version_path(url, number)
+            warn(f"{owner}: {url} {why}; this fresh run (step 0) writes to {chosen} and leaves it untouched. "
+                 "Resume from a checkpoint to continue that run instead.")
     local = storage.spool_path(chosen, store.spool_dir)
     os.makedirs(local, exist_ok=True)
     mirror = mirror_folder(local, chosen, store, warn, info, owner)
@@ -124,28 +123,28 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
 
 
 def claim_url_version(url: str, taken: Set[int], store: StoreOptions, reachable: bool,
-                      warn: Callable[[str], None], owner: str = "unitb") -> int:
-    """The first version past ``taken`` that this run claims both in this machine's spool and
-    in the store (:mod:`unitb.claim`); with a store that offers no create-only write, or that
-    did not answer at start, the spool's claim alone (one warning says what stays racy)."""
-    first = max(taken) + 1 if taken else 1
-    for number in range(first, first + runs.MAX_VERSIONS):
-        candidate = runs.version_path(url, number)
+                      warn: Callable[[str], None], owner: str = "unitb") -> str:
+    """The first version of ``url`` past ``taken`` that this run claims both in this machine's
+    spool and in the store (:mod:`unitb.claim`); with a store that offers no create-only write,
+    or that did not answer at start, the spool's claim alone (one warning says what stays racy)."""
+
+    def claim_both(candidate: str) -> bool:
         local = storage.spool_path(candidate, store.spool_dir)
         if not claim.claim_folder(local):
-            continue  # a run on this machine holds it
+            return False  # a run on this machine holds it
         if not reachable:
-            return number
+            return True
         won = claim.claim_url(candidate, store.storage_options)
         if won is None:
             warn(f"{owner}: {candidate}: the store did not accept a create-only write (If-None-Match), so the "
                  "folder is chosen from its listing; runs started at the same moment on different machines may "
                  "share it")
-            return number
-        if won:
-            return number
-        claim.release(local)  # another machine claimed it first
-    raise RuntimeError(f"no free version of {url} among {runs.MAX_VERSIONS} tried")
+            return True
+        if not won:
+            claim.release(local)  # another machine claimed it first
+        return won
+
+    return runs.claim_from(url, max(taken) + 1 if taken else 1, claim_both)
 
 
 def mirror_folder(local: str, url: str, store: StoreOptions, warn: Callable[[str], None],

@@ -289,21 +289,25 @@ class RunLogger:
                         heavy=True)
 
     def image(self, split: str, step: int, render: Callable[[], np.ndarray]) -> None:
-        """Render and write one image on the writer thread.
+        """``train/image`` or ``val/image`` (:meth:`tagged_image`)."""
+        self.tagged_image(schema.image(split), step, render, f"the {split} image")
+
+    def tagged_image(self, tag: str, step: int, render: Callable[[], np.ndarray], what: str) -> None:
+        """Render and write one image under ``tag`` on the writer thread.
 
         ``render`` must only touch host data the caller will not change (it runs later, on
-        another thread); a render error becomes one warning and the image is skipped.
+        another thread); a render error becomes one warning naming ``what`` and the image is
+        skipped.
         """
         if not self._heavy_allowed():
             return
-        tag = schema.image(split)
 
         def draw_and_write() -> None:
             try:
                 picture = render()
             except Exception as exc:
-                self.warn_once("image", f"{split}:{type(exc).__name__}",
-                               f"could not render the {split} image at step {step}: {exc}; image skipped")
+                self.warn_once("image", f"{what}:{type(exc).__name__}",
+                               f"could not render {what} at step {step}: {exc}; image skipped")
                 return
             self.sink.write_image(tag, picture, int(step))
         self._write("image", draw_and_write, heavy=True)

@@ -84,14 +84,14 @@ def version_path(logdir: str, number: int) -> str:
 MAX_VERSIONS = 10000
 
 
-def claim_from(logdir: str, number: int) -> str:
-    """The first version of ``logdir`` from ``number`` on that this process can claim
-    (:mod:`unitb.claim`): runs started together each get their own."""
-    from unitb import claim
-
+def claim_from(logdir: str, number: int, claim_one: Optional[Callable[[str], bool]] = None) -> str:
+    """The first version of ``logdir`` (a folder or a URL) from ``number`` on that ``claim_one``
+    claims (default: :func:`unitb.claim.claim_folder`): runs started together each get their own."""
+    if claim_one is None:
+        from unitb.claim import claim_folder as claim_one
     for n in range(number, number + MAX_VERSIONS):
         candidate = version_path(logdir, n)
-        if claim.claim_folder(candidate):
+        if claim_one(candidate):
             return candidate
     raise RuntimeError(f"no free version of {logdir} among {MAX_VERSIONS} tried")
 
