@@ -48,3 +48,29 @@ def s3_env(moto_store, monkeypatch, tmp_path):
     monkeypatch.setenv("UNITB_SPOOL", str(tmp_path / "spool"))
     bucket = moto_store.make_bucket(f"unitb-{uuid.uuid4().hex[:12]}")
     return bucket
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real MLflow tracking server (SQLite store) on loopback for the session."""
+    pytest.importorskip("mlflow")
+    from backend_stores import MlflowServer
+
+    server = MlflowServer(str(tmp_path_factory.mktemp("mlflow"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wandb_offline(monkeypatch, tmp_path):
+    """W&B in offline mode; returns a folder of this test's for its files (pass it as the
+    backend's ``dir``: W&B reads WANDB_DIR once per process)."""
+    pytest.importorskip("wandb")
+    folder = tmp_path / "wandb-home"
+    folder.mkdir()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(folder))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(folder / "config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(folder / "cache"))
+    return str(folder)

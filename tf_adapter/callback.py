@@ -96,6 +96,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self.run: Optional[RunLogger] = None
         self.run_dir: Optional[str] = None
         self._mirror = None  # a URL run's uploader, still sending the last fit's events
+        self._forwarder = None  # the backends' forwarder (unitb.backends), kept from one fit to the next
         self._chief = True
         self._probe: Optional[GradProbe] = None
         self._fit_open = False
@@ -150,7 +151,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 # A model that continues goes on in the folder this callback chose before; a fresh
                 # one starts from the folder the user named (and its next free version).
                 folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
-                self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback", store=self.store)
+                self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback", store=self.store,
+                                    forwarder=self._forwarder)
+                self._forwarder = self.run.forwarder
                 self.run_dir = self.run.run_dir
                 if step == 0:
                     write_header(self.run, self.options, model, config_text=keras_config_text(
@@ -333,7 +336,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._fit_open = False
         if self.run is not None:
             self._mirror = self.run.mirror
-            self.run.close(wait_for_upload=False)  # a URL run uploads in the background
+            self.run.close(wait_for_upload=False)  # a URL run uploads, and the backends are sent, in the background
             self.run = None
 
     def close(self) -> None:
@@ -341,6 +344,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         if self.run is not None:
             self.run.close()
             self.run = None
+        if self._forwarder is not None:
+            self._forwarder.close()
+            self._forwarder = None
         if self._mirror is not None:
             self._mirror.close()
             self._mirror = None

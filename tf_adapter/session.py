@@ -32,7 +32,7 @@ def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: st
 
 def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
              warn: Callable[[str], None] = default_warn, owner: str = "unitb",
-             store: Optional[StoreOptions] = None) -> RunLogger:
+             store: Optional[StoreOptions] = None, forwarder=None) -> RunLogger:
     """Open the tf.summary writer in the folder :func:`unitb.runs.prepare_run_dir` picks: a
     fresh run never writes over another run; a resumed one first sets its orphans aside.
     A URL logdir is written into its local spool and mirrored (:mod:`unitb.remote_run`).
@@ -40,7 +40,8 @@ def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
     where = open_run_folder(logdir, resume_step, store or StoreOptions(), warn, default_info, owner)
     return RunLogger(TFSummarySink(where.local), warn=warn, max_log_mb=options.max_log_mb,
                      raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
-                     mirror=where.mirror, run_dir=where.url)
+                     mirror=where.mirror, run_dir=where.url, backends=options.backends,
+                     start_step=resume_step or 0, backend_timeout=options.backend_timeout, forwarder=forwarder)
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,

@@ -109,7 +109,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             print_log(f"EnhancedTensorBoardHook: writing into {sink.logdir}", logger="current")
             mirror = self.folder.start_mirrors(runner, sink)
             self.session = TorchSession(sink, self.options, warn=_warn, mirror=mirror,
-                                        run_dir=mirror.url if mirror is not None else None)
+                                        run_dir=mirror.url if mirror is not None else None,
+                                        start_step=int(runner.iter))
             self.session.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
             cfg = getattr(runner, "cfg", None)

@@ -92,7 +92,7 @@ class TorchLogger(OwnValuesAPI):
         from torch.utils.tensorboard import SummaryWriter
 
         self.session = TorchSession(SummaryWriterSink(SummaryWriter(where.local)), self.options, mirror=where.mirror,
-                                    run_dir=where.url)
+                                    run_dir=where.url, start_step=start_step)
         if model is not None:
             shared = {"framework": "pytorch", "model": type(measure.unwrap_model(model)).__name__,
                       "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}

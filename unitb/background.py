@@ -43,14 +43,19 @@ def then_at_exit(step: Callable[[float], None]) -> None:
     _install_exit_hooks()
 
 
-def flush_all(timeout: float = 30.0) -> None:
-    """Write out every live background writer, then run the exit steps (atexit / SIGTERM)."""
+def write_out_all(timeout: float = 30.0) -> None:
+    """Write out every live background writer and flush its file."""
     for writer in list(_LIVE):
         try:
             writer.drain(timeout)
             writer.flush_sink()
         except Exception:
             pass
+
+
+def flush_all(timeout: float = 30.0) -> None:
+    """Write out every live background writer, then run the exit steps (atexit / SIGTERM)."""
+    write_out_all(timeout)
     for step in list(_EXIT_STEPS):
         try:
             step(timeout)

@@ -166,12 +166,39 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from unitb import transfer
 
-    if not os.path.isdir(args.local) or not storage.is_url(args.url):
+    if args.to:
+        return push_to_backends(args)
+    if not os.path.isdir(args.local) or not args.url or not storage.is_url(args.url):
         print("unitb push: give a local folder and a URL (s3://…, gs://…)", file=sys.stderr)
         return 2
     ok = transfer.push(args.local, args.url, timeout=args.timeout)
     print(f"unitb: {args.local} -> {args.url}: {'up to date' if ok else 'not finished (see the warning)'}")
     return 0 if ok else 1
+
+
+def push_to_backends(args: argparse.Namespace) -> int:
+    """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
+    from unitb import backends, reader, resume
+    from unitb.run_logger import default_warn
+
+    given = {"wandb": {"project": args.project, "entity": args.entity, "mode": args.wandb_mode, "dir": args.wandb_dir,
+                       "name": args.name},
+             "mlflow": {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "run_name": args.name}}
+    try:
+        settings = backends.check_backends({name: {k: v for k, v in given[name].items() if v is not None}
+                                            for name in args.to})
+    except ValueError as exc:
+        print(f"unitb push: {exc}", file=sys.stderr)
+        return 2
+    found = [run for run in (reader.find_runs(args.local) if os.path.isdir(args.local) else [])
+             if f"{os.sep}{resume.TRASH}" not in run]  # what a resume set aside is not a run
+    if not found:
+        print(f"unitb push: no run (event files) below {args.local}", file=sys.stderr)
+        return 2
+    for run in found:
+        sent = backends.push(run, settings, default_warn)
+        print(f"unitb: {run} -> " + ", ".join(f"{name} up to step {step}" for name, step in sorted(sent.items())))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -204,10 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep pulling changes until Ctrl-C")
     pull.add_argument("--include-removed", action="store_true", help="also copy what resumes set aside")
     pull.set_defaults(func=cmd_pull)
-    push = sub.add_parser("push", help="upload a run's spool that could not reach its store")
-    push.add_argument("local")
-    push.add_argument("url")
+    push = sub.add_parser("push", help="upload a run's spool that could not reach its store (push LOCAL URL), "
+                          "or send runs to W&B / MLflow (push RUN --to wandb)")
+    push.add_argument("local", help="a run folder, or a folder of runs with --to")
+    push.add_argument("url", nargs="?", help="s3://… or gs://… (without --to)")
     push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying")
+    push.add_argument("--to", action="append", choices=("wandb", "mlflow"), help="a backend (repeat for both)")
+    push.add_argument("--name", help="the backend run's name (default: the run folder's name)")
+    push.add_argument("--project", help="W&B project (default: unitb)")
+    push.add_argument("--entity", help="W&B entity")
+    push.add_argument("--wandb-mode", choices=("online", "offline"), help="W&B mode (default: W&B's own)")
+    push.add_argument("--wandb-dir", help="where W&B keeps its local files")
+    push.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")
+    push.add_argument("--experiment", help="MLflow experiment (default: unitb)")
     push.set_defaults(func=cmd_push)
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs")

@@ -11,6 +11,7 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from unitb.backends import check_backends
 from unitb.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
 from unitb.profiling import check_profile_steps
 
@@ -46,6 +47,10 @@ class LogOptions:
     # (start, stop): a profiler trace of training steps start..stop (unitb's step axis) into the
     # run folder (unitb.profiling); None: no profiling, and no cost.
     profile_steps: Optional[Tuple[int, int]] = None
+    # Extra backends beside TensorBoard: ("wandb", "mlflow") or {"wandb": {"project": ...}, ...}
+    # (unitb.backends); they get what the event files get, at the same steps, off the training thread.
+    backends: Any = None
+    backend_timeout: float = 30.0  # how long close() waits for the backends to catch up
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -64,6 +69,10 @@ class LogOptions:
                     or self.max_log_mb <= 0:
                 raise ValueError(f"max_log_mb must be a positive number of megabytes or None, got {self.max_log_mb!r}")
         self.profile_steps = check_profile_steps(self.profile_steps)
+        self.backends = check_backends(self.backends)
+        if isinstance(self.backend_timeout, bool) or not isinstance(self.backend_timeout, (int, float)) \
+                or self.backend_timeout <= 0:
+            raise ValueError(f"backend_timeout must be a positive number of seconds, got {self.backend_timeout!r}")
         adaptive = self.adaptive_interval
         self.scalar_policy: StepPolicy = make_step_policy(
             "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)

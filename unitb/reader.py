@@ -211,6 +211,27 @@ def tag_steps(run_dir: str, values_of: Tuple[str, ...] = ()) -> Iterator[Tuple[s
                 yield value.tag, step, kind, None
 
 
+def decoded_values(events: Iterable[object], plugin_of: Dict[str, str]) -> Iterator[Tuple[str, int, str, object]]:
+    """(tag, step, kind, value) of every summary value of ``events``, each value decoded as
+    :func:`tag_steps` decodes it (a graph event is ``("__graph__", step, "graph", None)``).
+    ``plugin_of`` carries what earlier events said about each tag: pass the same dict for
+    the events of one run read a piece at a time."""
+    from tensorboard import data_compat
+
+    for event in events:
+        values = event.summary.value
+        if not values:
+            if event.HasField("graph_def"):
+                yield "__graph__", int(event.step), "graph", None
+            continue
+        for value in values:
+            kind = _kind_of(value, plugin_of)
+            if kind == "scalar" and value.WhichOneof("value") == "simple_value":
+                yield value.tag, int(event.step), kind, float(value.simple_value)
+            else:
+                yield value.tag, int(event.step), kind, _decode(kind, data_compat.migrate_value(value))
+
+
 def _legacy_kind(value) -> str:
     kind = value.WhichOneof("value")
     return {"histo": "histograms", "image": "images", "audio": "audio"}.get(kind or "", "")

@@ -16,7 +16,7 @@ record (a crash mid-write) ends the file quietly: everything before it is return
 from __future__ import annotations
 
 import struct
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from unitb import storage
 
@@ -68,6 +68,35 @@ def event_batches(path: str) -> Iterator[List[object]]:
             yield _checked(parts[1::2])
             continue
         yield message.event
+
+
+def read_appended(path: str, offset: int = 0) -> Tuple[List[object], int]:
+    """The ``Event`` messages of the whole records written after byte ``offset`` of a file
+    that may still be growing, and the offset after the last whole one: a record being
+    written (its tail not on disk yet) is left for the next call. For following a live run."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    unpack = _HEADER.unpack_from
+    parts: List[bytes] = []
+    pos, n = 0, len(data)
+    while n - pos >= 12:
+        length = unpack(data, pos)[0]
+        end = pos + 12 + length
+        if end + 4 > n:
+            break
+        parts.append(b"\x0a" + _varint(length))
+        parts.append(data[pos + 12:end])
+        pos = end + 4
+    if not parts:
+        return [], offset
+    message = _event_list_class()()
+    try:
+        message.ParseFromString(b"".join(parts))
+        events = list(message.event)
+    except Exception:
+        events = _checked(parts[1::2])
+    return events, offset + pos
 
 
 def _framed_blocks(path: str, spans: Optional[List[int]] = None) -> Iterator[List[bytes]]:

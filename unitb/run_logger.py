@@ -19,6 +19,7 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 
 import numpy as np
 
+from unitb import backends as forwarding
 from unitb import claim, protos, schema, storage
 from unitb.background import BackgroundWriter
 
@@ -90,7 +91,9 @@ class RunLogger:
 
     def __init__(self, sink: Sink, *, warn: Callable[[str], None] = default_warn,
                  max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False,
-                 async_writes: bool = True, flush_secs: float = 5.0, mirror=None, run_dir: Optional[str] = None):
+                 async_writes: bool = True, flush_secs: float = 5.0, mirror=None, run_dir: Optional[str] = None,
+                 backends: Optional[Mapping[str, Mapping[str, object]]] = None, start_step: int = 0,
+                 backend_timeout: float = 30.0, forwarder=None):
         if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
                                        or max_log_mb <= 0):
             raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
@@ -110,6 +113,10 @@ class RunLogger:
         self._dir_missing = False
         self._broken = False
         self.background: Optional[BackgroundWriter] = None
+        # W&B / MLflow: a thread that follows what this run's event files get (unitb.backends);
+        # one passed in is the forwarder of an earlier writer into the same folder (a Keras fit before).
+        self.forwarder = forwarder if forwarder is not None and forwarder.folder == sink.logdir else forwarding.start(sink.logdir, backends or {}, start_step, warn, timeout=backend_timeout,
+                                          run_name=os.path.basename(os.path.normpath(self.run_dir or sink.logdir)))
         if async_writes:
             self.background = BackgroundWriter(
                 flush=self._flush_sink, flush_secs=flush_secs,
@@ -350,16 +357,19 @@ class RunLogger:
 
     def close(self, wait_for_upload: bool = True) -> None:
         """Close the writer. A URL run then makes its last upload, retried for up to
-        ``upload_timeout`` seconds (``wait_for_upload=False``: the mirror thread goes on
-        and the next run into the same folder, or the interpreter's exit, finishes it)."""
+        ``upload_timeout`` seconds, and the backends' forwarder sends the rest (``wait_for_upload=False``:
+        the mirror and forwarder threads go on, and the next writer into the same folder, or the
+        interpreter's exit, finishes them)."""
         if self.background is not None:
             self.background.close()
         self._guarded("close", self.sink.close)
         claim.release(getattr(self.sink, "logdir", None))  # its event files keep the folder taken now
+        if self.mirror is not None and not wait_for_upload:
+            self.mirror.request_sync()
+            return
+        if self.forwarder is not None and wait_for_upload:
+            self.forwarder.close()  # bounded by backend_timeout; before the last upload, which carries its state
         if self.mirror is not None:
-            if not wait_for_upload:
-                self.mirror.request_sync()
-                return
             try:  # the last upload: retried for upload_timeout seconds, then one warning
                 self.mirror.close()
             except Exception as exc:

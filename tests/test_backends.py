@@ -1,0 +1,196 @@
+"""W&B (offline) and MLflow (a real tracking server) get the run TensorBoard gets: the same
+tags, steps and values, read back from what each backend stored; each step once across a
+resume; a backend that is down costs one warning and nothing else."""
+import os
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import unitb
+from unitb import backends, cli, reader
+from backend_stores import wandb_runs
+
+pytest.importorskip("wandb")
+pytest.importorskip("mlflow")
+
+
+def _torch_run(logdir, first, last, start_step=0, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    logger = unitb.TorchLogger(logdir, model=model, optimizer=optimizer, start_step=start_step, grad_norm_interval=2,
+                               scalar_interval=1, log_speed=False, **kwargs)
+    for step in range(first, last + 1):
+        loss = model(torch.randn(16, 4)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        logger.log_step(step, loss=loss, metrics={"acc": step / 100})
+    return logger
+
+
+def _tb_scalars(run_dir):
+    return {tag: [(s, float(v)) for s, v in points] for tag, points in reader.scalars(run_dir).items()}
+
+
+def _wandb_seen(folder):
+    """What a W&B user sees: each run file's rows, a later one rewinding to its branch point."""
+    seen = {}
+    for run in wandb_runs(folder):
+        if run.branch_point is not None:
+            cut = run.branch_point[1]
+            seen = {tag: [p for p in points if p[0] <= cut] for tag, points in seen.items()}
+        for tag, points in run.scalars().items():
+            seen.setdefault(tag, []).extend(points)
+    return {tag: sorted(points) for tag, points in seen.items() if points}
+
+
+def _only_run(server, experiment):
+    client = server.client()
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return runs
+
+
+def test_a_torch_run_reaches_wandb_and_mlflow_with_tensorboards_steps(tmp_path, wandb_offline, mlflow_server):
+    logdir = str(tmp_path / "run")
+    logger = _torch_run(logdir, 1, 12, hparams={"depth": 2, "tag": "a"},
+                        backends={"wandb": {"project": "t1", "dir": wandb_offline},
+                                  "mlflow": {"tracking_uri": mlflow_server.uri, "experiment": "t1"}})
+    logger.log_image("samples/crop", np.full((8, 8, 3), 200, np.uint8), step=12)
+    logger.log_histogram("samples/hist", np.arange(100.0), step=12)
+    logger.log_text("notes/what", "a <b> note", step=12)
+    logger.close()
+    tb = _tb_scalars(logger.run_dir)
+    assert tb["train/loss"][0][0] == 1 and [s for s, _ in tb["train/gradient_norm/global"]] == [1, 2, 4, 6, 8, 10, 12]
+
+    (run,) = wandb_runs(wandb_offline)
+    assert run.scalars() == tb
+    assert run.kinds() == {"samples/crop": "image-file", "samples/hist": "histogram", "notes/what": "html-file"}
+    assert run.config["depth"] == 2 and run.config["learning_rate"] == pytest.approx(0.05)
+
+    (found,) = _only_run(mlflow_server, "t1")
+    assert found.info.run_name == "run" and found.info.status == "FINISHED"
+    assert mlflow_server.history(found.info.run_id) == tb
+    assert found.data.params["depth"] == "2" and found.data.params["framework"] == "pytorch"
+    artifacts = {a.path for a in mlflow_server.client().list_artifacts(found.info.run_id)}
+    assert {"images", "text"} <= artifacts
+    state = backends.read_state(logger.run_dir)
+    assert state["wandb"]["id"] == run.run_id and state["mlflow"]["run_id"] == found.info.run_id
+    assert state["wandb"]["sent_step"] == state["mlflow"]["sent_step"] == 12
+
+
+def test_keras_fit_and_an_in_graph_tf_loop_reach_the_backends(tmp_path, wandb_offline, mlflow_server):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    callback = unitb.TFCallback(str(tmp_path / "keras"), grad_norm_interval=2, backends={"wandb": {"dir": wandb_offline}})
+    model.fit(x, y, batch_size=8, epochs=1, validation_data=(x, y), callbacks=[callback], verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, validation_data=(x, y), callbacks=[callback], verbose=0)
+    callback.close()
+    (run,) = wandb_runs(wandb_offline)  # two fits, one W&B run
+    keras_tb = _tb_scalars(callback.run_dir)
+    assert run.scalars() == keras_tb and "val/loss" in keras_tb and [s for s, _ in keras_tb["train/loss"]] == [1, 2, 4, 6, 8]
+
+    logger = unitb.TFLogger(str(tmp_path / "loop"), grad_norm_interval=2, scalar_interval=1,
+                            backends={"mlflow": {"tracking_uri": mlflow_server.uri, "experiment": "t2"}})
+    optimizer = keras.optimizers.SGD(0.1)
+
+    @tf.function
+    def step_fn(step):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x) - y))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        logger.log_train_step(step, losses={"total": loss, "box": loss / 2}, grads=grads,
+                              variables=model.trainable_variables)  # tf.summary ops inside the graph
+
+    for step in range(1, 7):
+        step_fn(tf.constant(step, tf.int64))
+    logger.close()
+    loop_tb = _tb_scalars(logger.run_dir)
+    assert [s for s, _ in loop_tb["train/loss/box"]] == [1, 2, 3, 4, 5, 6]
+    (found,) = _only_run(mlflow_server, "t2")
+    assert mlflow_server.history(found.info.run_id) == loop_tb
+
+
+@pytest.mark.parametrize("checkpoint", [6, 10], ids=["orphans-sent", "nothing-to-drop"])
+def test_a_resume_sends_each_step_once_per_backend(tmp_path, wandb_offline, mlflow_server, checkpoint):
+    logdir = str(tmp_path / "run")
+    experiment = f"resume-{checkpoint}"
+    settings = {"wandb": {"project": "t3", "dir": wandb_offline}, "mlflow": {"tracking_uri": mlflow_server.uri, "experiment": experiment}}
+    _torch_run(logdir, 1, 10, backends=settings).close()  # interrupted after step 10, checkpoint at `checkpoint`
+    first = backends.read_state(logdir)
+    resumed = _torch_run(logdir, checkpoint + 1, 14, start_step=checkpoint, seed=1, backends=settings)
+    resumed.close()
+    tb = _tb_scalars(logdir)
+    assert [s for s, _ in tb["train/loss"]] == list(range(1, 15))
+
+    second = backends.read_state(logdir)
+    assert second["wandb"]["id"] == first["wandb"]["id"]  # the same W&B run goes on
+    assert _wandb_seen(wandb_offline) == tb
+    rerun = wandb_runs(wandb_offline)[1]
+    if checkpoint == 6:
+        assert rerun.branch_point == (first["wandb"]["id"], 6.0)  # rewound to the checkpoint
+    else:
+        assert rerun.branch_point is None and rerun.resume  # resume="allow": the same run goes on
+    assert min(s for s, _ in rerun.scalars()["train/loss"]) == checkpoint + 1
+
+    client = mlflow_server.client()
+    if checkpoint == 6:  # MLflow cannot delete points: a new run replaces the old one
+        assert second["mlflow"]["run_id"] != first["mlflow"]["run_id"]
+        old = client.get_run(first["mlflow"]["run_id"])
+        assert old.data.tags["unitb.replaced_by"] == second["mlflow"]["run_id"] and old.info.status == "KILLED"
+        assert client.get_run(second["mlflow"]["run_id"]).data.tags["unitb.replaces"] == first["mlflow"]["run_id"]
+    else:
+        assert second["mlflow"]["run_id"] == first["mlflow"]["run_id"]
+    assert mlflow_server.history(second["mlflow"]["run_id"]) == tb
+
+
+def test_a_backend_that_is_down_costs_one_warning_and_a_bounded_close(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger = _torch_run(str(tmp_path / "run"), 1, 8, backend_timeout=20,
+                            backends={"mlflow": {"tracking_uri": "http://127.0.0.1:9", "experiment": "down"}})
+        started = time.monotonic()
+        logger.close()
+        closing = time.monotonic() - started
+    said = [str(w.message) for w in caught if issubclass(w.category, unitb.UnitbWarning)]
+    assert len(said) == 1 and "mlflow" in said[0] and "TensorBoard is unaffected" in said[0]
+    assert closing < 20
+    assert [s for s, _ in _tb_scalars(logger.run_dir)["train/loss"]] == list(range(1, 9))
+
+
+def test_unitb_push_sends_a_finished_run_once(tmp_path, wandb_offline, mlflow_server, capsys):
+    logger = _torch_run(str(tmp_path / "runs" / "plain"), 1, 6)
+    logger.close()
+    argv = ["push", str(tmp_path / "runs"), "--to", "wandb", "--to", "mlflow", "--tracking-uri", mlflow_server.uri,
+            "--experiment", "t5", "--wandb-dir", wandb_offline]
+    assert cli.main(argv) == 0
+    assert "wandb up to step 6" in capsys.readouterr().out
+    tb = _tb_scalars(logger.run_dir)
+    assert _wandb_seen(wandb_offline) == tb
+    (found,) = _only_run(mlflow_server, "t5")
+    assert mlflow_server.history(found.info.run_id) == tb
+    assert cli.main(argv) == 0  # again: the same backend runs, nothing sent twice
+    assert _wandb_seen(wandb_offline) == tb
+    (again,) = _only_run(mlflow_server, "t5")
+    assert again.info.run_id == found.info.run_id and mlflow_server.history(found.info.run_id) == tb
+
+
+def test_bad_backend_arguments_fail_at_construction(tmp_path):
+    with pytest.raises(ValueError, match="unknown backend 'neptune'"):
+        unitb.TorchLogger(str(tmp_path), backends=("neptune",))
+    with pytest.raises(ValueError, match="unknown option"):
+        unitb.TorchLogger(str(tmp_path), backends={"wandb": {"projekt": "x"}})
+    with pytest.raises(ValueError, match="backend_timeout"):
+        unitb.TorchLogger(str(tmp_path), backends=("wandb",), backend_timeout=0)

@@ -1,0 +1,86 @@
+"""Weights & Biases as a unitb backend (see :mod:`unitb.backends` for the rules).
+
+Every record is logged with ``step=`` the event's step, so W&B's x-axis is unitb's training
+iteration. Scalars, images, histograms and text become history values under the same tags
+(W&B groups its panels by the part before the first ``/``: the schema's families); the hparams
+and the config go to ``run.config``. W&B is imported only when a run uses it.
+"""
+from __future__ import annotations
+
+import html
+import uuid
+from typing import Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from unitb.backend_points import hparams_of, image_of
+
+OWNER = "unitb"
+
+
+class WandbBackend:
+    name = "wandb"
+
+    def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
+        self.options = dict(options)
+        self._warn = warn
+        self.run = None
+        self.run_id: Optional[str] = None
+        self.project: Optional[str] = None
+
+    def open(self, state: Dict[str, object], start_step: int, run_name: str) -> int:
+        import wandb
+
+        kwargs = {key: self.options[key] for key in ("entity", "group", "tags", "notes", "dir", "mode")
+                  if key in self.options}
+        self.project = str(self.options.get("project") or state.get("project") or OWNER)
+        kwargs.update(project=self.project, name=self.options.get("name") or run_name, reinit="create_new",
+                      settings=wandb.Settings(console="off", silent=True))
+        old = state.get("id") if isinstance(state.get("id"), str) else None
+        sent = int(state.get("sent_step", -1)) if isinstance(state.get("sent_step"), int) else -1
+        if old and sent <= start_step:  # nothing after the resume point was sent: go on where it stopped
+            self.run = wandb.init(id=old, resume="allow", **kwargs)
+            self.run_id = old
+            return sent
+        if old:  # steps after start_step were sent: rewind the run to it, or fork it there
+            for how in ("resume_from", "fork_from"):
+                try:
+                    self.run = wandb.init(**{how: f"{old}?_step={start_step}"}, **kwargs)
+                except Exception as exc:
+                    self._warn(f"unitb: W&B refused {how}={old}?_step={start_step} ({type(exc).__name__}: {exc})")
+                    continue
+                self.run_id = self.run.id
+                return start_step
+            self._warn(f"unitb: the W&B run {old} holds steps after {start_step}; a new W&B run gets this one")
+        self.run = wandb.init(id=uuid.uuid4().hex[:12], **kwargs)
+        self.run_id = self.run.id
+        return -1
+
+    def send(self, step: int, points: List[tuple]) -> None:
+        import wandb
+
+        row: Dict[str, object] = {}
+        for tag, kind, value in points:
+            if kind == "scalar":
+                row[tag] = value
+            elif kind == "image" and value:
+                row[tag] = wandb.Image(image_of(value))
+            elif kind == "histogram" and value is not None and len(value):
+                buckets = np.asarray(value, dtype=np.float64)
+                edges = np.append(buckets[:, 0], buckets[-1, 1])
+                row[tag] = wandb.Histogram(np_histogram=(buckets[:, 2], edges))
+            elif kind == "text" and isinstance(value, str):
+                row[tag] = wandb.Html(f"<pre>{html.escape(value)}</pre>")
+            elif kind == "hparams":
+                values = hparams_of(value)
+                if values:
+                    self.run.config.update(values, allow_val_change=True)
+        if row:
+            self.run.log(row, step=step)
+
+    def state(self) -> Dict[str, object]:
+        return {"id": self.run_id, "project": self.project}
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()

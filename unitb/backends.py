@@ -1,0 +1,316 @@
+"""The same run in Weights & Biases and MLflow, beside TensorBoard.
+
+A backend never gets its own copy of the logging logic: a :class:`Forwarder` thread follows
+the run folder's event files (what TensorBoard shows, written by every path unitb has — the
+schema's scalars, the user's own values, ``tf.summary`` calls inside a model, in-graph
+``TFLogger`` records) and sends each step's records to every backend at the event's own step.
+So a backend has the same tags, steps and intervals as TensorBoard by construction, and
+``unitb push`` is the same code run once over a finished run.
+
+Rules:
+
+- **The training thread never waits on the network.** Reading and sending happen on the
+  forwarder's thread; ``close()`` waits at most ``backend_timeout`` seconds. A backend that
+  fails gives one warning and is left out from then on; TensorBoard goes on.
+- **A step is sent once.** W&B needs steps in increasing order, so the newest step stays open
+  for one poll (late heavy records from the writer thread land in it); each backend's last sent
+  step is kept in ``<run>/.unitb-backends.json`` with its run id.
+- **Resume continues the same backend run.** At a resume from step S, a backend that got
+  nothing after S goes on where it stopped. One that got steps after S (they were set aside in
+  TensorBoard) is treated as its API allows: W&B rewinds the run to S (``resume_from``; a fork
+  if rewinding is refused); MLflow, which cannot delete points, starts a new run that gets the
+  steps up to S again from the folder, tagged with the run it replaces.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from importlib import util as import_util
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
+
+STATE_FILE = ".unitb-backends.json"
+NAMES = ("tensorboard", "wandb", "mlflow")
+PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
+# The keywords each backend takes (backends={"wandb": {...}}): the few a user sets in practice.
+KEYWORDS = {
+    "wandb": ("project", "entity", "name", "group", "tags", "notes", "dir", "mode"),
+    "mlflow": ("tracking_uri", "experiment", "run_name", "tags"),
+}
+
+_LIVE: "weakref.WeakSet[Forwarder]" = weakref.WeakSet()
+
+Point = Tuple[str, str, object]  # (tag, kind, decoded value) of one record at a step
+
+
+def check_backends(value: object) -> Dict[str, Dict[str, object]]:
+    """``backends=`` as ``{name: options}`` for the extra backends (TensorBoard is always on).
+
+    Takes a sequence of names (``("wandb", "mlflow")``) or a mapping of name to its options
+    (``{"wandb": {"project": "pose"}, "mlflow": {"tracking_uri": "http://…"}}``). An unknown
+    name or keyword, or a backend whose package is not installed, is a ValueError now rather
+    than a silent gap later."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = (value,)
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Iterable):
+        items = [(name, {}) for name in value]
+    else:
+        raise ValueError(f"backends must be names or a mapping of name to options, got {value!r}")
+    out: Dict[str, Dict[str, object]] = {}
+    for name, options in items:
+        if name not in NAMES:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
+        if name == "tensorboard":
+            continue
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(KEYWORDS[name]))
+        if unknown:
+            raise ValueError(f"backends[{name!r}] got unknown option(s) {', '.join(unknown)}; "
+                             f"valid: {', '.join(KEYWORDS[name])}")
+        if import_util.find_spec(PACKAGES[name]) is None:
+            raise ValueError(f"backends={name!r} needs the {PACKAGES[name]} package: pip install 'unitb[{name}]'")
+        out[name] = options
+    return out
+
+
+class Backend(Protocol):
+    """One destination. ``open`` decides how this run continues there (see the module rules)
+    and returns the last step it already holds (-1: none)."""
+
+    name: str
+
+    def open(self, state: Dict[str, object], start_step: int, run_name: str) -> int: ...
+    def send(self, step: int, points: List[Point]) -> None: ...
+    def state(self) -> Dict[str, object]: ...
+    def close(self) -> None: ...
+
+
+def make_backend(name: str, options: Mapping[str, object], warn: Callable[[str], None]) -> Backend:
+    if name == "wandb":
+        from unitb.backend_wandb import WandbBackend
+        return WandbBackend(options, warn)
+    from unitb.backend_mlflow import MlflowBackend
+    return MlflowBackend(options, warn)
+
+
+def read_state(folder: str) -> Dict[str, Dict[str, object]]:
+    """What earlier runs into ``folder`` sent, per backend; anything unreadable counts as nothing."""
+    try:
+        with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def write_state(folder: str, state: Mapping[str, object]) -> None:
+    path = os.path.join(folder, STATE_FILE)
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=1, sort_keys=True)
+    os.replace(partial, path)
+
+
+@dataclass
+class FollowedFile:
+    offset: int = 0
+
+
+@dataclass
+class StepBuffer:
+    """Records read but not sent yet, by step; the newest step waits one poll."""
+    pending: Dict[int, List[Point]] = field(default_factory=dict)
+    seen_high: int = -1
+
+    def add(self, step: int, point: Point) -> None:
+        self.pending.setdefault(step, []).append(point)
+
+    def ready(self, below: Optional[int]) -> List[Tuple[int, List[Point]]]:
+        """The steps < ``below`` (all with None), in order, removed from the buffer."""
+        steps = sorted(s for s in self.pending if below is None or s < below)
+        return [(s, self.pending.pop(s)) for s in steps]
+
+
+class Forwarder:
+    """Follows one run folder and sends its records to the extra backends (module rules)."""
+
+    def __init__(self, folder: str, settings: Mapping[str, Mapping[str, object]], start_step: int,
+                 warn: Callable[[str], None], run_name: Optional[str] = None, poll_secs: float = 2.0,
+                 timeout: float = 30.0, follow: bool = True):
+        self.folder = folder
+        self.start_step = int(start_step)
+        self.run_name = run_name or os.path.basename(os.path.normpath(folder))
+        self.poll_secs = poll_secs
+        self.timeout = timeout
+        self._warn = warn
+        self._settings = {name: dict(options) for name, options in settings.items()}
+        self._backends: List[Backend] = []
+        self._sent: Dict[str, int] = {}  # per backend: the last step it holds
+        self._sent_at_open: Dict[str, int] = {}
+        self._files: Dict[str, FollowedFile] = {}
+        self._plugin_of: Dict[str, str] = {}
+        self._buffer = StepBuffer()
+        self._late = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if follow:
+            self._thread = threading.Thread(target=self._run, name="unitb-backends", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _open_backends(self) -> None:
+        state = read_state(self.folder)
+        for name, options in self._settings.items():
+            try:
+                backend = make_backend(name, options, self._warn)
+                self._sent[name] = backend.open(dict(state.get(name, {})), self.start_step, self.run_name)
+                self._sent_at_open[name] = self._sent[name]
+                self._backends.append(backend)
+            except Exception as exc:
+                self._warn(f"unitb: could not open the {name} run ({type(exc).__name__}: {exc}); "
+                           f"the run goes on without {name}, TensorBoard is unaffected")
+        self._save_state()
+
+    def _run(self) -> None:
+        self._open_backends()
+        _LIVE.add(self)
+        _exit_after_the_backends()
+        while not self._stop.wait(self.poll_secs):
+            self._poll(final=False)
+        self._poll(final=True)
+        self._close_backends()
+
+    def run_once(self) -> None:
+        """Send everything the folder holds now and close (``unitb push``)."""
+        self._open_backends()
+        self._poll(final=True)
+        self._close_backends()
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Send what the files hold (the writer is closed by now) and finish the backend runs,
+        waiting at most ``timeout`` seconds; returns whether it finished in time."""
+        if self._thread is None or not self._thread.is_alive():
+            return True
+        timeout = self.timeout if timeout is None else timeout
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._warn(f"unitb: the backends had not caught up after {timeout:g} s; the rest is sent in the "
+                       f"background until the process exits, and `unitb push` sends what is missing later")
+            return False
+        return True
+
+    def _close_backends(self) -> None:
+        for backend in self._backends:
+            try:
+                backend.close()
+            except Exception as exc:
+                self._warn(f"unitb: could not finish the {backend.name} run ({type(exc).__name__}: {exc})")
+        self._save_state()
+
+    # ------------------------------------------------------------------ following
+    def _poll(self, final: bool) -> None:
+        try:
+            self._read_new()
+        except Exception as exc:
+            self._warn(f"unitb: could not read {self.folder} for the backends ({type(exc).__name__}: {exc})")
+        previous_high = self._buffer.seen_high
+        if self._buffer.pending:
+            self._buffer.seen_high = max(self._buffer.seen_high, max(self._buffer.pending))
+        batch = self._buffer.ready(None if final else previous_high)
+        if batch:
+            self._send(batch)
+            self._save_state()
+
+    def _read_new(self) -> None:
+        from unitb import reader, records_io
+
+        for path in reader.event_files(self.folder):
+            followed = self._files.setdefault(path, FollowedFile())
+            if os.path.getsize(path) <= followed.offset:
+                continue
+            events, followed.offset = records_io.read_appended(path, followed.offset)
+            for tag, step, kind, value in reader.decoded_values(events, self._plugin_of):
+                self._buffer.add(step, (tag, kind, value))
+
+    def _send(self, batch: List[Tuple[int, List[Point]]]) -> None:
+        for backend in list(self._backends):
+            sent = self._sent.get(backend.name, -1)
+            for step, points in batch:
+                if step <= sent:
+                    if step > self._sent_at_open.get(backend.name, -1):  # sent by this process: late
+                        self._late += 1
+                        if self._late == 1:
+                            self._warn(f"unitb: records for step {step} reached the folder after step {sent} was "
+                                       f"sent; {backend.name} does not get them (a backend takes steps in order)")
+                    continue
+                try:
+                    backend.send(step, points)
+                except Exception as exc:
+                    self._warn(f"unitb: {backend.name} failed at step {step} ({type(exc).__name__}: {exc}); "
+                               f"nothing more goes to {backend.name} in this run, TensorBoard is unaffected")
+                    self._backends.remove(backend)
+                    break
+                sent = self._sent[backend.name] = step
+
+    def _save_state(self) -> None:
+        state = read_state(self.folder)
+        for backend in self._backends:
+            state[backend.name] = {**backend.state(), "sent_step": self._sent.get(backend.name, -1)}
+        try:
+            write_state(self.folder, state)
+        except OSError:
+            pass  # a read-only run (a pushed URL): the backends' own ids are then not kept
+
+
+def close_all(timeout: float = 30.0) -> None:
+    """At exit: write out the runs' queued records, then let every forwarder send them and
+    finish its backend runs (a process that never called ``close()`` loses nothing)."""
+    from unitb import background
+
+    background.write_out_all(timeout)
+    for forwarder in list(_LIVE):
+        forwarder.close(timeout)
+
+
+def _exit_after_the_backends() -> None:
+    """Run :func:`close_all` at exit before the backends' own exit hooks (which finish their
+    runs): ``atexit`` runs the newest first, so it is registered again after each backend opened."""
+    from unitb import background
+
+    atexit.unregister(close_all)
+    atexit.register(close_all)
+    background.then_at_exit(close_all)  # SIGTERM
+
+
+def start(folder: str, settings: Mapping[str, Mapping[str, object]], start_step: int,
+          warn: Callable[[str], None], run_name: Optional[str] = None, timeout: float = 30.0) -> Optional[Forwarder]:
+    """The forwarder of a run that has extra backends; None without them."""
+    if not settings:
+        return None
+    return Forwarder(folder, settings, start_step, warn, run_name=run_name, timeout=timeout)
+
+
+def push(folder: str, settings: Mapping[str, Mapping[str, object]], warn: Callable[[str], None]) -> Dict[str, int]:
+    """Send a finished run to the backends (continuing the backend runs its state names, so a
+    push after an interrupted send sends only what is missing); returns each backend's last step."""
+    forwarder = Forwarder(folder, settings, start_step=_last_step(folder), warn=warn, follow=False)
+    forwarder.run_once()
+    return dict(forwarder._sent)
+
+
+def _last_step(folder: str) -> int:
+    """A finished run is pushed as a resume at its last step: a backend that has it all keeps it."""
+    from unitb import reader
+
+    last = 0
+    for _tag, step, _kind, _value in reader.tag_steps(folder):
+        last = max(last, step)
+    return last
