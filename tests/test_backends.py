@@ -194,3 +194,22 @@ def test_bad_backend_arguments_fail_at_construction(tmp_path):
         unitb.TorchLogger(str(tmp_path), backends={"wandb": {"projekt": "x"}})
     with pytest.raises(ValueError, match="backend_timeout"):
         unitb.TorchLogger(str(tmp_path), backends=("wandb",), backend_timeout=0)
+
+
+def test_an_mmengine_run_reaches_the_backends_with_its_config(tmp_path, wandb_offline, mlflow_server):
+    import mmengine_pose
+
+    hook = dict(grad_norm_interval=4, scalar_interval=2, train_image_interval=8, val_image_interval=1,
+                backends={"wandb": {"dir": wandb_offline, "project": "pose"},
+                          "mlflow": {"tracking_uri": mlflow_server.uri, "experiment": "pose"}})
+    mmengine_pose.build_runner(str(tmp_path), steps=16, hook=hook).train()
+    run_dir = mmengine_pose.vis_dir(str(tmp_path))
+    tb = _tb_scalars(run_dir)
+    assert "val/PCK" in tb or any(tag.startswith("val/") for tag in tb)
+    (run,) = wandb_runs(wandb_offline)
+    assert run.scalars() == tb
+    assert run.kinds().get("train/image") == "image-file" and run.config["framework"] == "pytorch-mmengine"
+    (found,) = _only_run(mlflow_server, "pose")
+    assert mlflow_server.history(found.info.run_id) == tb
+    assert found.data.params["optimizer"] == "SGD" and found.data.params["optimizer.momentum"] == "0.9"
+    assert found.info.run_name == f"{os.path.basename(tmp_path)}/{os.path.basename(os.path.dirname(run_dir))}"

@@ -110,7 +110,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             mirror = self.folder.start_mirrors(runner, sink)
             self.session = TorchSession(sink, self.options, warn=_warn, mirror=mirror,
                                         run_dir=mirror.url if mirror is not None else None,
-                                        start_step=int(runner.iter))
+                                        start_step=int(runner.iter), run_name=self._run_name(runner))
             self.session.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
             cfg = getattr(runner, "cfg", None)
@@ -127,6 +127,12 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             _warn(f"EnhancedTensorBoardHook: set-up failed ({type(exc).__name__}: {exc}); logging is off "
                   "for this run, training goes on")
             self.session = None
+
+    @staticmethod
+    def _run_name(runner) -> str:
+        """The name a W&B / MLflow run gets: ``<work_dir>/<timestamp>`` (mmengine's run folder is
+        ``work_dir/<timestamp>/vis_data``, and "vis_data" names nothing)."""
+        return f"{os.path.basename(os.path.normpath(runner.work_dir))}/{runner.timestamp}"
 
     @staticmethod
     def _keep_schema_only(backend) -> None:

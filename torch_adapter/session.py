@@ -43,12 +43,12 @@ class DueGradients:
 
 class TorchSession:
     def __init__(self, sink: Sink, options: LogOptions, warn: Callable[[str], None] = default_warn,
-                 mirror=None, run_dir: Optional[str] = None, start_step: int = 0):
+                 mirror=None, run_dir: Optional[str] = None, start_step: int = 0, run_name: Optional[str] = None):
         self.options = options
         self.run = RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb,
                              raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
                              mirror=mirror, run_dir=run_dir, backends=options.backends, start_step=start_step,
-                             backend_timeout=options.backend_timeout)
+                             backend_timeout=options.backend_timeout, run_name=run_name)
         self.probe: Optional[measure.GradNormProbe] = None
         self.weight_names = None
         self.skeleton = None

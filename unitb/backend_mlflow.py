@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from unitb.backend_points import hparams_of, image_of
+from unitb.backend_points import PointErrors, hparams_of, image_of
 
 EXPERIMENT = "unitb"
 METRIC_BATCH, PARAM_BATCH = 1000, 100  # log_batch's limits per call
@@ -26,12 +26,12 @@ def metric_key(tag: str) -> str:
     return _KEY.sub("_", tag)
 
 
-class MlflowBackend:
+class MlflowBackend(PointErrors):
     name = "mlflow"
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
+        super().__init__(warn)
         self.options = dict(options)
-        self._warn = warn
         self.client = None
         self.run_id: Optional[str] = None
         self.tracking_uri: Optional[str] = None
@@ -81,18 +81,19 @@ class MlflowBackend:
         now = int(time.time() * 1000)
         metrics, params = [], []
         for tag, kind, value in points:
-            if kind == "scalar":
-                metrics.append(Metric(metric_key(tag), float(value), now, step))
-            elif kind == "hparams":
-                for key, item in hparams_of(value).items():
-                    text = str(item)[:PARAM_CHARS]
-                    if self._params.get(key) is None:
-                        params.append(Param(metric_key(key), text))
-                        self._params[key] = text
-            elif kind == "image" and value:
-                self.client.log_image(self.run_id, np.asarray(image_of(value)), key=metric_key(tag), step=step)
-            elif kind == "text" and isinstance(value, str):
-                self.client.log_text(self.run_id, value, f"text/{metric_key(tag)}/step-{step:09d}.md")
+            with self._skipped_on_error(tag, kind):
+                if kind == "scalar":
+                    metrics.append(Metric(metric_key(tag), float(value), now, step))
+                elif kind == "hparams":
+                    for key, item in hparams_of(value).items():
+                        text = str(item)[:PARAM_CHARS]
+                        if self._params.get(key) is None:
+                            params.append(Param(metric_key(key), text))
+                            self._params[key] = text
+                elif kind == "image" and value:
+                    self.client.log_image(self.run_id, np.asarray(image_of(value)), key=metric_key(tag), step=step)
+                elif kind == "text" and isinstance(value, str):
+                    self.client.log_text(self.run_id, value, f"text/{metric_key(tag)}/step-{step:09d}.md")
         for start in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(self.run_id, params=params[start:start + PARAM_BATCH])
         for start in range(0, len(metrics), METRIC_BATCH):

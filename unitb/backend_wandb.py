@@ -11,19 +11,18 @@ import html
 import uuid
 from typing import Callable, Dict, List, Mapping, Optional
 
-import numpy as np
-
-from unitb.backend_points import hparams_of, image_of
+from unitb.backend_points import PointErrors, histogram_of, hparams_of, image_of
 
 OWNER = "unitb"
+MAX_BINS = 512  # wandb.Histogram refuses more
 
 
-class WandbBackend:
+class WandbBackend(PointErrors):
     name = "wandb"
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
+        super().__init__(warn)
         self.options = dict(options)
-        self._warn = warn
         self.run = None
         self.run_id: Optional[str] = None
         self.project: Optional[str] = None
@@ -61,20 +60,20 @@ class WandbBackend:
 
         row: Dict[str, object] = {}
         for tag, kind, value in points:
-            if kind == "scalar":
-                row[tag] = value
-            elif kind == "image" and value:
-                row[tag] = wandb.Image(image_of(value))
-            elif kind == "histogram" and value is not None and len(value):
-                buckets = np.asarray(value, dtype=np.float64)
-                edges = np.append(buckets[:, 0], buckets[-1, 1])
-                row[tag] = wandb.Histogram(np_histogram=(buckets[:, 2], edges))
-            elif kind == "text" and isinstance(value, str):
-                row[tag] = wandb.Html(f"<pre>{html.escape(value)}</pre>")
-            elif kind == "hparams":
-                values = hparams_of(value)
-                if values:
-                    self.run.config.update(values, allow_val_change=True)
+            with self._skipped_on_error(tag, kind):
+                if kind == "scalar":
+                    row[tag] = value
+                elif kind == "image" and value:
+                    row[tag] = wandb.Image(image_of(value))
+                elif kind == "histogram" and value is not None and len(value):
+                    counts, edges = histogram_of(value, MAX_BINS)
+                    row[tag] = wandb.Histogram(np_histogram=(counts, edges))
+                elif kind == "text" and isinstance(value, str):
+                    row[tag] = wandb.Html(f"<pre>{html.escape(value)}</pre>")
+                elif kind == "hparams":
+                    values = hparams_of(value)
+                    if values:
+                        self.run.config.update(values, allow_val_change=True)
         if row:
             self.run.log(row, step=step)
 

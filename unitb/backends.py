@@ -209,11 +209,14 @@ class Forwarder:
 
     def _close_backends(self) -> None:
         for backend in self._backends:
-            try:
-                backend.close()
-            except Exception as exc:
-                self._warn(f"unitb: could not finish the {backend.name} run ({type(exc).__name__}: {exc})")
+            self._finish(backend)
         self._save_state()
+
+    def _finish(self, backend: Backend) -> None:
+        try:
+            backend.close()
+        except Exception as exc:
+            self._warn(f"unitb: could not finish the {backend.name} run ({type(exc).__name__}: {exc})")
 
     # ------------------------------------------------------------------ following
     def _poll(self, final: bool) -> None:
@@ -257,6 +260,7 @@ class Forwarder:
                     self._warn(f"unitb: {backend.name} failed at step {step} ({type(exc).__name__}: {exc}); "
                                f"nothing more goes to {backend.name} in this run, TensorBoard is unaffected")
                     self._backends.remove(backend)
+                    self._finish(backend)  # what it took so far is kept there
                     break
                 sent = self._sent[backend.name] = step
 

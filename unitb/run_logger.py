@@ -93,7 +93,7 @@ class RunLogger:
                  max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False,
                  async_writes: bool = True, flush_secs: float = 5.0, mirror=None, run_dir: Optional[str] = None,
                  backends: Optional[Mapping[str, Mapping[str, object]]] = None, start_step: int = 0,
-                 backend_timeout: float = 30.0, forwarder=None):
+                 backend_timeout: float = 30.0, forwarder=None, run_name: Optional[str] = None):
         if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
                                        or max_log_mb <= 0):
             raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
@@ -116,7 +116,7 @@ class RunLogger:
         # W&B / MLflow: a thread that follows what this run's event files get (unitb.backends);
         # one passed in is the forwarder of an earlier writer into the same folder (a Keras fit before).
         self.forwarder = forwarder if forwarder is not None and forwarder.folder == sink.logdir else forwarding.start(sink.logdir, backends or {}, start_step, warn, timeout=backend_timeout,
-                                          run_name=os.path.basename(os.path.normpath(self.run_dir or sink.logdir)))
+                                          run_name=run_name or os.path.basename(os.path.normpath(self.run_dir or sink.logdir)))
         if async_writes:
             self.background = BackgroundWriter(
                 flush=self._flush_sink, flush_secs=flush_secs,
