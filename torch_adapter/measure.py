@@ -1,7 +1,7 @@
 """Cheap, native PyTorch measurements handed to the core as plain numbers."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,6 +39,25 @@ def model_stats(model: torch.nn.Module) -> Tuple[int, int, float]:
     size = sum(p.numel() * p.element_size() for p in params)
     size += sum(b.numel() * b.element_size() for b in model.buffers())
     return total, trainable, size / (1024 * 1024)
+
+
+def on_host(*groups: Optional[Mapping[str, object]]) -> tuple:
+    """The same mappings with their one-element tensors as Python floats, copied to the host in
+    one transfer per device (a loss on the GPU costs one sync at a due step, not one per value)."""
+    found: Dict[torch.device, List[Tuple[int, str, torch.Tensor]]] = {}
+    for index, group in enumerate(groups):
+        for key, value in (group or {}).items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                found.setdefault(value.device, []).append((index, key, value))
+    if not found:
+        return groups
+    out = [dict(group) if group is not None else None for group in groups]
+    for device, entries in found.items():
+        wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        stacked = torch.stack([t.detach().reshape(()).to(wide) for _, _, t in entries])
+        for (index, key, _), number in zip(entries, stacked.cpu().tolist()):
+            out[index][key] = number  # type: ignore[index]
+    return tuple(out)
 
 
 def device_peak_mb() -> Optional[float]:

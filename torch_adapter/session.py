@@ -108,6 +108,7 @@ class TorchSession:
             if opts.log_lr:
                 rates = self._rates if self._rates is not None else (
                     measure.learning_rates(optimizer) if optimizer is not None else None)
+            log_vars, losses, metrics = measure.on_host(log_vars, losses, metrics)  # one copy per device
             write_train_step(run, opts, step, log_vars, losses=losses, metrics=metrics, learning_rates=rates,
                              epoch=epoch, loss_scale=float(loss_scaler.get_scale()) if scaling else None,
                              speed=self.speed.point(step) if opts.log_speed else None)

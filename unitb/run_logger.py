@@ -63,9 +63,13 @@ def as_number(value: object) -> Optional[float]:
             return None
     if isinstance(value, (str, bytes, Mapping)) or value is None:
         return None
-    detach = getattr(value, "detach", None)  # a torch tensor that requires grad
     try:
-        array = np.asarray(detach() if callable(detach) else value)
+        detach = getattr(value, "detach", None)  # a torch tensor: off the graph, then to the host
+        if callable(detach):
+            value = detach()
+            to_host = getattr(value, "cpu", None)
+            value = to_host() if callable(to_host) else value
+        array = np.asarray(value)
     except Exception:
         return None
     if array.size == 1 and (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
