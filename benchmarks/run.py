@@ -661,6 +661,95 @@ def bench_store(quick: bool) -> List[Row]:
     ]
 
 
+# ----------------------------------------------------------------------------- W&B / MLflow
+def bench_backends(quick: bool) -> List[Row]:
+    """What W&B (offline) and MLflow (a tracking server on loopback) cost the training thread
+    through unitb's forwarder, against TensorBoard alone, and against the loop calling
+    ``wandb.log`` / ``MlflowClient.log_metric`` itself; every scalar every step, so the
+    backends have the most to do. Wall time of the loop (what training waits for)."""
+    import torch
+
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    import wandb
+    from backend_stores import MlflowServer
+    from torch_adapter import TorchLogger
+
+    os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
+    steps = 40 if quick else 1000
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256))
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    batch = torch.randn(64, 256)
+    closes: Dict[str, List[float]] = {}
+    counter = [0]
+
+    def loop(root: str, backends=None, direct=None) -> float:
+        counter[0] += 1
+        log = TorchLogger(os.path.join(root, f"run-{counter[0]}"), model, opt, scalar_interval=1, grad_norm_interval=10,
+                          backends=backends)
+        start = time.perf_counter()
+        for step in range(1, steps + 1):
+            loss = model(batch).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            log.log_step(step, loss=loss, epoch=step / 100)
+            if direct is not None:
+                direct(step, float(loss))
+        seconds = time.perf_counter() - start
+        begun = time.perf_counter()
+        log.close()
+        closes.setdefault("wandb" if backends and "wandb" in backends else "mlflow" if backends else "tb",
+                          []).append(time.perf_counter() - begun)
+        return seconds
+
+    with tempfile.TemporaryDirectory() as root:
+        server = MlflowServer(root).start()
+        client = server.client()
+        experiment = client.create_experiment("bench")
+        wandb_dir = os.path.join(root, "wandb-files")
+        os.makedirs(wandb_dir)
+
+        def direct_wandb() -> float:
+            run = wandb.init(project="bench", dir=wandb_dir, reinit="create_new",
+                             settings=wandb.Settings(console="off", silent=True))
+            try:
+                return loop(root, direct=lambda step, loss: run.log({"train/loss": loss}, step=step))
+            finally:
+                run.finish()
+
+        def direct_mlflow() -> float:
+            run_id = client.create_run(experiment).info.run_id
+            try:
+                return loop(root, direct=lambda step, loss: client.log_metric(run_id, "train/loss", loss, step=step))
+            finally:
+                client.set_terminated(run_id)
+
+        times = interleaved({
+            "tb": lambda: loop(root),
+            "tb+wandb": lambda: loop(root, {"wandb": {"dir": wandb_dir, "project": "bench"}}),
+            "tb+mlflow": lambda: loop(root, {"mlflow": {"tracking_uri": server.uri, "experiment": "bench"}}),
+            "tb+own wandb.log": direct_wandb,
+            "tb+own mlflow": direct_mlflow,
+        }, 1 if quick else 3)
+        server.stop()
+    per_step = statistics.median(times["tb"]) / steps * 1000
+    rows: List[Row] = []
+    for name, label in (("tb+wandb", "backends=('wandb',) (offline)"), ("tb+mlflow", "backends=('mlflow',) (server on loopback)")):
+        rows.append((f"{label} vs TensorBoard alone: TorchLogger loop of {steps} steps ({per_step:.1f} ms/step), "
+                     f"every scalar every step, training-thread wall time", fmt(*ratio_stats(times, name, "tb"), True),
+                     "≤ +5 %", _met(ratio_stats(times, name, "tb")[0] <= 1.05)))
+    for name, label in (("tb+own wandb.log", "the loop calling run.log({'train/loss': …}, step=) itself every step"),
+                        ("tb+own mlflow", "the loop calling MlflowClient.log_metric(…, step=) itself every step")):
+        rows.append((f"… for comparison: {label} (TensorBoard through unitb as well)",
+                     fmt(*ratio_stats(times, name, "tb"), True), "(reference)", "—"))
+    for name in ("wandb", "mlflow"):
+        rows.append((f"close() with {name}: the rest sent and the backend run finished",
+                     f"median {statistics.median(closes[name]):.2f} s, max {max(closes[name]):.2f} s",
+                     "bounded by backend_timeout (30 s)", _met(max(closes[name]) <= 31)))
+    return rows
+
+
 READERS = {
     # name: (imports, body) run in a fresh process on RUN; the time is measured around the body
     "unitb tags": ("from unitb import reader", "reader.tag_summary(RUN)"),
@@ -785,12 +874,13 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
     parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading",
-                                                     "store", "torch-start"])
+                                                     "store", "torch-start", "backends"])
     parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
     suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
               "reading": bench_reading, "mmengine": bench_mmengine, "keras": bench_keras,
-              "keras-startup": bench_keras_startup, "store": bench_store, "torch-start": bench_torch_start}
+              "keras-startup": bench_keras_startup, "store": bench_store, "torch-start": bench_torch_start,
+              "backends": bench_backends}
     rows: List[Row] = []
     for name, fn in suites.items():
         if args.only and name not in args.only:

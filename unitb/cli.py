@@ -204,7 +204,9 @@ def push_to_backends(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from unitb import demo
 
-    return demo.run(out=args.out, steps=args.steps, torch_example=args.torch_example)
+    names = [name.strip() for name in (args.backends or "").split(",") if name.strip()]
+    return demo.run(out=args.out, steps=args.steps, torch_example=args.torch_example, backends=names,
+                    tracking_uri=args.tracking_uri)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")
     demo.add_argument("--torch-example", choices=TORCH_CHOICES, default="auto",
                       help="the PyTorch run: mmpose when installed (auto), or force one")
+    demo.add_argument("--backends", metavar="wandb,mlflow",
+                      help="also send the runs to W&B (offline unless WANDB_MODE is set) and/or MLflow")
+    demo.add_argument("--tracking-uri", help="MLflow tracking URI (default: a SQLite file in --out)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from importlib.util import find_spec
-from typing import List, NamedTuple, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from unitb import diff as diff_mod
 
@@ -60,9 +60,15 @@ def examples_dir() -> str:
     return os.path.join(os.path.dirname(here), "examples")
 
 
-def run(out: str = "runs", steps: int = 64, torch_example: str = "auto") -> int:
+def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backends: Sequence[str] = (),
+        tracking_uri: Optional[str] = None) -> int:
     if steps <= 0:
         print("unitb demo: --steps must be positive", file=sys.stderr)
+        return 2
+    try:
+        settings = demo_backends(out, backends, tracking_uri)
+    except ValueError as exc:
+        print(f"unitb demo: {exc}", file=sys.stderr)
         return 2
     if steps % WHOLE_EPOCHS:
         rounded = -(-steps // WHOLE_EPOCHS) * WHOLE_EPOCHS
@@ -110,4 +116,41 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto") -> int:
     print(diff_mod.format_report(layouts, report))
     print()
     print(f"Look at them: tensorboard --logdir {out} --host 127.0.0.1 --port 6006")
+    if settings:
+        send_to_backends(run_dirs, settings)
     return 0 if report.ok else 1
+
+
+def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -> Dict[str, Dict[str, object]]:
+    """The demo's W&B and MLflow settings: W&B offline (no account needed) unless WANDB_MODE
+    says otherwise, its files under ``out``; MLflow in a SQLite file under ``out`` unless a
+    tracking URI is given."""
+    from unitb.backends import check_backends
+
+    options: Dict[str, Dict[str, object]] = {}
+    if "wandb" in names:
+        options["wandb"] = {"project": "unitb-demo", "dir": os.path.abspath(out),
+                            "mode": os.environ.get("WANDB_MODE", "offline")}
+    if "mlflow" in names:
+        options["mlflow"] = {"experiment": "unitb-demo",
+                             "tracking_uri": tracking_uri or f"sqlite:///{os.path.abspath(out)}/mlflow.db"}
+    if not options:
+        return {}
+    os.makedirs(out, exist_ok=True)
+    return check_backends(options)
+
+
+def send_to_backends(run_dirs: Sequence[str], settings: Dict[str, Dict[str, object]]) -> None:
+    """Send the finished runs, as ``unitb push --to`` does (the same forwarder a live run uses)."""
+    from unitb import backends
+    from unitb.run_logger import default_warn
+
+    print()
+    for run_dir in run_dirs:
+        sent = backends.push(run_dir, settings, default_warn)
+        print(f"sent {run_dir}: " + ", ".join(f"{name} up to step {step}" for name, step in sorted(sent.items())))
+    if "wandb" in settings:
+        print(f"W&B ({settings['wandb']['mode']}): wandb sync {settings['wandb']['dir']}/wandb/offline-run-* uploads "
+              "them to your account")
+    if "mlflow" in settings:
+        print(f"MLflow: mlflow ui --backend-store-uri {settings['mlflow']['tracking_uri']}")
