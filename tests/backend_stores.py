@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -127,7 +128,8 @@ class MlflowServer:
                    "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
                    "--default-artifact-root", os.path.join(self.folder, "artifacts")]
         self.log = open(os.path.join(self.folder, "server.log"), "wb")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        # Its own process group: the server starts uvicorn and job consumers, all stopped together.
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -142,11 +144,13 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
             try:
+                os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.log.close()
 
     def client(self):

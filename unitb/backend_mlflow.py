@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +28,7 @@ def metric_key(tag: str) -> str:
 
 class MlflowBackend(PointErrors):
     name = "mlflow"
+    in_order = False  # a metric point carries its own step
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
         super().__init__(warn)
@@ -75,29 +76,37 @@ class MlflowBackend(PointErrors):
         except Exception:
             return False
 
-    def send(self, step: int, points: List[tuple]) -> None:
+    def send(self, steps: List[Tuple[int, List[tuple]]]) -> None:
+        """All the steps' metrics in as few ``log_batch`` calls as its limits allow: a request per
+        step would leave a remote server behind a fast loop."""
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
         metrics, params = [], []
-        for tag, kind, value in points:
-            with self._skipped_on_error(tag, kind):
-                if kind == "scalar":
-                    metrics.append(Metric(metric_key(tag), float(value), now, step))
-                elif kind == "hparams":
-                    for key, item in hparams_of(value).items():
-                        text = str(item)[:PARAM_CHARS]
-                        if self._params.get(key) is None:
-                            params.append(Param(metric_key(key), text))
-                            self._params[key] = text
-                elif kind == "image" and value:
-                    self.client.log_image(self.run_id, np.asarray(image_of(value)), key=metric_key(tag), step=step)
-                elif kind == "text" and isinstance(value, str):
-                    self.client.log_text(self.run_id, value, f"text/{metric_key(tag)}/step-{step:09d}.md")
+        for step, points in steps:
+            for tag, kind, value in points:
+                self._convert(step, tag, kind, value, now, metrics, params, Metric, Param)
         for start in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(self.run_id, params=params[start:start + PARAM_BATCH])
         for start in range(0, len(metrics), METRIC_BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start:start + METRIC_BATCH])
+
+    def _convert(self, step: int, tag: str, kind: str, value: object, now: int, metrics: list, params: list,
+                 Metric, Param) -> None:
+        """A scalar or hparams record into ``metrics``/``params``; images and text are sent now."""
+        with self._skipped_on_error(tag, kind):
+            if kind == "scalar":
+                metrics.append(Metric(metric_key(tag), float(value), now, step))
+            elif kind == "hparams":
+                for key, item in hparams_of(value).items():
+                    text = str(item)[:PARAM_CHARS]
+                    if self._params.get(key) is None:
+                        params.append(Param(metric_key(key), text))
+                        self._params[key] = text
+            elif kind == "image" and value:
+                self.client.log_image(self.run_id, np.asarray(image_of(value)), key=metric_key(tag), step=step)
+            elif kind == "text" and isinstance(value, str):
+                self.client.log_text(self.run_id, value, f"text/{metric_key(tag)}/step-{step:09d}.md")
 
     def state(self) -> Dict[str, object]:
         return {"run_id": self.run_id, "tracking_uri": self.tracking_uri}

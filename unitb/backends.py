@@ -85,9 +85,10 @@ class Backend(Protocol):
     and returns the last step it already holds (-1: none)."""
 
     name: str
+    in_order: bool  # takes steps in increasing order only (W&B); else late records are sent too
 
     def open(self, state: Dict[str, object], start_step: int, run_name: str) -> int: ...
-    def send(self, step: int, points: List[Point]) -> None: ...
+    def send(self, steps: List[Tuple[int, List[Point]]]) -> None: ...  # consecutive steps, in order
     def state(self) -> Dict[str, object]: ...
     def close(self) -> None: ...
 
@@ -246,23 +247,29 @@ class Forwarder:
     def _send(self, batch: List[Tuple[int, List[Point]]]) -> None:
         for backend in list(self._backends):
             sent = self._sent.get(backend.name, -1)
-            for step, points in batch:
-                if step <= sent:
-                    if step > self._sent_at_open.get(backend.name, -1):  # sent by this process: late
-                        self._late += 1
-                        if self._late == 1:
-                            self._warn(f"unitb: records for step {step} reached the folder after step {sent} was "
-                                       f"sent; {backend.name} does not get them (a backend takes steps in order)")
-                    continue
-                try:
-                    backend.send(step, points)
-                except Exception as exc:
-                    self._warn(f"unitb: {backend.name} failed at step {step} ({type(exc).__name__}: {exc}); "
-                               f"nothing more goes to {backend.name} in this run, TensorBoard is unaffected")
-                    self._backends.remove(backend)
-                    self._finish(backend)  # what it took so far is kept there
-                    break
-                sent = self._sent[backend.name] = step
+            before = self._sent_at_open.get(backend.name, -1)  # what earlier runs into the folder sent
+            if backend.in_order:
+                fresh = [(step, points) for step, points in batch if step > sent]
+                late = [step for step, _ in batch if before < step <= sent]
+            else:  # a backend that takes any order gets late records too; each record is read once
+                fresh = [(step, points) for step, points in batch if step > before]
+                late = []
+            if late and not self._late:  # records of a step this process had sent already
+                self._late += len(late)
+                self._warn(f"unitb: records for step {late[0]} reached the folder after step {sent} was sent; "
+                           f"{backend.name} does not get them (it takes steps in increasing order only)")
+            if not fresh:
+                continue
+            try:
+                backend.send(fresh)
+            except Exception as exc:
+                self._warn(f"unitb: {backend.name} failed at steps {fresh[0][0]}..{fresh[-1][0]} "
+                           f"({type(exc).__name__}: {exc}); nothing more goes to {backend.name} in this run, "
+                           "TensorBoard is unaffected")
+                self._backends.remove(backend)
+                self._finish(backend)  # what it took so far is kept there
+                continue
+            self._sent[backend.name] = max(sent, fresh[-1][0])
 
     def _save_state(self) -> None:
         state = read_state(self.folder)
