@@ -113,7 +113,7 @@ def read_state(folder: str) -> Dict[str, Dict[str, object]]:
 
 def write_state(folder: str, state: Mapping[str, object]) -> None:
     path = os.path.join(folder, STATE_FILE)
-    partial = f"{path}.{os.getpid()}.tmp"
+    partial = path + ".tmp"  # one forwarder per folder (the folder's claim); never uploaded by a mirror
     with open(partial, "w", encoding="utf-8") as handle:
         json.dump(state, handle, indent=1, sort_keys=True)
     os.replace(partial, path)

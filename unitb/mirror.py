@@ -25,13 +25,14 @@ import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from unitb import background, safe_paths, storage
+from unitb.backends import STATE_FILE as BACKENDS_STATE
 from unitb.claim import CLAIM
 from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
 
 STATE = ".unitb-mirror.json"
 REUPLOAD_MB = 64
 _CHUNK = 8 << 20
-_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM}
+_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM, BACKENDS_STATE + ".tmp"}
 
 
 def _default_warn(message: str) -> None:
