@@ -102,7 +102,7 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
                                       save_every=save_every)
     start = manager.restore_or_initialize()
     kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6,
-                  log_graph=True)
+                  log_graph=True, profile_steps=(10, 11) if steps >= 12 else None)  # PROFILE: two steps
     kwargs.update(logger_kwargs or {})
     logger = unitb.TFLogger(run_dir, checkpoint_manager=manager, model=model,
                             hparams={"optimizer": "Adam", "learning_rate": 0.01, "batch_size": BATCH,
@@ -139,7 +139,7 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
             ious = box_iou(decode_boxes(pred), val_boxes).reshape(-1)
             logger.log_val(step, {"loss": val_losses["total"], "iou": float(ious.mean())})
             # A detection is right when it overlaps its box at IoU >= 0.5: the PR CURVES tab.
-            logger.log_pr_curve("val/boxes_iou50", ious >= 0.5, box_confidence(pred), step=step)
+            logger.log_pr_curve("val/pr/boxes_iou50", ious >= 0.5, box_confidence(pred), step=step)
             logger.log_images(step, val_images[:4], split="val", gt_boxes=val_boxes[:4],
                               pred_boxes=decode_boxes(pred[:4]))
         if logger.options.train_image_policy.should_log(step):

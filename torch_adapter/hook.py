@@ -23,11 +23,13 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from torch_adapter import measure, mmengine_backend
+from torch_adapter import measure, mmengine_backend, pose_matches
 from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.profiler import step_profiler
 from torch_adapter.session import TorchSession
+from unitb import protos
+from unitb.own_values import OwnValues
 from unitb import hparams, storage
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
@@ -95,6 +97,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self._profiler: Optional[StepProfiler] = None  # profile_steps
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
+        self.matches = pose_matches.KeypointMatches()  # val/pr/keypoints_oks50
         self._graph_done = False
 
     # ------------------------------------------------------------------ set-up
@@ -247,6 +250,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     # ------------------------------------------------------------------ validation
     def before_val_epoch(self, runner) -> None:
         self.images.start_val()
+        self.matches.start()
         self._iter_end = None
         if self.session is not None:
             self.session.speed.pause()  # validation time is not training-step time
@@ -255,6 +259,13 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                        outputs: Optional[Sequence] = None) -> None:
         if self.session is not None:
             self.images.keep_val_batch(runner.model, batch_idx, data_batch, outputs, self.session.run.warn_once)
+            if self.options.log_pr_curves:
+                try:
+                    self.matches.add(outputs)
+                except Exception as exc:  # a model whose samples look otherwise: no curve, one warning
+                    self.session.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
+                                               f"({type(exc).__name__}: {exc}); {pose_matches.TAG} skipped")
+                    self.options.log_pr_curves = False
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if self.session is None:
@@ -267,6 +278,9 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             val_images = self.images.take_val()
             if val_images is not None:
                 self.session.image("val", step, val_images)
+            matched = self.matches.take()
+            if matched is not None:
+                OwnValues(self.session.run).pr_curve(pose_matches.TAG, *matched, step, protos.PR_THRESHOLDS)
         except FloatingPointError:
             raise
         except Exception as exc:

@@ -21,9 +21,11 @@ OPTIONAL_FAMILIES = frozenset({
     "train/loss/*",  # a model with a single loss has no components
     "train/loss_scale",  # mixed precision only
     "train/memory/*", "train/throughput", "train/time/*",  # what a framework exposes differs
+    "val/pr/*", "graph",  # what a run's task can match / log_graph
 })
 # Families whose member names are framework-specific (compared as families, names noted).
-NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*", "train/time/*", "train/memory/*")
+NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*", "train/time/*", "train/memory/*",
+                  "val/pr/*")
 
 
 @dataclass
@@ -60,8 +62,6 @@ def layout_of(run_dir: str, rows: Optional[Iterable[Row]] = None) -> RunLayout:
         family = families.get(tag, "")
         if family == "":
             family = families[tag] = schema.family_of(tag)
-        if kind == "graph":
-            continue
         catch_all_misfit = family in ("train/*", "val/*") and kind != "scalar"
         if family is None or catch_all_misfit:
             layout.other_tags.add(tag)

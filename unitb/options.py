@@ -27,6 +27,7 @@ class LogOptions:
     log_lr: bool = True
     log_model_stats: bool = True
     log_speed: bool = True  # train/time/*, train/throughput, train/memory/* at scalar_interval
+    log_pr_curves: bool = True  # val/pr/*: the mmengine hook's keypoints matched by OKS at each validation
     log_grad_hist: bool = False
     log_graph: bool = False
     grad_norm_interval: int = 100

@@ -176,6 +176,8 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("config", r"^config(/text_summary)?$", "text"),
     ("hparams", r"^_hparams_/.+$", "hparams"),
     ("custom_scalars", r"^custom_scalars__config__$", "custom_scalars"),
+    ("val/pr/*", r"^val/pr/.+/pr_curves$", "pr_curves"),  # PR curves: keypoints by OKS, boxes by IoU
+    ("graph", r"^__graph__$", "graph"),
     ("train/*", r"^train/.+$", "scalar"),
     ("val/*", r"^val/.+$", "scalar"),
 )

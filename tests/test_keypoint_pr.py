@@ -1,0 +1,59 @@
+"""Keypoints matched by OKS: the similarity equals COCO's own evaluation (xtcocotools, which
+mmpose uses), and the mmengine hook writes the keypoint PR curve at every validation."""
+import numpy as np
+import pytest
+
+from unitb import diff, keypoints, reader
+
+
+def test_oks_equals_cocoeval():
+    cocoeval = pytest.importorskip("xtcocotools.cocoeval")
+    from xtcocotools.coco import COCO
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(50, 150, size=(17, 2))
+    visible = rng.integers(0, 3, size=17)
+    visible[0] = 2
+    box = [40.0, 45.0, 120.0, 110.0]  # x, y, w, h
+    area = box[2] * box[3]
+    images = [{"id": 1, "width": 300, "height": 300}]
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": area, "bbox": box, "num_keypoints": 17,
+           "keypoints": np.column_stack([gt, visible]).reshape(-1).tolist()}
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": [ann], "categories": [{"id": 1, "name": "person"}]}
+    coco.createIndex()
+    for shift in (0.5, 3.0, 12.0):
+        pred = gt + rng.normal(0, shift, size=gt.shape)
+        detections = coco.loadRes([{"image_id": 1, "category_id": 1, "score": 0.9,
+                                    "keypoints": np.column_stack([pred, np.ones(17)]).reshape(-1).tolist()}])
+        evaluation = cocoeval.COCOeval(coco, detections, "keypoints", use_area=True)
+        evaluation.params.imgIds = [1]
+        evaluation._prepare()
+        expected = evaluation.computeOks(1, 1)[0][0]
+        assert keypoints.oks(pred, gt, visible, area) == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_hook_writes_the_keypoint_pr_curve_at_each_validation(tmp_path):
+    import mmengine_pose
+
+    hook = dict(grad_norm_interval=4, scalar_interval=2, val_image_interval=1)
+    mmengine_pose.build_runner(str(tmp_path), steps=16, hook=hook).train()
+    run_dir = mmengine_pose.vis_dir(str(tmp_path))
+    rows = [r for r in reader.read_run(run_dir) if r.tag == "val/pr/keypoints_oks50/pr_curves"]
+    val_steps = sorted({s for s, _ in reader.scalars(run_dir)["val/PCK"]}) if "val/PCK" in reader.scalars(run_dir) \
+        else [8, 16]
+    assert [r.step for r in rows] == val_steps and rows[0].kind == "pr_curves"
+    for row in rows:
+        curve = np.asarray(row.value)  # TP, FP, TN, FN, precision, recall at 201 thresholds
+        assert curve.shape == (6, 201)
+        assert curve[0, 0] + curve[1, 0] == 16  # every validation sample's prediction, at threshold 0
+        assert curve[0, 0] + curve[3, 0] == curve[0, -1] + curve[3, -1]  # positives do not depend on it
+    layout = diff.layout_of(run_dir)
+    assert layout.families["val/pr/*"] == {"val/pr/keypoints_oks50/pr_curves"}
+
+
+def test_the_pr_curve_can_be_switched_off(tmp_path):
+    import mmengine_pose
+
+    mmengine_pose.build_runner(str(tmp_path), steps=8, hook=dict(log_pr_curves=False)).train()
+    assert not [r for r in reader.tag_summary(mmengine_pose.vis_dir(str(tmp_path))) if "/pr/" in r["tag"]]

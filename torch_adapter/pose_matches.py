@@ -1,0 +1,56 @@
+"""OKS of every validation prediction against its object, over one validation epoch of the
+mmengine hook: what ``val/pr/keypoints_oks50`` (the PR CURVES tab) is drawn from.
+
+A top-down model predicts one pose per sample for the sample's one object, so the i-th
+prediction is matched with the i-th ground-truth instance; both are in original-image space
+in mmpose's data samples. A prediction's score is the mean of its keypoint scores.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from torch_adapter.images import _field
+from unitb import keypoints
+
+OKS_THRESHOLD = 0.5
+TAG = f"val/pr/keypoints_oks{int(OKS_THRESHOLD * 100)}"
+
+
+class KeypointMatches:
+    def __init__(self) -> None:
+        self.similarities: List[float] = []
+        self.scores: List[float] = []
+
+    def start(self) -> None:
+        self.similarities, self.scores = [], []
+
+    def add(self, outputs: Optional[Sequence]) -> None:
+        """The predictions of one validation batch (mmpose data samples); samples without
+        keypoints (another kind of model) add nothing."""
+        for sample in outputs or []:
+            gt_inst = getattr(sample, "gt_instances", None)
+            pred_inst = getattr(sample, "pred_instances", None)
+            gt, pred = _field(gt_inst, "keypoints"), _field(pred_inst, "keypoints")
+            scores = _field(pred_inst, "keypoint_scores")
+            if gt is None or pred is None or scores is None:
+                continue
+            gt, pred = gt.reshape(-1, gt.shape[-2], 2), pred.reshape(-1, pred.shape[-2], 2)
+            visible = _field(gt_inst, "keypoints_visible")
+            boxes = _field(gt_inst, "bboxes")
+            scores = scores.reshape(len(pred), -1)
+            for i in range(min(len(gt), len(pred))):
+                seen = None if visible is None else visible.reshape(len(gt), -1)[i]
+                box = None if boxes is None or len(boxes) <= i else boxes.reshape(len(gt), -1)[i]
+                area = keypoints.object_area(gt[i], seen, box)
+                self.similarities.append(keypoints.oks(pred[i], gt[i], seen, area))
+                self.scores.append(float(np.mean(scores[i])))
+
+    def take(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """(labels, scores) of the epoch at OKS >= 0.5, or None when nothing was matched."""
+        if not self.similarities:
+            return None
+        out = keypoints.matched_at(self.similarities, self.scores, OKS_THRESHOLD)
+        self.start()
+        return out
