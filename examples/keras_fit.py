@@ -63,25 +63,20 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss={"keypoints": "mse", "visible": "binary_crossentropy"}, metrics={"keypoints": ["mae"]})
     run_dir = os.path.join(out, "keras-fit")
+    sides = ["left" if k[0, 0] < SIZE / 2 else "right" for k in val_kpts]
     kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6,
                   log_graph=True)
     kwargs.update(callback_kwargs or {})
     callback = unitb.TFCallback(run_dir, image_data=images[:4], gt_keypoints=kpts[:4],
                                 val_image_data=val_images[:4], val_gt_keypoints=val_kpts[:4],
                                 predict_keypoints=predict_keypoints, skeleton=SKELETON,
-                                hparams={"batch_size": batch_size}, **kwargs)
-    class EmbedValidation(keras.callbacks.Callback):
-        """The validation images' features (the layer before the heads) in the PROJECTOR tab,
-        labelled by where the first keypoint is, with the images as the sprite."""
-
-        def on_train_end(self, logs=None):
-            features = keras.Model(model.input, model.get_layer("dense").output)(val_images, training=False)
-            sides = ["left" if k[0, 0] < SIZE / 2 else "right" for k in val_kpts]
-            callback.log_embedding("val/dense_features", np.asarray(features), metadata=sides, images=val_images)
-
+                                hparams={"batch_size": batch_size},
+                                # The PROJECTOR: the layer before the heads on the validation images, labelled
+                                # by where the first keypoint is, with the images as the sprite.
+                                embedding_layer="dense", embedding_data=(val_images, sides), **kwargs)
     model.fit(images, targets(kpts), batch_size=batch_size, epochs=epochs, shuffle=False,
               validation_data=(val_images, targets(val_kpts)),
-              callbacks=[EmbedValidation(), callback], verbose=0)
+              callbacks=[callback], verbose=0)
     callback.close()
     run_dir = callback.run_dir or run_dir  # keras-fit-2 when keras-fit already held another run
     print(f"keras-fit: events in {run_dir}")

@@ -28,6 +28,7 @@ import keras
 from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.graph import write_model_graph
+from tf_adapter.layer_features import LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
@@ -75,7 +76,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     def __init__(self, logdir: str = "runs/keras-fit", image_data=None, gt_keypoints=None,
                  val_image_data=None, val_gt_keypoints=None,
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
-                 hparams: Optional[Mapping[str, object]] = None, **kwargs):
+                 hparams: Optional[Mapping[str, object]] = None, embedding_data=None, **kwargs):
         super().__init__()
         if "profile_batch" in kwargs:  # Keras' TensorBoard callback's name for it
             if "profile_steps" in kwargs:
@@ -84,6 +85,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TFCallback", kwargs)
         self.logdir = check_logdir(logdir, self.store, "TFCallback")
+        # embedding_layer's inputs: validation images x, or (x, labels) for the points' labels.
+        self.embedding = LayerEmbedding(self.options.embedding_layer, embedding_data) \
+            if self.options.embedding_layer else None
         if predict_keypoints is not None and not callable(predict_keypoints):
             raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
         self.image_data = image_data
@@ -314,6 +318,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             if self.options.log_val_images and self.val_image_data is not None and any(
                     k.startswith("val_") for k in logs):
                 self._log_images(schema.VAL, step, self.val_image_data, self.val_gt_keypoints)
+            if self.embedding is not None and self.options.weight_policy.should_log(epoch + 1):
+                self.embedding.log(self, self.model, step)
             if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
                 variables = list(self.model.trainable_variables)
                 picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)

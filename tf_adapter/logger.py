@@ -49,6 +49,9 @@ class TFLogger(OwnValuesAPI):
                  skeleton: Optional[Sequence] = None, **kwargs):
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TFLogger", kwargs)
+        if self.options.embedding_layer:  # no validation loop here to take features from
+            raise ValueError("TFLogger: embedding_layer is for the mmengine hook and TFCallback; here call "
+                             "log_embedding(tag, features, metadata, images) with your validation features")
         self.logdir = check_logdir(logdir, self.store, "TFLogger")
         if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
                                        or start_step < 0):

@@ -27,8 +27,9 @@ from torch_adapter import measure, mmengine_backend, pose_matches
 from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.profiler import step_profiler
+from torch_adapter.layer_features import LayerFeatures
 from torch_adapter.session import TorchSession
-from unitb import protos
+from unitb import protos, schema
 from unitb.own_values import OwnValues
 from unitb import hparams, storage
 from unitb.options import LogOptions, show_options
@@ -98,6 +99,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
         self.matches = pose_matches.KeypointMatches()  # val/pr/keypoints_oks50
+        self.features = LayerFeatures(self.options.embedding_layer) if self.options.embedding_layer else None
         self._graph_done = False
 
     # ------------------------------------------------------------------ set-up
@@ -251,6 +253,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     def before_val_epoch(self, runner) -> None:
         self.images.start_val()
         self.matches.start()
+        if self.features is not None and self.session is not None:
+            self.features.start(measure.unwrap_model(runner.model), self.session.run.warn_once)
         self._iter_end = None
         if self.session is not None:
             self.session.speed.pause()  # validation time is not training-step time
@@ -259,13 +263,16 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                        outputs: Optional[Sequence] = None) -> None:
         if self.session is not None:
             self.images.keep_val_batch(runner.model, batch_idx, data_batch, outputs, self.session.run.warn_once)
-            if self.options.log_pr_curves:
+            before = len(self.matches.similarities)
+            if self.options.log_pr_curves or self.features is not None:
                 try:
                     self.matches.add(outputs)
                 except Exception as exc:  # a model whose samples look otherwise: no curve, one warning
                     self.session.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
                                                f"({type(exc).__name__}: {exc}); {pose_matches.TAG} skipped")
                     self.options.log_pr_curves = False
+            if self.features is not None:
+                self.features.add_batch(data_batch, [f"{oks:.2f}" for oks in self.matches.similarities[before:]])
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if self.session is None:
@@ -279,7 +286,12 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             if val_images is not None:
                 self.session.image("val", step, val_images)
             matched = self.matches.take()
-            if matched is not None:
+            kept = self.features.finish() if self.features is not None else None
+            if kept is not None:
+                features, oks, images = kept
+                metadata = {"oks": oks} if any(oks) else None
+                OwnValues(self.session.run).embedding(schema.VAL_FEATURES, features, step, metadata, images)
+            if matched is not None and self.options.log_pr_curves:
                 OwnValues(self.session.run).pr_curve(pose_matches.TAG, *matched, step, protos.PR_THRESHOLDS)
         except FloatingPointError:
             raise

@@ -59,6 +59,9 @@ class TorchLogger(OwnValuesAPI):
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
+        if self.options.embedding_layer:  # no validation loop here to take features from
+            raise ValueError("TorchLogger: embedding_layer is for the mmengine hook and TFCallback; here call "
+                             "log_embedding(tag, features, metadata, images) with your validation features")
         self.logdir = storage.check_location(logdir, self.store.storage_options, "TorchLogger")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")

@@ -28,6 +28,9 @@ class LogOptions:
     log_model_stats: bool = True
     log_speed: bool = True  # train/time/*, train/throughput, train/memory/* at scalar_interval
     log_pr_curves: bool = True  # val/pr/*: the mmengine hook's keypoints matched by OKS at each validation
+    # A layer's name (torch module path / Keras layer name): its outputs on validation samples go to
+    # the PROJECTOR as val/features (the hook: at each validation; TFCallback: embedding_data each epoch).
+    embedding_layer: Optional[str] = None
     log_grad_hist: bool = False
     log_graph: bool = False
     grad_norm_interval: int = 100
@@ -70,6 +73,8 @@ class LogOptions:
                     or self.max_log_mb <= 0:
                 raise ValueError(f"max_log_mb must be a positive number of megabytes or None, got {self.max_log_mb!r}")
         self.profile_steps = check_profile_steps(self.profile_steps)
+        if self.embedding_layer is not None and (not isinstance(self.embedding_layer, str) or not self.embedding_layer):
+            raise ValueError(f"embedding_layer must be a layer's name or None, got {self.embedding_layer!r}")
         self.backends = check_backends(self.backends)
         if isinstance(self.backend_timeout, bool) or not isinstance(self.backend_timeout, (int, float)) \
                 or self.backend_timeout <= 0:

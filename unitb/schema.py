@@ -126,6 +126,9 @@ def gradients_histogram(layer: str) -> str:
     return f"gradients/{layer_name(layer)}"
 
 
+VAL_FEATURES = "val/features"  # embedding_layer's points in the PROJECTOR (unitb.projector), every entry point
+
+
 def image(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

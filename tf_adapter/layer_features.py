@@ -1,0 +1,58 @@
+"""``embedding_layer=`` for Keras: the named layer's outputs on ``embedding_data`` in the
+PROJECTOR as ``val/features``, at the weight-histogram interval (epochs).
+
+The layer's output is read through a second Keras model that shares the trained one's layers
+(so only a functional or sequential model with that layer on its path works; another gets one
+warning); spatial dimensions are averaged to one vector per sample, and the inputs become the
+sprite when they are images.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Optional
+
+import numpy as np
+
+from unitb import schema
+
+MAX_POINTS = 256
+
+
+class LayerEmbedding:
+    def __init__(self, layer: str, data) -> None:
+        if data is None:
+            raise ValueError("embedding_layer needs embedding_data: validation inputs x, or (x, labels)")
+        x, labels = (data if isinstance(data, tuple) and len(data) == 2 else (data, None))
+        self.layer = layer
+        self.x = np.asarray(x)[:MAX_POINTS]
+        self.labels = None if labels is None else [str(label) for label in list(labels)[:MAX_POINTS]]
+        if self.labels is not None and len(self.labels) != len(self.x):
+            raise ValueError(f"embedding_data: {len(self.x)} inputs but {len(self.labels)} labels")
+        self._extractor = None
+        self._failed = False
+
+    def log(self, callback, model, step: int) -> None:
+        features = self._features(callback, model)
+        if features is None:
+            return
+        images = self.x if self.x.ndim in (3, 4) else None
+        callback.log_embedding(schema.VAL_FEATURES, features, metadata=self.labels, images=images, step=step)
+
+    def _features(self, callback, model) -> Optional[np.ndarray]:
+        if self._failed:
+            return None
+        try:
+            if self._extractor is None:
+                import keras
+
+                self._extractor = keras.Model(model.inputs, model.get_layer(self.layer).output)
+            out = np.asarray(self._extractor(self.x, training=False), dtype=np.float32)
+        except Exception as exc:
+            self._failed = True
+            names = [layer.name for layer in getattr(model, "layers", [])]
+            close = difflib.get_close_matches(self.layer, names, n=3)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close and self.layer not in names else ""
+            callback.run.warn_once("embedding", self.layer, f"embedding_layer={self.layer!r}: could not read its "
+                                   f"outputs ({type(exc).__name__}: {exc}){hint}; PROJECTOR skipped")
+            return None
+        return out.reshape(len(out), -1, out.shape[-1]).mean(axis=1) if out.ndim > 2 else out.reshape(len(out), -1)
