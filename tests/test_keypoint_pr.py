@@ -39,7 +39,9 @@ def test_the_hook_writes_the_keypoint_pr_curve_at_each_validation(tmp_path):
     hook = dict(grad_norm_interval=4, scalar_interval=2, val_image_interval=1)
     mmengine_pose.build_runner(str(tmp_path), steps=16, hook=hook).train()
     run_dir = mmengine_pose.vis_dir(str(tmp_path))
-    rows = [r for r in reader.read_run(run_dir) if r.tag == "val/pr/keypoints_oks50/pr_curves"]
+    all_rows = reader.read_run(run_dir)
+    rows = [r for r in all_rows if r.tag == "val/pr/keypoints_oks50/pr_curves"]
+    strict = [r for r in all_rows if r.tag == "val/pr/keypoints_oks75/pr_curves"]
     val_steps = sorted({s for s, _ in reader.scalars(run_dir)["val/PCK"]}) if "val/PCK" in reader.scalars(run_dir) \
         else [8, 16]
     assert [r.step for r in rows] == val_steps and rows[0].kind == "pr_curves"
@@ -48,8 +50,11 @@ def test_the_hook_writes_the_keypoint_pr_curve_at_each_validation(tmp_path):
         assert curve.shape == (6, 201)
         assert curve[0, 0] + curve[1, 0] == 16  # every validation sample's prediction, at threshold 0
         assert curve[0, 0] + curve[3, 0] == curve[0, -1] + curve[3, -1]  # positives do not depend on it
+    for loose, tight in zip(rows, strict):  # fewer predictions match at OKS 0.75 than at 0.5
+        assert np.asarray(tight.value)[0, 0] <= np.asarray(loose.value)[0, 0]
+    assert [r.step for r in strict] == val_steps
     layout = diff.layout_of(run_dir)
-    assert layout.families["val/pr/*"] == {"val/pr/keypoints_oks50/pr_curves"}
+    assert layout.families["val/pr/*"] == {"val/pr/keypoints_oks50/pr_curves", "val/pr/keypoints_oks75/pr_curves"}
 
 
 def test_the_pr_curve_can_be_switched_off(tmp_path):

@@ -79,3 +79,17 @@ def test_bad_embeddings_are_one_warning_and_skipped(tmp_path):
     log.close()
     said = [str(w.message) for w in caught if issubclass(w.category, UnitbWarning)]
     assert len(said) == 3 and not os.path.exists(tmp_path / "r" / "projector")
+
+
+def test_one_metadata_column_is_written_without_a_header(tmp_path):
+    """TensorBoard's projector refuses a header row on a single column ("Number of tensors (16)
+    do not match the number of lines in metadata (17)")."""
+    from unitb import projector
+
+    features = np.arange(12, dtype=np.float32).reshape(4, 3)
+    projector.write_embedding(str(tmp_path), "val/features", 5, features, {"oks": [0.1, 0.2, 0.3, 0.4]})
+    projector.write_embedding(str(tmp_path), "val/two", 5, features, {"oks": [1, 2, 3, 4], "side": list("lrlr")})
+    with open(tmp_path / "projector" / "val_features" / "00000005" / "metadata.tsv") as handle:
+        assert handle.read().splitlines() == ["0.1", "0.2", "0.3", "0.4"]
+    with open(tmp_path / "projector" / "val_two" / "00000005" / "metadata.tsv") as handle:
+        assert handle.read().splitlines()[0] == "oks\tside"

@@ -98,7 +98,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self._profiler: Optional[StepProfiler] = None  # profile_steps
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
-        self.matches = pose_matches.KeypointMatches()  # val/pr/keypoints_oks50
+        self.matches = pose_matches.KeypointMatches()  # val/pr/keypoints_oks50, _oks75
         self.features = LayerFeatures(self.options.embedding_layer) if self.options.embedding_layer else None
         self._graph_done = False
 
@@ -269,7 +269,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                     self.matches.add(outputs)
                 except Exception as exc:  # a model whose samples look otherwise: no curve, one warning
                     self.session.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
-                                               f"({type(exc).__name__}: {exc}); {pose_matches.TAG} skipped")
+                                               f"({type(exc).__name__}: {exc}); val/pr/keypoints_* skipped")
                     self.options.log_pr_curves = False
             if self.features is not None:
                 self.features.add_batch(data_batch, [f"{oks:.2f}" for oks in self.matches.similarities[before:]])
@@ -291,8 +291,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                 features, oks, images = kept
                 metadata = {"oks": oks} if any(oks) else None
                 OwnValues(self.session.run).embedding(schema.VAL_FEATURES, features, step, metadata, images)
-            if matched is not None and self.options.log_pr_curves:
-                OwnValues(self.session.run).pr_curve(pose_matches.TAG, *matched, step, protos.PR_THRESHOLDS)
+            for tag, (labels, scores) in (matched.items() if self.options.log_pr_curves else ()):
+                OwnValues(self.session.run).pr_curve(tag, labels, scores, step, protos.PR_THRESHOLDS)
         except FloatingPointError:
             raise
         except Exception as exc:

@@ -1,5 +1,5 @@
 """OKS of every validation prediction against its object, over one validation epoch of the
-mmengine hook: what ``val/pr/keypoints_oks50`` (the PR CURVES tab) is drawn from.
+mmengine hook: what ``val/pr/keypoints_oks50`` and ``…_oks75`` (the PR CURVES tab) are drawn from.
 
 A top-down model predicts one pose per sample for the sample's one object, so the i-th
 prediction is matched with the i-th ground-truth instance; both are in original-image space
@@ -7,15 +7,16 @@ in mmpose's data samples. A prediction's score is the mean of its keypoint score
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from torch_adapter.images import _field
 from unitb import keypoints
 
-OKS_THRESHOLD = 0.5
-TAG = f"val/pr/keypoints_oks{int(OKS_THRESHOLD * 100)}"
+# COCO's AP50 and AP75 thresholds: a model good enough to match everything at 0.5 still has a curve at 0.75.
+OKS_THRESHOLDS = (0.5, 0.75)
+TAG = "val/pr/keypoints_oks{:.0f}"  # .format(threshold * 100)
 
 
 class KeypointMatches:
@@ -47,10 +48,9 @@ class KeypointMatches:
                 self.similarities.append(keypoints.oks(pred[i], gt[i], seen, area))
                 self.scores.append(float(np.mean(scores[i])))
 
-    def take(self) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """(labels, scores) of the epoch at OKS >= 0.5, or None when nothing was matched."""
-        if not self.similarities:
-            return None
-        out = keypoints.matched_at(self.similarities, self.scores, OKS_THRESHOLD)
+    def take(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """{tag: (labels, scores)} of the epoch at each OKS threshold ({} when nothing was matched)."""
+        out = {TAG.format(t * 100): keypoints.matched_at(self.similarities, self.scores, t)
+               for t in OKS_THRESHOLDS} if self.similarities else {}
         self.start()
         return out

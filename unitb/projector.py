@@ -4,7 +4,7 @@
 :mod:`unitb.own_values`) writes, below the run folder::
 
     projector/<tag>/<step>/tensors.tsv     N x D features, tab-separated
-    projector/<tag>/<step>/metadata.tsv    one label per point (or a header row and columns)
+    projector/<tag>/<step>/metadata.tsv    one label per point (several columns: a header row first)
     projector/<tag>/<step>/sprite.png      the points' images in one grid (when given)
     projector_config.pbtxt                 every embedding of the run, paths relative to it
 
@@ -58,6 +58,9 @@ def check(features: object, metadata: Metadata = None, images: object = None) ->
 
 def _metadata_tsv(metadata: Metadata) -> str:
     clean = lambda value: str(value).replace("\t", " ").replace("\n", " ")
+    if isinstance(metadata, Mapping) and len(metadata) == 1:
+        # TensorBoard reads one column as labels without a header (a header row is refused there).
+        metadata = list(next(iter(metadata.values())))
     if isinstance(metadata, Mapping):  # several columns: a header row first
         names = list(metadata)
         rows = zip(*(metadata[name] for name in names))
