@@ -45,7 +45,13 @@ def test_real_mmpose_topdown_run(tmp_path):
     assert rows_hit.max() - rows_hit.min() > 40
     assert (picture == np.array(render.PRED_COLOR)).all(axis=-1).sum() > 0  # predictions drawn too
     for step, value in {r.step: r.value for r in rows if r.tag == "train/gradient_norm/global"}.items():
-        assert value == pytest.approx(witness[step], rel=1e-5)  # the norm of the gradients Adam applied  # spread over the figure, not clumped in a corner
+        assert value == pytest.approx(witness[step], rel=1e-5)  # the norm of the gradients Adam applied
+    # mmpose's predicted heatmaps (test_cfg output_heatmaps=True) beside the images, on the same crops,
+    # and the keypoint PR curves of each validation
+    assert steps("val/heatmap") == [4, 8] and steps("train/heatmap") == [1, 4, 8]
+    heat = reader.decode_png([r for r in rows if r.tag == "val/heatmap"][-1].value)
+    assert heat.shape == picture.shape and heat.astype(int).sum() > 0
+    assert steps("val/pr/keypoints_oks50/pr_curves") == [4, 8] == steps("val/pr/keypoints_oks75/pr_curves")
 
 
 def test_real_mmpose_resume_after_a_crash_continues_without_duplicates(tmp_path):

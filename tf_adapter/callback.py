@@ -32,7 +32,8 @@ from tf_adapter.layer_features import LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
-from tf_adapter.session import check_logdir, keras_config_text, keras_hparams, open_run, render_images, write_header
+from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_heatmaps,
+                                render_images, write_header)
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
@@ -76,7 +77,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     def __init__(self, logdir: str = "runs/keras-fit", image_data=None, gt_keypoints=None,
                  val_image_data=None, val_gt_keypoints=None,
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
-                 hparams: Optional[Mapping[str, object]] = None, embedding_data=None, **kwargs):
+                 hparams: Optional[Mapping[str, object]] = None, embedding_data=None,
+                 predict_heatmaps: Optional[Callable] = None, **kwargs):
         super().__init__()
         if "profile_batch" in kwargs:  # Keras' TensorBoard callback's name for it
             if "profile_steps" in kwargs:
@@ -95,6 +97,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self.val_image_data = val_image_data
         self.val_gt_keypoints = val_gt_keypoints
         self.predict_keypoints = predict_keypoints
+        if predict_heatmaps is not None and not callable(predict_heatmaps):
+            raise ValueError("predict_heatmaps must be callable(model, images) -> heatmaps N x h x w x K")
+        self.predict_heatmaps = predict_heatmaps  # train/heatmap, val/heatmap beside the images
         self.skeleton = skeleton
         self.extra_hparams = dict(hparams or {})
         self.run: Optional[RunLogger] = None
@@ -291,6 +296,14 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             pred, scores = self.predict_keypoints(self.model, images)
         self.run.image(split, step, render_images(self.options, images, gt_keypoints=gt_keypoints,
                                                   pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
+        if self.predict_heatmaps is not None:
+            try:
+                draw = render_heatmaps(self.options, images, self.predict_heatmaps(self.model, images))
+            except Exception as exc:
+                self.run.warn_once("image", "heatmaps", f"predict_heatmaps failed ({type(exc).__name__}: {exc}); "
+                                   f"{schema.heatmap(split)} skipped")
+                return
+            self.run.tagged_image(schema.heatmap(split), step, draw, f"the {split} heatmaps")
 
     def on_test_begin(self, logs=None) -> None:
         self._speed.pause()  # validation inside fit() is not training-step time

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tf_adapter import measure
 from tf_adapter.graph import write_model_graph
 from tf_adapter.profiler import step_profiler
-from tf_adapter.session import check_logdir, open_run, render_images, write_header
+from tf_adapter.session import check_logdir, open_run, render_heatmaps, render_images, write_header
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
@@ -212,15 +212,23 @@ class TFLogger(OwnValuesAPI):
             self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(variables, picked, names))
 
     def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
-                   pred_scores=None, gt_boxes=None, pred_boxes=None) -> None:
+                   pred_scores=None, gt_boxes=None, pred_boxes=None, heatmaps=None) -> None:
         """Images (N x H x W x C) with ground truth (green) and predictions (red): keypoints
-        and/or xyxy boxes."""
+        and/or xyxy boxes; ``heatmaps`` (N x h x w x K, the model's output) also go to
+        ``{split}/heatmap``, laid over the same images."""
         if not self.enabled:
             return
         if split == "train" and not self.options.train_image_policy.should_log(int(step)):
             return
         self.run.image(split, int(step), render_images(self.options, images, gt_keypoints, pred_keypoints,
                                                        pred_scores, gt_boxes, pred_boxes, self.skeleton))
+        if heatmaps is not None:
+            try:
+                draw = render_heatmaps(self.options, images, _host(heatmaps))
+            except ValueError as exc:
+                self.run.warn_once("image", "heatmaps", f"{exc}; {schema.heatmap(split)} skipped")
+                return
+            self.run.tagged_image(schema.heatmap(split), int(step), draw, f"the {split} heatmaps")
 
     def flush(self) -> None:
         if self._run is not None:

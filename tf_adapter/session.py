@@ -114,6 +114,21 @@ def keras_hparams(model, params: Mapping[str, object], steps_per_execution: int,
     return {key: value for key, value in values.items() if value is not None}  # unknown here: left out
 
 
+def render_heatmaps(options: LogOptions, images, heatmaps) -> Callable[[], np.ndarray]:
+    """Like :func:`render_images`, for predicted heatmaps (N x h x w x K, channels last as TF
+    models output them) laid over the images: copied to the host now, drawn later."""
+    limit = options.max_train_images
+    array = np.array(images[:limit])
+    heat = np.asarray(heatmaps)[:limit]
+    if heat.ndim != 4 or len(heat) != len(array):
+        raise ValueError(f"heatmaps must be N x h x w x K for the {len(array)} images, got shape {heat.shape}")
+    per_image = [np.moveaxis(h, -1, 0) for h in heat]  # K x h x w, as the core draws them
+
+    def draw() -> np.ndarray:
+        return render.render_batch(array, layout="HWC" if array.ndim == 4 else "auto", heatmaps=per_image)
+    return draw
+
+
 def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,
                   gt_boxes=None, pred_boxes=None, skeleton=None) -> Callable[[], np.ndarray]:
     """Copy a batch (N x H x W x C, as TF models take it) to the host now; return the render,

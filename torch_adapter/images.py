@@ -27,6 +27,7 @@ class ImageBatch:
     gt_visible: List[Optional[np.ndarray]] = field(default_factory=list)
     pred: List[Optional[np.ndarray]] = field(default_factory=list)
     scores: List[Optional[np.ndarray]] = field(default_factory=list)
+    heatmaps: List[Optional[np.ndarray]] = field(default_factory=list)  # K x h x w, over the input crop
 
 
 def preprocessor_settings(model: torch.nn.Module) -> Tuple[Optional[list], Optional[list], bool]:
@@ -105,4 +106,13 @@ def image_batch(model: torch.nn.Module, inputs, data_samples, limit: int, with_p
     batch = ImageBatch(images=images, mean=None if is_raw else mean, std=None if is_raw else std,
                        bgr=swaps if is_raw else False)
     batch.gt, batch.gt_visible, batch.pred, batch.scores = overlays(data_samples, limit, with_predictions)
+    if with_predictions:
+        batch.heatmaps = predicted_heatmaps(data_samples, limit)
     return batch
+
+
+def predicted_heatmaps(data_samples: Optional[Sequence], limit: int) -> List[Optional[np.ndarray]]:
+    """mmpose's ``pred_fields.heatmaps`` (K x h x w, the input crop's frame) of the first
+    ``limit`` samples; they are there when the model's ``test_cfg`` has ``output_heatmaps=True``."""
+    found = [_field(getattr(sample, "pred_fields", None), "heatmaps") for sample in list(data_samples or [])[:limit]]
+    return found if any(h is not None for h in found) else []

@@ -101,6 +101,9 @@ def concat(batches: List[image_utils.ImageBatch]) -> image_utils.ImageBatch:
         merged.gt_visible += b.gt_visible
         merged.pred += b.pred
         merged.scores += b.scores
+        merged.heatmaps += b.heatmaps or [None] * b.images.shape[0]
+    if not any(h is not None for h in merged.heatmaps):
+        merged.heatmaps = []
     return merged
 
 

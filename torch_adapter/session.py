@@ -162,6 +162,10 @@ class TorchSession:
                                        pred_scores=b.scores, kpt_thr=opts.kpt_thr,
                                        skeleton=self.skeleton)
         self.run.image(split, step, draw)
+        if b.heatmaps:  # mmpose's predicted heatmaps, over the same crops
+            self.run.tagged_image(schema.heatmap(split), step, lambda: render.render_batch(
+                b.images, mean=b.mean, std=b.std, bgr=b.bgr, max_images=opts.max_train_images, heatmaps=b.heatmaps),
+                f"the {split} heatmaps")
 
 
 def _scaler_enabled(scaler) -> bool:

@@ -22,6 +22,7 @@ OPTIONAL_FAMILIES = frozenset({
     "train/loss_scale",  # mixed precision only
     "train/memory/*", "train/throughput", "train/time/*",  # what a framework exposes differs
     "val/pr/*", "graph",  # what a run's task can match / log_graph
+    "train/heatmap", "val/heatmap",  # models that predict heatmaps
 })
 # Families whose member names are framework-specific (compared as families, names noted).
 NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*", "train/time/*", "train/memory/*",

@@ -201,13 +201,15 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
                  pred_scores: Optional[Sequence[Optional[np.ndarray]]] = None,
                  gt_boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
                  pred_boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+                 heatmaps: Optional[Sequence[Optional[np.ndarray]]] = None,
                  kpt_thr: float = 0.3, skeleton: Optional[Sequence[Tuple[int, int]]] = None,
                  min_side: int = MIN_SIDE) -> np.ndarray:
     """Render a batch (N x C x H x W, N x H x W x C, or one image) with overlays into a grid.
 
     Per-image overlay lists are indexed like the batch; a ``None`` entry draws nothing.
     Ground truth is green, predictions red (keypoints below ``kpt_thr`` are not drawn);
-    boxes are ``M x 4`` xyxy pixels. Images whose shorter side is below ``min_side`` are
+    boxes are ``M x 4`` xyxy pixels; ``heatmaps`` (K x h x w per image, in the image's frame)
+    are blended in first (:func:`blend_heatmap`). Images whose shorter side is below ``min_side`` are
     enlarged by a whole factor (nearest neighbour, overlays scaled with them) before drawing:
     a 2-pixel keypoint dot on a 32-pixel crop hides the very thing it marks.
     """
@@ -236,6 +238,9 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
     drawn: List[np.ndarray] = []
     for index, frame in enumerate(rgb):
         frame = np.ascontiguousarray(frame)
+        heat = _pick(heatmaps, index)
+        if heat is not None:
+            frame = blend_heatmap(frame, heat)
         for box_list, colour in ((gt_boxes, GT_COLOR), (pred_boxes, PRED_COLOR)):
             chosen = _pick(box_list, index)
             if chosen is not None:
@@ -247,6 +252,24 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
                                    gt_visible=_pick(gt_visible, index), kpt_thr=kpt_thr, skeleton=skeleton)
         drawn.append(frame)
     return make_grid(drawn)
+
+
+def blend_heatmap(frame: np.ndarray, heatmaps: np.ndarray, opacity: float = 0.65) -> np.ndarray:
+    """``frame`` (H x W x 3 uint8) with predicted heatmaps (K x h x w, or one h x w) laid over it:
+    the maximum over keypoints, scaled to the frame, in a black-red-yellow ramp whose opacity
+    follows the heat (cold areas keep the picture)."""
+    heat = np.asarray(heatmaps, dtype=np.float32)
+    heat = heat.max(axis=0) if heat.ndim == 3 else heat
+    if heat.ndim != 2:
+        raise RenderError(f"expected heatmaps K x h x w or h x w, got shape {np.asarray(heatmaps).shape}")
+    heat = np.nan_to_num(heat - heat.min())
+    peak = float(heat.max())
+    heat = heat / peak if peak > 0 else heat
+    height, width = frame.shape[:2]
+    heat = np.asarray(PILImage.fromarray(heat).resize((width, height), PILImage.BILINEAR), dtype=np.float32)
+    ramp = np.stack([np.clip(3 * heat, 0, 1), np.clip(3 * heat - 1, 0, 1), np.clip(3 * heat - 2, 0, 1)], axis=-1)
+    alpha = (opacity * heat)[..., None]
+    return (frame.astype(np.float32) * (1 - alpha) + ramp * 255 * alpha).round().astype(np.uint8)
 
 
 def _pick(items: Optional[Sequence[Optional[np.ndarray]]], index: int) -> Optional[np.ndarray]:

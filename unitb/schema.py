@@ -129,6 +129,11 @@ def gradients_histogram(layer: str) -> str:
 VAL_FEATURES = "val/features"  # embedding_layer's points in the PROJECTOR (unitb.projector), every entry point
 
 
+def heatmap(split: str) -> str:
+    """``train/heatmap`` / ``val/heatmap``: predicted heatmaps over the input crops, beside the image."""
+    return f"{TRAIN if split == TRAIN else VAL}/heatmap"
+
+
 def image(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -172,6 +177,8 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("train/memory/*", r"^train/memory/(host_mb|device_mb)$", "scalar"),
     ("train/image", r"^train/image(/\d+)?$", "image"),
     ("val/image", r"^val/image(/\d+)?$", "image"),
+    ("train/heatmap", r"^train/heatmap(/\d+)?$", "image"),
+    ("val/heatmap", r"^val/heatmap(/\d+)?$", "image"),
     ("val/loss", r"^val/loss$", "scalar"),
     ("model/*", r"^model/(total_parameters|trainable_parameters|model_size_mb)$", "scalar"),
     ("weights/*", r"^weights/.+$", "histogram"),

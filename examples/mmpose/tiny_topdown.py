@@ -18,7 +18,7 @@ model = dict(
     backbone=dict(type='ResNet', depth=18),
     head=dict(type='HeatmapHead', in_channels=512, out_channels=17,
               loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=codec),
-    test_cfg=dict(flip_test=False))
+    test_cfg=dict(flip_test=False, output_heatmaps=True))  # pred_fields.heatmaps: the val/heatmap images
 
 train_pipeline = [
     dict(type='LoadImage'),
