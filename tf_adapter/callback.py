@@ -28,7 +28,7 @@ import keras
 from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.graph import write_model_graph
-from tf_adapter.layer_features import LayerEmbedding
+from tf_adapter.layer_features import LayerActivations, LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
@@ -90,6 +90,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         # embedding_layer's inputs: validation images x, or (x, labels) for the points' labels.
         self.embedding = LayerEmbedding(self.options.embedding_layer, embedding_data) \
             if self.options.embedding_layer else None
+        self.activations = LayerActivations(self.options.activation_layers, image_data) \
+            if self.options.activation_layers else None
         if predict_keypoints is not None and not callable(predict_keypoints):
             raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
         self.image_data = image_data
@@ -241,11 +243,14 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             self._write_scalars(step, end, epoch_logs)
         if self._due.grads_due_by(end) and self._probe is not None:
             names = self._layer_names
+            step = None
             for row in self._probe.rows(self._due.last_norm_row, end):  # one small transfer
                 step = int(round(row[0]))
                 self.run.grad_norms(step, float(row[1]), dict(zip(names, row[3:3 + len(names)])),
                                     pre_clip=float(row[2]) if row[2] >= 0 else None)
                 self._due.norms_read_through(step)
+            if self.activations is not None and step is not None:
+                self.activations.log(self, self.model, step)  # the model as it is now, at the newest norm's step
         step = self._due.take_image(end)
         if step is not None:
             self._log_images(schema.TRAIN, step, self.image_data, self.gt_keypoints)

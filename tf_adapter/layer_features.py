@@ -1,4 +1,6 @@
-"""``embedding_layer=`` for Keras: the named layer's outputs on ``embedding_data`` in the
+"""Named Keras layers' outputs: ``embedding_layer=`` and ``activation_layers=``.
+
+``embedding_layer=`` for Keras: the named layer's outputs on ``embedding_data`` in the
 PROJECTOR as ``val/features``, at the weight-histogram interval (epochs).
 
 The layer's output is read through a second Keras model that shares the trained one's layers
@@ -56,3 +58,40 @@ class LayerEmbedding:
                                    f"outputs ({type(exc).__name__}: {exc}){hint}; PROJECTOR skipped")
             return None
         return out.reshape(len(out), -1, out.shape[-1]).mean(axis=1) if out.ndim > 2 else out.reshape(len(out), -1)
+
+
+class LayerActivations:
+    """``activation_layers=`` for Keras: histograms of the named layers' outputs on the callback's
+    ``image_data`` (``activations/{layer}``), at the steps gradient norms are written. Keras' train
+    step does not hand out intermediate outputs, so they come from one more forward pass of
+    those inputs through a model sharing the trained layers (in inference mode)."""
+
+    def __init__(self, layers, data) -> None:
+        self.layers = tuple(layers)
+        self.x = None if data is None else np.asarray(data)
+        self._extractor = None
+        self._failed = False
+
+    def log(self, callback, model, step: int) -> None:
+        if self._failed:
+            return
+        if self.x is None:
+            self._failed = True
+            callback.run.warn_once("activations", "data", "activation_layers needs image_data on TFCallback (the "
+                                   "inputs the activations are taken on); activations are not logged")
+            return
+        try:
+            if self._extractor is None:
+                import keras
+
+                outputs = [model.get_layer(name).output for name in self.layers]
+                self._extractor = keras.Model(model.inputs, outputs)
+            values = self._extractor(self.x, training=False)
+            values = values if isinstance(values, (list, tuple)) else [values]
+        except Exception as exc:
+            self._failed = True
+            callback.run.warn_once("activations", "layers", f"activation_layers={list(self.layers)}: could not read "
+                                   f"their outputs ({type(exc).__name__}: {exc}); activations are not logged")
+            return
+        arrays = {name: np.asarray(value, dtype=np.float32).reshape(-1) for name, value in zip(self.layers, values)}
+        callback.run.histograms(schema.activations_histogram, step, arrays)

@@ -49,6 +49,9 @@ class TFLogger(OwnValuesAPI):
                  skeleton: Optional[Sequence] = None, **kwargs):
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs("TFLogger", kwargs)
+        if self.options.activation_layers:  # the loop's forward pass is the user's own tf.function
+            raise ValueError("TFLogger: activation_layers is for the mmengine hook, TorchLogger and TFCallback; here "
+                             "log_histogram('activations/<layer>', outputs) from your step")
         if self.options.embedding_layer:  # no validation loop here to take features from
             raise ValueError("TFLogger: embedding_layer is for the mmengine hook and TFCallback; here call "
                              "log_embedding(tag, features, metadata, images) with your validation features")

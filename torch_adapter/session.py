@@ -12,6 +12,7 @@ import torch
 
 from torch_adapter import measure
 from torch_adapter.images import ImageBatch
+from torch_adapter.activations import ActivationProbe
 from unitb import render, schema, train_step
 from unitb.options import LogOptions
 from unitb.run_logger import RunLogger, Sink, as_number, default_warn
@@ -50,6 +51,7 @@ class TorchSession:
                              mirror=mirror, run_dir=run_dir, backends=options.backends, start_step=start_step,
                              backend_timeout=options.backend_timeout, run_name=run_name)
         self.probe: Optional[measure.GradNormProbe] = None
+        self.activations: Optional[ActivationProbe] = None  # activation_layers
         self.weight_names = None
         self.skeleton = None
         self.due = DueGradients(options)
@@ -65,6 +67,8 @@ class TorchSession:
         if write_header:
             train_step.write_header(self.run, opts, model_stats=measure.model_stats(model) if opts.log_model_stats
                                     else None, config_text=config_text, hparams=hparams)
+        if opts.activation_layers and self.activations is None:
+            self.activations = ActivationProbe(model, opts.activation_layers, self.run.warn_once)
         torch_opt = measure.torch_optimizer(optimizer)
         if opts.log_grad_norm and torch_opt is not None and self.probe is None:
             self.probe = measure.GradNormProbe(model, opts.max_layers_to_log, lambda: self.due.armed,
@@ -76,6 +80,8 @@ class TorchSession:
     def stop(self) -> None:
         if self.probe is not None:
             self.probe.detach()
+        if self.activations is not None:
+            self.activations.close()
         self.run.flush()
 
     # ------------------------------------------------------------------ per step
@@ -84,6 +90,8 @@ class TorchSession:
         note the learning rates this step will use (schedulers may step before
         ``after_train_iter`` hooks run)."""
         self.due.arm(step)
+        if self.activations is not None:
+            self.activations.armed = self.options.grad_policy.should_log(step)
         if self.probe is not None:
             self.probe.result = None
         self._rates = None
@@ -126,6 +134,10 @@ class TorchSession:
             self.probe.result = None
         self.due.armed = False
         self._rates = None
+        if self.activations is not None and (self.activations.armed or self.activations.arrays):
+            captured = self.activations.take()
+            if captured:
+                run.histograms(schema.activations_histogram, step, captured)
 
     def epoch_end(self, step: int, epochs_completed: int, model: torch.nn.Module) -> None:
         if self.options.log_weight_hist and self.options.weight_policy.should_log(epochs_completed):

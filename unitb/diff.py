@@ -23,6 +23,7 @@ OPTIONAL_FAMILIES = frozenset({
     "train/memory/*", "train/throughput", "train/time/*",  # what a framework exposes differs
     "val/pr/*", "graph",  # what a run's task can match / log_graph
     "train/heatmap", "val/heatmap",  # models that predict heatmaps
+    "activations/*",  # activation_layers
 })
 # Families whose member names are framework-specific (compared as families, names noted).
 NAMED_FAMILIES = ("train/loss/*", "val/*", "train/*", "train/learning_rate/*", "train/time/*", "train/memory/*",

@@ -31,6 +31,9 @@ class LogOptions:
     # A layer's name (torch module path / Keras layer name): its outputs on validation samples go to
     # the PROJECTOR as val/features (the hook: at each validation; TFCallback: embedding_data each epoch).
     embedding_layer: Optional[str] = None
+    # Layers whose outputs get histograms (activations/{layer}) at the steps gradient norms are
+    # measured: torch module paths (forward hooks) / Keras layer names (in the train step).
+    activation_layers: Tuple[str, ...] = ()
     log_grad_hist: bool = False
     log_graph: bool = False
     grad_norm_interval: int = 100
@@ -73,6 +76,12 @@ class LogOptions:
                     or self.max_log_mb <= 0:
                 raise ValueError(f"max_log_mb must be a positive number of megabytes or None, got {self.max_log_mb!r}")
         self.profile_steps = check_profile_steps(self.profile_steps)
+        if isinstance(self.activation_layers, str):
+            self.activation_layers = (self.activation_layers,)
+        if not isinstance(self.activation_layers, (tuple, list)) or not all(
+                isinstance(name, str) and name for name in self.activation_layers):
+            raise ValueError(f"activation_layers must be layer names, got {self.activation_layers!r}")
+        self.activation_layers = tuple(self.activation_layers)
         if self.embedding_layer is not None and (not isinstance(self.embedding_layer, str) or not self.embedding_layer):
             raise ValueError(f"embedding_layer must be a layer's name or None, got {self.embedding_layer!r}")
         self.backends = check_backends(self.backends)

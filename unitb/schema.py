@@ -126,6 +126,10 @@ def gradients_histogram(layer: str) -> str:
     return f"gradients/{layer_name(layer)}"
 
 
+def activations_histogram(layer: str) -> str:
+    return f"activations/{layer_name(layer)}"
+
+
 VAL_FEATURES = "val/features"  # embedding_layer's points in the PROJECTOR (unitb.projector), every entry point
 
 
@@ -183,6 +187,7 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("model/*", r"^model/(total_parameters|trainable_parameters|model_size_mb)$", "scalar"),
     ("weights/*", r"^weights/.+$", "histogram"),
     ("gradients/*", r"^gradients/.+$", "histogram"),
+    ("activations/*", r"^activations/.+$", "histogram"),
     ("config", r"^config(/text_summary)?$", "text"),
     ("hparams", r"^_hparams_/.+$", "hparams"),
     ("custom_scalars", r"^custom_scalars__config__$", "custom_scalars"),
