@@ -1,4 +1,4 @@
-"""A tiny keypoint regressor (keypoints + per-keypoint visibility heads) trained with Keras
+"""A tiny keypoint model (keypoint, visibility and heatmap heads) trained with Keras
 ``model.fit``, logged with one callback:
 
     model.fit(x, y, validation_data=(vx, vy), callbacks=[unitb.TFCallback("runs/keras-fit")])
@@ -28,10 +28,12 @@ def build_model():
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv3")(x)
+    heatmaps = keras.layers.Conv2D(NUM_KPTS, 1, activation="sigmoid", name="heatmaps")(x)  # SIZE/4 a side
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(64, activation="relu", name="dense")(x)
     outputs = {"keypoints": keras.layers.Dense(NUM_KPTS * 2, activation="sigmoid", name="keypoints")(x),
-               "visible": keras.layers.Dense(NUM_KPTS, activation="sigmoid", name="visible")(x)}
+               "visible": keras.layers.Dense(NUM_KPTS, activation="sigmoid", name="visible")(x),
+               "heatmaps": heatmaps}
     return keras.Model(inputs, outputs, name="tiny_keypoint_regressor")
 
 
@@ -42,8 +44,24 @@ def predict_keypoints(model, images):
     return coords, np.asarray(out["visible"])
 
 
+def predict_heatmaps(model, images):
+    """The heatmap head's output (N x SIZE/4 x SIZE/4 x K) for TFCallback's val/heatmap images."""
+    return np.asarray(model(images, training=False)["heatmaps"])
+
+
+def gaussian_heatmaps(kpts: np.ndarray, side: int = SIZE // 4, sigma: float = 1.0) -> np.ndarray:
+    """Targets for the heatmap head: a Gaussian at each keypoint on a side x side grid (N x side x side x K)."""
+    grid = (np.arange(side, dtype=np.float32) + 0.5) * (SIZE / side)
+    centres = kpts.astype(np.float32)  # N x K x 2 (x, y) in pixels
+    dx = (grid[None, None, :] - centres[..., 0:1]) / (SIZE / side)  # N x K x side
+    dy = (grid[None, None, :] - centres[..., 1:2]) / (SIZE / side)
+    maps = np.exp(-(dy[..., :, None] ** 2 + dx[..., None, :] ** 2) / (2 * sigma ** 2))  # N x K x side x side
+    return np.moveaxis(maps, 1, -1).astype(np.float32)
+
+
 def targets(kpts: np.ndarray) -> dict:
-    return {"keypoints": kpts.reshape(len(kpts), -1) / SIZE, "visible": np.ones(kpts.shape[:2], np.float32)}
+    return {"keypoints": kpts.reshape(len(kpts), -1) / SIZE, "visible": np.ones(kpts.shape[:2], np.float32),
+            "heatmaps": gaussian_heatmaps(kpts)}
 
 
 def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optional[dict] = None,
@@ -61,7 +79,8 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
     schedule = keras.optimizers.schedules.CosineDecay(0.003, decay_steps=max(1, steps), warmup_target=0.01,
                                                       warmup_steps=max(1, steps // 3))
     model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss={"keypoints": "mse", "visible": "binary_crossentropy"}, metrics={"keypoints": ["mae"]})
+                  loss={"keypoints": "mse", "visible": "binary_crossentropy", "heatmaps": "mse"},
+                  metrics={"keypoints": ["mae"]})
     run_dir = os.path.join(out, "keras-fit")
     sides = ["left" if k[0, 0] < SIZE / 2 else "right" for k in val_kpts]
     kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6,
@@ -73,7 +92,8 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
                                 hparams={"batch_size": batch_size},
                                 # The PROJECTOR: the layer before the heads on the validation images, labelled
                                 # by where the first keypoint is, with the images as the sprite.
-                                embedding_layer="dense", embedding_data=(val_images, sides), **kwargs)
+                                embedding_layer="dense", embedding_data=(val_images, sides),
+                                predict_heatmaps=predict_heatmaps, activation_layers=("conv3", "dense"), **kwargs)
     model.fit(images, targets(kpts), batch_size=batch_size, epochs=epochs, shuffle=False,
               validation_data=(val_images, targets(val_kpts)),
               callbacks=[callback], verbose=0)

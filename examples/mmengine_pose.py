@@ -196,7 +196,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     run_dir = os.path.join(args.out, "mmengine-pose")
     # Events straight into <out>/mmengine-pose (one TensorBoard run); checkpoints and
     # mmengine's text logs below it, where TensorBoard finds no event files.
-    runner = build_runner(os.path.join(run_dir, "work_dir"), steps=args.steps, tb_dir=run_dir, hook=dict(log_graph=True, embedding_layer="backbone"))
+    hook = dict(log_graph=True, embedding_layer="backbone", activation_layers=("backbone",))  # GRAPHS, PROJECTOR
+    runner = build_runner(os.path.join(run_dir, "work_dir"), steps=args.steps, tb_dir=run_dir, hook=hook)
     runner.train()
     run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir  # -2... beside another run
     print(f"mmengine-pose: events in {run_dir}")

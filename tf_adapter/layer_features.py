@@ -20,6 +20,13 @@ from unitb import schema
 MAX_POINTS = 256
 
 
+def _inputs_of(model):
+    """A one-input model's input as itself, not a list of one (Keras warns when a list-shaped
+    model is called on a plain tensor)."""
+    inputs = list(model.inputs)
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
 class LayerEmbedding:
     def __init__(self, layer: str, data) -> None:
         if data is None:
@@ -47,7 +54,7 @@ class LayerEmbedding:
             if self._extractor is None:
                 import keras
 
-                self._extractor = keras.Model(model.inputs, model.get_layer(self.layer).output)
+                self._extractor = keras.Model(_inputs_of(model), model.get_layer(self.layer).output)
             out = np.asarray(self._extractor(self.x, training=False), dtype=np.float32)
         except Exception as exc:
             self._failed = True
@@ -85,7 +92,7 @@ class LayerActivations:
                 import keras
 
                 outputs = [model.get_layer(name).output for name in self.layers]
-                self._extractor = keras.Model(model.inputs, outputs)
+                self._extractor = keras.Model(_inputs_of(model), outputs)
             values = self._extractor(self.x, training=False)
             values = values if isinstance(values, (list, tuple)) else [values]
         except Exception as exc:
