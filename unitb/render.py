@@ -256,15 +256,17 @@ def render_batch(images: np.ndarray, *, layout: str = "auto", mean: Optional[Seq
 
 def blend_heatmap(frame: np.ndarray, heatmaps: np.ndarray, opacity: float = 0.65) -> np.ndarray:
     """``frame`` (H x W x 3 uint8) with predicted heatmaps (K x h x w, or one h x w) laid over it:
-    the maximum over keypoints, scaled to the frame, in a black-red-yellow ramp whose opacity
+    the maximum over keypoints, resized to the frame, in a black-red-yellow ramp whose opacity
     follows the heat (cold areas keep the picture)."""
     heat = np.asarray(heatmaps, dtype=np.float32)
     heat = heat.max(axis=0) if heat.ndim == 3 else heat
     if heat.ndim != 2:
         raise RenderError(f"expected heatmaps K x h x w or h x w, got shape {np.asarray(heatmaps).shape}")
-    heat = np.nan_to_num(heat - heat.min())
+    # Heatmaps in [0, 1] (Gaussian targets, sigmoid outputs) are shown on that absolute scale, so
+    # an untrained, flat map looks flat; larger values are scaled down to their peak.
+    heat = np.clip(np.nan_to_num(heat), 0.0, None)
     peak = float(heat.max())
-    heat = heat / peak if peak > 0 else heat
+    heat = heat / peak if peak > 1.0 else heat
     height, width = frame.shape[:2]
     heat = np.asarray(PILImage.fromarray(heat).resize((width, height), PILImage.BILINEAR), dtype=np.float32)
     ramp = np.stack([np.clip(3 * heat, 0, 1), np.clip(3 * heat - 1, 0, 1), np.clip(3 * heat - 2, 0, 1)], axis=-1)
