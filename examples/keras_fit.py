@@ -84,7 +84,7 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
     run_dir = os.path.join(out, "keras-fit")
     sides = ["left" if k[0, 0] < SIZE / 2 else "right" for k in val_kpts]
     kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6,
-                  log_graph=True)
+                  log_graph=True, profile_steps=(10, 11) if steps >= 12 else None)  # PROFILE: two steps
     kwargs.update(callback_kwargs or {})
     callback = unitb.TFCallback(run_dir, image_data=images[:4], gt_keypoints=kpts[:4],
                                 val_image_data=val_images[:4], val_gt_keypoints=val_kpts[:4],

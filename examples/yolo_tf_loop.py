@@ -102,7 +102,7 @@ def train(out: str, steps: int = 60, save_every: int = 50, crash_at: Optional[in
                                       save_every=save_every)
     start = manager.restore_or_initialize()
     kwargs = dict(grad_norm_interval=5, scalar_interval=1, train_image_interval=20, max_layers_to_log=6,
-                  log_graph=True, profile_steps=(10, 11) if steps >= 12 else None)  # PROFILE: two steps
+                  log_graph=True)
     kwargs.update(logger_kwargs or {})
     logger = unitb.TFLogger(run_dir, checkpoint_manager=manager, model=model,
                             hparams={"optimizer": "Adam", "learning_rate": 0.01, "batch_size": BATCH,

@@ -30,7 +30,7 @@ from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.graph import write_model_graph
 from tf_adapter.layer_features import LayerActivations, LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
-from tf_adapter.profiler import step_profiler
+from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
 from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_heatmaps,
                                 render_images, write_header)
@@ -116,6 +116,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._clock = EpochClock()
         self._model_summaries = ModelSummaries()
         self._profiler: Optional[StepProfiler] = None  # profile_steps, once per run
+        self._markers = StepMarkers()  # the profiled steps, marked for the PROFILE tab's step time
         self._fetch: Optional[measure.MetricsFetch] = None
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
@@ -223,8 +224,11 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         if steps:
             size = max(1, min(size, int(steps) - batch))
         if self._profiler is not None:
+            self._markers.end()
             self._profiler.after_step(end)
             self._profiler.before_block(end + 1, end + size)
+            if self._profiler.window.active:
+                self._markers.begin(end + 1)
         grads_due, record = self._due.plan_block(end, size, grads=self._probe is not None)
         if self._probe is not None and not (self._probe.summaries_in_graph or self._first_block):
             record = [False] * size  # the traced graph makes no tf.summary call: nothing to arm for it
@@ -324,6 +328,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         step = int(self._probe.counter.numpy())
         self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
         if self._profiler is not None:
+            self._markers.end()
             self._profiler.after_step(step)
 
         self._guard(lambda: self._write_hparams_once(step))
@@ -354,6 +359,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         in the same run folder and continues at the step the model is at."""
         self._model_summaries.exit()
         if self._profiler is not None:
+            self._markers.end()
             self._profiler.close()  # a fit that ends inside the window writes what it traced
         if self._probe is not None:
             self._probe.fit_ended()
