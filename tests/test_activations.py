@@ -64,3 +64,28 @@ def test_tfcallback_histograms_named_layers_on_its_image_data(tmp_path):
 def test_tflogger_refuses_activation_layers(tmp_path):
     with pytest.raises(ValueError, match="activation_layers is for the mmengine hook"):
         unitb.TFLogger(str(tmp_path), activation_layers=("dense",))
+
+
+def test_a_module_called_through_forward_directly_gets_one_warning(tmp_path):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(4, 4)
+            self.head = torch.nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.head.forward(self.body(x))  # as mmpose heads are called: hooks never see it
+
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    with pytest.warns(unitb.UnitbWarning, match="no training output was seen from 'head'") as caught:
+        logger = unitb.TorchLogger(str(tmp_path), model, opt, grad_norm_interval=1, activation_layers=("body", "head"))
+        for step in range(1, 4):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            logger.log_step(step, loss=loss)
+        logger.close()
+    assert sum("no training output" in str(w.message) for w in caught) == 1
+    assert sorted(_histograms(logger.run_dir, "activations/body")) == [1, 2, 3]

@@ -43,8 +43,10 @@ class ActivationProbe:
                 for name in missing) + "; the others are logged")
         self.armed = False
         self.arrays: Dict[str, torch.Tensor] = {}
+        self.names = [name for name in names if name in modules]
+        self._warn = warn_once
         self._handles = [modules[name].register_forward_hook(functools.partial(self._keep, name))
-                         for name in names if name in modules]
+                         for name in self.names]
 
     def _keep(self, name: str, module: torch.nn.Module, inputs, output) -> None:
         if not self.armed or not module.training or name in self.arrays:
@@ -60,6 +62,11 @@ class ActivationProbe:
     def take(self) -> Dict[str, np.ndarray]:
         """The step's activations on the host (one copy per layer), and disarm."""
         arrays, self.arrays, self.armed = self.arrays, {}, False
+        silent = [name for name in self.names if name not in arrays]
+        if silent:  # e.g. mmpose heads: their forward() is called directly, which forward hooks never see
+            self._warn("activations", "silent", "activation_layers: no training output was seen from "
+                       + ", ".join(map(repr, silent)) + " (a module whose forward() its parent calls directly is "
+                       "invisible to forward hooks: name a submodule it calls, e.g. 'head.final_layer')")
         return {name: tensor.cpu().numpy() for name, tensor in arrays.items()}
 
     def close(self) -> None:
