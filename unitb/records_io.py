@@ -70,13 +70,14 @@ def event_batches(path: str) -> Iterator[List[object]]:
         yield message.event
 
 
-def read_appended(path: str, offset: int = 0) -> Tuple[List[object], int]:
+def read_appended(path: str, offset: int = 0, max_bytes: int = -1) -> Tuple[List[object], int]:
     """The ``Event`` messages of the whole records written after byte ``offset`` of a file
-    that may still be growing, and the offset after the last whole one: a record being
-    written (its tail not on disk yet) is left for the next call. For following a live run."""
+    that may still be growing (at most ``max_bytes`` read), and the offset after the last whole
+    one: a record being written (its tail not on disk yet) is left for the next call. For
+    following a live run."""
     with open(path, "rb") as handle:
         handle.seek(offset)
-        data = handle.read()
+        data = handle.read(max_bytes)
     unpack = _HEADER.unpack_from
     parts: List[bytes] = []
     pos, n = 0, len(data)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from unitb import safe_paths
+from unitb import safe_paths, step_index
 from unitb.reader import event_files, is_event_file
 from unitb.records_io import split_at_step
 
@@ -187,7 +187,20 @@ def truncate_run(run_dir: str, resume_step: int, exclude: Sequence[str] = ()) ->
         return None
     recover(run_dir)
     files = _files(run_dir, exclude)
+    if nothing_after(files, resume_step):
+        return None
     return _rewrite(files, run_dir, run_dir, resume_step, carry=False)
+
+
+def nothing_after(files: Sequence[str], resume_step: int) -> bool:
+    """True when the step index vouches that no file holds a record after ``resume_step``
+    (reading only what each file gained since its last index update); False when it cannot
+    say for some file, which is then read whole (:func:`_plan`)."""
+    for path in files:
+        highest = step_index.highest_step(path)
+        if highest is None or highest > resume_step:
+            return False
+    return True
 
 
 def carry_history(previous_dir: str, new_dir: str, resume_step: int) -> Optional[CleanUp]:

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 import numpy as np
 
 from unitb import backends as forwarding
-from unitb import claim, protos, schema, storage
+from unitb import claim, protos, schema, step_index, storage
 from unitb.background import BackgroundWriter
 
 
@@ -345,11 +345,16 @@ class RunLogger:
 
     def _flush_sink(self) -> None:
         """Flush the writer, noticing a vanished folder and retrying a broken writer first
-        (the writer thread calls this every ``flush_secs``)."""
+        (the writer thread calls this every ``flush_secs``); then bring the folder's step index
+        up to date (:mod:`unitb.step_index`: what a resume with nothing to drop reads)."""
         self.check_directory()
         if self._broken:
             self._repair()
-        self._guarded("flush", self.sink.flush)
+        if self._guarded("flush", self.sink.flush) and not self._dir_missing:
+            try:
+                step_index.update(self.sink.logdir)
+            except Exception:
+                pass  # only a faster resume is lost: it reads the files instead
 
     def flush(self) -> None:
         """Write out everything queued so far, then flush the writer (blocks until done)."""
@@ -367,6 +372,10 @@ class RunLogger:
         if self.background is not None:
             self.background.close()
         self._guarded("close", self.sink.close)
+        try:
+            step_index.update(self.sink.logdir)  # the last records, for the next resume
+        except Exception:
+            pass
         claim.release(getattr(self.sink, "logdir", None))  # its event files keep the folder taken now
         if self.mirror is not None and not wait_for_upload:
             self.mirror.request_sync()
