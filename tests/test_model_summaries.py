@@ -78,3 +78,21 @@ def test_outside_a_fit_nothing_is_recorded_and_a_plain_fit_still_runs(tmp_path):
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # no unitb callback: nothing recorded
     model.predict(x, verbose=0)
     assert [s for s, _ in before] == [1, 2] and reader.scalars(cb.run_dir)["my/train_step_loss"] == before
+
+
+def test_a_mirror_never_uploads_an_empty_in_model_file(tmp_path):
+    """The in-model writer is opened at every fit and its file removed at the end when the model
+    wrote nothing; a URL run's mirror uploading in between would leave it in the store."""
+    import tensorflow as tf
+
+    from tf_adapter import model_summaries
+    from unitb import mirror
+
+    assert mirror.IN_MODEL_SUFFIX == model_summaries.SUFFIX
+    writer = tf.summary.create_file_writer(str(tmp_path), filename_suffix=model_summaries.SUFFIX)
+    writer.flush()
+    assert mirror.local_files(str(tmp_path)) == {}
+    with writer.as_default():
+        tf.summary.scalar("my/value", 1.0, step=1)
+    writer.flush()
+    assert len(mirror.local_files(str(tmp_path))) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 import time
 import weakref
@@ -33,7 +34,9 @@ from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
 STATE = ".unitb-mirror.json"
 REUPLOAD_MB = 64
 _CHUNK = 8 << 20
-_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM, BACKENDS_STATE + ".tmp", STEP_INDEX + ".tmp"}
+IN_MODEL_SUFFIX = ".in-model"  # tf_adapter.model_summaries' file (the core cannot import the adapter)
+_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM, BACKENDS_STATE + ".tmp",
+         STEP_INDEX, STEP_INDEX + ".tmp"}  # the step index names this machine's inodes: no use elsewhere
 
 
 def _default_warn(message: str) -> None:
@@ -59,10 +62,21 @@ def local_files(folder: str) -> Dict[str, Tuple[int, int]]:
             path = os.path.join(current, name)
             try:
                 st = os.stat(path)
+                if name.endswith(IN_MODEL_SUFFIX) and _header_only(path, st.st_size):
+                    continue  # opened at every fit, removed at its end when the model wrote nothing
             except OSError:
                 continue
             found[os.path.relpath(path, folder).replace(os.sep, "/")] = (st.st_size, st.st_mtime_ns)
     return found
+
+
+def _header_only(path: str, size: int) -> bool:
+    """An event file that holds its file-version record and nothing else."""
+    if size < 12:
+        return True
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+    return size <= 12 + length + 4
 
 
 class Mirror:
