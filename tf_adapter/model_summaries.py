@@ -25,7 +25,9 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-SUFFIX = ".in-model"
+from unitb.reader import IN_MODEL_SUFFIX
+
+SUFFIX = IN_MODEL_SUFFIX
 
 
 class ModelSummaries:

@@ -24,16 +24,14 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from torch_adapter import measure, mmengine_backend, pose_matches
+from torch_adapter.layer_features import LayerFeatures
 from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.profiler import step_profiler
-from torch_adapter.layer_features import LayerFeatures
 from torch_adapter.session import TorchSession
-from unitb import protos, schema
-from unitb.own_values import OwnValues
-from unitb import hparams, storage
+from unitb import hparams, protos, schema, storage
 from unitb.options import LogOptions, show_options
-from unitb.own_values import OwnValuesAPI
+from unitb.own_values import OwnValues, OwnValuesAPI
 from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
 
@@ -285,14 +283,14 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             val_images = self.images.take_val()
             if val_images is not None:
                 self.session.image("val", step, val_images)
+            own = OwnValues(self.session.run)
             matched = self.matches.take()
             kept = self.features.finish() if self.features is not None else None
             if kept is not None:
                 features, oks, images = kept
-                metadata = {"oks": oks} if any(oks) else None
-                OwnValues(self.session.run).embedding(schema.VAL_FEATURES, features, step, metadata, images)
+                own.embedding(schema.VAL_FEATURES, features, step, {"oks": oks} if any(oks) else None, images)
             for tag, (labels, scores) in (matched.items() if self.options.log_pr_curves else ()):
-                OwnValues(self.session.run).pr_curve(tag, labels, scores, step, protos.PR_THRESHOLDS)
+                own.pr_curve(tag, labels, scores, step, protos.PR_THRESHOLDS)
         except FloatingPointError:
             raise
         except Exception as exc:

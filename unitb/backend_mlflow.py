@@ -79,21 +79,21 @@ class MlflowBackend(PointErrors):
     def send(self, steps: List[Tuple[int, List[tuple]]]) -> None:
         """All the steps' metrics in as few ``log_batch`` calls as its limits allow: a request per
         step would leave a remote server behind a fast loop."""
-        from mlflow.entities import Metric, Param
-
         now = int(time.time() * 1000)
-        metrics, params = [], []
+        metrics: list = []
+        params: list = []
         for step, points in steps:
             for tag, kind, value in points:
-                self._convert(step, tag, kind, value, now, metrics, params, Metric, Param)
+                self._convert(step, tag, kind, value, now, metrics, params)
         for start in range(0, len(params), PARAM_BATCH):
             self.client.log_batch(self.run_id, params=params[start:start + PARAM_BATCH])
         for start in range(0, len(metrics), METRIC_BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start:start + METRIC_BATCH])
 
-    def _convert(self, step: int, tag: str, kind: str, value: object, now: int, metrics: list, params: list,
-                 Metric, Param) -> None:
+    def _convert(self, step: int, tag: str, kind: str, value: object, now: int, metrics: list, params: list) -> None:
         """A scalar or hparams record into ``metrics``/``params``; images and text are sent now."""
+        from mlflow.entities import Metric, Param
+
         with self._skipped_on_error(tag, kind):
             if kind == "scalar":
                 metrics.append(Metric(metric_key(tag), float(value), now, step))

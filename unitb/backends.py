@@ -189,7 +189,10 @@ class Forwarder:
         self._close_backends()
 
     def run_once(self) -> None:
-        """Send everything the folder holds now and close (``unitb push``)."""
+        """Send everything the folder holds now and close (``unitb push``). A finished run is
+        opened as a resume at its last step: a backend run that holds it all is kept as it is."""
+        self._read_new()
+        self.start_step = max(self._buffer.pending, default=0)
         self._open_backends()
         self._poll(final=True)
         self._close_backends()
@@ -240,9 +243,9 @@ class Forwarder:
             followed = self._files.setdefault(path, FollowedFile())
             if os.path.getsize(path) <= followed.offset:
                 continue
-            events, followed.offset = records_io.read_appended(path, followed.offset)
-            for tag, step, kind, value in reader.decoded_values(events, self._plugin_of):
-                self._buffer.add(step, (tag, kind, value))
+            for events, followed.offset in records_io.events_after(path, followed.offset):
+                for tag, step, kind, value in reader.decoded_values(events, self._plugin_of):
+                    self._buffer.add(step, (tag, kind, value))
 
     def _send(self, batch: List[Tuple[int, List[Point]]]) -> None:
         for backend in list(self._backends):
@@ -312,16 +315,6 @@ def start(folder: str, settings: Mapping[str, Mapping[str, object]], start_step:
 def push(folder: str, settings: Mapping[str, Mapping[str, object]], warn: Callable[[str], None]) -> Dict[str, int]:
     """Send a finished run to the backends (continuing the backend runs its state names, so a
     push after an interrupted send sends only what is missing); returns each backend's last step."""
-    forwarder = Forwarder(folder, settings, start_step=_last_step(folder), warn=warn, follow=False)
+    forwarder = Forwarder(folder, settings, start_step=0, warn=warn, follow=False)
     forwarder.run_once()
     return dict(forwarder._sent)
-
-
-def _last_step(folder: str) -> int:
-    """A finished run is pushed as a resume at its last step: a backend that has it all keeps it."""
-    from unitb import reader
-
-    last = 0
-    for _tag, step, _kind, _value in reader.tag_steps(folder):
-        last = max(last, step)
-    return last

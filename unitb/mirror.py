@@ -28,13 +28,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from unitb import background, safe_paths, storage
 from unitb.backends import STATE_FILE as BACKENDS_STATE
 from unitb.claim import CLAIM
+from unitb.reader import IN_MODEL_SUFFIX
 from unitb.step_index import INDEX as STEP_INDEX
 from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
 
 STATE = ".unitb-mirror.json"
 REUPLOAD_MB = 64
 _CHUNK = 8 << 20
-IN_MODEL_SUFFIX = ".in-model"  # tf_adapter.model_summaries' file (the core cannot import the adapter)
 _SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM, BACKENDS_STATE + ".tmp",
          STEP_INDEX, STEP_INDEX + ".tmp"}  # the step index names this machine's inodes: no use elsewhere
 

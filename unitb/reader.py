@@ -18,6 +18,9 @@ import numpy as np
 from unitb import storage
 
 EVENT_FILE_MARK = "tfevents"
+# The second event file a Keras fit writes for tf.summary calls inside the model
+# (tf_adapter.model_summaries); named here so the core (the mirror) can tell it apart.
+IN_MODEL_SUFFIX = ".in-model"
 
 _PLUGIN_KIND = {
     "scalars": "scalar",

@@ -16,7 +16,7 @@ record (a crash mid-write) ends the file quietly: everything before it is return
 from __future__ import annotations
 
 import struct
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from unitb import storage
 
@@ -57,50 +57,32 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def event_batches(path: str) -> Iterator[List[object]]:
+def event_batches(path: str) -> Iterator[Sequence[object]]:
     """The ``Event`` messages of one file, a block at a time, in file order."""
-    event_list = _event_list_class()
     for parts in _framed_blocks(path):
-        message = event_list()
-        try:
-            message.ParseFromString(b"".join(parts))
-        except Exception:
-            yield _checked(parts[1::2])
-            continue
-        yield message.event
+        yield _parsed(parts)
 
 
-def read_appended(path: str, offset: int = 0, max_bytes: int = -1) -> Tuple[List[object], int]:
-    """The ``Event`` messages of the whole records written after byte ``offset`` of a file
-    that may still be growing (at most ``max_bytes`` read), and the offset after the last whole
-    one: a record being written (its tail not on disk yet) is left for the next call. For
-    following a live run."""
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(max_bytes)
-    unpack = _HEADER.unpack_from
-    parts: List[bytes] = []
-    pos, n = 0, len(data)
-    while n - pos >= 12:
-        length = unpack(data, pos)[0]
-        end = pos + 12 + length
-        if end + 4 > n:
-            break
-        parts.append(b"\x0a" + _varint(length))
-        parts.append(data[pos + 12:end])
-        pos = end + 4
-    if not parts:
-        return [], offset
+def events_after(path: str, offset: int = 0) -> Iterator[Tuple[Sequence[object], int]]:
+    """``(events, end)`` a block at a time for the whole records after byte ``offset`` of a file
+    that may still be growing; ``end`` is the offset after the block's last whole record, so a
+    record being written (its tail not on disk yet) is read by a later call from there. For
+    following a live run (:mod:`unitb.backends`, :mod:`unitb.step_index`)."""
+    for block, ends in _framed_blocks_with_spans(path, offset):
+        yield _parsed(block), ends[-1]
+
+
+def _parsed(parts: List[bytes]) -> Sequence[object]:
+    """One block's events, in one protobuf call (record by record when the block does not parse)."""
     message = _event_list_class()()
     try:
         message.ParseFromString(b"".join(parts))
-        events = list(message.event)
     except Exception:
-        events = _checked(parts[1::2])
-    return events, offset + pos
+        return _checked(parts[1::2])
+    return message.event
 
 
-def _framed_blocks(path: str, spans: Optional[List[int]] = None) -> Iterator[List[bytes]]:
+def _framed_blocks(path: str, spans: Optional[List[int]] = None, offset: int = 0) -> Iterator[List[bytes]]:
     """Blocks of ``[field prefix, payload, field prefix, payload, ...]``, about BLOCK_BYTES of
     payload each, ready to be joined into one ``EventList``; stops at a torn tail. One tight
     loop: this is the part of reading a run that runs in Python once per record. ``spans``,
@@ -110,8 +92,10 @@ def _framed_blocks(path: str, spans: Optional[List[int]] = None) -> Iterator[Lis
     parts: List[bytes] = []
     append = parts.append
     size = 0
-    consumed = 0  # file offset of data[0]
+    consumed = offset  # file offset of data[0]
     with storage.open_binary(path) as handle:  # a local file or a URL (s3://…), read in 8 MB blocks
+        if offset:
+            handle.seek(offset)
         data, pos, n = b"", 0, 0
         while True:
             if n - pos >= 12:
@@ -196,9 +180,9 @@ def split_at_step(path: str, resume_step: int):
     return [tuple(r) for r in keep], dropped, int(first or 0), int(last or 0)
 
 
-def _framed_blocks_with_spans(path: str):
+def _framed_blocks_with_spans(path: str, offset: int = 0):
     spans: List[int] = []
-    for block in _framed_blocks(path, spans):
+    for block in _framed_blocks(path, spans, offset):
         count = len(block) // 2
         ends, spans[:] = spans[:count], spans[count:]
         yield block, ends

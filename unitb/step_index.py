@@ -42,26 +42,16 @@ def _same_file(path: str, stat: os.stat_result, entry: Dict[str, int]) -> bool:
             and _head(path, entry["head_len"]) == entry["head"])
 
 
-CHUNK = 8 << 20  # bytes parsed at a time: the first update of a big file stays in bounded memory
-
-
 def _scan(path: str, offset: int, highest: int) -> Tuple[int, int]:
-    """(new offset, highest step) after reading the whole records from ``offset`` on."""
+    """(new offset, highest step) after reading the whole records from ``offset`` on, a block
+    at a time (bounded memory, however much was written since)."""
     from unitb import records_io
 
-    size = os.path.getsize(path)
-    chunk = CHUNK
-    while offset < size:
-        events, end = records_io.read_appended(path, offset, chunk)
-        if end == offset:
-            if offset + chunk >= size:
-                break  # a record still being written: the next update reads it
-            chunk *= 2  # one record larger than the chunk
-            continue
+    for events, end in records_io.events_after(path, offset):
         for event in events:
             if event.step > highest:
                 highest = int(event.step)
-        offset, chunk = end, CHUNK
+        offset = end
     return offset, highest
 
 
