@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import sys
+from itertools import repeat
 from typing import Optional, Sequence
 
 from unitb import diff as diff_mod
@@ -36,14 +37,20 @@ def _row_value(row: reader.Row) -> object:
     return None
 
 
-def _csv_rows(rows):
-    for r in rows:
-        if r.kind == "scalar":  # the bulk of a big run: no conversion beyond formatting
-            yield r.tag, r.step, "%.6f" % r.wall_time, "scalar", r.value
-            continue
-        value = _row_value(r)
-        yield (r.tag, r.step, "%.6f" % r.wall_time, r.kind,
-               value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))
+def _csv_rows(chunk):
+    if isinstance(chunk, reader.ScalarRows):  # the bulk of a big run: columns, formatted in one pass
+        return zip(chunk.tags, chunk.steps, ["%.6f" % t for t in chunk.wall_times], repeat("scalar"), chunk.values)
+    value = _row_value(chunk)
+    return [(chunk.tag, chunk.step, "%.6f" % chunk.wall_time, chunk.kind,
+             value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))]
+
+
+def _json_rows(chunk):
+    if isinstance(chunk, reader.ScalarRows):
+        return ({"tag": tag, "step": step, "wall_time": wall_time, "kind": "scalar", "value": value}
+                for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times, chunk.values))
+    return [{"tag": chunk.tag, "step": chunk.step, "wall_time": chunk.wall_time, "kind": chunk.kind,
+             "value": _row_value(chunk)}]
 
 
 def _require_run(path: str) -> Optional[str]:
@@ -79,20 +86,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    rows = reader.iter_rows(args.run)  # streamed: a run of any size in bounded memory
+    chunks = reader.row_chunks(args.run)  # streamed: a run of any size in bounded memory
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
         if args.format == "json":
             out.write("[")
-            for index, r in enumerate(rows):
-                out.write(",\n" if index else "\n")
-                json.dump({"tag": r.tag, "step": r.step, "wall_time": r.wall_time, "kind": r.kind,
-                           "value": _row_value(r)}, out)
+            separator = "\n"
+            for chunk in chunks:
+                for row in _json_rows(chunk):
+                    out.write(separator)
+                    out.write(json.dumps(row))
+                    separator = ",\n"
             out.write("\n]\n")
         else:
             writer = csv.writer(out)
             writer.writerow(["tag", "step", "wall_time", "kind", "value"])
-            writer.writerows(_csv_rows(rows))  # one C-level loop over a generator
+            for chunk in chunks:
+                writer.writerows(_csv_rows(chunk))
     finally:
         if out is not sys.stdout:
             out.close()

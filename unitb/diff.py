@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from unitb import schema
-from unitb.reader import Row, tag_steps
+from unitb.reader import Row, steps_by_tag
 
 # Families whose presence depends on configuration, not on the framework.
 OPTIONAL_FAMILIES = frozenset({
@@ -55,12 +55,12 @@ def layout_of(run_dir: str, rows: Optional[Iterable[Row]] = None) -> RunLayout:
     """The layout of one run. Without ``rows`` it reads tags and steps only (plus the two
     values it compares: the custom-scalars layout and the hparams keys)."""
     if rows is None:
-        records = tag_steps(run_dir, values_of=("custom_scalars", "hparams"))
+        pieces = steps_by_tag(run_dir, values_of=("custom_scalars", "hparams"))
     else:
-        records = ((r.tag, r.step, r.kind, r.value) for r in rows)
+        pieces = ((r.tag, r.kind, [r.step], [r.value]) for r in rows)
     layout = RunLayout(run_dir)
     families: Dict[str, Optional[str]] = {}  # a run has few tags and many rows: match each tag once
-    for tag, step, kind, value in records:
+    for tag, kind, steps, values in pieces:
         family = families.get(tag, "")
         if family == "":
             family = families[tag] = schema.family_of(tag)
@@ -70,8 +70,9 @@ def layout_of(run_dir: str, rows: Optional[Iterable[Row]] = None) -> RunLayout:
             continue
         layout.families.setdefault(family, set()).add(tag)
         layout.kinds.setdefault(family, set()).add(kind)
+        value = values[-1] if values else None
         if kind == "scalar":
-            layout.steps.setdefault(tag, []).append(step)
+            layout.steps.setdefault(tag, []).extend(steps)
         elif kind == "custom_scalars":
             layout.layout = value if isinstance(value, bytes) else None
         elif kind == "hparams" and tag.endswith("session_start_info"):

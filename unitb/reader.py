@@ -92,20 +92,39 @@ def find_runs(root: str) -> List[str]:
     return sorted(runs)
 
 
-def _summary_events(paths: Iterable[str]):
-    """``(event, its summary values)`` of the events of ``paths`` in order, parsed a block at a
-    time; a graph event comes with ``None``, other events without values are skipped. The one
-    loop every reader below runs over."""
-    from unitb.records_io import event_batches
+FILE_RECORDS = 1 << 40  # record numbers of a run: file i's records are numbered from i * FILE_RECORDS
 
-    for path in paths:
-        for batch in event_batches(path):
-            for event in batch:
-                values = event.summary.value
-                if values:
-                    yield event, values
-                elif event.HasField("graph_def"):
-                    yield event, None
+
+def _run_blocks(run_dir: str, tags: "event_columns.TagTable") -> Iterator[Tuple[str, "event_columns.Block"]]:
+    """``(file, block)`` for every block of a run's event files, in writing order, with one tag
+    table; record numbers order the whole run. The one loop every reader below runs over."""
+    from unitb import event_columns
+
+    for number, path in enumerate(event_files(run_dir)):
+        for block in event_columns.blocks(path, tags, first=number * FILE_RECORDS):
+            yield path, block
+
+
+def _in_order(block: "event_columns.Block") -> Iterator[object]:
+    """A block in record order: ``(start, stop)`` index ranges of its scalar arrays, and the
+    other events (protobuf ``Event`` s) between them."""
+    cursor = 0
+    for position, event in block.others:
+        stop = int(np.searchsorted(block.record, position))
+        if stop > cursor:
+            yield cursor, stop
+        yield event
+        cursor = stop
+    if cursor < len(block.record):
+        yield cursor, len(block.record)
+
+
+def _by_tag(ids: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(tag id, indices)`` of each tag in ``ids``, indices in their original order."""
+    order = np.argsort(ids, kind="stable")
+    for chunk in np.split(order, np.flatnonzero(np.diff(ids[order])) + 1):
+        if len(chunk):
+            yield int(ids[chunk[0]]), chunk
 
 
 def iter_events(path: str):
@@ -116,11 +135,43 @@ def iter_events(path: str):
         yield from batch
 
 
+class ScalarRows(NamedTuple):
+    """A stretch of plain scalar rows of one file, as columns (what most of a run is): the
+    rows ``Row(tags[i], steps[i], wall_times[i], "scalar", values[i], file)``."""
+
+    tags: List[str]
+    steps: List[int]
+    wall_times: List[float]
+    values: List[float]
+    file: str
+
+
+def row_chunks(run_dir: str) -> Iterator[object]:
+    """Every summary row of one run directory, in file then write order, streamed: plain
+    scalars come as :class:`ScalarRows` columns, everything else as single :class:`Row` s."""
+    from unitb.event_columns import TagTable
+
+    tags = TagTable()
+    plugin_of: Dict[str, str] = {}
+    for path, block in _run_blocks(run_dir, tags):
+        names = np.asarray(tags.names, dtype=object)
+        for piece in _in_order(block):
+            if isinstance(piece, tuple):
+                start, stop = piece
+                yield ScalarRows(names[block.tag[start:stop]].tolist(), block.step[start:stop].tolist(),
+                                 block.wall_time[start:stop].tolist(), block.value[start:stop].tolist(), path)
+            else:
+                yield from _event_rows(piece, plugin_of, path)
+
+
 def iter_rows(run_dir: str) -> Iterator[Row]:
     """Every summary row of one run directory, in file then write order, streamed."""
-    plugin_of: Dict[str, str] = {}
-    for path in event_files(run_dir):
-        yield from _rows_of_file(path, plugin_of)
+    for chunk in row_chunks(run_dir):
+        if isinstance(chunk, ScalarRows):
+            for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times, chunk.values):
+                yield Row(tag, step, wall_time, "scalar", value, chunk.file)
+        else:
+            yield chunk
 
 
 def read_run(run_dir: str) -> List[Row]:
@@ -128,56 +179,65 @@ def read_run(run_dir: str) -> List[Row]:
     return list(iter_rows(run_dir))
 
 
-def _rows_of_file(path: str, plugin_of: Dict[str, str]) -> Iterator[Row]:
-    from tensorboard import data_compat
-
-    simple = set()  # tags written as plain simple_value scalars (torch): no migration, no decoding
-    for event, values in _summary_events([path]):
-        step, wall_time = event.step, event.wall_time
-        if values is None:
-            yield Row("__graph__", int(step), wall_time, "graph", None, path)
+def _event_rows(event, plugin_of: Dict[str, str], path: str) -> Iterator[Row]:
+    """The rows of one event the array path left to protobuf."""
+    step, wall_time = int(event.step), event.wall_time
+    if not event.summary.value:
+        if event.HasField("graph_def"):
+            yield Row("__graph__", step, wall_time, "graph", None, path)
+        return
+    for value in event.summary.value:
+        if value.WhichOneof("value") == "simple_value":
+            yield Row(value.tag, step, wall_time, "scalar", value.simple_value, path)
             continue
-        for value in values:
-            tag = value.tag
-            if tag in simple or (value.WhichOneof("value") == "simple_value" and not simple.add(tag)):
-                yield Row(tag, step, wall_time, "scalar", value.simple_value, path)
-                continue
-            value = data_compat.migrate_value(value)
-            if value.metadata.plugin_data.plugin_name:
-                plugin_of[tag] = value.metadata.plugin_data.plugin_name
-            plugin = plugin_of.get(tag, "")
-            kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
-            yield Row(tag, step, wall_time, kind, _decode(kind, value), path)
+        value = _migrated(value)
+        if value.metadata.plugin_data.plugin_name:
+            plugin_of[value.tag] = value.metadata.plugin_data.plugin_name
+        plugin = plugin_of.get(value.tag, "")
+        kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
+        yield Row(value.tag, step, wall_time, kind, _decode(kind, value), path)
 
 
 def tag_summary(run_dir: str) -> List[Dict[str, object]]:
-    """What ``unitb tags`` prints — per tag: kind, count, first and last step — read at the
-    speed of the parser: no value is decoded, and a tag's kind is settled at its first record."""
-    table: Dict[str, List] = {}
+    """What ``unitb tags`` prints — per tag: kind, count, first and last step — with no value
+    decoded; a tag's kind is the one of its first record."""
+    from unitb.event_columns import TagTable
+
+    table: Dict[str, List] = {}  # tag: [kind, count, first step, last step, first record]
+    tags = TagTable()
     plugin_of: Dict[str, str] = {}
-    for event, values in _summary_events(event_files(run_dir)):
-        step = event.step
-        if values is None:
-            _count(table, "__graph__", int(step), "graph")
-            continue
-        for value in values:
-            entry = table.get(value.tag)
-            if entry is None:
-                table[value.tag] = [_kind_of(value, plugin_of), 1, step, step]
-            else:
-                entry[1] += 1
-                if step < entry[2]:
-                    entry[2] = step
-                elif step > entry[3]:
-                    entry[3] = step
-    return [{"tag": tag, "kind": kind, "count": count, "first_step": int(first), "last_step": int(last)}
-            for tag, (kind, count, first, last) in sorted(table.items())]
+    for _path, block in _run_blocks(run_dir, tags):
+        if len(block.tag):
+            ids, first, inverse = np.unique(block.tag, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            low = np.full(len(ids), np.iinfo(np.int64).max)
+            high = np.full(len(ids), np.iinfo(np.int64).min)
+            np.minimum.at(low, inverse, block.step)
+            np.maximum.at(high, inverse, block.step)
+            for tag_id, count, lo, hi, record in zip(ids.tolist(), np.bincount(inverse).tolist(), low.tolist(),
+                                                    high.tolist(), block.record[first].tolist()):
+                _tally(table, tags.names[tag_id], "scalar", count, lo, hi, record)
+        for record, event in block.others:
+            step = int(event.step)
+            if not event.summary.value:
+                if event.HasField("graph_def"):
+                    _tally(table, "__graph__", "graph", 1, step, step, record)
+                continue
+            for value in event.summary.value:
+                _tally(table, value.tag, _kind_of(value, plugin_of), 1, step, step, record)
+    return [{"tag": tag, "kind": kind, "count": count, "first_step": first, "last_step": last}
+            for tag, (kind, count, first, last, _record) in sorted(table.items())]
 
 
-def _count(table: Dict[str, List], tag: str, step: int, kind: str) -> None:
-    entry = table.setdefault(tag, [kind, 0, step, step])
-    entry[1] += 1
-    entry[2], entry[3] = min(entry[2], step), max(entry[3], step)
+def _tally(table: Dict[str, List], tag: str, kind: str, count: int, low: int, high: int, record: int) -> None:
+    entry = table.get(tag)
+    if entry is None:
+        table[tag] = [kind, count, low, high, record]
+        return
+    entry[1] += count
+    entry[2], entry[3] = min(entry[2], low), max(entry[3], high)
+    if record < entry[4]:  # blocks hand their scalars and their other records over separately
+        entry[0], entry[4] = kind, record
 
 
 def _kind_of(value, plugin_of: Dict[str, str]) -> str:
@@ -191,27 +251,34 @@ def _kind_of(value, plugin_of: Dict[str, str]) -> str:
     return _PLUGIN_KIND.get(plugin, plugin or "unknown")
 
 
-def tag_steps(run_dir: str, values_of: Tuple[str, ...] = ()) -> Iterator[Tuple[str, int, str, object]]:
-    """(tag, step, kind, value) of every summary value, decoding only the values of the kinds
-    in ``values_of`` (None for the rest): the layout diff needs tags and steps, plus the
-    custom-scalars layout and the hparams, at the speed of the parser."""
-    from tensorboard import data_compat
+def steps_by_tag(run_dir: str, values_of: Tuple[str, ...] = ()) -> Iterator[Tuple[str, str, List[int], Optional[List[object]]]]:
+    """``(tag, kind, steps, values)`` pieces of a run in file order (a tag's pieces in the
+    order of its records), decoding only the values of the kinds in ``values_of`` (``values``
+    is None for the rest): the layout diff needs tags and steps, plus the custom-scalars
+    layout and the hparams, and gets each block's scalars as one piece per tag."""
+    from unitb.event_columns import TagTable
 
+    tags = TagTable()
     plugin_of: Dict[str, str] = {}
     kinds: Dict[str, str] = {}
-    for event, values in _summary_events(event_files(run_dir)):
-        step = event.step
-        if values is None:
-            yield "__graph__", step, "graph", None
-            continue
-        for value in values:
-            kind = kinds.get(value.tag)
-            if kind is None:
-                kind = kinds[value.tag] = _kind_of(value, plugin_of)
-            if kind in values_of:
-                yield value.tag, step, kind, _decode(kind, data_compat.migrate_value(value))
-            else:
-                yield value.tag, step, kind, None
+    for _path, block in _run_blocks(run_dir, tags):
+        for piece in _in_order(block):
+            if isinstance(piece, tuple):
+                start, stop = piece
+                for tag_id, indices in _by_tag(block.tag[start:stop]):
+                    yield tags.names[tag_id], "scalar", block.step[start:stop][indices].tolist(), None
+                continue
+            step = int(piece.step)
+            if not piece.summary.value:
+                if piece.HasField("graph_def"):
+                    yield "__graph__", "graph", [step], None
+                continue
+            for value in piece.summary.value:
+                kind = kinds.get(value.tag)
+                if kind is None:
+                    kind = kinds[value.tag] = _kind_of(value, plugin_of)
+                decoded = [_decode(kind, _migrated(value))] if kind in values_of else None
+                yield value.tag, kind, [step], decoded
 
 
 def decoded_values(events: Iterable[object], plugin_of: Dict[str, str]) -> Iterator[Tuple[str, int, str, object]]:
@@ -219,8 +286,6 @@ def decoded_values(events: Iterable[object], plugin_of: Dict[str, str]) -> Itera
     :func:`tag_steps` decodes it (a graph event is ``("__graph__", step, "graph", None)``).
     ``plugin_of`` carries what earlier events said about each tag: pass the same dict for
     the events of one run read a piece at a time."""
-    from tensorboard import data_compat
-
     for event in events:
         values = event.summary.value
         if not values:
@@ -232,7 +297,15 @@ def decoded_values(events: Iterable[object], plugin_of: Dict[str, str]) -> Itera
             if kind == "scalar" and value.WhichOneof("value") == "simple_value":
                 yield value.tag, int(event.step), kind, float(value.simple_value)
             else:
-                yield value.tag, int(event.step), kind, _decode(kind, data_compat.migrate_value(value))
+                yield value.tag, int(event.step), kind, _decode(kind, _migrated(value))
+
+
+def _migrated(value):
+    """``value`` in the tensor form ``tf.summary`` writes (tensorboard's ``data_compat`` folds the
+    old ``histo``/``image`` forms torch writes into it); imported only when a run needs it."""
+    from tensorboard import data_compat
+
+    return data_compat.migrate_value(value)
 
 
 def _legacy_kind(value) -> str:
@@ -262,42 +335,49 @@ def _decode(kind: str, value) -> object:
     return array
 
 
-def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
-    """``{tag: [(step, value), ...]}`` for the scalar rows of a run (plain ``simple_value``
-    scalars are read straight off the parsed events, without building rows)."""
-    from tensorboard import data_compat
-    from tensorboard.util import tensor_util
+def scalar_arrays(run_dir: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """``{tag: (steps, values)}`` for the scalar rows of a run, as int64 and float64 arrays in
+    the order they were written: the fast way to a run's curves."""
+    from unitb.event_columns import TagTable
 
-    out: Dict[str, List[Tuple[int, float]]] = {}
-    simple: Dict[str, List[Tuple[int, float]]] = {}
+    tags = TagTable()
+    pieces: Dict[str, List[Tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}  # tag: [(records, steps, values)]
     plugin_of: Dict[str, str] = {}
     kinds: Dict[str, str] = {}
-    for event, values in _summary_events(event_files(run_dir)):
-        if values is None:
-            continue
-        step = event.step
-        for value in values:
-            tag = value.tag
-            points = simple.get(tag)
-            if points is not None:  # a tag written as simple_value (torch) stays one
-                points.append((step, value.simple_value))
-                continue
-            kind = kinds.get(tag)
-            if kind is None:
-                kind = kinds[tag] = _kind_of(value, plugin_of)
-            if kind != "scalar":
-                continue
-            if value.WhichOneof("value") == "simple_value":
-                number = value.simple_value
-                simple[tag] = out.setdefault(tag, [])
-            else:
-                tensor = data_compat.migrate_value(value).tensor
-                number = float(np.asarray(tensor_util.make_ndarray(tensor)).reshape(-1)[0])
-            points = out.get(tag)
-            if points is None:
-                points = out[tag] = []
-            points.append((step, number))
+    for _path, block in _run_blocks(run_dir, tags):
+        for tag_id, indices in _by_tag(block.tag):
+            pieces.setdefault(tags.names[tag_id], []).append(
+                (block.record[indices], block.step[indices], block.value[indices]))
+        others: Dict[str, List[Tuple[int, int, float]]] = {}
+        for record, event in block.others:
+            for value in event.summary.value:
+                tag = value.tag
+                kind = kinds.get(tag)
+                if kind is None:
+                    kind = kinds[tag] = _kind_of(value, plugin_of)
+                if kind != "scalar":
+                    continue
+                number = value.simple_value if value.WhichOneof("value") == "simple_value" else \
+                    _decode("scalar", _migrated(value))
+                others.setdefault(tag, []).append((record, int(event.step), number))
+        for tag, points in others.items():
+            records, steps, numbers = zip(*points)
+            pieces.setdefault(tag, []).append((np.asarray(records, np.int64), np.asarray(steps, np.int64),
+                                               np.asarray(numbers, np.float64)))
+    out: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    for tag, parts in pieces.items():
+        records, steps, values = (np.concatenate(column) for column in zip(*parts))
+        if len(parts) > 1 and np.any(np.diff(records) < 0):  # a tag some of whose records took the other path
+            order = np.argsort(records, kind="stable")
+            steps, values = steps[order], values[order]
+        out[tag] = (steps, values)
     return out
+
+
+def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` for the scalar rows of a run, in the order they were
+    written (:func:`scalar_arrays` gives the same as arrays, without the Python objects)."""
+    return {tag: list(zip(steps.tolist(), values.tolist())) for tag, (steps, values) in scalar_arrays(run_dir).items()}
 
 
 def decode_png(image_value: dict, index: int = 0) -> np.ndarray:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import struct
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from unitb import storage
 
 BLOCK_BYTES = 8 << 20  # records parsed per protobuf call; also bounds the memory held
@@ -82,51 +84,113 @@ def _parsed(parts: List[bytes]) -> Sequence[object]:
     return message.event
 
 
-def _framed_blocks(path: str, spans: Optional[List[int]] = None, offset: int = 0) -> Iterator[List[bytes]]:
-    """Blocks of ``[field prefix, payload, field prefix, payload, ...]``, about BLOCK_BYTES of
-    payload each, ready to be joined into one ``EventList``; stops at a torn tail. One tight
-    loop: this is the part of reading a run that runs in Python once per record. ``spans``,
-    when given, receives each record's end offset in the file (its start is the previous end)."""
-    unpack = _HEADER.unpack_from
-    prefixes = {}
-    parts: List[bytes] = []
-    append = parts.append
-    size = 0
-    consumed = offset  # file offset of data[0]
-    with storage.open_binary(path) as handle:  # a local file or a URL (s3://…), read in 8 MB blocks
+def record_spans(path: str, offset: int = 0) -> Iterator[Tuple[bytes, "np.ndarray", "np.ndarray", int]]:
+    """``(data, starts, lengths, base)`` for each block read from a file (a local path or a URL),
+    starting at byte ``offset``: record ``i``'s payload is ``data[starts[i]:starts[i] + lengths[i]]``
+    (int64 arrays) and ``base`` is the file offset of ``data[0]``. Only whole records are listed;
+    a torn tail (a record still being written, or cut by a crash) ends the file."""
+    with storage.open_binary(path) as handle:  # read in BLOCK_BYTES pieces
         if offset:
             handle.seek(offset)
-        data, pos, n = b"", 0, 0
+        data, pos, base = b"", 0, offset
         while True:
-            if n - pos >= 12:
-                length = unpack(data, pos)[0]
-                end = pos + 12 + length
-                if end + 4 <= n:
-                    prefix = prefixes.get(length)
-                    if prefix is None:
-                        prefix = prefixes[length] = b"\x0a" + _varint(length)
-                    append(prefix)
-                    append(data[pos + 12:end])
-                    pos = end + 4
-                    if spans is not None:
-                        spans.append(consumed + pos)
-                    size += length
-                    if size >= BLOCK_BYTES:
-                        yield parts
-                        parts = []
-                        append = parts.append
-                        size = 0
-                    continue
-                need = end + 4 - n
-            else:
-                need = 12
+            starts, lengths, pos = _walk(data, pos)
+            if len(starts):
+                yield data, starts, lengths, base
+            n = len(data)
+            need = pos + 16 + _HEADER.unpack_from(data, pos)[0] - n if pos + 12 <= n else 12
             more = handle.read(max(BLOCK_BYTES, need))
             if not more:
-                break  # end of file, or a torn last record
-            consumed += pos
+                return  # end of file, or a torn last record
+            base += pos
             data, pos = data[pos:] + more, 0
-            n = len(data)
-    if parts:
+
+
+_PREDICTED_RECORDS = 4096  # headers predicted and checked at once
+_LONGEST_PERIOD = 256  # records in the longest repeating pattern looked for
+
+
+def _walk(data: bytes, pos: int) -> Tuple["np.ndarray", "np.ndarray", int]:
+    """The whole records of ``data`` from ``pos``: (payload starts, lengths, where the walk
+    stopped). Each record's header gives the next one's place, so the walk is sequential and
+    runs in Python once per record, except where the lengths repeat (a run logs the same tags
+    with same-sized values step after step): once the last lengths show a period, the next few
+    thousand headers are predicted from it and checked with numpy in one go, and the walk goes
+    on from the first header that differs. A prediction is only taken as far as every
+    predicted header holds exactly the predicted length, so the result is the one-by-one walk's."""
+    unpack = _HEADER.unpack_from
+    n = len(data)
+    buf = np.frombuffer(data, np.uint8)
+    pieces: List[Tuple["np.ndarray", "np.ndarray"]] = []
+    starts: List[int] = []
+    lengths: List[int] = []
+    recent: List[int] = []  # the lengths just before ``lengths`` (the end of the last prediction)
+    wait = 8  # records to walk one by one before the next prediction
+    while pos + 12 <= n:
+        length = unpack(data, pos)[0]
+        end = pos + 16 + length
+        if end > n:
+            break
+        starts.append(pos + 12)
+        lengths.append(length)
+        pos = end
+        wait -= 1
+        if wait:
+            continue
+        predicted = _predicted(buf, pos, (recent + lengths)[-2 * _LONGEST_PERIOD:])
+        if predicted is None:
+            wait = 64
+            continue
+        run_starts, run_lengths, period, all_held = predicted
+        pieces.append((np.asarray(starts, np.int64), np.asarray(lengths, np.int64)))
+        pieces.append((run_starts, run_lengths))
+        pos = int(run_starts[-1] + run_lengths[-1]) + 4
+        recent, starts, lengths = run_lengths[-2 * _LONGEST_PERIOD:].tolist(), [], []
+        # every predicted header held: predict again at once; otherwise walk past the odd
+        # record until the pattern has shown itself twice again
+        wait = 1 if all_held else 2 * period + 1
+    pieces.append((np.asarray(starts, np.int64), np.asarray(lengths, np.int64)))
+    return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces]), pos
+
+
+def _predicted(buf: "np.ndarray", pos: int, history: List[int]):
+    """``(starts, lengths, period, all held)`` of the records from ``pos`` on that follow the
+    pattern repeating at the end of ``history``; None when there is none or the very next
+    header breaks it."""
+    period = next((p for p in range(1, min(_LONGEST_PERIOD, len(history) // 2) + 1)
+                   if history[-p:] == history[-2 * p:-p]), 0)
+    if not period:
+        return None
+    lengths = np.tile(np.asarray(history[-period:], np.int64), -(-_PREDICTED_RECORDS // period))
+    ends = pos + np.cumsum(lengths + 16)
+    in_buffer = int(np.searchsorted(ends, len(buf), side="right"))  # records wholly in the buffer
+    if not in_buffer:
+        return None
+    offsets = ends[:in_buffer] - lengths[:in_buffer] - 16
+    found = buf[offsets[:, None] + np.arange(8)].view("<u8").reshape(-1)
+    wrong = np.flatnonzero(found != lengths[:in_buffer].astype(np.uint64))
+    held = int(wrong[0]) if len(wrong) else in_buffer
+    if not held:
+        return None
+    return offsets[:held] + 12, lengths[:held], period, held == len(lengths)
+
+
+def _framed_blocks(path: str, spans: Optional[List[int]] = None, offset: int = 0) -> Iterator[List[bytes]]:
+    """Blocks of ``[field prefix, payload, field prefix, payload, ...]``, ready to be joined
+    into one ``EventList``. ``spans``, when given, receives each record's end offset in the
+    file (its start is the previous end)."""
+    prefixes = {}
+    for data, starts, lengths, base in record_spans(path, offset):
+        parts: List[bytes] = []
+        append = parts.append
+        for start, length in zip(starts.tolist(), lengths.tolist()):
+            prefix = prefixes.get(length)
+            if prefix is None:
+                prefix = prefixes[length] = b"\x0a" + _varint(length)
+            append(prefix)
+            append(data[start:start + length])
+        if spans is not None:
+            spans.extend((base + starts + lengths + 4).tolist())
         yield parts
 
 

@@ -1,0 +1,275 @@
+"""Scalars read straight off the record bytes with numpy, a block of records at a time.
+
+Most of a run's records are scalar events of two fixed shapes:
+
+- torch's ``SummaryWriter`` form: one ``Value{tag, simple_value}`` an event;
+- the tensor form ``tf.summary.scalar`` and unitb's TF sink write: ``Value{tag, tensor{DT_FLOAT
+  or DT_DOUBLE, shape [], one number}, metadata{plugin "scalars"}}``, one or many an event.
+
+Parsing them with protobuf is fast; touching the parsed fields from Python (an object per
+field) is what costs. So the fields of these two shapes are located and gathered here for
+all records of a block at once, as arrays. A record that is not exactly one of these shapes
+(histograms, images, text, a scalar with a description, the file-version event, a damaged
+record, ...) is handed back as an ``Event`` parsed by protobuf, so nothing is read
+differently: the array path only takes a record whose every byte it has accounted for.
+
+Protobuf writes fields in field-number order (``Event``: wall_time 1, step 2, summary 5;
+``Value``: tag 1, simple_value 2, tensor 8, metadata 9), which is what the checks below
+expect; a writer that orders them otherwise simply lands on the protobuf path.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from unitb import records_io
+
+# SummaryMetadata{plugin_data{plugin_name: "scalars"}}: what tf.summary.scalar and the
+# tensorboard scalar plugin's create_summary_metadata() serialize (checked by a test).
+SCALARS_METADATA = b"\x0a\x09\x0a\x07scalars"
+_MAX_TAG_BYTES = 1024  # longer tags (none in practice) take the protobuf path
+_PAD = bytes(32)  # gathers a few bytes past a record's end never leave the buffer
+
+
+class TagTable:
+    """Tag ids shared by every block of a run: ``names[id]`` is the tag."""
+
+    def __init__(self) -> None:
+        self.names: List[str] = []
+        self._ids: Dict[bytes, int] = {}
+
+    def id_of(self, raw: bytes) -> int:
+        """The id of a tag given as its UTF-8 bytes (raises UnicodeDecodeError like protobuf)."""
+        found = self._ids.get(raw)
+        if found is None:
+            self.names.append(raw.decode("utf-8"))
+            found = self._ids[raw] = len(self.names) - 1
+        return found
+
+
+class Block(NamedTuple):
+    """One block of a file: its scalars as arrays (in record, then value order) and the other
+    records as parsed ``Event`` s with their index in the file."""
+
+    record: np.ndarray  # int64: the index in the file of each scalar's record
+    tag: np.ndarray  # int64: ids into the run's TagTable
+    step: np.ndarray  # int64
+    wall_time: np.ndarray  # float64
+    value: np.ndarray  # float64 (a float32 scalar widened exactly, as protobuf returns it)
+    others: List[Tuple[int, object]]
+
+
+def blocks(path: str, tags: TagTable, first: int = 0) -> Iterator[Block]:
+    """The blocks of one event file, in file order; records are numbered from ``first`` (a
+    reader of several files gives each its own range, so numbers order a whole run)."""
+    for data, starts, lengths, _base in records_io.record_spans(path):
+        yield _block(data, starts, lengths, first, tags)
+        first += len(starts)
+
+
+def _block(data: bytes, starts: np.ndarray, lengths: np.ndarray, first: int, tags: TagTable) -> Block:
+    buf = np.frombuffer(data + _PAD, np.uint8)
+    ends = starts + lengths
+    count = len(starts)
+    ok = lengths > 0
+    pos = starts.copy()
+    wall = np.zeros(count)
+    step = np.zeros(count, np.int64)
+
+    has = ok & (buf[pos] == 0x09) & (pos + 9 <= ends)
+    wall[has] = _gather(buf, pos[has] + 1, "<f8")
+    pos += 9 * has
+    has = ok & (pos < ends) & (buf[pos] == 0x10)
+    steps, size, valid = _varint(buf, pos[has] + 1)
+    step[has] = steps.view(np.int64)
+    ok[np.flatnonzero(has)[~valid]] = False
+    pos[has] += 1 + size
+    ok &= (pos < ends) & (buf[pos] == 0x2A)
+    summary_size, size, valid = _varint(buf, pos + 1)
+    ok &= valid & (pos + 1 + size + summary_size.astype(np.int64) == ends) & (summary_size > 0)
+
+    values = _values(buf, np.flatnonzero(ok), pos + 1 + size, ends, ok)
+    record, tag_start, tag_size, value = values
+    keep = ok[record]
+    record, tag_start, tag_size, value = record[keep], tag_start[keep], tag_size[keep], value[keep]
+    tag_ids, bad = _tag_ids(data, buf, tag_start, tag_size, tags)
+    if bad.any():  # a tag that is not UTF-8: protobuf decides what to do with the record
+        ok[record[bad]] = False
+        keep = ok[record]
+        record, tag_ids, value = record[keep], tag_ids[keep], value[keep]
+    others = _parsed_others(data, starts, ends, np.flatnonzero(~ok), first)
+    return Block(record + first, tag_ids, step[record], wall[record], value, others)
+
+
+def _values(buf: np.ndarray, records: np.ndarray, start: np.ndarray, ends: np.ndarray,
+            ok: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every ``Value`` of the summaries of ``records`` (rounds: the first value of each, then
+    the second, ...), as (record, tag start, tag size, number), in record then value order.
+    A record with any value of another shape is marked not ``ok``."""
+    found: List[Tuple[np.ndarray, ...]] = []
+    pos, end = start[records], ends[records]
+    while len(records):
+        good = buf[pos] == 0x0A
+        size, width, valid = _varint(buf, pos + 1)
+        value_start = pos + 1 + width
+        value_end = value_start + size.astype(np.int64)
+        good &= valid & (value_end <= end) & (buf[value_start] == 0x0A)
+        size, width, valid = _varint(buf, value_start + 1)
+        tag_start = value_start + 1 + width
+        tag_size = size.astype(np.int64)
+        field = tag_start + tag_size
+        good &= valid & (tag_size <= _MAX_TAG_BYTES) & (field < value_end)
+        field = np.where(good, field, 0)  # a damaged length must not index past the buffer
+        number = np.zeros(len(records))
+        simple = good & (buf[field] == 0x15) & (field + 5 == value_end)
+        number[simple] = _gather(buf, field[simple] + 1, "<f4")
+        tensor = good & ~simple & (buf[field] == 0x42)
+        picked = np.flatnonzero(tensor)
+        numbers, fits = _tensor_scalars(buf, field[picked], value_end[picked])
+        number[picked] = numbers
+        tensor[picked] = fits
+        good &= simple | tensor
+        ok[records[~good]] = False
+        found.append((records[good], tag_start[good], tag_size[good], number[good]))
+        more = good & (value_end < end)
+        records, pos, end = records[more], value_end[more], end[more]
+    if not found:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0)
+    record, tag_start, tag_size, number = (np.concatenate(parts) for parts in zip(*found))
+    order = np.argsort(record, kind="stable")  # rounds are value-major; records want record-major
+    return record[order], tag_start[order], tag_size[order], number[order]
+
+
+_FLOAT_FORMS = ((0x2A, 4), (0x22, 4))  # packed float_val, tensor_content: a length byte, then 4 bytes
+_DOUBLE_FORMS = ((0x32, 8), (0x22, 8))
+
+
+def _tensor_scalars(buf: np.ndarray, field: np.ndarray, value_end: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The number in each ``tensor`` field starting at ``field`` (a DT_FLOAT or DT_DOUBLE scalar
+    followed by the scalars metadata and nothing else), and whether it is one."""
+    size, width, valid = _varint(buf, field + 1)
+    start = field + 1 + width
+    end = np.minimum(start + size.astype(np.int64), value_end)  # past value_end: not a scalar
+    fits = valid & (start + size.astype(np.int64) <= value_end)
+    dtype = buf[start + 1]
+    fits &= (buf[start] == 0x08) & ((dtype == 1) | (dtype == 2))
+    pos = start + 2
+    pos += 2 * ((buf[pos] == 0x12) & (buf[pos + 1] == 0))  # the empty shape of a scalar, if written
+    number = np.zeros(len(field))
+    matched = np.zeros(len(field), bool)
+    for code, forms, unpacked, fmt in ((1, _FLOAT_FORMS, 0x2D, "<f4"), (2, _DOUBLE_FORMS, 0x31, "<f8")):
+        nbytes = 4 if code == 1 else 8
+        of_type = fits & (dtype == code)
+        for key, length in forms:
+            hit = of_type & ~matched & (buf[pos] == key) & (buf[pos + 1] == length) & (pos + 2 + nbytes == end)
+            number[hit] = _gather(buf, pos[hit] + 2, fmt)
+            matched |= hit
+        hit = of_type & ~matched & (buf[pos] == unpacked) & (pos + 1 + nbytes == end)
+        number[hit] = _gather(buf, pos[hit] + 1, fmt)
+        matched |= hit
+    meta = len(SCALARS_METADATA)
+    matched &= (buf[end] == 0x4A) & (buf[end + 1] == meta) & (end + 2 + meta == value_end)
+    picked = np.flatnonzero(matched)
+    if len(picked):
+        blob = buf[end[picked, None] + 2 + np.arange(meta)]
+        matched[picked] = (blob == np.frombuffer(SCALARS_METADATA, np.uint8)).all(axis=1)
+    return number, matched
+
+
+def _tag_ids(data: bytes, buf: np.ndarray, start: np.ndarray, size: np.ndarray,
+             tags: TagTable) -> Tuple[np.ndarray, np.ndarray]:
+    """Each value's tag id: the distinct tags of a block are found by hashing the tag bytes
+    with numpy (then checked byte for byte), and only those few are decoded in Python."""
+    if not len(start):
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    width = int(size.max())
+    columns = np.arange(max(width, 1))
+    matrix = buf[start[:, None] + columns]
+    matrix[columns >= size[:, None]] = 0
+    weights = _weights(matrix.shape[1])
+    with np.errstate(over="ignore"):
+        hashes = (matrix.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64) + size.astype(np.uint64)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not ((matrix == matrix[first][inverse]).all(axis=1) & (size == size[first][inverse])).all():
+        first, inverse = _exact_groups(matrix, size)  # a hash collision: group exactly instead
+    ids = np.empty(len(first), np.int64)
+    bad_group = np.zeros(len(first), bool)
+    for group, row in enumerate(first):
+        begin = int(start[row])
+        try:
+            ids[group] = tags.id_of(data[begin:begin + int(size[row])])
+        except UnicodeDecodeError:
+            ids[group], bad_group[group] = -1, True
+    return ids[inverse], bad_group[inverse]
+
+
+def _exact_groups(matrix: np.ndarray, size: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    keys = np.ascontiguousarray(np.column_stack([matrix, size.astype(np.uint8)[:, None], (size >> 8)[:, None]])
+                                .astype(np.uint8))
+    _, first, inverse = np.unique(keys.view(f"V{keys.shape[1]}").ravel(), return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+_WEIGHT_CACHE: Optional[np.ndarray] = None
+
+
+def _weights(width: int) -> np.ndarray:
+    global _WEIGHT_CACHE
+    if _WEIGHT_CACHE is None or len(_WEIGHT_CACHE) < width:
+        generator = np.random.default_rng(0x756E6974)
+        _WEIGHT_CACHE = generator.integers(1, 2 ** 63, size=max(width, 64), dtype=np.uint64) | np.uint64(1)
+    return _WEIGHT_CACHE[:width]
+
+
+def _varint(buf: np.ndarray, pos: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value as uint64, its width in bytes, whether it ended within 10 bytes) of the varint
+    at each position."""
+    byte = buf[pos].astype(np.uint64)
+    value = byte & np.uint64(0x7F)
+    width = np.ones(len(pos), np.int64)
+    more = np.flatnonzero(byte >= 0x80)
+    shift = 7
+    while len(more) and shift < 70:
+        byte = buf[pos[more] + width[more]].astype(np.uint64)
+        value[more] |= (byte & np.uint64(0x7F)) << np.uint64(shift)
+        width[more] += 1
+        more = more[byte >= 0x80]
+        shift += 7
+    valid = np.ones(len(pos), bool)
+    valid[more] = False
+    return value, width, valid
+
+
+def _gather(buf: np.ndarray, pos: np.ndarray, fmt: str) -> np.ndarray:
+    """The little-endian numbers of format ``fmt`` starting at each position."""
+    size = np.dtype(fmt).itemsize
+    return buf[pos[:, None] + np.arange(size)].view(fmt).reshape(-1)
+
+
+def _parsed_others(data: bytes, starts: np.ndarray, ends: np.ndarray, indices: np.ndarray,
+                   first: int) -> List[Tuple[int, object]]:
+    """The records the array path left, parsed by protobuf (one call for all of them; a
+    damaged record is skipped, as the plain reader skips it)."""
+    if not len(indices):
+        return []
+    payloads = [data[int(starts[i]):int(ends[i])] for i in indices]
+    parts: List[bytes] = []
+    for payload in payloads:
+        parts.append(b"\x0a" + records_io._varint(len(payload)))
+        parts.append(payload)
+    message = records_io._event_list_class()()
+    try:
+        message.ParseFromString(b"".join(parts))
+        return [(first + int(i), event) for i, event in zip(indices, message.event)]
+    except Exception:
+        from tensorboard.compat.proto import event_pb2
+
+        out = []
+        for i, payload in zip(indices, payloads):
+            event = records_io._parse_checked(payload, event_pb2)
+            if event is not None:
+                out.append((first + int(i), event))
+        return out
