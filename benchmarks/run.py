@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import timeit
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
@@ -813,10 +813,12 @@ READERS = {
     "unitb export csv": ("import os\nfrom unitb import cli", "cli.main(['export', RUN, '-o', os.devnull])"),
     "unitb diff (layout of one run)": ("from unitb import diff", "diff.layout_of(RUN)"),
     "unitb reader.scalars()": ("from unitb import reader", "reader.scalars(RUN)"),
+    "unitb reader.scalar_arrays()": ("from unitb import reader", "reader.scalar_arrays(RUN)"),
     "tbparse SummaryReader(run).scalars": ("from tbparse import SummaryReader", "SummaryReader(RUN).scalars"),
     "EventAccumulator.Reload()": ("from tensorboard.backend.event_processing.event_accumulator import EventAccumulator",
                                   "EventAccumulator(RUN, size_guidance={'scalars': 0}).Reload()"),
 }
+UNITB_READERS = [name for name in READERS if name.startswith("unitb")]
 PEER = "tbparse SummaryReader(run).scalars"
 # Peak RSS from /proc VmHWM: getrusage's ru_maxrss survives exec, so a child started from a
 # parent that holds TensorFlow would report the parent's peak.
@@ -846,6 +848,29 @@ def make_scalar_run(path: str, events: int, tags: int = 10) -> None:
     writer.close()
 
 
+def make_tf_form_run(path: str, values: int, tags: int = 10) -> None:
+    """A run of ``values`` scalars in the tensor form unitb's TF sink writes (one event a step
+    holding every tag, scalars plugin metadata on each value) with real-clock wall times, and a
+    histogram event every 1000 steps."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from unitb import protos
+
+    import numpy as np
+
+    writer = EventFileWriter(path, max_queue_size=100000, flush_secs=600)
+    weights = np.random.default_rng(0).normal(size=1000)
+    start = time.time()
+    for step in range(1, values // tags + 1):
+        summary = protos.scalars_summary([(f"train/tag{tag}", step * 0.001 + tag) for tag in range(tags)])
+        writer.add_event(event_pb2.Event(step=step, wall_time=start + step * 0.013, summary=summary))
+        if step % 1000 == 0:
+            writer.add_event(event_pb2.Event(step=step, wall_time=start + step * 0.013,
+                                             summary=protos.histogram_summary("weights/layer", weights)))
+    writer.close()
+
+
 def _read_in_fresh_process(name: str, run: str) -> Tuple[float, float]:
     imports, body = READERS[name]
     snippet = _READ_SNIPPET.format(imports=imports, body=body)
@@ -857,78 +882,140 @@ def _read_in_fresh_process(name: str, run: str) -> Tuple[float, float]:
     return float(seconds), float(rss)
 
 
+def _rust_loader(run: str, keep_all: bool) -> Optional[Tuple[float, float]]:
+    """(seconds, peak RSS MB) of one load cycle of TensorBoard's Rust data server on ``run``, as
+    it reports it in its log; ``keep_all`` keeps every scalar (unitb returns every one),
+    otherwise the server keeps its default reservoir of 1000 points a tag. None when the
+    tensorboard-data-server package has no binary for this platform."""
+    import re
+
+    try:
+        from tensorboard_data_server import server_binary
+    except ImportError:
+        return None
+    binary = server_binary()
+    if binary is None:
+        return None
+    args = [binary, "--logdir", run, "--reload", "once", "--port", "0", "--die-after-stdin", "-v"]
+    if keep_all:
+        args += ["--samples-per-plugin", "scalars=all"]
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            found = re.search(r"Finished load cycle \(([\d.]+)(ms|s|µs)\)", line)
+            if found:
+                seconds = float(found.group(1)) / {"s": 1, "ms": 1e3, "µs": 1e6}[found.group(2)]
+                with open(f"/proc/{process.pid}/status") as status:
+                    peak = [l for l in status if l.startswith("VmHWM")][0].split()[1]
+                return seconds, int(peak) / 1024
+        raise RuntimeError("the data server ended without finishing a load cycle")
+    finally:
+        process.stdin.close()  # type: ignore[union-attr]
+        process.wait(timeout=30)
+
+
 def bench_reading(quick: bool) -> List[Row]:
-    """Reading big runs and resuming them: unitb against tbparse and EventAccumulator on the
-    same file, each in a fresh process (time around the call, peak RSS of the process)."""
+    """Reading big runs and resuming them: unitb against TensorBoard's own Rust loader (and
+    tbparse, EventAccumulator where installed) on the same file, each in a fresh process
+    (time around the call, peak RSS of the process)."""
     import shutil
     import tempfile
+    from importlib.util import find_spec
 
-    from unitb import resume, step_index
-
-    sizes = [20_000] if quick else [500_000, 5_000_000]
+    runs = [("torch-form", 20_000)] if quick else [("torch-form", 500_000), ("tf-form", 500_000),
+                                                     ("torch-form", 5_000_000)]
     rows: List[Row] = []
-    for events in sizes:
+    if find_spec("tbparse") is None:
+        rows.append(("read: tbparse", "not installed (pip install tbparse, or the `bench` extra)", "—", "—"))
+    for form, events in runs:
         root = tempfile.mkdtemp(prefix="unitb-read-")
         run = os.path.join(root, "run")
-        make_scalar_run(run, events)
+        (make_scalar_run if form == "torch-form" else make_tf_form_run)(run, events)
         trials = 1 if quick or events > 1_000_000 else 3
-        from importlib.util import find_spec
-
-        names = [n for n in READERS if n != PEER or find_spec("tbparse") is not None]
-        if PEER not in names:
-            rows.append(("read: tbparse", "not installed (pip install tbparse, or the `bench` extra)", "—", "—"))
+        names = [n for n in READERS if (n != PEER or find_spec("tbparse") is not None)
+                 and (n != "EventAccumulator.Reload()" or events <= 1_000_000)]
         results = {name: [_read_in_fresh_process(name, run) for _ in range(trials)] for name in names}
         best = {name: min(t for t, _ in values) for name, values in results.items()}
         rss = {name: max(r for _, r in values) for name, values in results.items()}
-        peer = best.get(PEER, float("nan"))
+        rust = {keep_all: [_rust_loader(run, keep_all) for _ in range(trials)] for keep_all in (True, False)}
         label = f"{events // 1000}k" if events < 1_000_000 else f"{events // 1_000_000}M"
         size_mb = sum(os.path.getsize(os.path.join(run, f)) for f in os.listdir(run)) / 2 ** 20
-        for name in ("unitb tags", "unitb export csv", "unitb diff (layout of one run)", "unitb reader.scalars()"):
-            rows.append((f"read a {label}-scalar run ({size_mb:.0f} MB): {name} vs tbparse (min of {trials})",
-                         f"{best[name]:.2f} s vs {peer:.2f} s = {peer / best[name]:.1f}× faster; peak RSS "
-                         f"{rss[name]:.0f} MB vs {rss.get(PEER, float('nan')):.0f} MB",
-                         "≥ 5× faster", _met(peer / best[name] >= 5)))
-        rows.append((f"read a {label}-scalar run: EventAccumulator.Reload() (reference)",
-                     f"{best['EventAccumulator.Reload()']:.2f} s; peak RSS {rss['EventAccumulator.Reload()']:.0f} MB",
-                     "—", "—"))
-        if events <= 1_000_000:
-            accumulator = best["EventAccumulator.Reload()"]
-            last_step = events // 10
-            for resume_step, what in ((last_step + 1, "no orphans"), (last_step - 1000, "10k orphans")):
-                copies = []
-                for _ in range(trials):
-                    target = os.path.join(root, "copy")
-                    shutil.rmtree(target, ignore_errors=True)
-                    shutil.copytree(run, target)
-                    started = time.perf_counter()
-                    resume.truncate_run(target, resume_step)
-                    copies.append(time.perf_counter() - started)
-                took = min(copies)
-                if what == "no orphans":
-                    rows.append((f"resume start on the {label} run, {what}: truncate_run vs an EventAccumulator load",
-                                 f"{took:.2f} s = {took / accumulator:.2f}× of {accumulator:.2f} s",
-                                 "≤ 0.1×", _met(took / accumulator <= 0.1)))
-                else:
-                    rows.append((f"resume start on the {label} run, {what} (steps {resume_step + 1}..{last_step})",
-                                 f"{took:.2f} s", "< 2 s", _met(took < 2)))
-        # The same no-orphan resume when the run was written by unitb, whose writer thread keeps the
-        # step index (unitb.step_index) at each flush: only the bytes since the last update are read.
-        target = os.path.join(root, "indexed")
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(run, target)
-        started = time.perf_counter()
-        step_index.update(target)  # in a real run: a piece at each flush, on the writer thread
-        build = time.perf_counter() - started
-        indexed = []
-        for _ in range(trials):
-            started = time.perf_counter()
-            kept = resume.truncate_run(target, events // 10 + 1)
-            indexed.append(time.perf_counter() - started)
-        rows.append((f"resume start on the {label} run, no orphans, with the step index unitb's writer keeps",
-                     f"{min(indexed) * 1000:.1f} ms (set aside: {kept is not None}); building the index once "
-                     f"{build:.2f} s, spread over the run at each flush", "well under 1 s, any length",
-                     _met(min(indexed) < 0.1 and kept is None)))
+        what = (f"a {label}-scalar run ({size_mb:.0f} MB, "
+                + ("simple_value events as torch writes them" if form == "torch-form"
+                   else "tensor-form scalars, ten an event, as unitb's TF sink writes them") + ")")
+        if None in rust[True]:
+            rows.append((f"read {what}: TensorBoard's Rust loader", "not available on this platform", "—", "—"))
+            rust_all = rust_default = (float("nan"), float("nan"))
+        else:
+            rust_all = (min(t for t, _ in rust[True]), max(r for _, r in rust[True]))
+            rust_default = (min(t for t, _ in rust[False]), max(r for _, r in rust[False]))
+            rows.append((f"read {what}: TensorBoard's Rust data server, one load cycle (min of {trials})",
+                         f"{rust_all[0]:.2f} s keeping every point, peak RSS {rust_all[1]:.0f} MB; "
+                         f"{rust_default[0]:.2f} s with its default 1000-point reservoir a tag, "
+                         f"{rust_default[1]:.0f} MB", "(reference)", "—"))
+        for name in UNITB_READERS:
+            peer = f"; tbparse {best[PEER]:.2f} s ({best[PEER] / best[name]:.0f}× slower)" if PEER in best else ""
+            rows.append((f"… {name} (min of {trials})",
+                         f"{best[name]:.2f} s = {best[name] / rust_all[0]:.2f}× the Rust loader keeping every point, "
+                         f"{best[name] / rust_default[0]:.2f}× its default; peak RSS {rss[name]:.0f} MB{peer}",
+                         "≤ 2× the Rust loader", _met(best[name] <= 2 * rust_all[0])))
+        if "EventAccumulator.Reload()" in best:
+            rows.append(("… EventAccumulator.Reload() (reference)",
+                         f"{best['EventAccumulator.Reload()']:.2f} s; peak RSS {rss['EventAccumulator.Reload()']:.0f} MB",
+                         "—", "—"))
+        if form == "torch-form":
+            rows.extend(_resume_rows(run, root, events, trials, label, best.get("EventAccumulator.Reload()")))
         shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
+                 accumulator: Optional[float]) -> List[Row]:
+    """How long a resume's clean-up takes on the same run: without and with the step index."""
+    import shutil
+
+    from unitb import resume, step_index
+
+    rows: List[Row] = []
+    last_step = events // 10
+    if events <= 1_000_000 and accumulator:
+        for resume_step, what in ((last_step + 1, "no orphans"), (last_step - 1000, "10k orphans")):
+            copies = []
+            for _ in range(trials):
+                target = os.path.join(root, "copy")
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(run, target)
+                started = time.perf_counter()
+                resume.truncate_run(target, resume_step)
+                copies.append(time.perf_counter() - started)
+            took = min(copies)
+            if what == "no orphans":
+                rows.append((f"resume start on the {label} run, {what}: truncate_run vs an EventAccumulator load",
+                             f"{took:.2f} s = {took / accumulator:.2f}× of {accumulator:.2f} s",
+                             "≤ 0.1×", _met(took / accumulator <= 0.1)))
+            else:
+                rows.append((f"resume start on the {label} run, {what} (steps {resume_step + 1}..{last_step})",
+                             f"{took:.2f} s", "< 2 s", _met(took < 2)))
+    # The same no-orphan resume when the run was written by unitb, whose writer thread keeps the
+    # step index (unitb.step_index) at each flush: only the bytes since the last update are read.
+    target = os.path.join(root, "indexed")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(run, target)
+    started = time.perf_counter()
+    step_index.update(target)  # in a real run: a piece at each flush, on the writer thread
+    build = time.perf_counter() - started
+    indexed = []
+    kept = None
+    for _ in range(trials):
+        started = time.perf_counter()
+        kept = resume.truncate_run(target, last_step + 1)
+        indexed.append(time.perf_counter() - started)
+    rows.append((f"resume start on the {label} run, no orphans, with the step index unitb's writer keeps",
+                 f"{min(indexed) * 1000:.1f} ms (set aside: {kept is not None}); building the index once "
+                 f"{build:.2f} s, spread over the run at each flush", "well under 1 s, any length",
+                 _met(min(indexed) < 0.1 and kept is None)))
     return rows
 
 

@@ -188,3 +188,23 @@ def test_the_scalars_metadata_is_the_one_tensorboard_writes():
 
     assert metadata.create_summary_metadata(display_name=None, description=None).SerializeToString() \
         == event_columns.SCALARS_METADATA
+
+
+def test_record_steps_are_protobufs_steps(tmp_path):
+    """The step index reads each record's step off its bytes: the same steps protobuf reads,
+    -1 for a record it cannot parse (a resume keeps those)."""
+    payloads = _mixed_records(seed=4, count=500)
+    payloads[17] = b"\x10\xff"  # a step varint cut short: not a record protobuf reads
+    path = tmp_path / "events"
+    _write(path, payloads)
+    steps = np.concatenate([event_columns.record_steps(data, starts, lengths)
+                            for data, starts, lengths, _ in records_io.record_spans(str(path))])
+
+    def protobuf_step(payload):
+        try:
+            return event_pb2.Event.FromString(payload).step
+        except Exception:
+            return -1
+
+    assert steps.tolist() == [protobuf_step(p) for p in payloads]
+    assert steps[17] == -1 and steps.min() < -1  # negative steps read as negative

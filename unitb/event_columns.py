@@ -68,24 +68,47 @@ def blocks(path: str, tags: TagTable, first: int = 0) -> Iterator[Block]:
         first += len(starts)
 
 
-def _block(data: bytes, starts: np.ndarray, lengths: np.ndarray, first: int, tags: TagTable) -> Block:
-    buf = np.frombuffer(data + _PAD, np.uint8)
-    ends = starts + lengths
+def _headers(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """``(wall_time, step, has_step, pos, ok)`` of each record, read from the two fields protobuf
+    writes first (absent ones are 0, as protobuf reads them), with ``pos`` where the next field
+    starts; ``ok`` is False where a field is cut short."""
     count = len(starts)
-    ok = lengths > 0
+    ok = ends > starts
     pos = starts.copy()
     wall = np.zeros(count)
     step = np.zeros(count, np.int64)
-
     has = ok & (buf[pos] == 0x09) & (pos + 9 <= ends)
     wall[has] = _gather(buf, pos[has] + 1, "<f8")
     pos += 9 * has
-    has = ok & (pos < ends) & (buf[pos] == 0x10)
-    steps, size, valid = _varint(buf, pos[has] + 1)
-    step[has] = steps.view(np.int64)
-    ok[np.flatnonzero(has)[~valid]] = False
-    pos[has] += 1 + size
-    ok &= (pos < ends) & (buf[pos] == 0x2A)
+    has_step = ok & (pos < ends) & (buf[pos] == 0x10)
+    steps, size, valid = _varint(buf, pos[has_step] + 1)
+    step[has_step] = steps.view(np.int64)
+    pos[has_step] += 1 + size
+    ok[np.flatnonzero(has_step)[~valid]] = False
+    has_step &= ok & (pos <= ends)
+    return wall, step, has_step, pos, ok & (pos <= ends)
+
+
+def record_steps(data: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The step of each record as protobuf reads it, -1 for a record protobuf cannot parse: from
+    the bytes where the step field is where protobuf writes it, from protobuf's own parse for
+    the other records (the file-version event and step-0 events, which have no step field)."""
+    buf = np.frombuffer(data + _PAD, np.uint8)
+    _wall, step, has_step, _pos, _ok = _headers(buf, starts, starts + lengths)
+    from tensorboard.compat.proto import event_pb2
+
+    for index in np.flatnonzero(~has_step).tolist():
+        start = int(starts[index])
+        event = records_io._parse_checked(data[start:start + int(lengths[index])], event_pb2)
+        step[index] = -1 if event is None else event.step
+    return step
+
+
+def _block(data: bytes, starts: np.ndarray, lengths: np.ndarray, first: int, tags: TagTable) -> Block:
+    buf = np.frombuffer(data + _PAD, np.uint8)
+    ends = starts + lengths
+    wall, step, _has_step, pos, ok = _headers(buf, starts, ends)
+    ok &= (pos < ends) & (buf[pos] == 0x2A)  # then the summary, filling the rest of the record
     summary_size, size, valid = _varint(buf, pos + 1)
     ok &= valid & (pos + 1 + size + summary_size.astype(np.int64) == ends) & (summary_size > 0)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from unitb import storage
+
+if TYPE_CHECKING:
+    from unitb import event_columns
 
 EVENT_FILE_MARK = "tfevents"
 # The second event file a Keras fit writes for tf.summary calls inside the model

@@ -44,14 +44,14 @@ def _same_file(path: str, stat: os.stat_result, entry: Dict[str, int]) -> bool:
 
 def _scan(path: str, offset: int, highest: int) -> Tuple[int, int]:
     """(new offset, highest step) after reading the whole records from ``offset`` on, a block
-    at a time (bounded memory, however much was written since)."""
-    from unitb import records_io
+    at a time (bounded memory, however much was written since); steps come off the record
+    bytes with numpy (:func:`unitb.event_columns.record_steps`), not one parsed event at a time."""
+    from unitb import event_columns, records_io
 
-    for events, end in records_io.events_after(path, offset):
-        for event in events:
-            if event.step > highest:
-                highest = int(event.step)
-        offset = end
+    for data, starts, lengths, base in records_io.record_spans(path, offset):
+        steps = event_columns.record_steps(data, starts, lengths)
+        highest = max(highest, int(steps.max()))
+        offset = base + int(starts[-1] + lengths[-1]) + 4
     return offset, highest
 
 
