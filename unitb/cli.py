@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
-from itertools import repeat
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from unitb import diff as diff_mod
 from unitb import reader, safe_paths, storage
@@ -37,9 +37,20 @@ def _row_value(row: reader.Row) -> object:
     return None
 
 
-def _csv_rows(chunk):
-    if isinstance(chunk, reader.ScalarRows):  # the bulk of a big run: columns, formatted in one pass
-        return zip(chunk.tags, chunk.steps, ["%.6f" % t for t in chunk.wall_times], repeat("scalar"), chunk.values)
+_SCALAR_LINE = "{},{},{:.6f},scalar,{!r}\r\n".format  # what csv.writer writes for such a row
+
+
+def _scalar_csv(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
+    """The CSV lines of a stretch of scalar rows (the bulk of a big run) in one pass: the same
+    text ``csv.writer`` writes, with each tag quoted by it once (``quoted`` keeps them)."""
+    for tag in set(chunk.tags).difference(quoted):
+        line = io.StringIO()
+        csv.writer(line).writerow([tag])
+        quoted[tag] = line.getvalue()[:-2]
+    return "".join(map(_SCALAR_LINE, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times, chunk.values))
+
+
+def _csv_rows(chunk: reader.Row):
     value = _row_value(chunk)
     return [(chunk.tag, chunk.step, "%.6f" % chunk.wall_time, chunk.kind,
              value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))]
@@ -101,8 +112,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             writer = csv.writer(out)
             writer.writerow(["tag", "step", "wall_time", "kind", "value"])
+            quoted: Dict[str, str] = {}
             for chunk in chunks:
-                writer.writerows(_csv_rows(chunk))
+                if isinstance(chunk, reader.ScalarRows):
+                    out.write(_scalar_csv(chunk, quoted))
+                else:
+                    writer.writerows(_csv_rows(chunk))
     finally:
         if out is not sys.stdout:
             out.close()
