@@ -59,10 +59,15 @@ def _mixed_records(seed=0, count=3000):
         lambda s: _event(s, [_tensor_value("tf/double_content", rng.random(), types_pb2.DT_DOUBLE, content=True)]),
         lambda s: _event(s, [_tensor_value("tf/no_shape", rng.random(), shape=False)]),
         lambda s: _event(s, [_unpacked_float("tf/unpacked", rng.random())]),
+        lambda s: _event(s, [_tensor_value("tf/data_class", rng.random(), metadata=summary_pb2.SummaryMetadata(
+            plugin_data=SCALARS.plugin_data, data_class=summary_pb2.DATA_CLASS_SCALAR))]),
+        lambda s: _event(s, [summary_pb2.Summary.Value(tag="long/" + "x" * 300, simple_value=1.5),
+                             summary_pb2.Summary.Value(tag="long/" + "y" * 301, simple_value=2.5)]),
         # shapes the array path leaves to protobuf
         lambda s: _event(s, [_tensor_value("tf/described", 1.0, metadata=summary_pb2.SummaryMetadata(
             plugin_data=SCALARS.plugin_data, summary_description="a description"))]),
         lambda s: _event(s, [_tensor_value("tf/bare", 3.0, metadata=None)]),
+        lambda s: _event(s, [summary_pb2.Summary.Value(tag="toolong/" + "z" * 1100, simple_value=1.0)]),
         lambda s: _event(s, [summary_pb2.Summary.Value(tag="mixed", simple_value=1.0)] + list(histogram.value)),
         lambda s: _event(s, list(histogram.value)),
         lambda s: _event(s, list(protos.text_summary("notes", f"step {s}").value)),
@@ -114,8 +119,8 @@ def test_every_record_shape_reads_as_protobuf_reads_it(tmp_path, monkeypatch, se
     taken = {tags.names[i] for block in event_columns.blocks(str(tmp_path / "events.out.tfevents.1.host"), tags)
              for i in set(block.tag.tolist())}
     assert {"train/loss", "ünï/cödé", "many/0", "tf/a", "tf/b", "tf/content", "tf/double", "tf/double_content",
-            "tf/no_shape", "tf/unpacked"} <= taken
-    assert not taken & {"tf/described", "tf/bare", "mixed", "weights/w"}
+            "tf/no_shape", "tf/unpacked", "tf/data_class", "long/" + "x" * 300, "long/" + "y" * 301} <= taken
+    assert not taken & {"tf/described", "tf/bare", "mixed", "weights/w", "toolong/" + "z" * 1100}
 
     scalars = reader.scalars(str(tmp_path))
     expected = {}
@@ -183,11 +188,13 @@ def test_a_hash_collision_between_tags_falls_back_to_exact_grouping(tmp_path, mo
     assert all(points == [(s, float(s)) for s in range(50)] for points in scalars.values())
 
 
-def test_the_scalars_metadata_is_the_one_tensorboard_writes():
+def test_the_scalars_metadata_forms_are_what_tensorboard_and_protobuf_write():
     from tensorboard.plugins.scalar import metadata
 
     assert metadata.create_summary_metadata(display_name=None, description=None).SerializeToString() \
         == event_columns.SCALARS_METADATA
+    with_class = summary_pb2.SummaryMetadata(plugin_data=SCALARS.plugin_data, data_class=summary_pb2.DATA_CLASS_SCALAR)
+    assert with_class.SerializeToString() in event_columns.SCALARS_METADATA_FORMS
 
 
 def test_record_steps_are_protobufs_steps(tmp_path):

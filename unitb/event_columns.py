@@ -26,8 +26,10 @@ import numpy as np
 from unitb import records_io
 
 # SummaryMetadata{plugin_data{plugin_name: "scalars"}}: what tf.summary.scalar and the
-# tensorboard scalar plugin's create_summary_metadata() serialize (checked by a test).
+# tensorboard scalar plugin's create_summary_metadata() serialize (checked by a test), and the
+# same with data_class: DATA_CLASS_SCALAR, which writers that set the data class add.
 SCALARS_METADATA = b"\x0a\x09\x0a\x07scalars"
+SCALARS_METADATA_FORMS = (SCALARS_METADATA, SCALARS_METADATA + b"\x20\x01")
 _MAX_TAG_BYTES = 1024  # longer tags (none in practice) take the protobuf path
 _PAD = bytes(32)  # gathers a few bytes past a record's end never leave the buffer
 
@@ -192,47 +194,60 @@ def _tensor_scalars(buf: np.ndarray, field: np.ndarray, value_end: np.ndarray) -
         hit = of_type & ~matched & (buf[pos] == unpacked) & (pos + 1 + nbytes == end)
         number[hit] = _gather(buf, pos[hit] + 1, fmt)
         matched |= hit
-    meta = len(SCALARS_METADATA)
-    matched &= (buf[end] == 0x4A) & (buf[end + 1] == meta) & (end + 2 + meta == value_end)
-    picked = np.flatnonzero(matched)
-    if len(picked):
-        blob = buf[end[picked, None] + 2 + np.arange(meta)]
-        matched[picked] = (blob == np.frombuffer(SCALARS_METADATA, np.uint8)).all(axis=1)
+    metadata = np.zeros(len(field), bool)
+    for form in SCALARS_METADATA_FORMS:
+        size = len(form)
+        candidates = np.flatnonzero(matched & (buf[end] == 0x4A) & (buf[end + 1] == size)
+                                    & (end + 2 + size == value_end))
+        if len(candidates):
+            blob = buf[end[candidates, None] + 2 + np.arange(size)]
+            metadata[candidates] = (blob == np.frombuffer(form, np.uint8)).all(axis=1)
+    matched &= metadata
     return number, matched
 
 
 def _tag_ids(data: bytes, buf: np.ndarray, start: np.ndarray, size: np.ndarray,
              tags: TagTable) -> Tuple[np.ndarray, np.ndarray]:
-    """Each value's tag id: the distinct tags of a block are found by hashing the tag bytes
-    with numpy (then checked byte for byte), and only those few are decoded in Python."""
-    if not len(start):
-        return np.zeros(0, np.int64), np.zeros(0, bool)
-    width = int(size.max())
-    columns = np.arange(max(width, 1))
+    """Each value's tag id, and whether its tag is not UTF-8. The distinct tags of a block are
+    found with numpy — tags of one length at a time, as rows of 8-byte words, hashed and then
+    checked word for word — and only those few are decoded in Python."""
+    ids = np.empty(len(start), np.int64)
+    bad = np.zeros(len(start), bool)
+    for length in np.unique(size).tolist():
+        rows = np.flatnonzero(size == length)
+        words = _words(buf, start[rows], length)
+        first, inverse = _groups(words)
+        group_ids = np.empty(len(first), np.int64)
+        group_bad = np.zeros(len(first), bool)
+        for group, row in enumerate(rows[first].tolist()):
+            begin = int(start[row])
+            try:
+                group_ids[group] = tags.id_of(data[begin:begin + length])
+            except UnicodeDecodeError:
+                group_ids[group], group_bad[group] = -1, True
+        ids[rows] = group_ids[inverse]
+        bad[rows] = group_bad[inverse]
+    return ids, bad
+
+
+def _words(buf: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
+    """The ``length`` bytes at each start as a row of little-endian 8-byte words, zero-padded."""
+    width = -(-length // 8) * 8
+    columns = np.arange(width)
     matrix = buf[start[:, None] + columns]
-    matrix[columns >= size[:, None]] = 0
-    weights = _weights(matrix.shape[1])
+    matrix[:, columns >= length] = 0
+    return matrix.view("<u8")
+
+
+def _groups(words: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct row, each row's group) of a 2-D array of words."""
     with np.errstate(over="ignore"):
-        hashes = (matrix.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64) + size.astype(np.uint64)
+        hashes = (words * _weights(words.shape[1])).sum(axis=1, dtype=np.uint64)
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    if not ((matrix == matrix[first][inverse]).all(axis=1) & (size == size[first][inverse])).all():
-        first, inverse = _exact_groups(matrix, size)  # a hash collision: group exactly instead
-    ids = np.empty(len(first), np.int64)
-    bad_group = np.zeros(len(first), bool)
-    for group, row in enumerate(first):
-        begin = int(start[row])
-        try:
-            ids[group] = tags.id_of(data[begin:begin + int(size[row])])
-        except UnicodeDecodeError:
-            ids[group], bad_group[group] = -1, True
-    return ids[inverse], bad_group[inverse]
-
-
-def _exact_groups(matrix: np.ndarray, size: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    keys = np.ascontiguousarray(np.column_stack([matrix, size.astype(np.uint8)[:, None], (size >> 8)[:, None]])
-                                .astype(np.uint8))
-    _, first, inverse = np.unique(keys.view(f"V{keys.shape[1]}").ravel(), return_index=True, return_inverse=True)
+    if (words == words[first][inverse]).all():
+        return first, inverse
+    _, first, inverse = np.unique(words, axis=0, return_index=True, return_inverse=True)  # a hash collision
     return first, inverse.reshape(-1)
 
 
@@ -240,10 +255,11 @@ _WEIGHT_CACHE: Optional[np.ndarray] = None
 
 
 def _weights(width: int) -> np.ndarray:
+    """Odd 64-bit multipliers, one per word: the hash is their dot product with a row, mod 2**64."""
     global _WEIGHT_CACHE
     if _WEIGHT_CACHE is None or len(_WEIGHT_CACHE) < width:
         generator = np.random.default_rng(0x756E6974)
-        _WEIGHT_CACHE = generator.integers(1, 2 ** 63, size=max(width, 64), dtype=np.uint64) | np.uint64(1)
+        _WEIGHT_CACHE = generator.integers(1, 2 ** 63, size=max(width, 256), dtype=np.uint64) | np.uint64(1)
     return _WEIGHT_CACHE[:width]
 
 
