@@ -97,6 +97,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
         self.matches = pose_matches.KeypointMatches()  # val/pr/keypoints_oks50, _oks75
+        self._pr_curves = self.options.log_pr_curves  # off for the run once matching failed (options stay as given)
         self.features = LayerFeatures(self.options.embedding_layer) if self.options.embedding_layer else None
         self._graph_done = False
 
@@ -262,13 +263,13 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         if self.session is not None:
             self.images.keep_val_batch(runner.model, batch_idx, data_batch, outputs, self.session.run.warn_once)
             before = len(self.matches.similarities)
-            if self.options.log_pr_curves or self.features is not None:
+            if self._pr_curves or self.features is not None:
                 try:
                     self.matches.add(outputs)
                 except Exception as exc:  # a model whose samples look otherwise: no curve, one warning
                     self.session.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
                                                f"({type(exc).__name__}: {exc}); val/pr/keypoints_* skipped")
-                    self.options.log_pr_curves = False
+                    self._pr_curves = False
             if self.features is not None:
                 self.features.add_batch(data_batch, [f"{oks:.2f}" for oks in self.matches.similarities[before:]])
 
@@ -289,7 +290,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             if kept is not None:
                 features, oks, images = kept
                 own.embedding(schema.VAL_FEATURES, features, step, {"oks": oks} if any(oks) else None, images)
-            for tag, (labels, scores) in (matched.items() if self.options.log_pr_curves else ()):
+            for tag, (labels, scores) in (matched.items() if self._pr_curves else ()):
                 own.pr_curve(tag, labels, scores, step, protos.PR_THRESHOLDS)
         except FloatingPointError:
             raise
