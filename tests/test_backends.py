@@ -213,3 +213,32 @@ def test_an_mmengine_run_reaches_the_backends_with_its_config(tmp_path, wandb_of
     assert mlflow_server.history(found.info.run_id) == tb
     assert found.data.params["optimizer"] == "SGD" and found.data.params["optimizer.momentum"] == "0.9"
     assert found.info.run_name == f"{os.path.basename(tmp_path)}/{os.path.basename(os.path.dirname(run_dir))}"
+
+
+def test_unitb_push_streams_a_long_run_held_in_several_files(tmp_path, wandb_offline, mlflow_server, monkeypatch):
+    """Two event files whose steps interleave, read in small blocks: each backend gets every
+    step once, in order, while the forwarder holds only the steps between the files' fronts."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from unitb import records_io
+
+    run = tmp_path / "runs" / "two-files"
+    for name, tags in (("a", ("train/loss", "train/lr")), ("b", ("val/acc",))):
+        writer = EventFileWriter(str(run), filename_suffix=f".{name}")
+        for step in range(1, 401):
+            values = [summary_pb2.Summary.Value(tag=tag, simple_value=step / 7 + len(tag)) for tag in tags]
+            writer.add_event(event_pb2.Event(step=step, wall_time=1.7e9 + step, summary=summary_pb2.Summary(value=values)))
+        writer.close()
+    monkeypatch.setattr(records_io, "BLOCK_BYTES", 2048)  # many blocks per file
+    held = []
+    ready = backends.StepBuffer.ready
+    monkeypatch.setattr(backends.StepBuffer, "ready", lambda self, below: held.append(len(self.pending)) or ready(self, below))
+    assert cli.main(["push", str(tmp_path / "runs"), "--to", "wandb", "--to", "mlflow", "--tracking-uri",
+                     mlflow_server.uri, "--experiment", "t9", "--wandb-dir", wandb_offline]) == 0
+    tb = _tb_scalars(str(run))
+    assert sorted(tb) == ["train/loss", "train/lr", "val/acc"] and all(len(p) == 400 for p in tb.values())
+    assert _wandb_seen(wandb_offline) == tb
+    (found,) = _only_run(mlflow_server, "t9")
+    assert mlflow_server.history(found.info.run_id) == tb
+    assert len(held) > 10 and max(held) < 100  # a window of steps, never the whole run (400 steps)

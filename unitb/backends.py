@@ -30,7 +30,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from importlib import util as import_util
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple
 
 STATE_FILE = ".unitb-backends.json"
 NAMES = ("tensorboard", "wandb", "mlflow")
@@ -190,10 +190,31 @@ class Forwarder:
 
     def run_once(self) -> None:
         """Send everything the folder holds now and close (``unitb push``). A finished run is
-        opened as a resume at its last step: a backend run that holds it all is kept as it is."""
-        self._read_new()
-        self.start_step = max(self._buffer.pending, default=0)
+        opened as a resume at its last step: a backend run that holds it all is kept as it is.
+        The files are read a block at a time in step with each other (the one furthest behind
+        reads on), and the steps every file has passed are sent as they are read: what is held at once is about a block of each
+        file, whatever the run's length (a record more than a block out of step order in its
+        file reaches a backend that takes steps in order late, as in a live run)."""
+        from unitb import reader, step_index
+
+        files = reader.event_files(self.folder)
+        self.start_step = max([step_index.last_step(path) for path in files] + [0])
         self._open_backends()
+        streams = {path: self._read_blocks(path) for path in files}
+        highest = {path: -1 for path in files}
+        while streams:
+            path = min(streams, key=highest.__getitem__)  # the file furthest behind reads on
+            try:
+                highest[path] = max(highest[path], next(streams[path]))
+            except StopIteration:
+                del streams[path]
+            except Exception as exc:
+                self._warn(f"unitb: could not read {path} for the backends ({type(exc).__name__}: {exc})")
+                del streams[path]
+            if streams:  # every step below what each unfinished file has reached is complete
+                batch = self._buffer.ready(min(highest[path] for path in streams))
+                if batch:
+                    self._send(batch)
         self._poll(final=True)
         self._close_backends()
 
@@ -237,15 +258,25 @@ class Forwarder:
             self._save_state()
 
     def _read_new(self) -> None:
-        from unitb import reader, records_io
+        from unitb import reader
 
         for path in reader.event_files(self.folder):
-            followed = self._files.setdefault(path, FollowedFile())
-            if os.path.getsize(path) <= followed.offset:
-                continue
-            for events, followed.offset in records_io.events_after(path, followed.offset):
-                for tag, step, kind, value in reader.decoded_values(events, self._plugin_of):
-                    self._buffer.add(step, (tag, kind, value))
+            if os.path.getsize(path) > self._files.setdefault(path, FollowedFile()).offset:
+                for _ in self._read_blocks(path):
+                    pass
+
+    def _read_blocks(self, path: str) -> Iterator[int]:
+        """Read what ``path`` gained into the buffer, a block at a time; yields the highest
+        step of each block (-1 for one without summary records)."""
+        from unitb import reader, records_io
+
+        followed = self._files.setdefault(path, FollowedFile())
+        for events, followed.offset in records_io.events_after(path, followed.offset):
+            highest = -1
+            for tag, step, kind, value in reader.decoded_values(events, self._plugin_of):
+                self._buffer.add(step, (tag, kind, value))
+                highest = max(highest, step)
+            yield highest
 
     def _send(self, batch: List[Tuple[int, List[Point]]]) -> None:
         for backend in list(self._backends):

@@ -93,3 +93,10 @@ def highest_step(path: str) -> Optional[int]:
         return None
     _end, highest = _scan(path, entry["offset"], entry["max"])
     return highest
+
+
+def last_step(path: str) -> int:
+    """The highest step in the event file ``path`` (-1 for none): from the index where it can
+    vouch for the file, else read off the whole file's record bytes."""
+    highest = highest_step(path)
+    return highest if highest is not None else _scan(path, 0, -1)[1]
