@@ -89,3 +89,23 @@ def test_a_module_called_through_forward_directly_gets_one_warning(tmp_path):
         logger.close()
     assert sum("no training output" in str(w.message) for w in caught) == 1
     assert sorted(_histograms(logger.run_dir, "activations/body")) == [1, 2, 3]
+
+
+def test_tfcallback_wrong_layer_names_are_one_warning_each_and_training_goes_on(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = unitb.TFCallback(str(tmp_path), image_data=x[:5], grad_norm_interval=2, weight_hist_interval=1,
+                                activation_layers=("hidden", "hiden2"), embedding_layer="hidenn",
+                                embedding_data=x[:8])
+    with pytest.warns(unitb.UnitbWarning) as caught:
+        model.fit(x, x[:, :1], batch_size=4, epochs=2, callbacks=[callback], verbose=0)
+    callback.close()
+    said = [str(w.message) for w in caught if "could not read" in str(w.message)]
+    assert len(said) == 2
+    assert any("activation_layers=['hidden', 'hiden2']:" in s and "did you mean 'hidden'" in s for s in said)
+    assert any("embedding_layer='hidenn':" in s and "did you mean 'hidden'" in s for s in said)
+    assert [s for s, _ in reader.scalars(callback.run_dir)["train/loss"]][-1] == 8  # training went on, logged

@@ -11,7 +11,7 @@ sprite when they are images.
 from __future__ import annotations
 
 import difflib
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -27,6 +27,41 @@ def _inputs_of(model):
     return inputs[0] if len(inputs) == 1 else inputs
 
 
+class LayerOutputs:
+    """The named layers' outputs on given inputs, through a model that shares the trained one's
+    layers (built at the first read, kept); after a failure it reads nothing more, and the one
+    warning names the option and, for a name the model lacks, the closest names it has."""
+
+    def __init__(self, option: str, names: Sequence[str]) -> None:
+        self.option = option
+        self.names = tuple(names)
+        self._extractor = None
+        self.failed = False
+
+    def read(self, callback, model, x, skipped: str) -> Optional[List[np.ndarray]]:
+        """float32 arrays, one per name; None after a failure (``skipped`` says what is not logged)."""
+        if self.failed:
+            return None
+        try:
+            if self._extractor is None:
+                import keras
+
+                self._extractor = keras.Model(_inputs_of(model), [model.get_layer(name).output for name in self.names])
+            values = self._extractor(x, training=False)
+            values = values if isinstance(values, (list, tuple)) else [values]
+            return [np.asarray(value, dtype=np.float32) for value in values]
+        except Exception as exc:
+            self.failed = True
+            known = [layer.name for layer in getattr(model, "layers", [])]
+            missing = [name for name in self.names if name not in known]
+            close = difflib.get_close_matches(missing[0], known, n=3) if missing else []
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            shown = self.names[0] if len(self.names) == 1 else list(self.names)
+            callback.run.warn_once(self.option, "read", f"{self.option}={shown!r}: could not read the outputs "
+                                   f"({type(exc).__name__}: {exc}){hint}; {skipped}")
+            return None
+
+
 class LayerEmbedding:
     def __init__(self, layer: str, data) -> None:
         if data is None:
@@ -37,34 +72,16 @@ class LayerEmbedding:
         self.labels = None if labels is None else [str(label) for label in list(labels)[:MAX_POINTS]]
         if self.labels is not None and len(self.labels) != len(self.x):
             raise ValueError(f"embedding_data: {len(self.x)} inputs but {len(self.labels)} labels")
-        self._extractor = None
-        self._failed = False
+        self._outputs = LayerOutputs("embedding_layer", [layer])
 
     def log(self, callback, model, step: int) -> None:
-        features = self._features(callback, model)
-        if features is None:
+        read = self._outputs.read(callback, model, self.x, "PROJECTOR skipped")
+        if read is None:
             return
+        out = read[0]
+        features = out.reshape(len(out), -1, out.shape[-1]).mean(axis=1) if out.ndim > 2 else out.reshape(len(out), -1)
         images = self.x if self.x.ndim in (3, 4) else None
         callback.log_embedding(schema.VAL_FEATURES, features, metadata=self.labels, images=images, step=step)
-
-    def _features(self, callback, model) -> Optional[np.ndarray]:
-        if self._failed:
-            return None
-        try:
-            if self._extractor is None:
-                import keras
-
-                self._extractor = keras.Model(_inputs_of(model), model.get_layer(self.layer).output)
-            out = np.asarray(self._extractor(self.x, training=False), dtype=np.float32)
-        except Exception as exc:
-            self._failed = True
-            names = [layer.name for layer in getattr(model, "layers", [])]
-            close = difflib.get_close_matches(self.layer, names, n=3)
-            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close and self.layer not in names else ""
-            callback.run.warn_once("embedding", self.layer, f"embedding_layer={self.layer!r}: could not read its "
-                                   f"outputs ({type(exc).__name__}: {exc}){hint}; PROJECTOR skipped")
-            return None
-        return out.reshape(len(out), -1, out.shape[-1]).mean(axis=1) if out.ndim > 2 else out.reshape(len(out), -1)
 
 
 class LayerActivations:
@@ -76,29 +93,16 @@ class LayerActivations:
     def __init__(self, layers, data) -> None:
         self.layers = tuple(layers)
         self.x = None if data is None else np.asarray(data)
-        self._extractor = None
-        self._failed = False
+        self._outputs = LayerOutputs("activation_layers", self.layers)
 
     def log(self, callback, model, step: int) -> None:
-        if self._failed:
-            return
         if self.x is None:
-            self._failed = True
-            callback.run.warn_once("activations", "data", "activation_layers needs image_data on TFCallback (the "
-                                   "inputs the activations are taken on); activations are not logged")
+            if not self._outputs.failed:
+                self._outputs.failed = True
+                callback.run.warn_once("activations", "data", "activation_layers needs image_data on TFCallback "
+                                       "(the inputs the activations are taken on); activations are not logged")
             return
-        try:
-            if self._extractor is None:
-                import keras
-
-                outputs = [model.get_layer(name).output for name in self.layers]
-                self._extractor = keras.Model(_inputs_of(model), outputs)
-            values = self._extractor(self.x, training=False)
-            values = values if isinstance(values, (list, tuple)) else [values]
-        except Exception as exc:
-            self._failed = True
-            callback.run.warn_once("activations", "layers", f"activation_layers={list(self.layers)}: could not read "
-                                   f"their outputs ({type(exc).__name__}: {exc}); activations are not logged")
-            return
-        arrays = {name: np.asarray(value, dtype=np.float32).reshape(-1) for name, value in zip(self.layers, values)}
-        callback.run.histograms(schema.activations_histogram, step, arrays)
+        values = self._outputs.read(callback, model, self.x, "activations are not logged")
+        if values is not None:
+            callback.run.histograms(schema.activations_histogram, step,
+                                    {name: value.reshape(-1) for name, value in zip(self.layers, values)})
