@@ -215,3 +215,33 @@ def test_record_steps_are_protobufs_steps(tmp_path):
 
     assert steps.tolist() == [protobuf_step(p) for p in payloads]
     assert steps[17] == -1 and steps.min() < -1  # negative steps read as negative
+
+
+@pytest.mark.parametrize("length", [2 ** 63, 10 ** 9])
+def test_a_damaged_record_length_is_one_warning_and_what_came_before_is_read(tmp_path, length):
+    import unitb
+
+    payloads = [_event(step, [summary_pb2.Summary.Value(tag="train/loss", simple_value=float(step))])
+                .SerializeToString() for step in range(1, 50)]
+    path = tmp_path / "events.out.tfevents.1.host"
+    _write(path, payloads)
+    data = bytearray(path.read_bytes())
+    start = sum(16 + len(p) for p in payloads[:20])
+    struct.pack_into("<Q", data, start, length)  # the 21st record's length, its checksum left as it was
+    path.write_bytes(bytes(data))
+    with pytest.warns(unitb.UnitbWarning, match=f"the record header at byte {start} is damaged") as caught:
+        steps = [step for step, _ in reader.scalars(str(tmp_path))["train/loss"]]
+    assert steps == list(range(1, 21)) and len(caught) == 1
+
+
+def test_a_record_longer_than_a_block_is_read_in_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(records_io, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(records_io, "_LARGEST_READ", 8192)
+    text = "x" * 50_000
+    payloads = [_event(1, [summary_pb2.Summary.Value(tag="train/loss", simple_value=1.0)]).SerializeToString(),
+                _event(1, list(protos.text_summary("notes", text).value)).SerializeToString(),
+                _event(2, [summary_pb2.Summary.Value(tag="train/loss", simple_value=2.0)]).SerializeToString()]
+    _write(tmp_path / "events.out.tfevents.1.host", payloads)
+    rows = reader.read_run(str(tmp_path))
+    assert [(r.tag, r.step) for r in rows] == [("train/loss", 1), ("notes", 1), ("train/loss", 2)]
+    assert rows[1].value == text

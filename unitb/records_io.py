@@ -98,12 +98,36 @@ def record_spans(path: str, offset: int = 0) -> Iterator[Tuple[bytes, "np.ndarra
             if len(starts):
                 yield data, starts, lengths, base
             n = len(data)
-            need = pos + 16 + _HEADER.unpack_from(data, pos)[0] - n if pos + 12 <= n else 12
-            more = handle.read(max(BLOCK_BYTES, need))
+            need = 12
+            if pos + 12 <= n:
+                length = _HEADER.unpack_from(data, pos)[0]
+                if length > BLOCK_BYTES and not _header_intact(data, pos):
+                    _say_damaged(path, base + pos)
+                    return
+                need = pos + 16 + length - n
+            more = handle.read(min(max(BLOCK_BYTES, need), _LARGEST_READ))
             if not more:
                 return  # end of file, or a torn last record
             base += pos
             data, pos = data[pos:] + more, 0
+
+
+_LARGEST_READ = 64 << 20  # a record longer than this (a big image) is read in pieces of this size
+
+
+def _header_intact(data: bytes, pos: int) -> bool:
+    """Whether the record header at ``pos`` holds the checksum of its length. Checked only
+    where a length asks for more than a block: a damaged length would otherwise have the
+    reader wait for (and allocate) bytes that never come."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    return masked_crc32c(data[pos:pos + 8]) == struct.unpack_from("<I", data, pos + 8)[0]
+
+
+def _say_damaged(path: str, offset: int) -> None:
+    from unitb.run_logger import default_warn
+
+    default_warn(f"unitb: {path}: the record header at byte {offset} is damaged; the file is read up to there")
 
 
 _PREDICTED_RECORDS = 4096  # headers predicted and checked at once
