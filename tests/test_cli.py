@@ -104,3 +104,42 @@ def test_demo_picks_mmpose_only_when_installed(monkeypatch):
     assert demo.run(out="unused", torch_example="mmpose") == 2  # asked for mmpose, not installed: clear error
     with pytest.raises(ValueError, match="torch_example"):
         demo.pick_examples("detectron")
+
+
+def test_export_writes_what_csv_and_json_write_for_each_row(tmp_path):
+    """Scalar stretches are formatted in one pass: the text must be csv.writer's and
+    json.dumps' for every row, tags that need quoting and NaN/inf values included."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from unitb import reader
+
+    writer = SummaryWriter(str(tmp_path))
+    tags = ["a,b", 'q"x', "line\nbreak", " lead", "plain", "ünï"]
+    values = [0.1, float("nan"), float("inf"), -2.5e-30, 1e300]
+    for step in range(12):
+        for index, tag in enumerate(tags):
+            writer.add_scalar(tag, values[(step + index) % len(values)], step, walltime=1.7e9 + step / 3)
+    writer.add_histogram("weights/a", np.arange(10.0), 3)
+    writer.close()
+    rows = reader.read_run(str(tmp_path))
+    expected = io.StringIO()
+    plain = csv.writer(expected)
+    plain.writerow(["tag", "step", "wall_time", "kind", "value"])
+    for row in rows:
+        value = row.value if row.kind == "scalar" else json.dumps(cli._row_value(row))
+        plain.writerow([row.tag, row.step, "%.6f" % row.wall_time, row.kind, value])
+    out = tmp_path / "out.csv"
+    assert cli.main(["export", str(tmp_path), "-o", str(out)]) == 0
+    assert out.read_bytes() == expected.getvalue().encode()
+    objects = [json.dumps({"tag": r.tag, "step": r.step, "wall_time": r.wall_time, "kind": r.kind,
+                           "value": cli._row_value(r)}) for r in rows]
+    out = tmp_path / "out.json"
+    assert cli.main(["export", str(tmp_path), "--format", "json", "-o", str(out)]) == 0
+    assert out.read_text() == "[\n" + ",\n".join(objects) + "\n]\n"
+
+
+def test_export_into_a_pipe_that_closes_early_is_quiet(tmp_path):
+    _write_run(tmp_path)
+    script = (f"{sys.executable} -m unitb export {tmp_path} --format json | head -c 10")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True)
+    assert done.stdout == '[\n{"tag": ' and "Traceback" not in done.stderr

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Dict, Optional, Sequence
 
+import numpy as np
+
 from unitb import diff as diff_mod
 from unitb import reader, safe_paths, storage
 from unitb.demo import TORCH_CHOICES
@@ -56,12 +58,27 @@ def _csv_rows(chunk: reader.Row):
              value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))]
 
 
-def _json_rows(chunk):
-    if isinstance(chunk, reader.ScalarRows):
-        return ({"tag": tag, "step": step, "wall_time": wall_time, "kind": "scalar", "value": value}
-                for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times, chunk.values))
-    return [{"tag": chunk.tag, "step": chunk.step, "wall_time": chunk.wall_time, "kind": chunk.kind,
-             "value": _row_value(chunk)}]
+_SCALAR_OBJECT = '{{"tag": {}, "step": {}, "wall_time": {!r}, "kind": "scalar", "value": {!r}}}'.format
+
+
+def _scalar_json(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
+    """The JSON objects of a stretch of scalar rows, joined by ``,\n``, in one pass: the text
+    ``json.dumps`` writes for each row's dict (a stretch holding NaN or infinity, which JSON
+    writes as ``NaN``/``Infinity``, takes ``json.dumps`` itself)."""
+    for tag in set(chunk.tags).difference(quoted):
+        quoted[tag] = json.dumps(tag)
+    if not (np.isfinite(chunk.values).all() and np.isfinite(chunk.wall_times).all()):
+        return ",\n".join(json.dumps({"tag": tag, "step": step, "wall_time": wall_time, "kind": "scalar",
+                                       "value": value})
+                           for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times,
+                                                                  chunk.values))
+    return ",\n".join(map(_SCALAR_OBJECT, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times,
+                           chunk.values))
+
+
+def _json_row(row: reader.Row) -> str:
+    return json.dumps({"tag": row.tag, "step": row.step, "wall_time": row.wall_time, "kind": row.kind,
+                       "value": _row_value(row)})
 
 
 def _require_run(path: str) -> Optional[str]:
@@ -103,11 +120,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.format == "json":
             out.write("[")
             separator = "\n"
+            quoted_json: Dict[str, str] = {}
             for chunk in chunks:
-                for row in _json_rows(chunk):
-                    out.write(separator)
-                    out.write(json.dumps(row))
-                    separator = ",\n"
+                out.write(separator)
+                out.write(_scalar_json(chunk, quoted_json) if isinstance(chunk, reader.ScalarRows)
+                          else _json_row(chunk))
+                separator = ",\n"
             out.write("\n]\n")
         else:
             writer = csv.writer(out)
@@ -289,7 +307,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "diff" and len(args.runs) < 2:
         print("unitb diff: give at least two runs", file=sys.stderr)
         return 2
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader of the output went away (`unitb export RUN | head`): stop quietly, and
+        # point stdout at /dev/null so the interpreter's own flush at exit does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
