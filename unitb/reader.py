@@ -185,20 +185,8 @@ def read_run(run_dir: str) -> List[Row]:
 def _event_rows(event, plugin_of: Dict[str, str], path: str) -> Iterator[Row]:
     """The rows of one event the array path left to protobuf."""
     step, wall_time = int(event.step), event.wall_time
-    if not event.summary.value:
-        if event.HasField("graph_def"):
-            yield Row("__graph__", step, wall_time, "graph", None, path)
-        return
-    for value in event.summary.value:
-        if value.WhichOneof("value") == "simple_value":
-            yield Row(value.tag, step, wall_time, "scalar", value.simple_value, path)
-            continue
-        value = _migrated(value)
-        if value.metadata.plugin_data.plugin_name:
-            plugin_of[value.tag] = value.metadata.plugin_data.plugin_name
-        plugin = plugin_of.get(value.tag, "")
-        kind = _PLUGIN_KIND.get(plugin, plugin or "unknown")
-        yield Row(value.tag, step, wall_time, kind, _decode(kind, value), path)
+    for tag, kind, value in _event_values(event, plugin_of):
+        yield Row(tag, step, wall_time, kind, value, path)
 
 
 def tag_summary(run_dir: str) -> List[Dict[str, object]]:
@@ -285,22 +273,30 @@ def steps_by_tag(run_dir: str, values_of: Tuple[str, ...] = ()) -> Iterator[Tupl
 
 
 def decoded_values(events: Iterable[object], plugin_of: Dict[str, str]) -> Iterator[Tuple[str, int, str, object]]:
-    """(tag, step, kind, value) of every summary value of ``events``, each value decoded as
-    :func:`tag_steps` decodes it (a graph event is ``("__graph__", step, "graph", None)``).
-    ``plugin_of`` carries what earlier events said about each tag: pass the same dict for
-    the events of one run read a piece at a time."""
+    """(tag, step, kind, value) of every summary value of ``events``, decoded as the rows are
+    (a graph event is ``("__graph__", step, "graph", None)``). ``plugin_of`` carries what earlier
+    events said about each tag: pass the same dict for the events of one run read a piece at a
+    time."""
     for event in events:
-        values = event.summary.value
-        if not values:
-            if event.HasField("graph_def"):
-                yield "__graph__", int(event.step), "graph", None
-            continue
-        for value in values:
-            kind = _kind_of(value, plugin_of)
-            if kind == "scalar" and value.WhichOneof("value") == "simple_value":
-                yield value.tag, int(event.step), kind, float(value.simple_value)
-            else:
-                yield value.tag, int(event.step), kind, _decode(kind, _migrated(value))
+        step = int(event.step)
+        for tag, kind, value in _event_values(event, plugin_of):
+            yield tag, step, kind, value
+
+
+def _event_values(event, plugin_of: Dict[str, str]) -> Iterator[Tuple[str, str, object]]:
+    """(tag, kind, decoded value) of one event's summary values; a graph event is
+    ``("__graph__", "graph", None)``, another event without values gives nothing."""
+    values = event.summary.value
+    if not values:
+        if event.HasField("graph_def"):
+            yield "__graph__", "graph", None
+        return
+    for value in values:
+        kind = _kind_of(value, plugin_of)
+        if kind == "scalar" and value.WhichOneof("value") == "simple_value":
+            yield value.tag, kind, float(value.simple_value)
+        else:
+            yield value.tag, kind, _decode(kind, _migrated(value))
 
 
 def _migrated(value):
