@@ -192,9 +192,10 @@ class Forwarder:
         """Send everything the folder holds now and close (``unitb push``). A finished run is
         opened as a resume at its last step: a backend run that holds it all is kept as it is.
         The files are read a block at a time in step with each other (the one furthest behind
-        reads on), and the steps every file has passed are sent as they are read: what is held at once is about a block of each
-        file, whatever the run's length (a record more than a block out of step order in its
-        file reaches a backend that takes steps in order late, as in a live run)."""
+        reads on), and the steps every file has passed are sent as they are read: what is held
+        at once is about a block of each file, whatever the run's length (a record more than a
+        block out of step order in its file reaches a backend that takes steps in order late,
+        as in a live run)."""
         from unitb import reader, step_index
 
         files = reader.event_files(self.folder)

@@ -52,10 +52,10 @@ def _scalar_csv(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
     return "".join(map(_SCALAR_LINE, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times, chunk.values))
 
 
-def _csv_rows(chunk: reader.Row):
-    value = _row_value(chunk)
-    return [(chunk.tag, chunk.step, "%.6f" % chunk.wall_time, chunk.kind,
-             value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))]
+def _csv_row(row: reader.Row) -> tuple:
+    value = _row_value(row)
+    return (row.tag, row.step, "%.6f" % row.wall_time, row.kind,
+            value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))
 
 
 _SCALAR_OBJECT = '{{"tag": {}, "step": {}, "wall_time": {!r}, "kind": "scalar", "value": {!r}}}'.format
@@ -68,8 +68,7 @@ def _scalar_json(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
     for tag in set(chunk.tags).difference(quoted):
         quoted[tag] = json.dumps(tag)
     if not (np.isfinite(chunk.values).all() and np.isfinite(chunk.wall_times).all()):
-        return ",\n".join(json.dumps({"tag": tag, "step": step, "wall_time": wall_time, "kind": "scalar",
-                                       "value": value})
+        return ",\n".join(_json_row(reader.Row(tag, step, wall_time, "scalar", value))
                            for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times,
                                                                   chunk.values))
     return ",\n".join(map(_SCALAR_OBJECT, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times,
@@ -135,7 +134,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 if isinstance(chunk, reader.ScalarRows):
                     out.write(_scalar_csv(chunk, quoted))
                 else:
-                    writer.writerows(_csv_rows(chunk))
+                    writer.writerow(_csv_row(chunk))
     finally:
         if out is not sys.stdout:
             out.close()
