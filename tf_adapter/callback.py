@@ -32,8 +32,8 @@ from tf_adapter.layer_features import LayerActivations, LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
-from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_heatmaps,
-                                render_images, write_header)
+from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_images,
+                                write_header, write_heatmaps)
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
@@ -306,13 +306,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self.run.image(split, step, render_images(self.options, images, gt_keypoints=gt_keypoints,
                                                   pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
         if self.predict_heatmaps is not None:
-            try:
-                draw = render_heatmaps(self.options, images, self.predict_heatmaps(self.model, images))
-            except Exception as exc:
-                self.run.warn_once("image", "heatmaps", f"predict_heatmaps failed ({type(exc).__name__}: {exc}); "
-                                   f"{schema.heatmap(split)} skipped")
-                return
-            self.run.tagged_image(schema.heatmap(split), step, draw, f"the {split} heatmaps")
+            write_heatmaps(self.run, self.options, split, step, images,
+                           lambda: self.predict_heatmaps(self.model, images))
 
     def on_test_begin(self, logs=None) -> None:
         self._speed.pause()  # validation inside fit() is not training-step time

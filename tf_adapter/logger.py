@@ -23,7 +23,7 @@ import tensorflow as tf
 from tf_adapter import measure
 from tf_adapter.graph import write_model_graph
 from tf_adapter.profiler import step_profiler
-from tf_adapter.session import check_logdir, open_run, render_heatmaps, render_images, write_header
+from tf_adapter.session import check_logdir, open_run, render_images, write_header, write_heatmaps
 from unitb import schema
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
@@ -226,12 +226,7 @@ class TFLogger(OwnValuesAPI):
         self.run.image(split, int(step), render_images(self.options, images, gt_keypoints, pred_keypoints,
                                                        pred_scores, gt_boxes, pred_boxes, self.skeleton))
         if heatmaps is not None:
-            try:
-                draw = render_heatmaps(self.options, images, _host(heatmaps))
-            except ValueError as exc:
-                self.run.warn_once("image", "heatmaps", f"{exc}; {schema.heatmap(split)} skipped")
-                return
-            self.run.tagged_image(schema.heatmap(split), int(step), draw, f"the {split} heatmaps")
+            write_heatmaps(self.run, self.options, split, int(step), images, lambda: _host(heatmaps))
 
     def flush(self) -> None:
         if self._run is not None:

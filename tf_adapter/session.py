@@ -9,7 +9,7 @@ import numpy as np
 
 from tf_adapter import measure
 from tf_adapter.sink import TFSummarySink
-from unitb import render, storage, train_step
+from unitb import render, schema, storage, train_step
 from unitb.options import LogOptions
 from unitb.remote_run import StoreOptions, open_run_folder
 from unitb.run_logger import RunLogger, default_info, default_warn
@@ -114,19 +114,26 @@ def keras_hparams(model, params: Mapping[str, object], steps_per_execution: int,
     return {key: value for key, value in values.items() if value is not None}  # unknown here: left out
 
 
-def render_heatmaps(options: LogOptions, images, heatmaps) -> Callable[[], np.ndarray]:
-    """Like :func:`render_images`, for predicted heatmaps (N x h x w x K, channels last as TF
-    models output them) laid over the images: copied to the host now, drawn later."""
+def write_heatmaps(run: RunLogger, options: LogOptions, split: str, step: int, images,
+                   heatmaps: Callable[[], object]) -> None:
+    """``{split}/heatmap``: predicted heatmaps (N x h x w x K, channels last as TF models output
+    them, from ``heatmaps()``) laid over the images — taken to the host now, drawn on the writer
+    thread. Heatmaps that cannot be had or have the wrong shape: one warning, that image skipped."""
     limit = options.max_train_images
     array = np.array(images[:limit])
-    heat = np.asarray(heatmaps)[:limit]
-    if heat.ndim != 4 or len(heat) != len(array):
-        raise ValueError(f"heatmaps must be N x h x w x K for the {len(array)} images, got shape {heat.shape}")
+    try:
+        heat = np.asarray(heatmaps())[:limit]
+        if heat.ndim != 4 or len(heat) != len(array):
+            raise ValueError(f"heatmaps must be N x h x w x K for the {len(array)} images, got shape {heat.shape}")
+    except Exception as exc:
+        run.warn_once("image", "heatmaps", f"no {split} heatmaps ({type(exc).__name__}: {exc}); "
+                      f"{schema.heatmap(split)} skipped")
+        return
     per_image = [np.moveaxis(h, -1, 0) for h in heat]  # K x h x w, as the core draws them
 
     def draw() -> np.ndarray:
         return render.render_batch(array, layout="HWC" if array.ndim == 4 else "auto", heatmaps=per_image)
-    return draw
+    run.tagged_image(schema.heatmap(split), step, draw, f"the {split} heatmaps")
 
 
 def render_images(options: LogOptions, images, gt_keypoints=None, pred_keypoints=None, pred_scores=None,
