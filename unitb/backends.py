@@ -24,13 +24,14 @@ Rules:
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import threading
 import weakref
 from dataclasses import dataclass, field
 from importlib import util as import_util
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple
+
+from unitb import json_files
 
 STATE_FILE = ".unitb-backends.json"
 NAMES = ("tensorboard", "wandb", "mlflow")
@@ -103,20 +104,13 @@ def make_backend(name: str, options: Mapping[str, object], warn: Callable[[str],
 
 def read_state(folder: str) -> Dict[str, Dict[str, object]]:
     """What earlier runs into ``folder`` sent, per backend; anything unreadable counts as nothing."""
-    try:
-        with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+    data = json_files.read_dict(os.path.join(folder, STATE_FILE))
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
 
 
 def write_state(folder: str, state: Mapping[str, object]) -> None:
-    path = os.path.join(folder, STATE_FILE)
-    partial = path + ".tmp"  # one forwarder per folder (the folder's claim); never uploaded by a mirror
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=1, sort_keys=True)
-    os.replace(partial, path)
+    # one forwarder per folder (the folder's claim); its .tmp is never uploaded by a mirror
+    json_files.write(os.path.join(folder, STATE_FILE), state, indent=1, sort_keys=True)
 
 
 @dataclass

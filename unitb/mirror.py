@@ -17,7 +17,6 @@ file deleted by hand (to free disk) is never deleted from the store.
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 import threading
@@ -25,7 +24,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from unitb import background, safe_paths, storage
+from unitb import background, json_files, safe_paths, storage
 from unitb.backends import STATE_FILE as BACKENDS_STATE
 from unitb.claim import CLAIM
 from unitb.reader import IN_MODEL_SUFFIX
@@ -114,23 +113,19 @@ class Mirror:
         return os.path.join(self.local, STATE)
 
     def _load_state(self) -> Dict[str, Tuple[int, int]]:
+        data = json_files.read_dict(self._state_path())
+        if data.get("url") != self.url:
+            return {}
         try:
-            with open(self._state_path()) as handle:
-                data = json.load(handle)
-            if data.get("url") != self.url:
-                return {}
             return {k: (int(v[0]), int(v[1])) for k, v in data.get("files", {}).items()}
-        except (OSError, ValueError, TypeError, KeyError, IndexError):
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             return {}
 
     def _save_state(self) -> None:
         with self._lock:
             data = {"url": self.url, "files": {k: list(v) for k, v in self._uploaded.items()}}
         os.makedirs(self.local, exist_ok=True)
-        tmp = self._state_path() + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, self._state_path())
+        json_files.write(self._state_path(), data)
 
     def _remote(self, rel: str) -> str:
         return f"{self.root}/{rel}"

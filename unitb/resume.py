@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from unitb import safe_paths, step_index
+from unitb import json_files, safe_paths, step_index
 from unitb.reader import event_files, is_event_file
 from unitb.records_io import split_at_step
 
@@ -69,12 +69,8 @@ def _fsync_dir(path: str) -> None:
 
 
 def _write_json(path: str, data: object) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """The journal and the manifest: on disk before they are renamed into place."""
+    json_files.write(path, data, durable=True, indent=1)
 
 
 def _compacted_name(first_file: str, resume_step: int) -> str:

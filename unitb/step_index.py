@@ -9,22 +9,17 @@ whole by the resume as before: the index can only make a resume skip reading, ne
 """
 from __future__ import annotations
 
-import json
 import os
 import zlib
 from typing import Dict, Optional, Tuple
+
+from unitb import json_files
 
 INDEX = ".unitb-steps.json"
 
 
 def _load(folder: str) -> Dict[str, Dict[str, int]]:
-    try:
-        with open(os.path.join(folder, INDEX), encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
+    data = json_files.read_dict(os.path.join(folder, INDEX))
     return {name: entry for name, entry in data.items() if isinstance(entry, dict)
             and all(isinstance(entry.get(k), int) for k in ("ino", "offset", "max", "head", "head_len"))}
 
@@ -75,10 +70,7 @@ def update(folder: str) -> None:
         if stat.st_size > entry["offset"]:
             entry["offset"], entry["max"] = _scan(path, entry["offset"], entry["max"])
         fresh[name] = entry
-    partial = os.path.join(folder, INDEX + ".tmp")
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(fresh, handle)
-    os.replace(partial, os.path.join(folder, INDEX))
+    json_files.write(os.path.join(folder, INDEX), fresh)  # rebuilt from the files if a crash loses it
 
 
 def highest_step(path: str) -> Optional[int]:
