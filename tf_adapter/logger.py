@@ -30,7 +30,8 @@ from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
-from unitb.run_logger import RunLogger
+from unitb.claim import FolderBusy
+from unitb.run_logger import RunLogger, default_warn
 from unitb.speed import SpeedMeter
 from unitb.train_step import split_train_values, warn_other_totals, write_train_step
 
@@ -85,7 +86,12 @@ class TFLogger(OwnValuesAPI):
             resume_step = self.start_step
             if resume_step is None and self.checkpoint_manager is not None:
                 resume_step = self.checkpoint_manager.restored_step
-            self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger", store=self.store)
+            try:
+                self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger", store=self.store)
+            except FolderBusy as exc:  # opened inside the training loop: one warning, training goes on
+                default_warn(f"{exc}; logging is off for this run")
+                self.enabled = False
+                return None
             self.run_dir = self._run.run_dir
             self._speed.start(resume_step or 0)
             if self.options.profile_steps:
@@ -98,6 +104,11 @@ class TFLogger(OwnValuesAPI):
                     with tf.init_scope():  # eager even when the first step runs inside a tf.function
                         write_model_graph(self._run.sink.writer, self.model, self._run.warn_once)
         return self._run
+
+    def _ready(self) -> bool:
+        """Whether this process logs, opening the run at first use (a resume refused by a live
+        writer in the folder turns logging off: :class:`~unitb.claim.FolderBusy`)."""
+        return self.enabled and self.run is not None
 
     def _own_closed(self):
         return "TFLogger: log_* after close()" if self.enabled else None
@@ -123,7 +134,7 @@ class TFLogger(OwnValuesAPI):
         and non-finite scaled gradients — an update the scaler skips — are not an anomaly.
         ``batch_size`` / ``data_time`` (eager only): samples of this step and seconds the loop
         waited for its batch, for ``train/throughput`` and ``train/time/data``."""
-        if not self.enabled:
+        if not self._ready():
             return
         if loss_scale is not None and grads is not None:
             grads = [None if g is None else tf.cast(measure.dense_grad(g), tf.float32) / tf.cast(loss_scale, tf.float32)
@@ -204,12 +215,12 @@ class TFLogger(OwnValuesAPI):
 
     # ------------------------------------------------------------------ the rest
     def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
-        if self.enabled and self.options.log_val_metrics:
+        if self.options.log_val_metrics and self._ready():
             self.run.metrics(schema.VAL, int(step), {k: _host(v) for k, v in metrics.items()})
 
     def log_weights(self, step: int, epoch: int, variables: Sequence) -> None:
         """Weight histograms after a completed epoch (1-based), per ``weight_hist_interval``."""
-        if self.enabled and self.options.log_weight_hist and self.options.weight_policy.should_log(int(epoch)):
+        if self.options.log_weight_hist and self.options.weight_policy.should_log(int(epoch)) and self._ready():
             variables = list(variables)
             picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self._model_name)
             self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(variables, picked, names))
@@ -219,7 +230,7 @@ class TFLogger(OwnValuesAPI):
         """Images (N x H x W x C) with ground truth (green) and predictions (red): keypoints
         and/or xyxy boxes; ``heatmaps`` (N x h x w x K, the model's output) also go to
         ``{split}/heatmap``, laid over the same images."""
-        if not self.enabled:
+        if not self._ready():
             return
         if split == "train" and not self.options.train_image_policy.should_log(int(step)):
             return

@@ -37,7 +37,8 @@ def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
     fresh run never writes over another run; a resumed one first sets its orphans aside.
     A URL logdir is written into its local spool and mirrored (:mod:`unitb.remote_run`).
     ``run.run_dir`` is the folder (or URL) chosen."""
-    where = open_run_folder(logdir, resume_step, store or StoreOptions(), warn, default_info, owner)
+    where = open_run_folder(logdir, resume_step, store or StoreOptions(), warn, default_info, owner,
+                            options.resume_wait)
     return RunLogger(TFSummarySink(where.local), warn=warn, max_log_mb=options.max_log_mb,
                      raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
                      mirror=where.mirror, run_dir=where.url, backends=options.backends,

@@ -82,7 +82,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
         self.out_dir = None if out_dir is None else storage.check_location(
             out_dir, self.store.storage_options, "EnhancedTensorBoardHook")
-        self.folder = MMEngineRunFolder(self.out_dir, self.store, _warn, _info)
+        self.folder = MMEngineRunFolder(self.out_dir, self.store, _warn, _info, self.options.resume_wait)
         self.skeleton = [tuple(pair) for pair in skeleton] if skeleton else None
         if not isinstance(keep_mmengine_scalars, bool):
             raise ValueError(f"keep_mmengine_scalars must be True or False, got {keep_mmengine_scalars!r}")

@@ -90,7 +90,8 @@ class TorchLogger(OwnValuesAPI):
                 os.makedirs(self.logdir, exist_ok=True)
             except OSError as exc:
                 raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
-        where = open_run_folder(self.logdir, start_step, self.store, default_warn, default_info, "TorchLogger")
+        where = open_run_folder(self.logdir, start_step, self.store, default_warn, default_info, "TorchLogger",
+                                self.options.resume_wait)
         self.run_dir = where.url
         from torch.utils.tensorboard import SummaryWriter
 

@@ -31,8 +31,9 @@ class MMEngineRunFolder:
     """The hook's run folder and its mirrors (``out_dir``). ``warn``/``info``: mmengine's logger."""
 
     def __init__(self, out_dir: Optional[str], store: StoreOptions, warn: Callable[[str], None],
-                 info: Callable[[str], None]) -> None:
+                 info: Callable[[str], None], resume_wait: float = 60.0) -> None:
         self.out_dir = out_dir
+        self.resume_wait = resume_wait
         self.store = store
         self._warn, self._info = warn, info
         self.mirrors: List[Mirror] = []
@@ -125,11 +126,18 @@ class MMEngineRunFolder:
         previous timestamp folder's steps up to S over, so one clean curve shows."""
         step = int(runner.iter)
         if reader.other_event_files(sink.logdir, sink.open_files()):
+            claim.claim_for_resume(sink.logdir, self.resume_wait, OWNER)  # no live writer of the old run there
             cleanup = resume.truncate_run(sink.logdir, step, exclude=sink.open_files())
             where = sink.logdir
         else:
             previous = previous_timestamp_folder(sink.logdir)
-            cleanup = resume.carry_history(previous, sink.logdir, step) if previous else None
+            cleanup = None
+            if previous:
+                claim.claim_for_resume(previous, self.resume_wait, OWNER)  # the interrupted job has let go
+                try:
+                    cleanup = resume.carry_history(previous, sink.logdir, step)
+                finally:
+                    claim.release(previous)  # its event files moved on with the history
             where = previous
             if cleanup is not None:
                 self._info(f"{OWNER}: resumed at step {step}: steps up to {step} of {previous} continue in "

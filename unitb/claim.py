@@ -16,6 +16,12 @@ and all write into it (TensorBoard then shows one run made of five). So a fresh 
   others get ``FileExistsError`` and move on. A store without that primitive answers
   otherwise: the claim then falls back to its listing (racy between machines) and says so
   once.
+- **Resumes**: a resumed run continues a folder that holds its own history, so the event
+  files do not decide; the lock alone does. A resume waits up to ``resume_wait`` seconds for
+  the process that holds the lock (an interrupted job that is not dead yet) to let go, and
+  then refuses with :class:`FolderBusy`: two writers never share one folder, and a second
+  resume of the same run started at the same moment gets the same clear error instead of
+  rewriting the files under the first one.
 """
 from __future__ import annotations
 
@@ -40,6 +46,44 @@ def _who() -> bytes:
     return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
 
 
+class FolderBusy(RuntimeError):
+    """A resume found its run folder held by a live process (see the module docstring)."""
+
+
+def _lock(folder: str) -> Optional[int]:
+    """A descriptor holding ``folder``'s claim lock, or None when another open claim holds it
+    (in this process or another). Creates the folder."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, CLAIM)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    if fcntl is None:
+        try:
+            return os.open(path, flags | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return None
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None  # a link put where the claim goes: never followed, the folder is not taken
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None  # a live run holds it
+    return fd
+
+
+def _hold(folder: str, fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, _who())  # for a person (and a waiting resume) who wonders whose folder this is
+    except OSError:
+        pass
+    _HELD[folder] = fd
+
+
 def claim_folder(folder: str, own_files: Iterable[str] = ()) -> bool:
     """Make ``folder`` this process's run folder; False when another live run holds it or it
     holds another run's event files (``own_files``: event files this run already opened
@@ -47,38 +91,52 @@ def claim_folder(folder: str, own_files: Iterable[str] = ()) -> bool:
     folder = os.path.abspath(folder)
     if folder in _HELD:
         return True
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, CLAIM)
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    if fcntl is None:
-        try:
-            fd = os.open(path, flags | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-    else:
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return False  # a link put where the claim goes: never followed, the folder is not taken
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False  # a live run holds it
+    fd = _lock(folder)
+    if fd is None:
+        return False
     from unitb.reader import other_event_files
 
     if other_event_files(folder, own_files):
         _close(fd)
         return False  # a finished run's folder
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, _who())  # for a person who wonders whose folder this is
-    except OSError:
-        pass
-    _HELD[folder] = fd
+    _hold(folder, fd)
     return True
+
+
+def holder(folder: str) -> str:
+    """Who holds ``folder``'s claim, in words ("pid 12 on node-3 since 14:02:11"), or ""."""
+    try:
+        with open(os.path.join(folder, CLAIM), "rb") as handle:
+            who = json.loads(handle.read(4096) or b"{}")
+        since = time.strftime("%H:%M:%S", time.localtime(float(who["time"])))
+        return f"pid {who['pid']} on {who['host']} since {since}"
+    except Exception:
+        return ""
+
+
+def claim_for_resume(folder: str, wait: float, owner: str = "unitb") -> None:
+    """Hold ``folder``'s claim for a resumed run: wait up to ``wait`` seconds for a live
+    writer (the interrupted job, or another resume of it) to let go, then raise
+    :class:`FolderBusy` naming it. Nothing in the folder is touched before the claim is held."""
+    folder = os.path.abspath(folder)
+    if fcntl is None:
+        return  # no lock that dies with its process: a stale claim file would block every resume
+    deadline = time.monotonic() + max(0.0, float(wait))
+    while True:
+        fd = _lock(folder)
+        if fd is not None:
+            release(folder)  # a claim this process held before, closed without release: replaced
+            _hold(folder, fd)
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            who = holder(folder)
+            raise FolderBusy(
+                f"{owner}: cannot resume in {folder}: a live process still writes there"
+                f"{f' ({who})' if who else ''} after waiting {wait:g} s (resume_wait). A resume never shares a "
+                "folder with a live writer: stop that process (or wait for it to end) and start again, or "
+                "raise resume_wait")
+        time.sleep(min(0.2, remaining))
 
 
 def _close(fd: int) -> None:

@@ -58,6 +58,9 @@ class LogOptions:
     # (unitb.backends); they get what the event files get, at the same steps, off the training thread.
     backends: Any = None
     backend_timeout: float = 30.0  # how long close() waits for the backends to catch up
+    # How long a resume waits for the interrupted run's process to let go of the run folder
+    # before it refuses (unitb.claim.FolderBusy): two writers never share one folder.
+    resume_wait: float = 60.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,6 +91,9 @@ class LogOptions:
         if isinstance(self.backend_timeout, bool) or not isinstance(self.backend_timeout, (int, float)) \
                 or self.backend_timeout <= 0:
             raise ValueError(f"backend_timeout must be a positive number of seconds, got {self.backend_timeout!r}")
+        if isinstance(self.resume_wait, bool) or not isinstance(self.resume_wait, (int, float)) \
+                or not 0 <= self.resume_wait < float("inf"):
+            raise ValueError(f"resume_wait must be a non-negative number of seconds, got {self.resume_wait!r}")
         adaptive = self.adaptive_interval
         self.scalar_policy: StepPolicy = make_step_policy(
             "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)

@@ -71,17 +71,17 @@ def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None
 
 
 def open_run_folder(logdir: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                    info: Callable[[str], None], owner: str = "unitb") -> RunFolder:
+                    info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> RunFolder:
     """Where every adapter that opens its own writer starts: a local logdir goes through
     :func:`unitb.runs.prepare_run_dir`, a URL through :func:`open_url_run`."""
     if storage.is_url(logdir):
-        return open_url_run(logdir, resume_step, store, warn, info, owner)
-    folder = runs.prepare_run_dir(logdir, resume_step, warn, owner)
+        return open_url_run(logdir, resume_step, store, warn, info, owner, resume_wait)
+    folder = runs.prepare_run_dir(logdir, resume_step, warn, owner, resume_wait)
     return RunFolder(url=folder, local=folder, mirror=None)
 
 
 def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                 info: Callable[[str], None], owner: str = "unitb") -> RunFolder:
+                 info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> RunFolder:
     url = storage.normalize_url(url)
     spool = storage.spool_path(url, store.spool_dir)
     try:
@@ -114,7 +114,7 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
     from unitb import resume
 
     before = set(resume.removals(local))
-    folder = runs.prepare_run_dir(local, resume_step, warn, owner)
+    folder = runs.prepare_run_dir(local, resume_step, warn, owner, resume_wait)
     if set(resume.removals(local)) - before:
         info(f"{owner}: the store's copy of {chosen} gets the same clean-up (set aside under its {resume.TRASH}/, "
              f"nothing deleted that is not there); to put it back from any machine: "

@@ -122,14 +122,16 @@ def choose_run_dir(logdir: str, resume_step: Optional[int], warn: Optional[Calla
 
 
 def prepare_run_dir(logdir: str, resume_step: Optional[int], warn: Callable[[str], None],
-                    owner: str = "unitb") -> str:
-    """Pick the folder (:func:`choose_run_dir`) and, on a real resume, set aside the steps the
-    interrupted run wrote after ``resume_step`` (:func:`unitb.resume.truncate_run`). Every
-    adapter that opens its own writer starts here."""
-    from unitb import resume
+                    owner: str = "unitb", resume_wait: float = 60.0) -> str:
+    """Pick the folder (:func:`choose_run_dir`) and, on a real resume, claim it (waiting up to
+    ``resume_wait`` seconds for a live writer to let go, :func:`unitb.claim.claim_for_resume`)
+    and set aside the steps the interrupted run wrote after ``resume_step``
+    (:func:`unitb.resume.truncate_run`). Every adapter that opens its own writer starts here."""
+    from unitb import claim, resume
 
     folder = choose_run_dir(logdir, resume_step, warn, owner)
     if resume_step:
+        claim.claim_for_resume(folder, resume_wait, owner)
         cleanup = resume.truncate_run(folder, int(resume_step))
         if cleanup is not None:
             warn(f"{owner}: {cleanup.describe(int(resume_step), folder)}")
