@@ -154,6 +154,33 @@ def test_a_resume_sends_each_step_once_per_backend(tmp_path, wandb_offline, mlfl
     assert mlflow_server.history(second["mlflow"]["run_id"]) == tb
 
 
+def test_a_refused_rewind_falls_back_to_a_fork_that_gets_the_steps(tmp_path, wandb_offline):
+    """A launcher that uses W&B itself keeps the crashed child's run open in its W&B service,
+    so ``resume_from`` is refused ("run ID … is in use"): the fork must then really open."""
+    import wandb
+
+    logdir = str(tmp_path / "run")
+    settings = {"wandb": {"project": "t-fork", "dir": wandb_offline}}
+    _torch_run(logdir, 1, 10, backends=settings).close()
+    old = backends.read_state(logdir)["wandb"]["id"]
+    held = wandb.init(id=old, resume="allow", project="t-fork", dir=wandb_offline, reinit="create_new",
+                      settings=wandb.Settings(console="off", silent=True))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _torch_run(logdir, 7, 14, start_step=6, seed=1, backends=settings).close()
+    finally:
+        held.finish()
+    said = [str(w.message) for w in caught]
+    assert any(f"W&B refused resume_from={old}?_step=6" in m for m in said), said
+    assert not any("fork_from=" in m or "mutually exclusive" in m for m in said), said
+    forked = [run for run in wandb_runs(wandb_offline) if run.branch_point == (old, 6.0)]
+    assert len(forked) == 1
+    tb = _tb_scalars(logdir)
+    assert forked[0].scalars()["train/loss"] == [p for p in tb["train/loss"] if p[0] > 6]
+    assert backends.read_state(logdir)["wandb"]["id"] == forked[0].run_id
+
+
 def test_a_backend_that_is_down_costs_one_warning_and_a_bounded_close(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")

@@ -5,6 +5,7 @@ logged before the resume point is lost."""
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -35,9 +36,9 @@ def _accumulator_steps(run_dir, tag="train/loss"):
     return [e.step for e in acc.Scalars(tag)]
 
 
-def _script(name, *args):
+def _script(name, *args, env=None):
     done = subprocess.run([sys.executable, os.path.join(HERE, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, env=ENV, timeout=600)
+                          capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=600)
     return done
 
 
@@ -163,16 +164,26 @@ def test_mmengine_resume_into_a_new_timestamp_folder(tmp_path):
     first_dir = mmengine_pose.vis_dir(work)
     before = _loss(first_dir)
     assert sorted(before) == list(range(1, 13))
-    restarted = _script("mmengine_crash.py", work, 0)
+    # A start that failed before training (a checkpoint that would not load) left a later
+    # timestamp folder holding only mmengine's config text: the resume must not carry from it.
+    from torch.utils.tensorboard import SummaryWriter
+
+    failed_dir = os.path.join(work, time.strftime("%Y%m%d_%H%M%S"), "vis_data")
+    with SummaryWriter(failed_dir) as writer:
+        writer.add_text("config", "model = dict()", 0)
+    time.sleep(1.1)  # the restart's timestamp folder comes after it
+    # torch >= 2.6 loads weights-only by default: the hook in the config is all it takes.
+    restarted = _script("mmengine_crash.py", work, 0, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "0"})
     assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "Weights only load failed" not in restarted.stderr
     second_dir = mmengine_pose.vis_dir(work)
-    assert second_dir != first_dir
+    assert second_dir not in (first_dir, failed_dir)
     # One clean curve in the new folder: steps 1..8 carried over from before the checkpoint.
     assert _loss_steps(second_dir) == list(range(1, 17))
     after = _loss(second_dir)
     assert all(after[s] == before[s] for s in range(1, 9))
     assert _accumulator_steps(second_dir) == list(range(1, 17))
-    assert reader.find_runs(work) == [second_dir]  # the earlier folder shows nothing twice
+    assert reader.find_runs(work) == sorted([failed_dir, second_dir])  # the earlier folder shows nothing twice
     assert [r.step for r in reader.read_run(second_dir) if r.tag == "model/total_parameters"] == [0]
     (trash,) = resume.removals(work)
     assert trash.startswith(first_dir)

@@ -82,6 +82,13 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
         self.out_dir = None if out_dir is None else storage.check_location(
             out_dir, self.store.storage_options, "EnhancedTensorBoardHook")
+        # The Runner builds hooks before it loads a checkpoint: resume=True and load_from then
+        # work on torch >= 2.6's weights-only torch.load, with the check on for everything else.
+        try:
+            mmengine_backend.allow_checkpoint_globals()
+        except Exception as exc:
+            _warn(f"EnhancedTensorBoardHook: could not allow-list mmengine's checkpoint contents for torch.load "
+                  f"({type(exc).__name__}: {exc}); resume=True may need TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
         self.folder = MMEngineRunFolder(self.out_dir, self.store, _warn, _info, self.options.resume_wait)
         self.skeleton = [tuple(pair) for pair in skeleton] if skeleton else None
         if not isinstance(keep_mmengine_scalars, bool):

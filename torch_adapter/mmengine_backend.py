@@ -8,7 +8,11 @@ folder after it was opened, or (b) keep LoggerHook's scalars out of that writer 
 - :func:`schema_only` wraps the backend's ``add_scalars``;
 - :func:`redact_config_text` wraps ``TensorboardVisBackend.add_config`` (class level, once, when
   ``torch_adapter`` is imported: the Runner writes its config text while it is built, before
-  any hook exists), so the config in the TEXT tab never carries credentials.
+  any hook exists), so the config in the TEXT tab never carries credentials;
+- :func:`allow_checkpoint_globals` lets torch's weights-only ``torch.load`` (the default from
+  torch 2.6) read what mmengine's own checkpoints hold besides tensors: the message hub's
+  ``HistoryBuffer`` objects (pickled with their statistics methods as
+  ``getattr(HistoryBuffer, 'min')``…) and the numpy arrays and scalars inside them.
 
 Checked against mmengine :data:`CHECKED_VERSIONS`. :func:`missing_internals` lists what this
 module relies on and is absent from a backend; the hook warns with it, and
@@ -23,6 +27,42 @@ from typing import List, Optional
 from unitb.storage import redact_secrets
 
 CHECKED_VERSIONS = ("0.10.7",)
+
+
+def _history_buffer_method(owner, name: str):
+    """What ``builtins.getattr`` may do while a checkpoint is read: fetch one of
+    ``HistoryBuffer``'s statistics methods, nothing else (a general ``getattr`` would let a
+    crafted checkpoint reach any attribute)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    allowed = {"min", "max", "current", "mean", *HistoryBuffer._statistics_methods}  # built-in and registered
+    if owner is HistoryBuffer and isinstance(name, str) and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise ValueError(f"unitb: a checkpoint asked for getattr({owner!r}, {name!r}); only HistoryBuffer's "
+                     "statistics methods are allowed")
+
+
+def allow_checkpoint_globals() -> bool:
+    """Allow-list, for weights-only ``torch.load``, exactly the globals an mmengine checkpoint
+    holds (:data:`CHECKPOINT_GLOBALS`); ``getattr`` only as :func:`_history_buffer_method`.
+    The check stays on for everything else. False where torch has no allow-list (< 2.4,
+    whose ``torch.load`` is not weights-only by default)."""
+    import numpy as np
+    import torch
+
+    add = getattr(torch.serialization, "add_safe_globals", None)
+    if add is None:
+        return False
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    reconstruct, scalar = multiarray.multiarray._reconstruct, multiarray.multiarray.scalar
+    dtype_classes = [type(np.dtype(kind)) for kind in "?bBhHiIlLqQefdgFDG"]
+    add([HistoryBuffer, np.ndarray, np.dtype, reconstruct, scalar, *dtype_classes,
+         (_history_buffer_method, "builtins.getattr"),
+         (reconstruct, f"{reconstruct.__module__}._reconstruct"),  # checkpoints from numpy 1 and 2
+         (reconstruct, "numpy.core.multiarray._reconstruct"), (scalar, "numpy.core.multiarray.scalar")])
+    return True
 
 
 def tensorboard_backend(runner):

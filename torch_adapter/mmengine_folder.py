@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Set
 
 from torch_adapter import mmengine_backend
 from torch_adapter.sink import SummaryWriterSink
-from unitb import claim, reader, resume, runs, storage
+from unitb import claim, reader, resume, runs, step_index, storage
 from unitb.mirror import Mirror
 from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder, store_versions
 
@@ -183,8 +183,15 @@ class MMEngineRunFolder:
         return mirror
 
 
+def holds_training_steps(folder: str) -> bool:
+    """Whether ``folder``'s event files hold a record past step 0. A start that failed before
+    training (a checkpoint that would not load) leaves a folder with only the config text at
+    step 0: it is not the run a resume continues."""
+    return any(step_index.last_step(path) >= 1 for path in reader.event_files(folder))
+
+
 def previous_timestamp_folder(vis_dir: str) -> Optional[str]:
-    """``work_dir/<earlier timestamp>/vis_data`` that holds event files, the newest before
+    """``work_dir/<earlier timestamp>/vis_data`` that holds training steps, the newest before
     ``vis_dir``'s own timestamp (mmengine names them ``%Y%m%d_%H%M%S``, which sort by time)."""
     stamp_dir = osp.dirname(osp.abspath(vis_dir))
     work_dir, stamp = osp.dirname(stamp_dir), osp.basename(stamp_dir)
@@ -197,6 +204,6 @@ def previous_timestamp_folder(vis_dir: str) -> Optional[str]:
         candidate = osp.join(work_dir, name, leaf)
         if name < stamp and osp.isdir(candidate):
             resume.recover(candidate)  # a clean-up interrupted by a kill is finished first
-            if reader.event_files(candidate):
+            if holds_training_steps(candidate):
                 return candidate
     return None

@@ -30,32 +30,38 @@ class WandbBackend(PointErrors):
         self.project: Optional[str] = None
 
     def open(self, state: Dict[str, object], start_step: int, run_name: str) -> int:
-        import wandb
-
         kwargs = {key: self.options[key] for key in ("entity", "group", "tags", "notes", "dir", "mode")
                   if key in self.options}
         self.project = str(self.options.get("project") or state.get("project") or OWNER)
-        kwargs.update(project=self.project, name=self.options.get("name") or run_name, reinit="create_new",
-                      settings=wandb.Settings(console="off", silent=True))
+        kwargs.update(project=self.project, name=self.options.get("name") or run_name, reinit="create_new")
         old = state.get("id") if isinstance(state.get("id"), str) else None
         sent = int(state.get("sent_step", -1)) if isinstance(state.get("sent_step"), int) else -1
         if old and sent <= start_step:  # nothing after the resume point was sent: go on where it stopped
-            self.run = wandb.init(id=old, resume="allow", **kwargs)
+            self.run = self._init(kwargs, id=old, resume="allow")
             self.run_id = old
             return sent
         if old:  # steps after start_step were sent: rewind the run to it, or fork it there
             for how in ("resume_from", "fork_from"):
                 try:
-                    self.run = wandb.init(**{how: f"{old}?_step={start_step}"}, **kwargs)
+                    self.run = self._init(kwargs, **{how: f"{old}?_step={start_step}"})
                 except Exception as exc:
                     self._warn(f"unitb: W&B refused {how}={old}?_step={start_step} ({type(exc).__name__}: {exc})")
                     continue
                 self.run_id = self.run.id
                 return start_step
             self._warn(f"unitb: the W&B run {old} holds steps after {start_step}; a new W&B run gets this one")
-        self.run = wandb.init(id=uuid.uuid4().hex[:12], **kwargs)
+        self.run = self._init(kwargs, id=uuid.uuid4().hex[:12])
         self.run_id = self.run.id
         return -1
+
+    @staticmethod
+    def _init(kwargs: Mapping[str, object], **how: object):
+        """``wandb.init`` with its own ``Settings``: ``wandb.init`` writes ``resume_from`` /
+        ``fork_from`` into the settings it is given, so one object shared by the attempts above
+        made every fallback fail as "mutually exclusive"."""
+        import wandb
+
+        return wandb.init(**how, **kwargs, settings=wandb.Settings(console="off", silent=True))
 
     def send(self, steps: List[Tuple[int, List[tuple]]]) -> None:
         for step, points in steps:

@@ -13,9 +13,8 @@ from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # mmpose_compat, make_coco
-# torch >= 2.6 loads checkpoints weights-only, and mmengine checkpoints hold numpy objects:
-# without this, resume=True / load_from fail with "Unsupported global ... _reconstruct".
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+# torch >= 2.6 loads checkpoints weights-only: the hook allow-lists what mmengine checkpoints
+# hold, so resume=True needs no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
 
 RUN_NAME = "mmpose-topdown"
 TRAIN_IMAGES, VAL_IMAGES = 32, 16
