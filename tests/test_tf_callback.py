@@ -225,3 +225,44 @@ def test_your_own_hparams_reach_the_run_and_diff_calls_them_the_runs_own(tmp_pat
     report = diff.compare(layouts)
     assert report.ok, diff.format_report(layouts, report)
     assert any("hparams of the run's own" in n and "backbone" in n for n in report.notes)
+
+
+class OwnTrainStepModel(keras.Model):
+    """A train step that returns its own values and updates no compiled metric."""
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self(x, training=True) - y))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return {"loss": loss, "my_metric": loss * 2.0 + 1.0}
+
+
+@pytest.mark.parametrize("beside_keras_tensorboard", [True, False])  # Keras' batch dispatch: inline / threaded
+def test_a_custom_train_step_logs_what_it_returns_at_every_step(tmp_path, beside_keras_tensorboard):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    model = OwnTrainStepModel(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    x, y = _data(160, seed=4)
+    y = y * 10 + 40  # a loss far from 0, so a 0 read from untouched metrics cannot pass for it
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: returned.append(
+        {k: float(v) for k, v in logs.items()}))
+    returned = []
+    callbacks = [unitb.TFCallback(str(tmp_path / "unitb"), scalar_interval=1, log_speed=False), record]
+    if beside_keras_tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(tmp_path / "keras"), update_freq=1))
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+    ours = reader.scalars(str(tmp_path / "unitb"))
+    assert len(returned) == 40
+    for name in ("loss", "my_metric"):
+        steps, values = zip(*ours[f"train/{name}"])
+        assert list(steps) == list(range(1, 41))  # every step, across both epochs
+        assert list(values) == pytest.approx([r[name] for r in returned], rel=1e-6)
+    if beside_keras_tensorboard:  # the same values as Keras' own callback's batch points
+        theirs = reader.scalars(str(tmp_path / "keras" / "train"))
+        for name in ("loss", "my_metric"):
+            assert [s for s, _ in theirs[f"batch_{name}"]] == list(range(1, 41))
+            assert [v for _, v in ours[f"train/{name}"]] == pytest.approx([v for _, v in theirs[f"batch_{name}"]],
+                                                                           rel=1e-6)

@@ -32,6 +32,7 @@ from tf_adapter.layer_features import LayerActivations, LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
+from tf_adapter.step_returns import StepReturns, overrides_train_step
 from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_images,
                                 write_header, write_heatmaps)
 from unitb import schema
@@ -118,6 +119,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._profiler: Optional[StepProfiler] = None  # profile_steps, once per run
         self._markers = StepMarkers()  # the profiled steps, marked for the PROFILE tab's step time
         self._fetch: Optional[measure.MetricsFetch] = None
+        self._returns: Optional[StepReturns] = None  # a custom train_step's own values (step_returns)
         self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
         self._fit_start = (0, 0)  # (step, samples counted) when this fit began
@@ -177,6 +179,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None
                 return
+        self._returns = StepReturns() if overrides_train_step(model) else None
         self._due.reset(step)
         self._first_block = True  # its trace tells whether the model makes tf.summary calls
         self._clock = EpochClock()  # a new fit may bring data of another length
@@ -205,11 +208,22 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                                 self.extra_hparams))
 
     # ------------------------------------------------------------------ batches
+    # Keras may call on_train_batch_end on its dispatch thread: this one only hands the values
+    # over (StepReturns), so every other callback keeps that thread.
+    async_safe = True
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        returns = self._returns
+        if returns is not None:
+            returns.put(batch, logs)
+
     def on_epoch_begin(self, epoch, logs=None) -> None:
         if not self._chief:
             return
         if not self._fit_open:
             self._begin_fit(epoch)
+        if self._returns is not None:
+            self._returns.clear()
         if self.run is not None and self._probe is not None:
             self._clock.begin(epoch, int(self._probe.counter.numpy()))  # one read per epoch
 
@@ -264,6 +278,12 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._write_hparams_once(end)
         if epoch_logs is not None:
             logs = dict(epoch_logs)
+        elif self._returns is not None:  # a custom train_step: what it returned, as Keras' own callback logs
+            returned = self._returns.take(end - self._clock.base - 1)  # the 0-based batch that ended at `end`
+            if returned is None:
+                self.run.warn_once("callback", "returns", f"the train step's values for step {step} never reached "
+                                   "on_train_batch_end; its losses and metrics are skipped there")
+            logs = self._train_logs(returned or {})
         else:
             if self._fetch is None:
                 self._fetch = measure.MetricsFetch.for_model(self.model, with_lr=opts.log_lr)
