@@ -50,7 +50,10 @@ class TFSummarySink:
     def __init__(self, logdir: str):
         self.logdir = logdir
         self.writer = tf.summary.create_file_writer(logdir)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the scalars waiting to be written
+        # Every use of the writer, and its replacement by reopen(): a record written on one
+        # thread while another reopens never meets a closed writer (it would be lost).
+        self._writer_lock = threading.RLock()
         self._pending_step: Optional[int] = None
         self._pending: List[Tuple[str, float]] = []
         self._ready: List[Tuple[bytes, int]] = []
@@ -66,12 +69,13 @@ class TFSummarySink:
 
     def reopen(self) -> None:
         """Start a new event file (after the directory vanished or the disk filled up)."""
-        old = self.writer
-        self.writer = tf.summary.create_file_writer(self.logdir)
-        try:
-            old.close()
-        except Exception:
-            pass
+        with self._writer_lock:
+            old = self.writer
+            self.writer = tf.summary.create_file_writer(self.logdir)
+            try:
+                old.close()
+            except Exception:
+                pass
 
     def _finish_step(self) -> None:
         if self._pending:
@@ -84,7 +88,8 @@ class TFSummarySink:
         ready, self._ready = self._ready, []
         # On an error they are not retried: some may have reached the file already, and a
         # step twice would be worse than the gap the run logger warns about.
-        write_many(self.writer, ready)
+        with self._writer_lock:
+            write_many(self.writer, ready)
 
     def _write_scalars(self) -> None:
         with self._lock:
@@ -99,18 +104,20 @@ class TFSummarySink:
 
     def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
         self._write_scalars()
-        with self.writer.as_default(), tf.summary.record_if(True):
+        with self._writer_lock, self.writer.as_default(), tf.summary.record_if(True):
             tf.summary.image(tag, image[None], step=step, max_outputs=1)
 
     def write_summary(self, summary, step: int) -> None:
         self._write_scalars()
-        with self.writer.as_default(), tf.summary.record_if(True):
+        with self._writer_lock, self.writer.as_default(), tf.summary.record_if(True):
             tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
     def flush(self) -> None:
         self._write_scalars()
-        self.writer.flush()
+        with self._writer_lock:
+            self.writer.flush()
 
     def close(self) -> None:
         self._write_scalars()
-        self.writer.close()
+        with self._writer_lock:
+            self.writer.close()

@@ -72,14 +72,29 @@ class OwnValues:
         as a grid; ``keypoints`` (K x 2, or one per image) and ``boxes`` (M x 4 xyxy) overlaid."""
         tag = _tag(tag)
         try:
-            array = np.array(_host(image))  # a copy: the caller may reuse its buffer
+            view = _host(image)
+            step_ = render.shrink_step(np.shape(view))
+            if step_ > 1:  # thinned before the copy: memory and encoding stay bounded
+                self.run.warn_once("own", tag + ":size", f"{tag}: an image of shape {tuple(np.shape(view))} is over "
+                                   f"{render.MAX_IMAGE_SIDE} pixels on its long side; written at 1/{step_} of its size "
+                                   "(said once per tag)")
+                view = render.thinned(np.asarray(view), step_)
+            array = np.array(view)  # a copy: the caller may reuse its buffer
         except Exception as exc:
             self._skip(tag, f"not an image ({exc})")
             return
         batch = array.ndim == 4
-        per_image = (lambda x: None if x is None else (list(_host(x)) if batch else [_host(x)]))
-        overlays = dict(pred_keypoints=per_image(keypoints), pred_scores=per_image(scores),
-                        pred_boxes=per_image(boxes))
+
+        def per_image(values, coords: int = 0):
+            if values is None:
+                return None
+            values = _host(values)
+            if step_ > 1 and coords:  # keypoints (x, y) and boxes (x1, y1, x2, y2) follow the thinned pixels
+                values = np.array(values, dtype=np.float64)
+                values[..., :coords] /= step_
+            return list(values) if batch else [values]
+        overlays = dict(pred_keypoints=per_image(keypoints, 2), pred_scores=per_image(scores),
+                        pred_boxes=per_image(boxes, 4))
         try:  # the shape is checked here, on the caller's thread, so a bad one is named at once
             render.to_hwc(array[0] if batch else array)
         except render.RenderError as exc:

@@ -173,6 +173,44 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, color: Tuple[int, int, int]
     return np.asarray(canvas)
 
 
+MAX_IMAGE_SIDE = 2048  # the longest side of a written image (of the grid, for a batch)
+
+
+def shrink_step(shape: Sequence[int], layout: str = "auto") -> int:
+    """The whole factor ``k`` by which an image (HW, HWC, CHW) or a batch (N x …) of this
+    shape is thinned (every k-th pixel) so the written picture stays within
+    :data:`MAX_IMAGE_SIDE`: 1 when it already does. Decided on the shape alone, before any
+    pixel is copied, so a 10000 x 10000 image costs what its 4096-pixel version costs."""
+    shape = tuple(int(n) for n in shape)
+    per_row = 1
+    if len(shape) == 4:
+        per_row = int(math.ceil(math.sqrt(shape[0]))) if shape[0] else 1
+        shape = shape[1:]
+    if len(shape) == 2:
+        height, width = shape
+    elif len(shape) == 3:
+        chw = layout == "CHW" or (layout == "auto" and shape[0] in _CHANNELS and shape[-1] not in _CHANNELS)
+        height, width = shape[1:] if chw else shape[:2]
+    else:
+        return 1
+    limit = max(1, MAX_IMAGE_SIDE // per_row)
+    return max(1, int(math.ceil(max(height, width) / limit)))
+
+
+def thinned(image: np.ndarray, step: int, layout: str = "auto") -> np.ndarray:
+    """A view of ``image`` (or a batch) keeping every ``step``-th row and column (no copy)."""
+    if step <= 1:
+        return image
+    batch = image.ndim == 4
+    single = image.shape[1:] if batch else image.shape
+    chw = len(single) == 3 and (layout == "CHW" or (layout == "auto" and single[0] in _CHANNELS
+                                                      and single[-1] not in _CHANNELS))
+    first = (1 if chw else 0) + (1 if batch else 0)
+    index = [slice(None)] * image.ndim
+    index[first] = index[first + 1] = slice(None, None, step)
+    return image[tuple(index)]
+
+
 def make_grid(images: Sequence[np.ndarray], ncols: Optional[int] = None, pad: int = 2) -> np.ndarray:
     """Tile HWC uint8 RGB images (sizes may differ) into one image, padded with black."""
     if len(images) == 0:

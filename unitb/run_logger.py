@@ -9,6 +9,7 @@ never take training down. The actual bytes go to a :class:`Sink` (``SummaryWrite
 """
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
@@ -75,6 +76,25 @@ def as_number(value: object) -> Optional[float]:
     if array.size == 1 and (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         return float(array.reshape(-1)[0])
     return None
+
+
+# Errors that a record's own content causes (a name too long for the file system, a value of
+# the wrong type or shape); anything else — a full disk, an I/O error, a vanished folder, a
+# writer TensorFlow reports broken — is the writer's, and is repaired by a new event file.
+_VALUE_ERRNOS = {errno.ENAMETOOLONG, errno.EINVAL, errno.EISDIR, errno.ENOTDIR, errno.EEXIST}
+
+
+def value_problem(exc: BaseException) -> bool:
+    """Whether ``exc`` is the record's problem rather than the writer's (see above)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _VALUE_ERRNOS
+    return isinstance(exc, (ValueError, TypeError, KeyError, IndexError, UnicodeError, OverflowError))
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """The error's text, cut to ``limit`` characters (a 2,000-character tag is not repeated)."""
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 def directory_size_mb(path: str) -> float:
@@ -160,6 +180,11 @@ class RunLogger:
             return True
         except Exception as exc:  # logging must never stop training
             self.failures[what] = self.failures.get(what, 0) + 1
+            if value_problem(exc):  # this record's own problem: the writer is fine, nothing to repair
+                self.warn_once("write", f"{what}:{type(exc).__name__}",
+                               f"could not write {what} ({type(exc).__name__}: {_short(exc)}); that record is "
+                               "skipped, training and logging go on")
+                return False
             self.warn_once("write", f"{what}:{type(exc).__name__}",
                            f"could not write {what} ({type(exc).__name__}: {exc}); training goes on, "
                            f"later {what} records are attempted again")
