@@ -181,6 +181,32 @@ def test_a_refused_rewind_falls_back_to_a_fork_that_gets_the_steps(tmp_path, wan
     assert backends.read_state(logdir)["wandb"]["id"] == forked[0].run_id
 
 
+def test_a_hard_kill_before_wandb_wrote_its_rows_resends_them_on_resume(tmp_path, wandb_offline):
+    """``run.log`` returning is not W&B holding the row: a process SIGKILLed right after its
+    forwarder handed steps over can leave W&B's transaction log without them. The resume reads
+    that log and sends again, from the run folder, what W&B does not hold."""
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "wandb_kill.py")
+    logdir = str(tmp_path / "run")
+    # Each process its own W&B service (an earlier test's wandb.init left this process's in the environment).
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    killed = subprocess.run([sys.executable, script, logdir, wandb_offline, "0", "14", "kill"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    held_before = {step for run in wandb_runs(wandb_offline) for step, _ in run.scalars().get("train/loss", [])}
+    resumed = subprocess.run([sys.executable, script, logdir, wandb_offline, "10", "20", "close"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = [(s, float(s)) for s in range(1, 11)] + [(s, 1000.0 + s) for s in range(11, 21)]
+    assert _tb_scalars(logdir)["train/loss"] == expected
+    # What a W&B user sees: every step once, each with the value TensorBoard has.
+    assert _wandb_seen(wandb_offline)["train/loss"] == expected
+    if held_before != set(range(1, 15)):  # W&B had not written (all) the rows when the process died
+        assert "sent again" in resumed.stderr
+
+
 def test_a_backend_that_is_down_costs_one_warning_and_a_bounded_close(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")

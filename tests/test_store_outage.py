@@ -107,7 +107,8 @@ def test_store_still_away_at_the_end_then_unitb_push(own_store):
     for step in range(11, 21):
         _step(log, step)
     started = time.monotonic()
-    with pytest.warns(UnitbWarning, match=r"were not uploaded to s3://outage/runs/late .*`unitb push "):
+    with pytest.warns(UnitbWarning, match=r"does not hold \d+ file\(s\) of this run whole at s3://outage/runs/late "
+                                          r"\(.*tfevents.*\).*`unitb push "):
         log.close()
     assert time.monotonic() - started < 2 + 2  # bounded by upload_timeout, whatever the requests do
     _restart(own_store)
@@ -121,6 +122,8 @@ def test_spool_bound_pauses_histograms_not_scalars(own_store):
     log = _logger(url, scalar_interval=1, upload_interval=0.3, max_spool_mb=0.001)  # ~1 KB of backlog
     for step in range(1, 11):
         _step(log, step)
+    log.flush()
+    assert _wait_uploaded(log.run.mirror)  # no backlog yet: the histograms of step 10 are written
     log.log_epoch(10, 1)
     log.flush()
     assert _wait_uploaded(log.run.mirror)
@@ -138,3 +141,60 @@ def test_spool_bound_pauses_histograms_not_scalars(own_store):
     assert [s for s, _ in scalars["train/loss"]] == list(range(1, 41))  # scalars went on
     histogram_steps = {r.step for r in reader.read_run(url) if r.kind == "histogram"}
     assert histogram_steps == {10}  # before the outage; paused while the backlog was over the bound
+
+
+def _store_matches_spool(store, url):
+    """Every local file of the run is in the store, byte for byte."""
+    spool = storage.spool_path(url)
+    fs = store.filesystem()
+    from unitb.mirror import local_files
+    import os
+
+    for rel in local_files(spool):
+        with open(os.path.join(spool, rel), "rb") as handle:
+            assert fs.cat(f"{url[len('s3://'):]}/{rel}") == handle.read(), rel
+
+
+@pytest.mark.parametrize("lie", ["cut", "same-size-damaged", "restarted-empty"])
+def test_close_checks_the_stores_copy_and_sends_again_what_it_lost(own_store, capsys, lie):
+    url = f"s3://outage/runs/{lie}"
+    log = _logger(url, scalar_interval=1, upload_interval=0.3)
+    for step in range(1, 81):
+        _step(log, step)
+    log.flush()
+    assert _wait_uploaded(log.run.mirror)
+    fs = own_store.filesystem()
+    if lie == "cut":  # the store keeps half of the event file, silently
+        (key,) = [k for k in own_store.objects(url) if "tfevents" in k]
+        whole = fs.cat(f"outage/runs/{lie}/{key}")
+        fs.pipe_file(f"outage/runs/{lie}/{key}", whole[: len(whole) // 2])
+    elif lie == "same-size-damaged":  # as long as the file, other bytes: only the ETag (MD5) tells
+        (key,) = [k for k in own_store.objects(url) if "tfevents" in k]
+        whole = fs.cat(f"outage/runs/{lie}/{key}")
+        fs.pipe_file(f"outage/runs/{lie}/{key}", whole[:40] + bytes(len(whole) - 40))
+    else:  # restarted between two requests: no upload ever failed, the objects are gone
+        own_store.stop()
+        _restart(own_store)
+    assert max((s for s, _ in reader.scalars(url).get("train/loss", [])), default=0) < 80
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log.close()
+    assert not [w for w in caught if issubclass(w.category, UnitbWarning)], [str(w.message) for w in caught]
+    assert "differed from this run's" in capsys.readouterr().err
+    assert [s for s, _ in reader.scalars(url)["train/loss"]] == list(range(1, 81))
+    _store_matches_spool(own_store, url)
+
+
+def test_a_missing_bucket_is_one_clear_error_at_construction(own_store):
+    import unitb
+    from torch_adapter import EnhancedTensorBoardHook
+
+    url = "s3://no-such-bucket/runs/exp"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for make in (lambda: _logger(url), lambda: unitb.TFLogger(url), lambda: unitb.TFCallback(url),
+                     lambda: EnhancedTensorBoardHook(out_dir="s3://no-such-bucket/mmpose")):
+            with pytest.raises(ValueError, match=r"the bucket 'no-such-bucket' of s3://no-such-bucket/\S+ does not "
+                                                 r"exist in the store"):
+                make()
+    assert not [w for w in caught if issubclass(w.category, UnitbWarning)], [str(w.message) for w in caught]

@@ -4,18 +4,84 @@ Every record is logged with ``step=`` the event's step, so W&B's x-axis is unitb
 iteration. Scalars, images, histograms and text become history values under the same tags
 (W&B groups its panels by the part before the first ``/``: the schema's families); the hparams
 and the config go to ``run.config``. W&B is imported only when a run uses it.
+
+``run.log`` returning does not mean W&B holds the row: its service writes the run's
+transaction log (``run-<id>.wandb``, online and offline alike) a moment later, and a process
+killed in between leaves rows that are nowhere. So a resume does not trust the steps unitb
+handed over; it reads the interrupted run's transaction log (:func:`logged_steps`, the one
+place that knows that file's framing, checked with wandb :data:`CHECKED_VERSIONS`) and sends
+again, from the run folder, every step after the last one W&B really has.
 """
 from __future__ import annotations
 
 import html
+import os
+import struct
 import time
 import uuid
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from unitb.backend_points import PointErrors, histogram_of, hparams_of, image_of
 
 OWNER = "unitb"
 MAX_BINS = 512  # wandb.Histogram refuses more
+CHECKED_VERSIONS = ("0.31.0",)
+_BLOCK = 32768  # the transaction log is LevelDB's log format: 7-byte chunk headers in 32 KiB blocks
+_MAGIC = b":W&B"
+
+
+def _log_records(path: str) -> Iterator[bytes]:
+    """The records of a W&B transaction log, whole; a torn tail ends it."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data[:4] != _MAGIC:
+        raise ValueError(f"{path} is not a W&B transaction log")
+    pos, pieces = 7, b""
+    while pos + 7 <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < 7:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack_from("<IHB", data, pos)
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        chunk = data[pos + 7:pos + 7 + length]
+        if len(chunk) < length:
+            return
+        pos += 7 + length
+        if kind == 1:  # FULL
+            yield chunk
+        elif kind == 2:  # FIRST
+            pieces = chunk
+        elif kind == 3:  # MIDDLE
+            pieces += chunk
+        elif kind == 4:  # LAST
+            yield pieces + chunk
+            pieces = b""
+
+
+def logged_steps(path: Optional[str]) -> Optional[int]:
+    """The highest step of the history rows W&B wrote into its transaction log at ``path``
+    (-1: none); None when the file cannot be read (another machine's run, another format)."""
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        import json
+
+        from wandb.proto import wandb_internal_pb2
+
+        highest = -1
+        for data in _log_records(path):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(data)
+            if record.WhichOneof("record_type") == "history":
+                for item in record.history.item:
+                    if (item.key or "/".join(item.nested_key)) == "_step":
+                        highest = max(highest, int(json.loads(item.value_json)))
+        return highest
+    except Exception:
+        return None
 
 
 class WandbBackend(PointErrors):
@@ -28,6 +94,7 @@ class WandbBackend(PointErrors):
         self.run = None
         self.run_id: Optional[str] = None
         self.project: Optional[str] = None
+        self.log_file: Optional[str] = None  # this run's transaction log (run-<id>.wandb)
 
     def open(self, state: Dict[str, object], start_step: int, run_name: str) -> int:
         kwargs = {key: self.options[key] for key in ("entity", "group", "tags", "notes", "dir", "mode")
@@ -36,22 +103,24 @@ class WandbBackend(PointErrors):
         kwargs.update(project=self.project, name=self.options.get("name") or run_name, reinit="create_new")
         old = state.get("id") if isinstance(state.get("id"), str) else None
         sent = int(state.get("sent_step", -1)) if isinstance(state.get("sent_step"), int) else -1
+        held = logged_steps(state.get("log") if isinstance(state.get("log"), str) else None)
+        if old and held is not None and held < sent:
+            self._warn(f"unitb: W&B holds steps up to {held} of its run {old}, not the {sent} unitb handed it before "
+                       f"the interrupted process ended; steps after {min(held, start_step)} are sent again")
+            sent = held  # what W&B really has: the rest is sent again from the run folder
         if old and sent <= start_step:  # nothing after the resume point was sent: go on where it stopped
-            self.run = self._init(kwargs, id=old, resume="allow")
-            self.run_id = old
+            self._opened(self._init(kwargs, id=old, resume="allow"))
             return sent
         if old:  # steps after start_step were sent: rewind the run to it, or fork it there
             for how in ("resume_from", "fork_from"):
                 try:
-                    self.run = self._init(kwargs, **{how: f"{old}?_step={start_step}"})
+                    self._opened(self._init(kwargs, **{how: f"{old}?_step={start_step}"}))
                 except Exception as exc:
                     self._warn(f"unitb: W&B refused {how}={old}?_step={start_step} ({type(exc).__name__}: {exc})")
                     continue
-                self.run_id = self.run.id
                 return start_step
             self._warn(f"unitb: the W&B run {old} holds steps after {start_step}; a new W&B run gets this one")
-        self.run = self._init(kwargs, id=uuid.uuid4().hex[:12])
-        self.run_id = self.run.id
+        self._opened(self._init(kwargs, id=uuid.uuid4().hex[:12]))
         return -1
 
     @staticmethod
@@ -62,6 +131,14 @@ class WandbBackend(PointErrors):
         import wandb
 
         return wandb.init(**how, **kwargs, settings=wandb.Settings(console="off", silent=True))
+
+    def _opened(self, run) -> None:
+        self.run = run
+        self.run_id = run.id
+        try:
+            self.log_file = str(run.settings.sync_file)
+        except Exception:
+            self.log_file = None
 
     def send(self, steps: List[Tuple[int, List[tuple]]]) -> None:
         for step, points in steps:
@@ -91,7 +168,7 @@ class WandbBackend(PointErrors):
             self.run.log(row, step=step)
 
     def state(self) -> Dict[str, object]:
-        return {"id": self.run_id, "project": self.project}
+        return {"id": self.run_id, "project": self.project, "log": self.log_file}
 
     def close(self) -> None:
         if self.run is not None:

@@ -17,6 +17,7 @@ file deleted by hand (to free disk) is never deleted from the store.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -96,6 +97,7 @@ class Mirror:
         self._lock = threading.Lock()
         self._uploaded: Dict[str, Tuple[int, int]] = self._load_state()
         self._sent_at: Dict[str, float] = {}  # monotonic time of each file's last upload
+        self._md5: Dict[str, str] = {}  # MD5 of the bytes this process last uploaded, per file
         self._force = False  # the next pass sends every change (a checkpoint was written)
         self._check_store = True  # compare with the store's listing at the next sync
         self._behind = False
@@ -174,6 +176,7 @@ class Mirror:
         """Copy the first ``size`` bytes (the file as it was scanned; a writer may append more
         meanwhile, which the next pass sends)."""
         source = os.path.join(self.local, rel)
+        digest = hashlib.md5(usedforsecurity=False)
         with open(source, "rb") as src, self.fs.open(self._remote(rel), "wb") as dst:
             left = size
             while left > 0:
@@ -181,7 +184,28 @@ class Mirror:
                 if not block:
                     break
                 dst.write(block)
+                digest.update(block)
                 left -= len(block)
+        with self._lock:
+            self._md5[rel] = digest.hexdigest()
+
+    def verify_store(self) -> List[str]:
+        """Compare the store's copy with what was uploaded — size, and the MD5 where the store
+        gives one — and forget every file that differs (a cut object, one a store restarted
+        empty lost), so the next pass sends it again. Returns those files."""
+        remote = storage.signatures(self.fs, self.root)
+        local = local_files(self.local)
+        differ = []
+        with self._lock:
+            for rel, (size, _mtime) in list(self._uploaded.items()):
+                if rel not in local:
+                    continue  # moved into the trash, or deleted by hand: not the store's to hold now
+                there = remote.get(rel)
+                md5 = self._md5.get(rel)
+                if there is None or there[0] != size or (md5 and there[1] and there[1] != md5):
+                    del self._uploaded[rel]
+                    differ.append(rel)
+        return sorted(differ)
 
     def _removable(self, local: Mapping[str, Tuple[int, int]]) -> List[str]:
         """Uploaded files that unitb's resume clean-up moved into ``.unitb-removed`` (their
@@ -317,9 +341,33 @@ class Mirror:
             delay = self.interval if self._attempt(force) else min(max(2 * delay, 0.5), max(self.interval, 10.0))
         self._final_uploads()
 
+    VERIFY_ROUNDS = 3
+
     def _final_uploads(self) -> None:
+        """Upload what is left, then check the store's copy against the local files and send
+        again what differs (a store can drop or cut an object after it took it, or restart
+        empty within its client's retries), until both agree or ``upload_timeout`` is spent."""
         delay = 0.5
-        while not self._attempt() and time.monotonic() + delay < self._deadline:
+        rounds = 0
+        while True:
+            if self._attempt():
+                try:
+                    differ = self.verify_store()
+                except Exception:
+                    differ = None  # the listing failed: the store is away again
+                if differ == []:
+                    return
+                if differ:
+                    self._info(f"{self.owner}: the store's copy of {len(differ)} file(s) of {self.url} differed from "
+                               f"this run's ({', '.join(differ[:3])}{' …' if len(differ) > 3 else ''}); sending "
+                               "them again")
+                    rounds += 1
+                    if rounds >= self.VERIFY_ROUNDS:
+                        self._attempt()  # one last send; close() names what is still not whole
+                        return
+                    continue
+            if time.monotonic() + delay >= self._deadline:
+                return
             time.sleep(delay)
             delay = min(2 * delay, 10.0)
 
@@ -339,11 +387,11 @@ class Mirror:
             self._thread.join(wait + 1.0)
         self._closed = True
         _OPEN.discard(self)
-        left = self.pending()
+        left = sorted(self.pending())
         if left:
-            self._warn(f"{self.owner}: {len(left)} file(s) of this run were not uploaded to {self.url} "
-                       f"(the store did not answer); they are in {self.local}: "
-                       f"`unitb push {self.local} {self.url}` uploads them")
+            names = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            self._warn(f"{self.owner}: the store does not hold {len(left)} file(s) of this run whole at {self.url} "
+                       f"({names}); they are in {self.local}: `unitb push {self.local} {self.url}` sends them")
         return not left
 
 

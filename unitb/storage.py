@@ -10,6 +10,7 @@ fsspec is imported only when a URL is used.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -63,11 +64,16 @@ def check_storage_options(options: object, name: str = "storage_options") -> Dic
 
 def check_location(logdir: object, options: Optional[Mapping[str, Any]], owner: str = "unitb") -> str:
     """A logdir as adapters keep it: a path (``file://`` stripped) or a checked, normalised URL.
-    Raises ``ValueError`` at construction for what no writer could use."""
+    Raises ``ValueError`` at construction for what no writer could use: a URL no installed
+    file system serves, or a bucket the store says does not exist (:func:`check_bucket`)."""
     if not isinstance(logdir, (str, os.PathLike)):
         raise ValueError(f"{owner}: logdir must be a path or a URL, got {logdir!r}")
     path = strip_file_scheme(os.fspath(logdir))
-    return check_url(path, options or {}, owner) if is_url(path) else path
+    if not is_url(path):
+        return path
+    url = check_url(path, options or {}, owner)
+    check_bucket(url, options, owner)
+    return url
 
 
 def check_url(url: str, options: Mapping[str, Any], owner: str = "unitb") -> str:
@@ -175,6 +181,13 @@ def fetch_file(fs, remote: str, target: str) -> None:
 
 def listing(fs, root: str) -> Dict[str, int]:
     """``{path below root: size}`` of every object below ``root``, fresh from the store."""
+    return {rel: size for rel, (size, _digest) in signatures(fs, root).items()}
+
+
+def signatures(fs, root: str) -> Dict[str, Tuple[int, Optional[str]]]:
+    """``{path below root: (size, MD5 hex or None)}`` of every object below ``root``, fresh
+    from the store. The MD5 is the object's ETag where the store makes it the content's MD5
+    (S3 and its kin for a single-part upload; GCS reports ``md5Hash``); None elsewhere."""
     try:
         fs.invalidate_cache()
     except Exception:
@@ -187,8 +200,55 @@ def listing(fs, root: str) -> Dict[str, int]:
     for name, info in found.items():
         name = name.rstrip("/")
         if name.startswith(root + "/"):
-            out[name[len(root) + 1:]] = int(info.get("size") or 0)
+            out[name[len(root) + 1:]] = (int(info.get("size") or 0), _content_md5(info))
     return out
+
+
+def _content_md5(info: Mapping[str, Any]) -> Optional[str]:
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
+    if re.fullmatch(r"[0-9a-f]{32}", etag):  # a multipart ETag ("…-3") is not the content's MD5
+        return etag
+    md5 = info.get("md5Hash")
+    if isinstance(md5, str):
+        try:
+            return base64.b64decode(md5).hex()
+        except ValueError:
+            return None
+    return None
+
+
+BUCKET_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"}
+
+
+BUCKET_CHECK_SECS = 5.0  # a store that has not answered by then is not judged at construction
+
+
+def check_bucket(url: str, options: Optional[Mapping[str, Any]], owner: str = "unitb") -> None:
+    """Raise ``ValueError`` when the store answers that ``url``'s bucket does not exist: every
+    upload would fail the same way, so say it once, at construction, naming the bucket. A
+    store that does not answer within :data:`BUCKET_CHECK_SECS` (or refuses to say) is not
+    judged here: the run goes on and uploads start when it answers."""
+    import threading
+
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in BUCKET_SCHEMES:
+        return
+    fs, path = filesystem(url, options)
+    bucket = path.split("/", 1)[0]
+    answer: Dict[str, BaseException] = {}
+
+    def ask() -> None:
+        try:
+            fs.info(bucket)
+        except BaseException as exc:  # noqa: BLE001 - only FileNotFoundError is judged below
+            answer["error"] = exc
+
+    asking = threading.Thread(target=ask, name="unitb-bucket-check", daemon=True)
+    asking.start()
+    asking.join(BUCKET_CHECK_SECS)
+    if isinstance(answer.get("error"), FileNotFoundError):
+        raise ValueError(f"{owner}: the bucket {bucket!r} of {url} does not exist in the store; create it, or fix "
+                         "the URL or the store's endpoint")
 
 
 _SECRET = re.compile(r"""(?P<name>['"]?\b(?:\w*_)?(?:secret|secret_key|password|passwd|token|key|access_key|"""
