@@ -36,6 +36,7 @@ from tf_adapter.step_returns import StepReturns, overrides_train_step
 from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_images,
                                 write_header, write_heatmaps)
 from unitb import schema
+from unitb.claim import FolderBusy
 from unitb.hparams import merged
 from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
@@ -175,6 +176,10 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 self._hparams_due = step == 0
                 if self.options.log_graph and step == 0:
                     write_model_graph(self.run.sink.writer, model, self.run.warn_once)
+            except FolderBusy as exc:  # a live writer holds the folder a resume continues
+                default_warn(f"{exc}; logging is off for this fit")
+                self.run = None
+                return
             except Exception as exc:
                 default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
                 self.run = None

@@ -4,7 +4,10 @@ run folder. It opens its logger at ``START`` (0: a fresh run, S: a resume from s
 for ``MARK.go`` (when given) before it logs steps FIRST2..LAST2 and closes.
 Run by tests/test_resume_claims.py.
 
-    resume_writer.py torch|tfloop LOGDIR START BASE FIRST LAST RESUME_WAIT MARK [FIRST2 LAST2]
+    resume_writer.py torch|tfloop|keras LOGDIR START BASE FIRST LAST RESUME_WAIT MARK [FIRST2 LAST2]
+
+Keras trains one fit() of all its steps (its loss is its own; START sets the optimizer's
+iterations, as a restored checkpoint does) and waits for ``MARK.go`` inside the fit.
 
 Exit code 3 and ``busy: <message>`` on stdout when a torch resume is refused (FolderBusy).
 """
@@ -41,6 +44,35 @@ if kind == "torch":
         print("busy:", exc, flush=True)
         sys.exit(3)
     log = lambda step: logger.log_step(step, loss=float(base + step))  # noqa: E731
+elif kind == "keras":
+    import keras
+    import numpy as np
+
+    import unitb
+
+    count = last - first + 1 + len(later)
+    x = np.random.default_rng(base).normal(size=(8 * count, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    if start:
+        model.optimizer.build(model.trainable_variables)
+        model.optimizer.iterations.assign(start)
+    callback = unitb.TFCallback(logdir, **options)
+
+    def after_batch(batch, logs):
+        if batch + 1 == last - first + 1:
+            if callback.run is not None:
+                callback.run.flush()
+            print("run_dir", callback.run_dir, flush=True)
+            open(mark + ".flushed", "w").close()
+            if later:
+                wait_for(mark + ".go")
+
+    model.fit(x, np.zeros((8 * count, 2), "float32"), batch_size=8, epochs=1, verbose=0,
+              callbacks=[callback, keras.callbacks.LambdaCallback(on_train_batch_end=after_batch)])
+    callback.close()
+    print("closed", flush=True)
+    sys.exit(0)
 else:
     import unitb
 
