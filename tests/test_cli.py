@@ -143,3 +143,19 @@ def test_export_into_a_pipe_that_closes_early_is_quiet(tmp_path):
     script = (f"{sys.executable} -m unitb export {tmp_path} --format json | head -c 10")
     done = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True)
     assert done.stdout == '[\n{"tag": ' and "Traceback" not in done.stderr
+
+
+def test_printed_tensorboard_command_runs_as_printed_without_an_activated_venv():
+    """The demo and ``unitb pull`` print how to start TensorBoard: the command must run from a
+    shell whose PATH does not hold this environment's scripts (a venv never activated)."""
+    import subprocess
+    import sys
+
+    from unitb.demo import runnable
+
+    command = runnable("tensorboard", "tensorboard.main")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(f"{command} --version_tb", shell=True, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (command, done.stderr[-2000:])
+    assert done.stdout.strip()
+    assert command.startswith(os.path.dirname(sys.executable)) or " -m tensorboard.main" in command

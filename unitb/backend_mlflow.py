@@ -13,7 +13,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from unitb.backend_points import PointErrors, hparams_of, image_of
+from unitb.backend_points import PointErrors, image_of
+from unitb.hparams import session_values
 
 EXPERIMENT = "unitb"
 METRIC_BATCH, PARAM_BATCH = 1000, 100  # log_batch's limits per call
@@ -98,7 +99,7 @@ class MlflowBackend(PointErrors):
             if kind == "scalar":
                 metrics.append(Metric(metric_key(tag), float(value), now, step))
             elif kind == "hparams":
-                for key, item in hparams_of(value).items():
+                for key, item in session_values(value).items():
                     text = str(item)[:PARAM_CHARS]
                     if self._params.get(key) is None:
                         params.append(Param(metric_key(key), text))

@@ -21,7 +21,8 @@ import time
 import uuid
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from unitb.backend_points import PointErrors, histogram_of, hparams_of, image_of
+from unitb.backend_points import PointErrors, histogram_of, image_of
+from unitb.hparams import session_values
 
 OWNER = "unitb"
 MAX_BINS = 512  # wandb.Histogram refuses more
@@ -161,7 +162,7 @@ class WandbBackend(PointErrors):
                 elif kind == "text" and isinstance(value, str):
                     row[tag] = wandb.Html(f"<pre>{html.escape(value)}</pre>")
                 elif kind == "hparams":
-                    values = hparams_of(value)
+                    values = session_values(value)
                     if values:
                         self.run.config.update(values, allow_val_change=True)
         if row:

@@ -65,6 +65,7 @@ def check_backends(value: object) -> Dict[str, Dict[str, object]]:
     else:
         raise ValueError(f"backends must be names or a mapping of name to options, got {value!r}")
     out: Dict[str, Dict[str, object]] = {}
+    missing: List[str] = []
     for name, options in items:
         if name not in NAMES:
             raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
@@ -76,8 +77,12 @@ def check_backends(value: object) -> Dict[str, Dict[str, object]]:
             raise ValueError(f"backends[{name!r}] got unknown option(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(KEYWORDS[name])}")
         if import_util.find_spec(PACKAGES[name]) is None:
-            raise ValueError(f"backends={name!r} needs the {PACKAGES[name]} package: pip install 'unitb[{name}]'")
+            missing.append(name)
         out[name] = options
+    if missing:  # every missing package in one message, so one pip command fixes them all
+        packages = ", ".join(PACKAGES[name] for name in missing)
+        raise ValueError(f"backends {', '.join(map(repr, missing))} need packages that are not installed "
+                         f"({packages}): pip install 'unitb[{','.join(missing)}]'")
     return out
 
 

@@ -6,6 +6,7 @@
     unitb restore PATH [--list]         put back event files a resume set aside
     unitb pull URL DIR [--every S]      copy runs from an object store (s3://, gs://) to DIR
     unitb push SPOOL URL                upload a spool a run could not upload at its end
+    unitb hparams LOGDIR                what the HPARAMS tab opens on, for all runs below LOGDIR
     unitb demo [--out runs] [--steps N] [--torch-example auto|mmpose|mmengine]
                                         train the three example runs and diff them
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from unitb import diff as diff_mod
 from unitb import reader, safe_paths, storage
-from unitb.demo import TORCH_CHOICES
+from unitb.demo import TORCH_CHOICES, runnable
 
 
 def _row_value(row: reader.Row) -> object:
@@ -201,7 +202,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             return 0
     fetched, unchanged = transfer.pull(args.url, args.dest, include_removed=args.include_removed)
     print(f"unitb: {args.url} -> {args.dest}: fetched {fetched} file(s), {unchanged} unchanged; "
-          f"view with: tensorboard --logdir {args.dest}")
+          f"view with: {runnable('tensorboard', 'tensorboard.main')} --logdir {args.dest}")
     return 0
 
 
@@ -243,6 +244,21 @@ def push_to_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hparams(args: argparse.Namespace) -> int:
+    from unitb import hparams
+
+    if not os.path.isdir(args.logdir):
+        print(f"unitb hparams: {args.logdir} is not a folder", file=sys.stderr)
+        return 2
+    path = hparams.write_experiment(args.logdir, args.shared)
+    if path is None:
+        print(f"unitb hparams: no runs below {args.logdir}", file=sys.stderr)
+        return 1
+    print(f"unitb: wrote {path}: the HPARAMS tab of `tensorboard --logdir {args.logdir}` opens on the shared "
+          "hyperparameters, train/loss and every val/* metric")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from unitb import demo
 
@@ -255,15 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unitb", description="One TensorBoard layout for PyTorch and TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
     tags = sub.add_parser("tags", help="list the tags of a run")
-    tags.add_argument("run")
+    tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files")
     tags.set_defaults(func=cmd_tags)
     export = sub.add_parser("export", help="export a run's rows as CSV or JSON")
-    export.add_argument("run")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("run", help="a run folder (or a URL) holding event files")
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
     export.set_defaults(func=cmd_export)
     compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
-    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="two or more run folders (or URLs) holding event files")
     compare.set_defaults(func=cmd_diff)
     restore = sub.add_parser("restore", help="put back the event files a resume set aside (newest first)")
     restore.add_argument("path", help="a run folder or any folder above it")
@@ -279,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "or send runs to W&B / MLflow (push RUN --to wandb)")
     push.add_argument("local", help="a run folder, or a folder of runs with --to")
     push.add_argument("url", nargs="?", help="s3://… or gs://… (without --to)")
-    push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying")
+    push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying (default: 60)")
     push.add_argument("--to", action="append", choices=("wandb", "mlflow"), help="a backend (repeat for both)")
     push.add_argument("--name", help="the backend run's name (default: the run folder's name)")
     push.add_argument("--project", help="W&B project (default: unitb)")
@@ -289,8 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")
     push.add_argument("--experiment", help="MLflow experiment (default: unitb)")
     push.set_defaults(func=cmd_push)
+    hparams = sub.add_parser("hparams", help="write the experiment summary the HPARAMS tab opens on, for every run "
+                             "below a log root")
+    hparams.add_argument("logdir", help="the folder you point TensorBoard at")
+    hparams.add_argument("--shared", action="append", default=[], metavar="NAME",
+                         help="a hyperparameter to show even where some runs lack it (repeat)")
+    hparams.set_defaults(func=cmd_hparams)
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
-    demo.add_argument("--out", default="runs")
+    demo.add_argument("--out", default="runs", help="folder the runs are written into (default: runs)")
     demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")
     demo.add_argument("--torch-example", choices=TORCH_CHOICES, default="auto",
                       help="the PyTorch run: mmpose when installed (auto), or force one")

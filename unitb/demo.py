@@ -21,7 +21,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from unitb import diff as diff_mod
 
 
-
 class Example(NamedTuple):
     name: str  # the run folder
     script: str  # relative to examples/
@@ -38,6 +37,11 @@ TF_EXAMPLES = (
     Example("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager"),
 )
 TORCH_CHOICES = ("auto", "mmpose", "mmengine")
+# The tiny models gain nothing from a second thread, and lose much when the cores are shared:
+# measured on 2 cores, 36 s with one thread against 44 s with the default (quiet machine), and
+# see the README for a busy one.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1"}
 # Every example trains in whole epochs (mmpose: 4 steps, the others: 8), so the demo trains a
 # multiple of 8 steps: all three runs then end at the same step.
 WHOLE_EPOCHS = 8
@@ -58,6 +62,21 @@ def pick_examples(torch_example: str = "auto") -> Tuple[Example, ...]:
 def examples_dir() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.join(os.path.dirname(here), "examples")
+
+
+def runnable(tool: str, module: str) -> str:
+    """How to start ``tool`` (a console script of this environment) exactly as printed: its
+    name when the shell finds this environment's copy, else its full path, else ``python -m``
+    (a venv that was never activated has its scripts off PATH)."""
+    import shlex
+
+    here = os.path.join(os.path.dirname(sys.executable), tool)
+    found = shutil.which(tool)
+    if found and os.path.realpath(found) == os.path.realpath(here):
+        return tool
+    if os.path.isfile(here) and os.access(here, os.X_OK):
+        return shlex.quote(here)
+    return f"{shlex.quote(sys.executable)} -m {module}"
 
 
 def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backends: Sequence[str] = (),
@@ -89,6 +108,8 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
               file=sys.stderr)
         return 2
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore::DeprecationWarning")
+    for name, value in ONE_THREAD.items():
+        env.setdefault(name, value)  # what the user set wins
     owned = [os.path.join(out, e.name) for e in (MMPOSE, MMENGINE) + TF_EXAMPLES]
     owned.append(os.path.join(out, "tf-yolo-loop-ckpt"))
     stale = [path for path in owned if os.path.exists(path)]
@@ -112,13 +133,37 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
         run_dirs.append(target)
     layouts = [diff_mod.layout_of(d) for d in run_dirs]
     report = diff_mod.compare(layouts)
+    details = os.path.join(out, PARITY_FILE)
+    with open(details, "w") as handle:
+        handle.write(diff_mod.format_report(layouts, report) + "\n")
     print()
-    print(diff_mod.format_report(layouts, report))
+    print(verdict(report, layouts, details))
+    from unitb import hparams
+
+    experiment = hparams.write_experiment(out)
+    if experiment is not None:
+        print(f"HPARAMS: {experiment} declares the shared hyperparameters, train/loss and every val/* metric "
+              "of the three runs")
     print()
-    print(f"Look at them: tensorboard --logdir {out} --host 127.0.0.1 --port 6006")
+    print(f"Look at them: {runnable('tensorboard', 'tensorboard.main')} --logdir {out} --host 127.0.0.1 --port 6006")
     if settings:
         send_to_backends(run_dirs, settings)
     return 0 if report.ok else 1
+
+
+PARITY_FILE = "parity.txt"
+
+
+def verdict(report: "diff_mod.DiffReport", layouts: Sequence["diff_mod.RunLayout"], details: str) -> str:
+    """The demo's answer first: the verdict, then only what a user must act on (mismatches); the
+    family table and the notes on framework-specific names are in ``details``."""
+    families = len(set().union(*(set(layout.families) for layout in layouts)))
+    if report.ok:
+        return (f"parity: OK — the {len(layouts)} runs share one layout ({families} tag families, one step axis); "
+                f"the table and {len(report.notes)} notes on framework-specific names: {details}")
+    lines = [f"MISMATCH: {mismatch}" for mismatch in report.mismatches]
+    lines.append(f"parity: FAILED ({len(report.mismatches)} mismatch(es)); the whole report: {details}")
+    return "\n".join(lines)
 
 
 def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -> Dict[str, Dict[str, object]]:
@@ -136,8 +181,12 @@ def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -
                              "tracking_uri": tracking_uri or f"sqlite:///{os.path.abspath(out)}/mlflow.db"}
     if not options:
         return {}
+    checked = check_backends(options)  # before anything is trained or created: one message for all
+    if "mlflow" in checked and not tracking_uri and find_spec("sqlalchemy") is None:
+        raise ValueError("the demo's MLflow store is a SQLite file, which mlflow-skinny cannot open: "
+                         "pip install 'unitb[mlflow]' (full mlflow), or pass --tracking-uri of a server")
     os.makedirs(out, exist_ok=True)
-    return check_backends(options)
+    return checked
 
 
 def send_to_backends(run_dirs: Sequence[str], settings: Dict[str, Dict[str, object]]) -> None:
@@ -153,4 +202,4 @@ def send_to_backends(run_dirs: Sequence[str], settings: Dict[str, Dict[str, obje
         print(f"W&B ({settings['wandb']['mode']}): wandb sync {settings['wandb']['dir']}/wandb/offline-run-* uploads "
               "them to your account")
     if "mlflow" in settings:
-        print(f"MLflow: mlflow ui --backend-store-uri {settings['mlflow']['tracking_uri']}")
+        print(f"MLflow: {runnable('mlflow', 'mlflow')} ui --backend-store-uri {settings['mlflow']['tracking_uri']}")

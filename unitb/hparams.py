@@ -9,15 +9,19 @@ own ``hparams=`` (which win). :func:`unitb.schema.hparams_dict` makes each value
 plugin can show (a tuple or list becomes text). unitb's own logging knobs are not hyperparameters
 of the model: they are in the config text, not here.
 
-Metrics: no fixed list is declared. TensorBoard then takes every scalar of the runs as a metric
-column, the same way for every run (``train/loss``, every ``val/*`` a run writes — ``val/coco/AP``,
-``val/PCK`` — and the rest of the schema), so the columns line up across runs of both frameworks.
-A declared list would not: TensorBoard shows the list of whichever run it finds first.
+A run declares no metrics of its own: TensorBoard takes one run's declaration for the whole
+page, so a Keras run's list would hide the mmpose run's ``val/coco/AP``. What the tab opens on is
+declared once for a log root instead (:func:`write_experiment`, ``unitb hparams LOGDIR``, run by
+the demo): the shared names every entry point fills, the hyperparameters every run has (a sweep's
+parameters among them), and as metrics ``train/loss`` and every ``val/*`` scalar any run wrote —
+the union over the runs of both frameworks. It is one event file at the root (run ``.``), which
+unitb's own readers skip (:data:`unitb.reader.EXPERIMENT_SUFFIX`).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
-
+import os
+import time
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 
 # mmengine config sections that describe the model and how it was trained (data pipelines and
@@ -63,3 +67,101 @@ def merged(*layers: Optional[Mapping[str, object]]) -> Dict[str, object]:
     for layer in layers:
         out.update(layer or {})
     return out
+
+
+def session_values(content: object) -> Dict[str, object]:
+    """The hparams a run was started with, from the hparams plugin's session-start record
+    (``{}`` for the plugin's other records)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    if not isinstance(content, (bytes, bytearray)):
+        return {}
+    data = plugin_data_pb2.HParamsPluginData()
+    try:
+        data.ParseFromString(bytes(content))
+    except Exception:
+        return {}
+    if not data.HasField("session_start_info"):
+        return {}
+    out: Dict[str, object] = {}
+    for key, value in data.session_start_info.hparams.items():
+        kind = value.WhichOneof("kind")
+        if kind is not None:
+            item = getattr(value, kind)
+            # The plugin keeps every number as a double: a whole number is shown as one (2, not 2.0).
+            out[key] = int(item) if isinstance(item, float) and item.is_integer() and abs(item) < 2 ** 53 else item
+    return out
+
+
+def run_columns(run_dir: str) -> Tuple[Dict[str, object], List[str]]:
+    """A run's hyperparameters and the metrics it can show: ``train/loss`` and its ``val/*``
+    scalars."""
+    from unitb import reader
+
+    values: Dict[str, object] = {}
+    metrics = []
+    for entry in reader.tag_summary(run_dir):
+        tag, kind = str(entry["tag"]), entry["kind"]
+        if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/")):
+            metrics.append(tag)
+    for row in reader.iter_rows(run_dir):
+        if row.kind == "hparams":
+            values.update(session_values(row.value))
+    return values, metrics
+
+
+# TensorBoard's HPARAMS tab ticks 5 hyperparameter columns (those declared ``differs`` first, by
+# name) and the first 5 metric columns; the rest are listed, unticked.
+SHOWN = 5
+FIRST_SHOWN = ("framework", "model", "optimizer", "learning_rate", "batch_size")
+
+
+def shown_first(columns: Sequence[str], shared: Sequence[str] = ()) -> List[str]:
+    """The hyperparameters the tab ticks: a sweep's own (``shared``) first, then
+    :data:`FIRST_SHOWN`, at most :data:`SHOWN`."""
+    ordered = [name for name in (*shared, *FIRST_SHOWN) if name in columns]
+    return list(dict.fromkeys(ordered))[:SHOWN]
+
+
+def metric_order(tag: str) -> Tuple[int, str]:
+    """``train/loss``, ``val/loss``, then the other ``val/*`` by name: the first five are ticked."""
+    return ({"train/loss": 0, "val/loss": 1}.get(tag, 2), tag)
+
+
+def experiment_columns(run_dirs: Sequence[str], shared: Sequence[str] = ()) -> Tuple[Dict[str, List[object]], List[str]]:
+    """What the HPARAMS tab opens on for these runs: ``{name: values seen}`` for the shared
+    names (:data:`unitb.schema.HPARAM_KEYS` and ``shared``) any run has plus the names every
+    run has, and the union of their metrics (ordered by :func:`metric_order`)."""
+    from unitb.schema import HPARAM_KEYS
+
+    per_run = [run_columns(run) for run in run_dirs]
+    everywhere = set.intersection(*(set(values) for values, _ in per_run)) if per_run else set()
+    wanted = [k for k in (*HPARAM_KEYS, *shared) if any(k in values for values, _ in per_run)]
+    wanted += sorted(everywhere - set(wanted))
+    columns: Dict[str, List[object]] = {}
+    for name in wanted:
+        seen: List[object] = []
+        for values, _ in per_run:
+            if name in values and values[name] not in seen:
+                seen.append(values[name])
+        columns[name] = seen
+    metrics = sorted({m for _, found in per_run for m in found}, key=metric_order)
+    return columns, metrics
+
+
+def write_experiment(logdir: str, shared: Sequence[str] = ()) -> Optional[str]:
+    """Write the log root's experiment summary (see the module docstring) for every run below
+    ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run)."""
+    from unitb import protos, reader
+
+    runs = [run for run in reader.find_runs(logdir) if ".unitb-removed" not in run.split(os.sep)]
+    if not runs:
+        return None
+    columns, metrics = experiment_columns(runs, shared)
+    for name in os.listdir(logdir):
+        if name.endswith(reader.EXPERIMENT_SUFFIX):
+            os.remove(os.path.join(logdir, name))
+    path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{reader.EXPERIMENT_SUFFIX}")
+    summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
+    protos.write_events(path, [(summary, 0)])
+    return path

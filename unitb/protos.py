@@ -8,6 +8,8 @@ TensorFlow, which must never be loaded into a PyTorch process by unitb.
 """
 from __future__ import annotations
 
+import os
+import time
 from typing import Dict, List, Mapping, Sequence
 
 
@@ -54,6 +56,65 @@ def hparams_summaries(hparams: Mapping[str, object]):
         else:
             session.hparams[key].string_value = str(value)
     return [wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=session))]
+
+
+def experiment_summary(columns: Mapping[str, "Sequence[object]"], metrics: "Sequence[str]",
+                       shown: "Sequence[str]" = ()):
+    """The hparams plugin's experiment ``Summary``: the hyperparameter columns (each with the
+    values the runs have, so the tab can filter by them) and the metric columns the HPARAMS
+    tab lists. The tab ticks the columns declared ``differs`` first: ``shown`` (see
+    :data:`unitb.hparams.SHOWN`)."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from google.protobuf import struct_pb2
+
+    experiment = api_pb2.Experiment(time_created_secs=time.time())
+    for name, values in columns.items():
+        info = experiment.hparam_infos.add(name=name, differs=name in shown)
+        if values and all(isinstance(v, bool) for v in values):
+            info.type = api_pb2.DATA_TYPE_BOOL
+        elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+        else:
+            info.type = api_pb2.DATA_TYPE_STRING
+            values = [str(v) for v in values]
+        listed = struct_pb2.ListValue()
+        for value in values:
+            listed.values.add().CopyFrom(_struct_value(value))
+        info.domain_discrete.CopyFrom(listed)
+    for tag in metrics:
+        experiment.metric_infos.add(name=api_pb2.MetricName(group="", tag=tag), display_name=tag)
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=metadata.EXPERIMENT_TAG, tensor=metadata.NULL_TENSOR,
+                      metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)))
+    return summary
+
+
+def _struct_value(value: object):
+    from google.protobuf import struct_pb2
+
+    item = struct_pb2.Value()
+    if isinstance(value, bool):
+        item.bool_value = value
+    elif isinstance(value, (int, float)):
+        item.number_value = float(value)
+    else:
+        item.string_value = str(value)
+    return item
+
+
+def write_events(path: str, summaries: "Sequence[tuple]") -> None:
+    """A small event file of ``(summary, step)`` records, written whole (no writer thread, no
+    TensorFlow): the version header, then one event per summary."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    with open(path + ".tmp", "wb") as handle:
+        records = RecordWriter(handle)
+        records.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        for summary, step in summaries:
+            records.write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary).SerializeToString())
+    os.replace(path + ".tmp", path)
 
 
 def text_summary(tag: str, text: str):

@@ -49,8 +49,14 @@ class Row(NamedTuple):
     file: str = ""
 
 
+# The experiment summary ``unitb hparams`` writes at a log root (:mod:`unitb.hparams`): read by
+# TensorBoard's HPARAMS tab, part of no run.
+EXPERIMENT_SUFFIX = ".unitb-experiment"
+
+
 def is_event_file(name: str) -> bool:
-    return EVENT_FILE_MARK in os.path.basename(name)
+    base = os.path.basename(name)
+    return EVENT_FILE_MARK in base and not base.endswith(EXPERIMENT_SUFFIX)
 
 
 def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:

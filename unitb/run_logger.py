@@ -284,8 +284,12 @@ class RunLogger:
             self.scalar(schema.grad_norm_layer(layer), value, step, "gradients")
 
     def metrics(self, split: str, step: int, values: Mapping[str, object]) -> None:
-        """``train/{metric}`` / ``val/{metric}``; nested dicts, strings and arrays are skipped."""
+        """``train/{metric}`` / ``val/{metric}``; nested dicts, strings and arrays are skipped.
+        COCO's evaluation reports -1 for a metric it could not measure (AP of large objects
+        when there are none): "not defined" is left out, not drawn as a point at -1."""
         for name, value in values.items():
+            if str(name).lower().startswith("coco/") and as_number(value) == -1.0:
+                continue
             self.scalar(schema.metric(split, name), value, step, "metric")
 
     def loss_scale(self, step: int, scale: object) -> None:

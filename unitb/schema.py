@@ -217,6 +217,18 @@ def family_of(tag: str) -> Optional[str]:
     return None
 
 
+def as_given(number: float) -> float:
+    """A float as the user wrote it: a value that went through float32 (a Keras optimizer's
+    learning rate variable) comes back as its shortest float32 text, 0.003 and not
+    0.003000000026077032; any other float is kept as it is."""
+    import numpy as np
+
+    single = np.float32(number)
+    if not np.isfinite(single) or float(single) != number:
+        return number
+    return float(str(single))
+
+
 def hparams_dict(values: Mapping[str, object],
                  warn: Optional[Callable[[str], None]] = None) -> Dict[str, object]:
     """Every key, as the hparams plugin can show it: booleans, numbers and text as they are,
@@ -227,11 +239,11 @@ def hparams_dict(values: Mapping[str, object],
     for key, value in values.items():
         if value is None:
             empty.append(str(key))
-        elif isinstance(value, (bool, int, float, str)):
+        elif isinstance(value, (bool, int, str)):
             out[str(key)] = value
         else:
             try:
-                out[str(key)] = float(value)  # type: ignore[arg-type]  # numpy / tensor scalars
+                out[str(key)] = as_given(float(value))  # type: ignore[arg-type]  # numpy / tensor scalars too
             except (TypeError, ValueError):
                 out[str(key)] = str(value)
     if empty and warn is not None:
