@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "tensorboard.png"))
     parser.add_argument("--view", default="scalars&tagFilter=" + "train%2F(loss%7Clearning_rate%2F0%7Cgradient_norm%2Fglobal)%24",
                         help="the dashboard fragment to open (default: the shared charts, all runs overlaid)")
+    parser.add_argument("--size", default="1400,900", help="the browser window, WIDTH,HEIGHT (default: 1400,900)")
     args = parser.parse_args()
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
@@ -41,7 +42,7 @@ def main() -> int:
         profile = tempfile.mkdtemp(prefix="unitb-chromium-")
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                        f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=20000",
+                        f"--user-data-dir={profile}", f"--window-size={args.size}", "--virtual-time-budget=20000",
                         f"--screenshot={args.out}", url], check=True, capture_output=True, timeout=180)
         shutil.rmtree(profile, ignore_errors=True)
     print(f"wrote {args.out}")

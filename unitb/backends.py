@@ -47,6 +47,14 @@ _LIVE: "weakref.WeakSet[Forwarder]" = weakref.WeakSet()
 Point = Tuple[str, str, object]  # (tag, kind, decoded value) of one record at a step
 
 
+def installed(package: str) -> bool:
+    """Whether ``package`` can be imported (a module blocked in ``sys.modules`` counts as missing)."""
+    try:
+        return import_util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def check_backends(value: object) -> Dict[str, Dict[str, object]]:
     """``backends=`` as ``{name: options}`` for the extra backends (TensorBoard is always on).
 
@@ -76,7 +84,7 @@ def check_backends(value: object) -> Dict[str, Dict[str, object]]:
         if unknown:
             raise ValueError(f"backends[{name!r}] got unknown option(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(KEYWORDS[name])}")
-        if import_util.find_spec(PACKAGES[name]) is None:
+        if not installed(PACKAGES[name]):
             missing.append(name)
         out[name] = options
     if missing:  # every missing package in one message, so one pip command fixes them all

@@ -170,7 +170,7 @@ def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -
     """The demo's W&B and MLflow settings: W&B offline (no account needed) unless WANDB_MODE
     says otherwise, its files under ``out``; MLflow in a SQLite file under ``out`` unless a
     tracking URI is given."""
-    from unitb.backends import check_backends
+    from unitb.backends import check_backends, installed
 
     options: Dict[str, Dict[str, object]] = {}
     if "wandb" in names:
@@ -182,7 +182,7 @@ def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -
     if not options:
         return {}
     checked = check_backends(options)  # before anything is trained or created: one message for all
-    if "mlflow" in checked and not tracking_uri and find_spec("sqlalchemy") is None:
+    if "mlflow" in checked and not tracking_uri and not installed("sqlalchemy"):
         raise ValueError("the demo's MLflow store is a SQLite file, which mlflow-skinny cannot open: "
                          "pip install 'unitb[mlflow]' (full mlflow), or pass --tracking-uri of a server")
     os.makedirs(out, exist_ok=True)
