@@ -33,9 +33,12 @@ def keypoint_images(length: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]
     return images, keypoints
 
 
-def detection_images(length: int, grid: int = 4, classes: int = 3, seed: int = 0):
+def detection_images(length: int, grid: int = 4, classes: int = 3, seed: int = 0, noise: float = 0.0):
     """Images with one coloured square each and YOLO-style targets on a grid x grid map:
-    (objectness, cx, cy, w, h, one-hot class) per cell, plus the xyxy box in pixels."""
+    (objectness, cx, cy, w, h, one-hot class) per cell, plus the xyxy box in pixels.
+    ``noise``: the largest standard deviation of the pixel noise each image gets (each draws
+    its own up to it): harder validation images, so some boxes are missed and the PR curve
+    shows its trade-off."""
     rng = np.random.default_rng(seed)
     images = np.full((length, SIZE, SIZE, 3), 30, np.uint8)
     targets = np.zeros((length, grid, grid, 5 + classes), np.float32)
@@ -52,4 +55,7 @@ def detection_images(length: int, grid: int = 4, classes: int = 3, seed: int = 0
         targets[n, gy, gx, :5] = [1.0, cx / cell - gx, cy / cell - gy, w / SIZE, h / SIZE]
         targets[n, gy, gx, 5 + cls] = 1.0
         boxes[n, 0] = [x1, y1, x1 + w, y1 + h]
+    if noise:
+        sigma = rng.uniform(0, noise, size=(length, 1, 1, 1))
+        images = np.clip(images + rng.normal(0, 1, images.shape) * sigma, 0, 255).astype(np.uint8)
     return images, targets, boxes

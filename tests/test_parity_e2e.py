@@ -123,3 +123,19 @@ def test_hparams_tab_opens_on_the_shared_hyperparameters_and_every_val_metric(de
         assert frameworks == sorted(["pytorch-mmengine", "tensorflow-keras", "tensorflow-loop"])
         for group in groups["sessionGroups"]:  # every run has its train/loss in the table
             assert any(m["name"]["tag"] == "train/loss" for m in group["metricValues"]), group["name"]
+
+
+def test_pr_curves_at_the_step_a_user_lands_on_show_a_trade_off(demo_root):
+    """The PR CURVES tab opens on the last step: there, the demo's curves must not sit at
+    precision 1 (its validation images are harder than its training ones)."""
+    import numpy as np
+
+    curves = [("tf-yolo-loop", "val/pr/boxes_iou50/pr_curves")]
+    if TORCH_RUN == "mmpose-topdown":
+        curves.append((TORCH_RUN, "val/pr/keypoints_oks75/pr_curves"))
+    for run, tag in curves:
+        rows = [r for r in reader.read_run(os.path.join(demo_root, run)) if r.tag == tag]
+        data = np.asarray(max(rows, key=lambda r: r.step).value)
+        true_pos, false_pos, precision = data[0], data[1], data[4]
+        answered = precision[(true_pos + false_pos) > 0]
+        assert answered.min() < 1.0 and answered.max() > 0.0, (run, tag, answered)
