@@ -159,3 +159,29 @@ def test_printed_tensorboard_command_runs_as_printed_without_an_activated_venv()
     assert done.returncode == 0, (command, done.stderr[-2000:])
     assert done.stdout.strip()
     assert command.startswith(os.path.dirname(sys.executable)) or " -m tensorboard.main" in command
+
+
+def test_a_fresh_venv_prints_a_tensorboard_command_that_runs(tmp_path):
+    """From a new venv with only unitb's own requirements, never activated: the command unitb
+    prints to start TensorBoard runs as printed."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-warn-conflicts", "-c",
+                              os.path.join(root, "constraints.txt"), "-e", root], capture_output=True, text=True,
+                             timeout=900)
+    if install.returncode != 0 and "Could not find a version" in install.stderr + install.stdout:
+        pytest.skip("no package registry reachable for a fresh venv")
+    assert install.returncode == 0, install.stderr[-3000:]
+    printed = subprocess.run([python, "-c", "from unitb.demo import runnable; "
+                              "print(runnable('tensorboard', 'tensorboard.main'))"],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    command = printed.stdout.strip()
+    assert command.startswith(str(venv)), command
+    done = subprocess.run(f"{command} --version_tb", shell=True, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr[-2000:]
