@@ -7,40 +7,17 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 from typing import Dict, Iterator, List, Tuple
 
-_BLOCK = 32768  # W&B's .wandb file: LevelDB's log format (7-byte record headers in 32 KiB blocks)
-
-
 def _wandb_records(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        data = handle.read()
-    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
-    pos, pieces = 7, b""
-    while pos + 7 <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < 7:
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack_from("<IHB", data, pos)
-        if length == 0 and kind == 0:
-            pos += left
-            continue
-        chunk = data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind == 1:
-            yield chunk
-        elif kind == 2:
-            pieces = chunk
-        elif kind == 3:
-            pieces += chunk
-        elif kind == 4:
-            yield pieces + chunk
-            pieces = b""
+    """The records of a W&B transaction log (its framing is read in one place:
+    :func:`unitb.backend_wandb.log_records`; the records are parsed here, independently)."""
+    from unitb.backend_wandb import log_records
+
+    return log_records(path)
 
 
 class WandbRun:

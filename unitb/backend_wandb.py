@@ -31,7 +31,7 @@ _BLOCK = 32768  # the transaction log is LevelDB's log format: 7-byte chunk head
 _MAGIC = b":W&B"
 
 
-def _log_records(path: str) -> Iterator[bytes]:
+def log_records(path: str) -> Iterator[bytes]:
     """The records of a W&B transaction log, whole; a torn tail ends it."""
     with open(path, "rb") as handle:
         data = handle.read()
@@ -73,7 +73,7 @@ def logged_steps(path: Optional[str]) -> Optional[int]:
         from wandb.proto import wandb_internal_pb2
 
         highest = -1
-        for data in _log_records(path):
+        for data in log_records(path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(data)
             if record.WhichOneof("record_type") == "history":
