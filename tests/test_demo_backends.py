@@ -38,7 +38,8 @@ def test_the_demo_reaches_wandb_offline_and_a_sqlite_mlflow_store(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true")
     done = subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", str(out), "--steps", "8", "--backends",
-                           "wandb,mlflow"], capture_output=True, text=True, timeout=900, env=env)
+                           "wandb,mlflow"], capture_output=True, text=True, timeout=900, env=env, cwd=str(tmp_path))
+    assert not (tmp_path / "mlruns").exists()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "could not open" not in done.stderr
     runs = wandb_runs(str(out))
@@ -51,3 +52,4 @@ def test_the_demo_reaches_wandb_offline_and_a_sqlite_mlflow_store(tmp_path):
     assert len(found) == 3
     assert all(client.get_metric_history(run.info.run_id, "train/loss") for run in found)
     assert f"ui --backend-store-uri sqlite:///{out}/mlflow.db" in done.stdout
+    assert (out / "mlflow-artifacts").is_dir()  # not ./mlruns in the working directory

@@ -60,7 +60,11 @@ class MlflowBackend(PointErrors):
             tags["unitb.replaces"] = old
         experiment = str(self.options.get("experiment") or EXPERIMENT)
         found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found is not None else self.client.create_experiment(experiment)
+        # A new experiment's artifacts go where the user said; else MLflow's default, which for a
+        # database store is ./mlruns in the working directory.
+        location = self.options.get("artifact_location")
+        experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
+            experiment, artifact_location=str(location) if location else None)
         run = self.client.create_run(experiment_id, run_name=str(self.options.get("run_name") or run_name), tags=tags)
         self.run_id = run.info.run_id
         if old:

@@ -179,6 +179,8 @@ def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -
     if "mlflow" in names:
         options["mlflow"] = {"experiment": "unitb-demo",
                              "tracking_uri": tracking_uri or f"sqlite:///{os.path.abspath(out)}/mlflow.db"}
+        if not tracking_uri:  # the images and texts beside the store, not in the working directory
+            options["mlflow"]["artifact_location"] = f"file://{os.path.abspath(out)}/mlflow-artifacts"
     if not options:
         return {}
     checked = check_backends(options)  # before anything is trained or created: one message for all
