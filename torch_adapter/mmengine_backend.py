@@ -44,7 +44,8 @@ def _history_buffer_method(owner, name: str):
 
 def allow_checkpoint_globals() -> bool:
     """Allow-list, for weights-only ``torch.load``, exactly the globals an mmengine checkpoint
-    holds (:data:`CHECKPOINT_GLOBALS`); ``getattr`` only as :func:`_history_buffer_method`.
+    holds (numpy arrays, dtypes and scalars, ``HistoryBuffer``); ``getattr`` only as
+    :func:`_history_buffer_method`.
     The check stays on for everything else. False where torch has no allow-list (< 2.4,
     whose ``torch.load`` is not weights-only by default)."""
     import numpy as np

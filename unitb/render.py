@@ -24,6 +24,12 @@ class RenderError(ValueError):
     """An image or keypoint array unitb cannot draw; the message says why."""
 
 
+def _channels_first(shape: Sequence[int], layout: str = "auto") -> bool:
+    """Whether a rank-3 image of this shape is CHW: said by ``layout``, or for ``auto`` a leading
+    axis of size 1/3/4 while the last axis is not one of those."""
+    return layout == "CHW" or (layout == "auto" and shape[0] in _CHANNELS and shape[-1] not in _CHANNELS)
+
+
 def to_hwc(image: np.ndarray, layout: str = "auto") -> np.ndarray:
     """Return ``image`` as HWC with 1, 3 or 4 channels (a 2-D array gets one channel).
 
@@ -35,13 +41,10 @@ def to_hwc(image: np.ndarray, layout: str = "auto") -> np.ndarray:
         return array[:, :, None]
     if array.ndim != 3:
         raise RenderError(f"expected an image of rank 2 or 3 (HW, CHW or HWC), got shape {array.shape}")
-    if layout == "CHW":
-        array = np.moveaxis(array, 0, -1)
-    elif layout == "auto":
-        if array.shape[0] in _CHANNELS and array.shape[-1] not in _CHANNELS:
-            array = np.moveaxis(array, 0, -1)
-    elif layout != "HWC":
+    if layout not in ("auto", "CHW", "HWC"):
         raise RenderError(f"layout must be 'auto', 'CHW' or 'HWC', got {layout!r}")
+    if _channels_first(array.shape, layout):
+        array = np.moveaxis(array, 0, -1)
     if array.shape[-1] not in _CHANNELS:
         raise RenderError(f"expected 1, 3 or 4 channels, got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
@@ -180,7 +183,7 @@ def shrink_step(shape: Sequence[int], layout: str = "auto") -> int:
     """The whole factor ``k`` by which an image (HW, HWC, CHW) or a batch (N x …) of this
     shape is thinned (every k-th pixel) so the written picture stays within
     :data:`MAX_IMAGE_SIDE`: 1 when it already does. Decided on the shape alone, before any
-    pixel is copied, so a 10000 x 10000 image costs what its 4096-pixel version costs."""
+    pixel is copied, so a 10000 x 10000 image costs what its thinned version costs."""
     shape = tuple(int(n) for n in shape)
     per_row = 1
     if len(shape) == 4:
@@ -189,8 +192,7 @@ def shrink_step(shape: Sequence[int], layout: str = "auto") -> int:
     if len(shape) == 2:
         height, width = shape
     elif len(shape) == 3:
-        chw = layout == "CHW" or (layout == "auto" and shape[0] in _CHANNELS and shape[-1] not in _CHANNELS)
-        height, width = shape[1:] if chw else shape[:2]
+        height, width = shape[1:] if _channels_first(shape, layout) else shape[:2]
     else:
         return 1
     limit = max(1, MAX_IMAGE_SIDE // per_row)
@@ -203,8 +205,7 @@ def thinned(image: np.ndarray, step: int, layout: str = "auto") -> np.ndarray:
         return image
     batch = image.ndim == 4
     single = image.shape[1:] if batch else image.shape
-    chw = len(single) == 3 and (layout == "CHW" or (layout == "auto" and single[0] in _CHANNELS
-                                                      and single[-1] not in _CHANNELS))
+    chw = len(single) == 3 and _channels_first(single, layout)
     first = (1 if chw else 0) + (1 if batch else 0)
     index = [slice(None)] * image.ndim
     index[first] = index[first + 1] = slice(None, None, step)

@@ -218,8 +218,6 @@ def _content_md5(info: Mapping[str, Any]) -> Optional[str]:
 
 
 BUCKET_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"}
-
-
 BUCKET_CHECK_SECS = 5.0  # a store that has not answered by then is not judged at construction
 
 
