@@ -168,6 +168,9 @@ def test_mmengine_resume_into_a_new_timestamp_folder(tmp_path):
     # timestamp folder holding only mmengine's config text: the resume must not carry from it.
     from torch.utils.tensorboard import SummaryWriter
 
+    first_stamp = os.path.basename(os.path.dirname(first_dir))
+    while time.strftime("%Y%m%d_%H%M%S") <= first_stamp:  # a fast crash ends within its start's second
+        time.sleep(0.1)
     failed_dir = os.path.join(work, time.strftime("%Y%m%d_%H%M%S"), "vis_data")
     with SummaryWriter(failed_dir) as writer:
         writer.add_text("config", "model = dict()", 0)
