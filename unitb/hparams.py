@@ -23,11 +23,15 @@ import os
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
+
 
 # mmengine config sections that describe the model and how it was trained (data pipelines and
 # paths are left out: long, and not what runs are compared by).
 MMENGINE_SECTIONS = ("model", "codec", "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr")
 MAX_KEYS = 200
+# The model's size among the metric columns, after the validation metrics.
+MODEL_SIZE = (MODEL_TOTAL_PARAMETERS, MODEL_SIZE_MB)
 
 
 def flatten(values: Mapping[str, object], prefix: str = "", out: Optional[Dict[str, object]] = None,
@@ -94,15 +98,16 @@ def session_values(content: object) -> Dict[str, object]:
 
 
 def run_columns(run_dir: str) -> Tuple[Dict[str, object], List[str]]:
-    """A run's hyperparameters and the metrics it can show: ``train/loss`` and its ``val/*``
-    scalars."""
+    """A run's hyperparameters and the metrics it can show: ``train/loss``, its ``val/*``
+    scalars and the model's size (a constant at step 0 that the SCALARS tab can hide: its
+    "Ignore outliers" default drops the largest run's only point from the y-range)."""
     from unitb import reader
 
     values: Dict[str, object] = {}
     metrics = []
     for entry in reader.tag_summary(run_dir):
         tag, kind = str(entry["tag"]), entry["kind"]
-        if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/")):
+        if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/") or tag in MODEL_SIZE):
             metrics.append(tag)
     for row in reader.iter_rows(run_dir):
         if row.kind == "hparams":
@@ -124,8 +129,9 @@ def shown_first(columns: Sequence[str], shared: Sequence[str] = ()) -> List[str]
 
 
 def metric_order(tag: str) -> Tuple[int, str]:
-    """``train/loss``, ``val/loss``, then the other ``val/*`` by name: the first five are ticked."""
-    return ({"train/loss": 0, "val/loss": 1}.get(tag, 2), tag)
+    """``train/loss``, ``val/loss``, the other ``val/*`` by name, then the model's size: the
+    first five are ticked."""
+    return ({"train/loss": 0, "val/loss": 1}.get(tag, 3 if tag in MODEL_SIZE else 2), tag)
 
 
 def experiment_columns(run_dirs: Sequence[str], shared: Sequence[str] = ()) -> Tuple[Dict[str, List[object]], List[str]]:
