@@ -11,7 +11,8 @@ import numpy as np
 
 from event_sink import EventFileSink
 from unitb import reader
-from unitb.run_logger import RunLogger, UnitbWarning
+from unitb.run_logger import RunLogger
+from unitb.notices import UnitbWarning
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 

@@ -69,7 +69,7 @@ def test_outage_mid_run_nothing_lost_nothing_twice(own_store, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = _logger(url, scalar_interval=1, upload_interval=0.3)
-        mirror = log.run.mirror
+        mirror = log.run.folder.mirror
         for step in range(1, 41):
             _step(log, step)
         log.flush()
@@ -123,10 +123,10 @@ def test_spool_bound_pauses_histograms_not_scalars(own_store):
     for step in range(1, 11):
         _step(log, step)
     log.flush()
-    assert _wait_uploaded(log.run.mirror)  # no backlog yet: the histograms of step 10 are written
+    assert _wait_uploaded(log.run.folder.mirror)  # no backlog yet: the histograms of step 10 are written
     log.log_epoch(10, 1)
     log.flush()
-    assert _wait_uploaded(log.run.mirror)
+    assert _wait_uploaded(log.run.folder.mirror)
     own_store.stop()
     with pytest.warns(UnitbWarning, match=r"over max_spool_mb=0.001: images and histograms pause"):
         for step in range(11, 41):
@@ -162,7 +162,7 @@ def test_close_checks_the_stores_copy_and_sends_again_what_it_lost(own_store, ca
     for step in range(1, 81):
         _step(log, step)
     log.flush()
-    assert _wait_uploaded(log.run.mirror)
+    assert _wait_uploaded(log.run.folder.mirror)
     fs = own_store.filesystem()
     if lie == "cut":  # the store keeps half of the event file, silently
         (key,) = [k for k in own_store.objects(url) if "tfevents" in k]

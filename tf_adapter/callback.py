@@ -42,7 +42,8 @@ from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
-from unitb.run_logger import RunLogger, default_warn
+from unitb.run_logger import RunLogger
+from unitb.notices import default_warn
 from unitb.speed import SpeedMeter
 from unitb.train_step import write_train_step
 
@@ -168,7 +169,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
                 self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback", store=self.store,
                                     forwarder=self._forwarder)
-                self._forwarder = self.run.forwarder
+                self._forwarder = self.run.folder.forwarder
                 self.run_dir = self.run.run_dir
                 if step == 0:
                     write_header(self.run, self.options, model, config_text=keras_config_text(
@@ -385,7 +386,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             self._probe.fit_ended()
         self._fit_open = False
         if self.run is not None:
-            self._mirror = self.run.mirror
+            self._mirror = self.run.folder.mirror
             self.run.close(wait_for_upload=False)  # a URL run uploads, and the backends are sent, in the background
             self.run = None
 

@@ -31,7 +31,8 @@ from unitb.own_values import OwnValuesAPI
 from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions
 from unitb.claim import FolderBusy
-from unitb.run_logger import RunLogger, default_warn
+from unitb.run_logger import RunLogger
+from unitb.notices import default_warn
 from unitb.speed import SpeedMeter
 from unitb.train_step import split_train_values, warn_other_totals, write_train_step
 

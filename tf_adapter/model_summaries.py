@@ -25,7 +25,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from unitb.reader import IN_MODEL_SUFFIX
+from unitb.folder_names import IN_MODEL_SUFFIX
 
 SUFFIX = IN_MODEL_SUFFIX
 

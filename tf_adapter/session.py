@@ -10,9 +10,11 @@ import numpy as np
 from tf_adapter import measure
 from tf_adapter.sink import TFSummarySink
 from unitb import render, schema, storage, train_step
+from unitb.opened_folder import open_folder
 from unitb.options import LogOptions
 from unitb.remote_run import StoreOptions, open_run_folder
-from unitb.run_logger import RunLogger, default_info, default_warn
+from unitb.run_logger import RunLogger
+from unitb.notices import default_info, default_warn
 
 
 def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: str = "unitb") -> str:
@@ -39,10 +41,12 @@ def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
     ``run.run_dir`` is the folder (or URL) chosen."""
     where = open_run_folder(logdir, resume_step, store or StoreOptions(), warn, default_info, owner,
                             options.resume_wait)
-    return RunLogger(TFSummarySink(where.local), warn=warn, max_log_mb=options.max_log_mb,
-                     raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
-                     mirror=where.mirror, run_dir=where.url, backends=options.backends,
-                     start_step=resume_step or 0, backend_timeout=options.backend_timeout, forwarder=forwarder)
+    sink = TFSummarySink(where.local)
+    folder = open_folder(sink.logdir, url=where.url, mirror=where.mirror, backends=options.backends,
+                         start_step=resume_step or 0, warn=warn, backend_timeout=options.backend_timeout,
+                         forwarder=forwarder)
+    return RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb, raise_on_nonfinite=options.raise_on_nonfinite,
+                     async_writes=options.async_writes, folder=folder)
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,

@@ -31,7 +31,7 @@ from unitb.options import LogOptions, show_options
 from unitb.own_values import OwnValuesAPI
 from unitb.profiling import StepProfiler
 from unitb.remote_run import StoreOptions, open_run_folder
-from unitb.run_logger import default_info, default_warn
+from unitb.notices import default_info, default_warn
 
 
 def _is_chief() -> bool:

@@ -14,8 +14,10 @@ from torch_adapter import measure
 from torch_adapter.images import ImageBatch
 from torch_adapter.activations import ActivationProbe
 from unitb import render, schema, train_step
+from unitb.opened_folder import open_folder
 from unitb.options import LogOptions
-from unitb.run_logger import RunLogger, Sink, as_number, default_warn
+from unitb.run_logger import RunLogger, Sink, as_number
+from unitb.notices import default_warn
 from unitb.speed import SpeedMeter
 from unitb.train_step import write_train_step
 
@@ -46,10 +48,12 @@ class TorchSession:
     def __init__(self, sink: Sink, options: LogOptions, warn: Callable[[str], None] = default_warn,
                  mirror=None, run_dir: Optional[str] = None, start_step: int = 0, run_name: Optional[str] = None):
         self.options = options
+        folder = open_folder(sink.logdir, url=run_dir, mirror=mirror, backends=options.backends,
+                             start_step=start_step, warn=warn, backend_timeout=options.backend_timeout,
+                             run_name=run_name)
         self.run = RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb,
                              raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
-                             mirror=mirror, run_dir=run_dir, backends=options.backends, start_step=start_step,
-                             backend_timeout=options.backend_timeout, run_name=run_name)
+                             folder=folder)
         self.probe: Optional[measure.GradNormProbe] = None
         self.activations: Optional[ActivationProbe] = None  # activation_layers
         self.weight_names = None

@@ -16,7 +16,8 @@ from typing import Any
 
 from unitb import schema
 from unitb.policy import DenseThenSparse, EveryNEpochs, EveryNSteps
-from unitb.run_logger import RunLogger, UnitbWarning
+from unitb.run_logger import RunLogger
+from unitb.notices import UnitbWarning
 
 __version__ = "0.1.0"
 

@@ -32,8 +32,9 @@ from importlib import util as import_util
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple
 
 from unitb import json_files
+from unitb.folder_names import BACKENDS_STATE
 
-STATE_FILE = ".unitb-backends.json"
+STATE_FILE = BACKENDS_STATE
 NAMES = ("tensorboard", "wandb", "mlflow")
 PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
 # The keywords each backend takes (backends={"wandb": {...}}): the few a user sets in practice.

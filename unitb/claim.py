@@ -32,12 +32,13 @@ import socket
 import time
 from typing import Any, Dict, Iterable, Mapping, Optional
 
+from unitb.folder_names import CLAIM
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-CLAIM = ".unitb-claim"
 
 _HELD: Dict[str, int] = {}  # folder -> descriptor holding its lock, for this process's runs
 

@@ -25,6 +25,7 @@ import numpy as np
 from unitb import diff as diff_mod
 from unitb import reader, safe_paths, storage
 from unitb.demo import TORCH_CHOICES, runnable
+from unitb.folder_names import REMOVED
 
 
 def _row_value(row: reader.Row) -> object:
@@ -222,7 +223,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 def push_to_backends(args: argparse.Namespace) -> int:
     """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
     from unitb import backends, reader, resume
-    from unitb.run_logger import default_warn
+    from unitb.notices import default_warn
 
     given = {"wandb": {"project": args.project, "entity": args.entity, "mode": args.wandb_mode, "dir": args.wandb_dir,
                        "name": args.name},
@@ -234,7 +235,7 @@ def push_to_backends(args: argparse.Namespace) -> int:
         print(f"unitb push: {exc}", file=sys.stderr)
         return 2
     found = [run for run in (reader.find_runs(args.local) if os.path.isdir(args.local) else [])
-             if f"{os.sep}{resume.TRASH}" not in run]  # what a resume set aside is not a run
+             if f"{os.sep}{REMOVED}" not in run]  # what a resume set aside is not a run
     if not found:
         print(f"unitb push: no run (event files) below {args.local}", file=sys.stderr)
         return 2

@@ -194,7 +194,7 @@ def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -
 def send_to_backends(run_dirs: Sequence[str], settings: Dict[str, Dict[str, object]]) -> None:
     """Send the finished runs, as ``unitb push --to`` does (the same forwarder a live run uses)."""
     from unitb import backends
-    from unitb.run_logger import default_warn
+    from unitb.notices import default_warn
 
     print()
     for run_dir in run_dirs:

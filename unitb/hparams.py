@@ -15,7 +15,7 @@ declared once for a log root instead (:func:`write_experiment`, ``unitb hparams 
 the demo): the shared names every entry point fills, the hyperparameters every run has (a sweep's
 parameters among them), and as metrics ``train/loss`` and every ``val/*`` scalar any run wrote —
 the union over the runs of both frameworks. It is one event file at the root (run ``.``), which
-unitb's own readers skip (:data:`unitb.reader.EXPERIMENT_SUFFIX`).
+unitb's own readers skip (:data:`unitb.folder_names.EXPERIMENT_SUFFIX`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import os
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from unitb.folder_names import EXPERIMENT_SUFFIX, REMOVED
 from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
 
 
@@ -160,14 +161,14 @@ def write_experiment(logdir: str, shared: Sequence[str] = ()) -> Optional[str]:
     ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run)."""
     from unitb import protos, reader
 
-    runs = [run for run in reader.find_runs(logdir) if ".unitb-removed" not in run.split(os.sep)]
+    runs = [run for run in reader.find_runs(logdir) if REMOVED not in run.split(os.sep)]
     if not runs:
         return None
     columns, metrics = experiment_columns(runs, shared)
     for name in os.listdir(logdir):
-        if name.endswith(reader.EXPERIMENT_SUFFIX):
+        if name.endswith(EXPERIMENT_SUFFIX):
             os.remove(os.path.join(logdir, name))
-    path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{reader.EXPERIMENT_SUFFIX}")
+    path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
     summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
     protos.write_events(path, [(summary, 0)])
     return path

@@ -26,29 +26,16 @@ import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from unitb import background, json_files, safe_paths, storage
-from unitb.backends import STATE_FILE as BACKENDS_STATE
-from unitb.claim import CLAIM
-from unitb.reader import IN_MODEL_SUFFIX
-from unitb.step_index import INDEX as STEP_INDEX
-from unitb.resume import JOURNAL, TMP_NAME, TRASH, removed_name
+from unitb.notices import default_info, default_warn
+from unitb.folder_names import (BACKENDS_STATE, CLAIM, COMPACT_TMP, IN_MODEL_SUFFIX, MIRROR_STATE, REMOVED,
+                                RESUME_JOURNAL, STEP_INDEX)
+from unitb.resume import removed_name
 
-STATE = ".unitb-mirror.json"
+STATE = MIRROR_STATE
 REUPLOAD_MB = 64
 _CHUNK = 8 << 20
-_SKIP = {STATE, STATE + ".tmp", JOURNAL, JOURNAL + ".tmp", TMP_NAME, CLAIM, BACKENDS_STATE + ".tmp",
+_SKIP = {STATE, STATE + ".tmp", RESUME_JOURNAL, RESUME_JOURNAL + ".tmp", COMPACT_TMP, CLAIM, BACKENDS_STATE + ".tmp",
          STEP_INDEX, STEP_INDEX + ".tmp"}  # the step index names this machine's inodes: no use elsewhere
-
-
-def _default_warn(message: str) -> None:
-    from unitb.run_logger import default_warn
-
-    default_warn(message)
-
-
-def _default_info(message: str) -> None:
-    from unitb.run_logger import default_info
-
-    default_info(message)
 
 
 def local_files(folder: str) -> Dict[str, Tuple[int, int]]:
@@ -84,7 +71,7 @@ class Mirror:
 
     def __init__(self, local: str, url: str, storage_options: Optional[Mapping[str, Any]] = None, *,
                  interval: float = 30.0, max_backlog_mb: Optional[float] = None, upload_timeout: float = 60.0,
-                 warn: Callable[[str], None] = _default_warn, info: Callable[[str], None] = _default_info,
+                 warn: Callable[[str], None] = default_warn, info: Callable[[str], None] = default_info,
                  owner: str = "unitb") -> None:
         self.local = os.path.abspath(local)
         self.url = storage.normalize_url(url)
@@ -212,8 +199,8 @@ class Mirror:
         copy there is in the store by now): the only remote objects this class deletes."""
         with self._lock:
             done = dict(self._uploaded)
-        trash_names = {rel.rsplit("/", 1)[-1] for rel in local if f"{TRASH}/" in rel and done.get(rel) == local[rel]}
-        return [rel for rel in done if rel not in local and TRASH not in rel
+        trash_names = {rel.rsplit("/", 1)[-1] for rel in local if f"{REMOVED}/" in rel and done.get(rel) == local[rel]}
+        return [rel for rel in done if rel not in local and REMOVED not in rel
                 and removed_name(rel.rsplit("/", 1)[-1]) in trash_names]
 
     def _due(self, rel: str, size: int, now: float) -> bool:
@@ -267,7 +254,7 @@ class Mirror:
         local = local_files(self.local)
         listing = storage.listing(self.fs, self.root)
         wanted = [rel for rel in sorted(listing)
-                  if TRASH not in rel.split("/") and rel.rsplit("/", 1)[-1] not in _SKIP]
+                  if REMOVED not in rel.split("/") and rel.rsplit("/", 1)[-1] not in _SKIP]
         targets, refused = safe_paths.plan_targets(wanted, self.local)
         if refused:
             self._warn(f"{self.owner}: {safe_paths.describe_refused(refused, self.url)}")

@@ -25,7 +25,8 @@ from typing import Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from unitb import projector, protos, render, schema
-from unitb.run_logger import RunLogger, as_number, default_warn
+from unitb.run_logger import RunLogger, as_number
+from unitb.notices import default_warn
 
 
 _tag = functools.lru_cache(maxsize=4096)(schema.sanitize)  # a loop logs the same few tags every step

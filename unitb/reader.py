@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, NamedTuple, Op
 import numpy as np
 
 from unitb import storage
+from unitb.folder_names import EXPERIMENT_SUFFIX
 
 if TYPE_CHECKING:
     from unitb import event_columns
 
 EVENT_FILE_MARK = "tfevents"
-# The second event file a Keras fit writes for tf.summary calls inside the model
-# (tf_adapter.model_summaries); named here so the core (the mirror) can tell it apart.
-IN_MODEL_SUFFIX = ".in-model"
 
 _PLUGIN_KIND = {
     "scalars": "scalar",
@@ -49,9 +47,6 @@ class Row(NamedTuple):
     file: str = ""
 
 
-# The experiment summary ``unitb hparams`` writes at a log root (:mod:`unitb.hparams`): read by
-# TensorBoard's HPARAMS tab, part of no run.
-EXPERIMENT_SUFFIX = ".unitb-experiment"
 
 
 def is_event_file(name: str) -> bool:

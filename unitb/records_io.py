@@ -21,6 +21,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from unitb import storage
+from unitb.notices import default_warn
 
 BLOCK_BYTES = 8 << 20  # records parsed per protobuf call; also bounds the memory held
 _HEADER = struct.Struct("<Q")
@@ -125,8 +126,6 @@ def _header_intact(data: bytes, pos: int) -> bool:
 
 
 def _say_damaged(path: str, offset: int) -> None:
-    from unitb.run_logger import default_warn
-
     default_warn(f"unitb: {path}: the record header at byte {offset} is damaged; the file is read up to there")
 
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from unitb import json_files, safe_paths, step_index
+from unitb.folder_names import COMPACT_TMP, REMOVED, RESUME_JOURNAL, RESUMED_MARK
+from unitb.notices import default_warn
 from unitb.reader import event_files, is_event_file
 from unitb.records_io import split_at_step
 
-JOURNAL = ".unitb-resume.json"
-TMP_NAME = ".unitb-compact.tmp"
-TRASH = ".unitb-removed"
+JOURNAL, TMP_NAME, TRASH = RESUME_JOURNAL, COMPACT_TMP, REMOVED
 MANIFEST = "manifest.json"
 RESTORED_MANIFEST = "manifest.restored.json"
 
@@ -85,11 +85,11 @@ def _compacted_name(first_file: str, resume_step: int) -> str:
         stamp = int(parts[3])
     except (IndexError, ValueError):
         stamp = int(os.path.getmtime(first_file))
-    return f"events.out.tfevents.{max(0, stamp - 1):010d}.unitb-resumed-{max(resume_step, 0)}"
+    return f"events.out.tfevents.{max(0, stamp - 1):010d}{RESUMED_MARK}{max(resume_step, 0)}"
 
 
 def _is_compacted_name(name: str) -> bool:
-    return is_event_file(name) and ".unitb-resumed-" in name
+    return is_event_file(name) and RESUMED_MARK in name
 
 
 def _near(folder: str) -> str:
@@ -305,8 +305,6 @@ def recover(folder: str, warn=None) -> None:
             _finish(trash, moves, plan["manifest"])
     except safe_paths.UnsafePath as exc:
         os.replace(journal_path, journal_path + ".refused")
-        from unitb.run_logger import default_warn
-
         (warn or default_warn)(f"unitb: ignored the interrupted clean-up journal in {folder}: it {exc}; nothing "
                                f"was moved, and it is kept as {JOURNAL}.refused")
         return

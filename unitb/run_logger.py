@@ -13,20 +13,15 @@ import errno
 import math
 import numbers
 import os
-import sys
 import time
-import warnings
 from typing import Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
 
 import numpy as np
 
-from unitb import backends as forwarding
-from unitb import claim, protos, schema, step_index, storage
+from unitb import protos, schema, storage
 from unitb.background import BackgroundWriter
-
-
-class UnitbWarning(UserWarning):
-    """A logging problem unitb worked around; training goes on."""
+from unitb.notices import default_warn
+from unitb.opened_folder import OpenedFolder
 
 
 class Sink(Protocol):
@@ -40,19 +35,6 @@ class Sink(Protocol):
     def write_summary(self, summary, step: int) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
-
-
-def default_warn(message: str) -> None:
-    """One UnitbWarning, shown as ``unitb: UnitbWarning: ...`` rather than pointing at a line
-    inside unitb (which tells a user nothing); warning filters apply as usual."""
-    registry: dict = {}  # each call is shown: RunLogger already says every kind of thing once
-    warnings.warn_explicit(message, UnitbWarning, filename="unitb", lineno=0, module="unitb", registry=registry)
-
-
-def default_info(message: str) -> None:
-    """Something a user should see that is not a problem (where a run went, a backlog that
-    caught up): one line on stderr."""
-    print(message if message.startswith("unitb") else f"unitb: {message}", file=sys.stderr, flush=True)
 
 
 def as_number(value: object) -> Optional[float]:
@@ -115,17 +97,15 @@ class RunLogger:
 
     def __init__(self, sink: Sink, *, warn: Callable[[str], None] = default_warn,
                  max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False,
-                 async_writes: bool = True, flush_secs: float = 5.0, mirror=None, run_dir: Optional[str] = None,
-                 backends: Optional[Mapping[str, Mapping[str, object]]] = None, start_step: int = 0,
-                 backend_timeout: float = 30.0, forwarder=None, run_name: Optional[str] = None):
+                 async_writes: bool = True, flush_secs: float = 5.0, folder: Optional[OpenedFolder] = None):
         if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
                                        or max_log_mb <= 0):
             raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
         self.sink = sink
-        # A URL run: the sink writes into a local spool that ``mirror`` (unitb.mirror.Mirror)
-        # copies to the store; ``run_dir`` is then the URL, else the folder written.
-        self.mirror = mirror
-        self.run_dir = run_dir or getattr(sink, "logdir", None)
+        # The folder's own life (step index, claim, backends, a URL run's mirror): not the
+        # writer's job (unitb.opened_folder); None for a writer that only writes.
+        self.folder = folder
+        self.run_dir = folder.run_dir if folder is not None else getattr(sink, "logdir", None)
         self._warn = warn
         self.max_log_mb = max_log_mb
         self.raise_on_nonfinite = bool(raise_on_nonfinite)
@@ -137,10 +117,6 @@ class RunLogger:
         self._dir_missing = False
         self._broken = False
         self.background: Optional[BackgroundWriter] = None
-        # W&B / MLflow: a thread that follows what this run's event files get (unitb.backends);
-        # one passed in is the forwarder of an earlier writer into the same folder (a Keras fit before).
-        self.forwarder = forwarder if forwarder is not None and forwarder.folder == sink.logdir else forwarding.start(sink.logdir, backends or {}, start_step, warn, timeout=backend_timeout,
-                                          run_name=run_name or os.path.basename(os.path.normpath(self.run_dir or sink.logdir)))
         if async_writes:
             self.background = BackgroundWriter(
                 flush=self._flush_sink, flush_secs=flush_secs,
@@ -234,11 +210,10 @@ class RunLogger:
     def _heavy_allowed(self) -> bool:
         if self.heavy_stopped:
             return False
-        if self.mirror is not None:
-            behind = self.mirror.over_limit()
-            if behind:
-                self.warn_once("spool", "", behind)
-                return False
+        behind = self.folder.behind() if self.folder is not None else None
+        if behind:
+            self.warn_once("spool", "", behind)
+            return False
         if self.max_log_mb is None:
             return True
         self._heavy_writes += 1
@@ -374,24 +349,20 @@ class RunLogger:
 
     def _flush_sink(self) -> None:
         """Flush the writer, noticing a vanished folder and retrying a broken writer first
-        (the writer thread calls this every ``flush_secs``); then bring the folder's step index
-        up to date (:mod:`unitb.step_index`: what a resume with nothing to drop reads)."""
+        (the writer thread calls this every ``flush_secs``); then tell the folder."""
         self.check_directory()
         if self._broken:
             self._repair()
-        if self._guarded("flush", self.sink.flush) and not self._dir_missing:
-            try:
-                step_index.update(self.sink.logdir)
-            except Exception:
-                pass  # only a faster resume is lost: it reads the files instead
+        if self._guarded("flush", self.sink.flush) and not self._dir_missing and self.folder is not None:
+            self.folder.flushed()
 
     def flush(self) -> None:
         """Write out everything queued so far, then flush the writer (blocks until done)."""
         if self.background is not None:
             self.background.drain()
         self._flush_sink()
-        if self.mirror is not None:
-            self.mirror.request_sync()  # to the store soon (a checkpoint may follow), not now
+        if self.folder is not None:
+            self.folder.sync_soon()
 
     def close(self, wait_for_upload: bool = True) -> None:
         """Close the writer. A URL run then makes its last upload, retried for up to
@@ -401,18 +372,5 @@ class RunLogger:
         if self.background is not None:
             self.background.close()
         self._guarded("close", self.sink.close)
-        try:
-            step_index.update(self.sink.logdir)  # the last records, for the next resume
-        except Exception:
-            pass
-        claim.release(getattr(self.sink, "logdir", None))  # its event files keep the folder taken now
-        if self.mirror is not None and not wait_for_upload:
-            self.mirror.request_sync()
-            return
-        if self.forwarder is not None and wait_for_upload:
-            self.forwarder.close()  # bounded by backend_timeout; before the last upload, which carries its state
-        if self.mirror is not None:
-            try:  # the last upload: retried for upload_timeout seconds, then one warning
-                self.mirror.close()
-            except Exception as exc:
-                self.warn_once("mirror", "close", f"final upload failed ({type(exc).__name__}: {exc})")
+        if self.folder is not None:
+            self.folder.close(wait_for_upload, lambda message: self.warn_once("mirror", "close", message))

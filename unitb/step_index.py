@@ -14,8 +14,9 @@ import zlib
 from typing import Dict, Optional, Tuple
 
 from unitb import json_files
+from unitb.folder_names import STEP_INDEX
 
-INDEX = ".unitb-steps.json"
+INDEX = STEP_INDEX
 
 
 def _load(folder: str) -> Dict[str, Dict[str, int]]:

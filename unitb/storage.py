@@ -17,6 +17,8 @@ import re
 import tempfile
 from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
 
+from unitb.folder_names import PULL_PREFIX
+
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$")
 SPOOL_ENV = "UNITB_SPOOL"
 
@@ -166,7 +168,7 @@ def fetch_file(fs, remote: str, target: str) -> None:
     from :func:`unitb.safe_paths.local_target`."""
     folder = os.path.dirname(target) or "."
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".unitb-pull-", suffix=".tmp", dir=folder)
+    handle, tmp = tempfile.mkstemp(prefix=PULL_PREFIX, suffix=".tmp", dir=folder)
     os.close(handle)
     try:
         fs.get_file(remote, tmp)

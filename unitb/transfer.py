@@ -14,10 +14,9 @@ import time
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from unitb import safe_paths, storage
-from unitb.claim import CLAIM
+from unitb.folder_names import CLAIM, REMOVED
 from unitb.mirror import Mirror
-from unitb.resume import TRASH
-from unitb.run_logger import default_warn
+from unitb.notices import default_warn
 
 
 def pull(url: str, dest: str, options: Optional[Mapping[str, Any]] = None,
@@ -29,7 +28,7 @@ def pull(url: str, dest: str, options: Optional[Mapping[str, Any]] = None,
     Returns ``(fetched, unchanged)``."""
     fs, root = storage.filesystem(url, options)
     listing = storage.listing(fs, root)
-    wanted = [rel for rel in sorted(listing) if (include_removed or TRASH not in rel.split("/"))
+    wanted = [rel for rel in sorted(listing) if (include_removed or REMOVED not in rel.split("/"))
               and rel.rsplit("/", 1)[-1] != CLAIM]  # another machine's claim is no part of the run
     targets, refused = safe_paths.plan_targets(wanted, dest)
     if refused:

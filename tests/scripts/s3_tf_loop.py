@@ -35,7 +35,7 @@ for step in range(start + 1, total + 1):
     manager.maybe_save()
     if step == crash_at:
         logger.flush()
-        mirror = logger.run.mirror
+        mirror = logger.run.folder.mirror
         deadline = time.monotonic() + 30
         while mirror.pending() and time.monotonic() < deadline:  # the store holds steps 1..crash_at
             mirror.request_sync()

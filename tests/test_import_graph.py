@@ -1,0 +1,102 @@
+"""The packages' import graph, built from the source (imports inside functions included): no
+module reaches itself again, so none needs an import placed inside a function to load."""
+import ast
+import os
+from typing import Dict, List, Set
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("unitb", "torch_adapter", "tf_adapter")
+
+
+def _modules() -> Dict[str, str]:
+    found = {}
+    for package in PACKAGES:
+        for folder, _dirs, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    dotted = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                    found[dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted] = path
+    return found
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    """``{module: the modules of these packages it imports}``. ``from p import m`` is an arrow to
+    ``p.m`` when that is a module, else to ``p``."""
+    modules = _modules()
+    graph: Dict[str, Set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), path)
+        for node in ast.walk(tree):
+            targets: List[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                           for alias in node.names]
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    on_stack: Set[str] = set()
+    found: List[List[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    assert len(graph) > 50  # the walk found the packages
+    assert cycles(graph) == []
+
+
+def test_the_graph_sees_imports_inside_functions(tmp_path):
+    """The check can fail: two modules that import each other inside functions are a cycle."""
+    a = {"p.a": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a"}}
+    assert cycles(a) == [["p.a", "p.b"]]
+    graph = import_graph()
+    # resume.py imports the reader at module level; the reader never imports resume.
+    assert "unitb.reader" in graph["unitb.resume"] and "unitb.resume" not in graph["unitb.reader"]
+
+
+def test_the_core_imports_no_adapter():
+    graph = import_graph()
+    core = [name for name in graph if name.split(".")[0] == "unitb"]
+    leaks = {name: sorted(t for t in graph[name] if t.split(".")[0] != "unitb") for name in core}
+    assert {name: targets for name, targets in leaks.items() if targets} == {}
