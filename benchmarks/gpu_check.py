@@ -27,7 +27,7 @@ import warnings
 import torch
 
 import unitb
-from unitb import reader
+from unitb.read import reader
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of the script itself
 

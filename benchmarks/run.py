@@ -478,9 +478,10 @@ def bench_records(quick: bool) -> List[Row]:
 
     from tf_adapter.sink import TFSummarySink
     from torch_adapter.sink import SummaryWriterSink
-    from unitb import render, schema
-    from unitb.own_values import OwnValues
-    from unitb.run_logger import RunLogger
+    from unitb import schema
+    from unitb.write import render
+    from unitb.log.own_values import OwnValues
+    from unitb.write.writer import RunLogger
 
     n = 200 if quick else 3000
     trials = 1 if quick else 5
@@ -630,7 +631,7 @@ def bench_memory(quick: bool) -> List[Row]:
     from torch_adapter.images import host_images
     from torch_adapter.sink import SummaryWriterSink
     from unitb import schema
-    from unitb.run_logger import RunLogger
+    from unitb.write.writer import RunLogger
 
     batch = torch.zeros(32, 3, 256, 192)  # a typical top-down pose batch
     kept = host_images(batch, 4)
@@ -848,11 +849,11 @@ def bench_backends(quick: bool) -> List[Row]:
 
 READERS = {
     # name: (imports, body) run in a fresh process on RUN; the time is measured around the body
-    "unitb tags": ("from unitb import reader", "reader.tag_summary(RUN)"),
-    "unitb export csv": ("import os\nfrom unitb import cli", "cli.main(['export', RUN, '-o', os.devnull])"),
-    "unitb diff (layout of one run)": ("from unitb import diff", "diff.layout_of(RUN)"),
-    "unitb reader.scalars()": ("from unitb import reader", "reader.scalars(RUN)"),
-    "unitb reader.scalar_arrays()": ("from unitb import reader", "reader.scalar_arrays(RUN)"),
+    "unitb tags": ("from unitb.read import reader", "reader.tag_summary(RUN)"),
+    "unitb export csv": ("import os\nfrom unitb.commands import cli", "cli.main(['export', RUN, '-o', os.devnull])"),
+    "unitb diff (layout of one run)": ("from unitb.read import diff", "diff.layout_of(RUN)"),
+    "unitb reader.scalars()": ("from unitb.read import reader", "reader.scalars(RUN)"),
+    "unitb reader.scalar_arrays()": ("from unitb.read import reader", "reader.scalar_arrays(RUN)"),
     "tbparse SummaryReader(run).scalars": ("from tbparse import SummaryReader", "SummaryReader(RUN).scalars"),
     "EventAccumulator.Reload()": ("from tensorboard.backend.event_processing.event_accumulator import EventAccumulator",
                                   "EventAccumulator(RUN, size_guidance={'scalars': 0}).Reload()"),
@@ -894,7 +895,7 @@ def make_tf_form_run(path: str, values: int, tags: int = 10) -> None:
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from unitb import protos
+    from unitb.write import protos
 
     import numpy as np
 
@@ -1015,7 +1016,8 @@ def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
     """How long a resume's clean-up takes on the same run: without and with the step index."""
     import shutil
 
-    from unitb import resume, step_index
+    from unitb.folder import resume
+    from unitb.folder import step_index
 
     rows: List[Row] = []
     last_step = events // 10
@@ -1038,7 +1040,7 @@ def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
                 rows.append((f"resume start on the {label} run, {what} (steps {resume_step + 1}..{last_step})",
                              f"{took:.2f} s", "< 2 s", _met(took < 2)))
     # The same no-orphan resume when the run was written by unitb, whose writer thread keeps the
-    # step index (unitb.step_index) at each flush: only the bytes since the last update are read.
+    # step index (unitb.folder.step_index) at each flush: only the bytes since the last update are read.
     target = os.path.join(root, "indexed")
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(run, target)

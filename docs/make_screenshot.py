@@ -25,7 +25,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", help="a log root with the demo runs (default: make one)")
     parser.add_argument("--out", default=os.path.join(HERE, "tensorboard.png"))
-    parser.add_argument("--view", default="scalars&tagFilter=" + "train%2F(loss%7Clearning_rate%2F0%7Cgradient_norm%2Fglobal)%24",
+    shared_charts = "train%2F(loss%7Clearning_rate%2F0%7Cgradient_norm%2Fglobal)%24"
+    parser.add_argument("--view", default="scalars&tagFilter=" + shared_charts,
                         help="the dashboard fragment to open (default: the shared charts, all runs overlaid)")
     parser.add_argument("--size", default="1400,900", help="the browser window, WIDTH,HEIGHT (default: 1400,900)")
     args = parser.parse_args()

@@ -14,8 +14,8 @@ from typing import Dict, Iterator, List, Tuple
 
 def _wandb_records(path: str) -> Iterator[bytes]:
     """The records of a W&B transaction log (its framing is read in one place:
-    :func:`unitb.backend_wandb.log_records`; the records are parsed here, independently)."""
-    from unitb.backend_wandb import log_records
+    :func:`unitb.backends.wandb_backend.log_records`; the records are parsed here, independently)."""
+    from unitb.backends.wandb_backend import log_records
 
     return log_records(path)
 

@@ -2,7 +2,6 @@
 and stopped as a process (stopping it is how a test takes the store away)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ class MotoStore:
                     return self
             except Exception:
                 if self.process.poll() is not None:
-                    raise RuntimeError("moto server exited at start")
+                    raise RuntimeError("moto server exited at start") from None
                 time.sleep(0.2)
         raise RuntimeError(f"moto server did not answer on {self.endpoint}")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import unitb
-from unitb import reader
+from unitb.read import reader
 
 
 def _histograms(run_dir, tag):

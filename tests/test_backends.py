@@ -10,7 +10,9 @@ import pytest
 import torch
 
 import unitb
-from unitb import backends, cli, reader
+from unitb.backends import forwarder as backends
+from unitb.commands import cli
+from unitb.read import reader
 from backend_stores import wandb_runs
 
 pytest.importorskip("wandb")
@@ -274,7 +276,7 @@ def test_unitb_push_streams_a_long_run_held_in_several_files(tmp_path, wandb_off
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from unitb import records_io
+    from unitb.read import records
 
     run = tmp_path / "runs" / "two-files"
     for name, tags in (("a", ("train/loss", "train/lr")), ("b", ("val/acc",))):
@@ -283,7 +285,7 @@ def test_unitb_push_streams_a_long_run_held_in_several_files(tmp_path, wandb_off
             values = [summary_pb2.Summary.Value(tag=tag, simple_value=step / 7 + len(tag)) for tag in tags]
             writer.add_event(event_pb2.Event(step=step, wall_time=1.7e9 + step, summary=summary_pb2.Summary(value=values)))
         writer.close()
-    monkeypatch.setattr(records_io, "BLOCK_BYTES", 2048)  # many blocks per file
+    monkeypatch.setattr(records, "BLOCK_BYTES", 2048)  # many blocks per file
     held = []
     ready = backends.StepBuffer.ready
     monkeypatch.setattr(backends.StepBuffer, "ready", lambda self, below: held.append(len(self.pending)) or ready(self, below))

@@ -4,14 +4,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 
 import numpy as np
 
 from event_sink import EventFileSink
-from unitb import reader
-from unitb.run_logger import RunLogger
+from unitb.read import reader
+from unitb.write.writer import RunLogger
 from unitb.notices import UnitbWarning
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -52,7 +51,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import numpy as np
     from event_sink import EventFileSink
-    from unitb.run_logger import RunLogger
+    from unitb.write.writer import RunLogger
     run = RunLogger(EventFileSink(sys.argv[1], delay=0.001), flush_secs=float(sys.argv[3]))
     for step in range(1, 101):
         run.scalar("train/loss", float(step), step)

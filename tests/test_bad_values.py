@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import unitb
-from unitb import reader, render
+from unitb.read import reader
+from unitb.write import render
 
 
 def _logger(kind, logdir):

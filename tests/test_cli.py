@@ -9,13 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from unitb import cli
+from unitb.commands import cli
 
 
 def _write_run(path, with_grad=True, duplicate_step=False, val_at_epoch=False):
     from torch.utils.tensorboard import SummaryWriter
 
-    from unitb import protos, schema
+    from unitb import schema
+    from unitb.write import protos
 
     writer = SummaryWriter(str(path))
     for step in range(1, 11):
@@ -94,7 +95,7 @@ def test_missing_run_is_a_clear_error(tmp_path):
 
 
 def test_demo_picks_mmpose_only_when_installed(monkeypatch):
-    from unitb import demo
+    from unitb.commands import demo
 
     monkeypatch.setattr(demo, "mmpose_installed", lambda: True)
     assert [e.name for e in demo.pick_examples()] == ["mmpose-topdown", "keras-fit", "tf-yolo-loop"]
@@ -111,7 +112,7 @@ def test_export_writes_what_csv_and_json_write_for_each_row(tmp_path):
     json.dumps' for every row, tags that need quoting and NaN/inf values included."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from unitb import reader
+    from unitb.read import reader
 
     writer = SummaryWriter(str(tmp_path))
     tags = ["a,b", 'q"x', "line\nbreak", " lead", "plain", "ünï"]
@@ -151,7 +152,7 @@ def test_printed_tensorboard_command_runs_as_printed_without_an_activated_venv()
     import subprocess
     import sys
 
-    from unitb.demo import runnable
+    from unitb.commands.demo import runnable
 
     command = runnable("tensorboard", "tensorboard.main")
     env = {**os.environ, "PATH": "/usr/bin:/bin"}
@@ -177,7 +178,7 @@ def test_a_fresh_venv_prints_a_tensorboard_command_that_runs(tmp_path):
     if install.returncode != 0 and "Could not find a version" in install.stderr + install.stdout:
         pytest.skip("no package registry reachable for a fresh venv")
     assert install.returncode == 0, install.stderr[-3000:]
-    printed = subprocess.run([python, "-c", "from unitb.demo import runnable; "
+    printed = subprocess.run([python, "-c", "from unitb.commands.demo import runnable; "
                               "print(runnable('tensorboard', 'tensorboard.main'))"],
                              capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": "/usr/bin:/bin"})
     command = printed.stdout.strip()

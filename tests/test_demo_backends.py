@@ -18,7 +18,7 @@ pytest.importorskip("mlflow")
 def _demo(out, *args, blocked=(), env=None):
     """``unitb demo`` in a fresh interpreter; ``blocked``: packages made unimportable there."""
     code = ("import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
-            + "from unitb.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+            + "from unitb.commands.cli import main\nsys.exit(main(sys.argv[1:]))\n")
     return subprocess.run([sys.executable, "-c", code, "demo", "--out", str(out), *args], capture_output=True,
                           text=True, timeout=900, env={**os.environ, **(env or {})})
 

@@ -2,7 +2,6 @@
 mmengine hook and from TFCallback, equal to the layer's outputs computed independently."""
 import glob
 import os
-import warnings
 
 import numpy as np
 import pytest

@@ -8,7 +8,10 @@ import pytest
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from unitb import event_columns, protos, reader, records_io
+from unitb.read import columns
+from unitb.write import protos
+from unitb.read import reader
+from unitb.read import records as records_io
 
 SCALARS = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
 
@@ -41,7 +44,7 @@ def _unpacked_float(tag, number):
     writers do: built by hand, protobuf itself always packs."""
     tensor = b"\x08\x01\x12\x00\x2d" + struct.pack("<f", number)
     body = (b"\x0a" + bytes([len(tag)]) + tag.encode() + b"\x42" + bytes([len(tensor)]) + tensor
-            + b"\x4a" + bytes([len(event_columns.SCALARS_METADATA)]) + event_columns.SCALARS_METADATA)
+            + b"\x4a" + bytes([len(columns.SCALARS_METADATA)]) + columns.SCALARS_METADATA)
     return summary_pb2.Summary.Value.FromString(body)
 
 
@@ -115,8 +118,8 @@ def test_every_record_shape_reads_as_protobuf_reads_it(tmp_path, monkeypatch, se
     assert _comparable(rows) == _comparable(_protobuf_rows(payloads))
 
     # and the array path did take the scalar shapes it knows
-    tags = event_columns.TagTable()
-    taken = {tags.names[i] for block in event_columns.blocks(str(tmp_path / "events.out.tfevents.1.host"), tags)
+    tags = columns.TagTable()
+    taken = {tags.names[i] for block in columns.blocks(str(tmp_path / "events.out.tfevents.1.host"), tags)
              for i in set(block.tag.tolist())}
     assert {"train/loss", "ünï/cödé", "many/0", "tf/a", "tf/b", "tf/content", "tf/double", "tf/double_content",
             "tf/no_shape", "tf/unpacked", "tf/data_class", "long/" + "x" * 300, "long/" + "y" * 301} <= taken
@@ -179,7 +182,7 @@ def test_predicted_headers_land_where_the_walk_does(tmp_path, monkeypatch):
 
 
 def test_a_hash_collision_between_tags_falls_back_to_exact_grouping(tmp_path, monkeypatch):
-    monkeypatch.setattr(event_columns, "_weights", lambda width: np.zeros(width, np.uint64))
+    monkeypatch.setattr(columns, "_weights", lambda width: np.zeros(width, np.uint64))
     payloads = [_event(step, [summary_pb2.Summary.Value(tag=tag, simple_value=float(step))]).SerializeToString()
                 for step in range(50) for tag in ("train/ab", "train/ba", "val/xy")]
     _write(tmp_path / "events.out.tfevents.1.host", payloads)
@@ -192,9 +195,9 @@ def test_the_scalars_metadata_forms_are_what_tensorboard_and_protobuf_write():
     from tensorboard.plugins.scalar import metadata
 
     assert metadata.create_summary_metadata(display_name=None, description=None).SerializeToString() \
-        == event_columns.SCALARS_METADATA
+        == columns.SCALARS_METADATA
     with_class = summary_pb2.SummaryMetadata(plugin_data=SCALARS.plugin_data, data_class=summary_pb2.DATA_CLASS_SCALAR)
-    assert with_class.SerializeToString() in event_columns.SCALARS_METADATA_FORMS
+    assert with_class.SerializeToString() in columns.SCALARS_METADATA_FORMS
 
 
 def test_record_steps_are_protobufs_steps(tmp_path):
@@ -204,7 +207,7 @@ def test_record_steps_are_protobufs_steps(tmp_path):
     payloads[17] = b"\x10\xff"  # a step varint cut short: not a record protobuf reads
     path = tmp_path / "events"
     _write(path, payloads)
-    steps = np.concatenate([event_columns.record_steps(data, starts, lengths)
+    steps = np.concatenate([columns.record_steps(data, starts, lengths)
                             for data, starts, lengths, _ in records_io.record_spans(str(path))])
 
     def protobuf_step(payload):

@@ -3,7 +3,8 @@ unchanged where it is cold; from TFCallback (predict_heatmaps) and TFLogger.log_
 import numpy as np
 
 import unitb
-from unitb import reader, render
+from unitb.read import reader
+from unitb.write import render
 
 
 def _peak_map(size=8, at=(2, 6), keypoints=3):

@@ -10,10 +10,13 @@ import warnings
 import boto3
 import pytest
 
-from unitb import UnitbWarning, reader, resume, safe_paths
-from unitb.cli import main as cli_main
-from unitb.mirror import Mirror
-from unitb.remote_run import newest_earlier_folder
+from unitb import UnitbWarning
+from unitb.read import reader
+from unitb.folder import resume
+from unitb.files import safe_paths
+from unitb.commands.cli import main as cli_main
+from unitb.store.mirror import Mirror
+from unitb.store.remote_folder import newest_earlier_folder
 
 HOSTILE = ["../../escaped-dotdot", "sub/../../../escaped-nested", "/abs/escaped-absolute", "a\\..\\escaped-backslash",
            "./escaped-dot", "empty//escaped-empty", "..", "link/escaped-through-link"]

@@ -4,7 +4,7 @@ import sys
 
 def test_import_unitb_loads_no_framework():
     code = ("import importlib, pkgutil, sys, unitb\n"
-            "for m in pkgutil.iter_modules(unitb.__path__): m.name == '__main__' or importlib.import_module('unitb.' + m.name)\n"
+            "for m in pkgutil.walk_packages(unitb.__path__, 'unitb.'): m.name.endswith('__main__') or importlib.import_module(m.name)\n"
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'wandb', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # nor a backend: W&B and MLflow load when a run uses them
@@ -13,15 +13,15 @@ def test_import_unitb_loads_no_framework():
 def test_reading_a_run_loads_no_framework(tmp_path):
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from unitb import protos
+    from unitb.write import protos
     writer = EventFileWriter(str(tmp_path))
     writer.close()
-    code = (f"import sys, unitb.reader as r; r.read_run({str(tmp_path)!r}); "
+    code = (f"import sys, unitb.read.reader as r; r.read_run({str(tmp_path)!r}); "
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert protos  # the proto helpers import no framework either (checked in the subprocess below)
-    code = ("import sys; from unitb import protos, schema; protos.custom_scalars_summary(schema.custom_scalars_layout());"
+    code = ("import sys; from unitb import schema; from unitb.write import protos; protos.custom_scalars_summary(schema.custom_scalars_layout());"
             "protos.hparams_summaries({'a': 1}); protos.text_summary('config', 'x');"
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -95,7 +95,7 @@ def test_a_pytorch_run_never_loads_tensorflow(tmp_path):
     files read back as before."""
     import os
 
-    from unitb import reader
+    from unitb.read import reader
 
     assert _run(NO_TF_TORCH, tmp_path / "torch") == "False"
     assert [s for s, _ in reader.scalars(str(tmp_path / "torch"))["train/loss"]] == [1, 2, 3, 4, 5]
@@ -106,7 +106,7 @@ def test_a_pytorch_run_never_loads_tensorflow(tmp_path):
 
 
 def test_tensorflow_used_on_purpose_after_torch_adapter_still_works(tmp_path):
-    from unitb import reader
+    from unitb.read import reader
 
     assert _run(TF_AFTER_TORCH, tmp_path) == "ok"
     assert reader.scalars(str(tmp_path / "plain"))["x"] == [(1, 1.0)]

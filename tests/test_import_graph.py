@@ -2,10 +2,14 @@
 module reaches itself again, so none needs an import placed inside a function to load."""
 import ast
 import os
+import subprocess
+import sys
 from typing import Dict, List, Set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("unitb", "torch_adapter", "tf_adapter")
+sys.path.insert(0, os.path.join(ROOT, "docs"))
+from module_map import ROOMS  # noqa: E402
 
 
 def _modules() -> Dict[str, str]:
@@ -92,7 +96,47 @@ def test_the_graph_sees_imports_inside_functions(tmp_path):
     assert cycles(a) == [["p.a", "p.b"]]
     graph = import_graph()
     # resume.py imports the reader at module level; the reader never imports resume.
-    assert "unitb.reader" in graph["unitb.resume"] and "unitb.resume" not in graph["unitb.reader"]
+    assert "unitb.read.reader" in graph["unitb.folder.resume"] and "unitb.folder.resume" not in graph["unitb.read.reader"]
+
+
+# The core's rooms, lowest first (docs/module_map.py, which draws them): a module imports only
+# from its own room, a lower one, or the leaves at the top.
+LEAVES = ("unitb.schema", "unitb.notices")
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "unitb" and len(parts) > 2 else module
+
+
+def test_arrows_between_rooms_run_one_way():
+    graph = import_graph()
+    rooms = [name for name in os.listdir(os.path.join(ROOT, "unitb"))
+             if os.path.isfile(os.path.join(ROOT, "unitb", name, "__init__.py"))]
+    assert sorted(rooms) == sorted(ROOMS)  # a new room takes its place in the order here
+    upward = []
+    for module, targets in graph.items():
+        if _room(module) not in ROOMS:
+            continue
+        for target in targets:
+            if target in LEAVES or _room(target) == _room(module):
+                continue
+            if _room(target) not in ROOMS or ROOMS.index(_room(target)) > ROOMS.index(_room(module)):
+                upward.append(f"{module} -> {target}")
+    assert upward == []
+
+
+def test_the_public_paths_keep_working():
+    import unitb
+    from unitb import reader, resume, schema
+    from unitb.folder import resume as folder_resume
+    from unitb.read import reader as read_reader
+
+    assert reader.read_run is read_reader.read_run and resume.restore is folder_resume.restore
+    assert schema.TRAIN_LOSS == "train/loss"
+    assert dir(unitb) == sorted(unitb.__all__)
+    assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "EnhancedTensorBoardHook",
+                                  "TorchLogger", "TFCallback", "TFLogger", "CheckpointManager"}
 
 
 def test_the_core_imports_no_adapter():
@@ -100,3 +144,11 @@ def test_the_core_imports_no_adapter():
     core = [name for name in graph if name.split(".")[0] == "unitb"]
     leaks = {name: sorted(t for t in graph[name] if t.split(".")[0] != "unitb") for name in core}
     assert {name: targets for name, targets in leaks.items() if targets} == {}
+
+
+def test_the_module_maps_are_the_tree():
+    """README's layout and docs/DESIGN.md's module tables are made from the tree: they cannot
+    disagree with it, or with each other."""
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "module_map.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -3,7 +3,9 @@ mmpose uses), and the mmengine hook writes the keypoint PR curve at every valida
 import numpy as np
 import pytest
 
-from unitb import diff, keypoints, reader
+from unitb.read import diff
+from unitb.write import keypoints
+from unitb.read import reader
 
 
 def test_oks_equals_cocoeval():

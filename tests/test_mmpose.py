@@ -12,7 +12,8 @@ pytest.importorskip("xtcocotools")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples", "mmpose"))
 
-from unitb import reader, render  # noqa: E402
+from unitb.read import reader
+from unitb.write import render  # noqa: E402
 
 
 def test_real_mmpose_topdown_run(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 import unitb
-from unitb import reader
+from unitb.read import reader
 
 TRACES = []
 
@@ -86,7 +86,7 @@ def test_a_mirror_never_uploads_an_empty_in_model_file(tmp_path):
     import tensorflow as tf
 
     from tf_adapter import model_summaries
-    from unitb import mirror
+    from unitb.store import mirror
 
     assert mirror.IN_MODEL_SUFFIX == model_summaries.SUFFIX
     writer = tf.summary.create_file_writer(str(tmp_path), filename_suffix=model_summaries.SUFFIX)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import unitb
-from unitb import reader, resume
+from unitb.read import reader
+from unitb.folder import resume
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")

@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from unitb import UnitbWarning, reader, storage
-from unitb.cli import main as cli_main
+from unitb import UnitbWarning
+from unitb.read import reader
+from unitb.files import storage
+from unitb.commands.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -222,7 +223,7 @@ def test_custom_tf_loop_resumes_from_the_store_on_a_fresh_machine(s3_env, moto_s
     # What was set aside can be pulled back whole.
     pulled = tmp_path / "pulled"
     assert cli_main(["pull", url, str(pulled), "--include-removed"]) == 0
-    from unitb import resume
+    from unitb.folder import resume
 
     (trash,) = resume.removals(str(pulled))
     resume.restore(trash)
@@ -259,7 +260,7 @@ def test_mmengine_resume_from_the_store_on_a_fresh_machine(s3_env, moto_store, t
 def test_big_growing_files_are_sent_again_less_often(s3_env, moto_store, tmp_path, monkeypatch):
     """Stores cannot append: a grown file goes again whole, so a big one waits longer
     (once per interval per REUPLOAD_MB of its size), except when every change is asked for."""
-    from unitb import mirror as mirror_mod
+    from unitb.store import mirror as mirror_mod
 
     monkeypatch.setattr(mirror_mod, "REUPLOAD_MB", 1)  # 1 MB: a 3 MB file waits 3 intervals
     folder = tmp_path / "spool"

@@ -8,7 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from unitb import UnitbWarning, diff, reader
+from unitb import UnitbWarning
+from unitb.read import diff
+from unitb.read import reader
 
 
 def _by_tag(folder):

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from unitb import reader, runs
+from unitb.read import reader
+from unitb.folder import versions as runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "parallel_start.py")

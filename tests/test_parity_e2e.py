@@ -9,7 +9,10 @@ import sys
 import pytest
 
 from tb_server import tensorboard
-from unitb import demo, diff, reader, schema
+from unitb import schema
+from unitb.commands import demo
+from unitb.read import diff
+from unitb.read import reader
 
 TORCH_RUN = "mmpose-topdown" if demo.mmpose_installed() else "mmengine-pose"
 RUNS = (TORCH_RUN, "keras-fit", "tf-yolo-loop")
@@ -61,7 +64,6 @@ def test_tensorboard_server_shows_one_layout(demo_root, load_fast):
         scalar_tags = tb.get("/data/plugin/scalars/tags")
         histogram_tags = tb.get("/data/plugin/histograms/tags")
         image_tags = tb.get("/data/plugin/images/tags")
-        layouts = []
         for run in RUNS:
             tags = set(scalar_tags[run])
             assert set(CANONICAL_SCALARS) <= tags, (run, set(CANONICAL_SCALARS) - tags)

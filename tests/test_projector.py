@@ -84,7 +84,7 @@ def test_bad_embeddings_are_one_warning_and_skipped(tmp_path):
 def test_one_metadata_column_is_written_without_a_header(tmp_path):
     """TensorBoard's projector refuses a header row on a single column ("Number of tensors (16)
     do not match the number of lines in metadata (17)")."""
-    from unitb import projector
+    from unitb.write import projector
 
     features = np.arange(12, dtype=np.float32).reshape(4, 3)
     projector.write_embedding(str(tmp_path), "val/features", 5, features, {"oks": [0.1, 0.2, 0.3, 0.4]})

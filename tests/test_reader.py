@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unitb import reader
+from unitb.read import reader
 
 
 def _write_torch(path):
@@ -88,7 +88,7 @@ def test_histogram_buckets_equal_tensorboards_own(values):
     from tensorboard.plugins.histogram import summary_v2
     from tensorboard.util import tensor_util
 
-    from unitb import protos
+    from unitb.write import protos
 
     expected = tensor_util.make_ndarray(summary_v2.histogram_pb("t", np.asarray(values)).value[0].tensor)
     assert np.allclose(protos.histogram_buckets(values), expected)

@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from unitb import render
-from unitb.render import RenderError
+from unitb.write import render
+from unitb.write.render import RenderError
 
 
 @pytest.mark.parametrize("shape, layout", [

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from unitb import reader, resume
+from unitb.read import reader
+from unitb.folder import resume
 
 
 def _write(path, steps, value):
@@ -117,7 +118,7 @@ def test_carry_history_into_a_new_folder(tmp_path):
 
 KILL_DURING_CLEANUP = """
 import os, sys
-from unitb import resume
+from unitb.folder import resume
 run_dir, point = sys.argv[1], sys.argv[2]
 real_replace, real_write = os.replace, resume._write_json
 calls = {"replace": 0}

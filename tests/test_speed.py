@@ -12,7 +12,8 @@ from mmengine.registry import HOOKS
 import mmengine_pose
 import unitb
 from tb_server import tensorboard
-from unitb import reader, schema
+from unitb import schema
+from unitb.read import reader
 
 SPEED = ("train/time/step", "train/throughput", "train/memory/host_mb")
 
@@ -113,7 +114,6 @@ def test_keras_speed_matches_the_wall_clock(tmp_path):
 
 
 def test_tf_loop_and_torch_logger_speed(tmp_path):
-    import torch
 
     torch_log = unitb.TorchLogger(str(tmp_path / "torch"), scalar_interval=5)
     tf_log = unitb.TFLogger(str(tmp_path / "tf"), scalar_interval=5)

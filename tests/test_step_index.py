@@ -8,7 +8,10 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import unitb
-from unitb import reader, records_io, resume, step_index
+from unitb.read import reader
+from unitb.read import records as records_io
+from unitb.folder import resume
+from unitb.folder import step_index
 
 
 def _run(logdir, steps):

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from s3_store import MotoStore
-from unitb import UnitbWarning, reader, storage
-from unitb.cli import main as cli_main
+from unitb import UnitbWarning
+from unitb.read import reader
+from unitb.files import storage
+from unitb.commands.cli import main as cli_main
 
 
 @pytest.fixture
@@ -147,7 +149,7 @@ def _store_matches_spool(store, url):
     """Every local file of the run is in the store, byte for byte."""
     spool = storage.spool_path(url)
     fs = store.filesystem()
-    from unitb.mirror import local_files
+    from unitb.store.mirror import local_files
     import os
 
     for rel in local_files(spool):

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 import unitb
-from unitb import reader
+from unitb.read import reader
 
 
 def _data(n=32, seed=0):
@@ -187,7 +187,7 @@ def _generator_fit(logdir, epochs=2):
 
 
 def test_a_dataset_of_unknown_length_keeps_every_family(tmp_path):
-    from unitb import diff
+    from unitb.read import diff
 
     rows = _generator_fit(str(tmp_path / "generator"))
     # The first epoch's length is unknown until it ends: whole epochs completed during it, the
@@ -210,7 +210,7 @@ def test_a_dataset_of_unknown_length_keeps_every_family(tmp_path):
 def test_your_own_hparams_reach_the_run_and_diff_calls_them_the_runs_own(tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from unitb import diff
+    from unitb.read import diff
 
     x, y = _data()
     plain, own = str(tmp_path / "plain"), str(tmp_path / "own")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tb_server import free_port
-from unitb import reader
+from unitb.read import reader
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "ddp_pose.py")
 

@@ -4,13 +4,13 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 import mmengine_pose
 from synthetic import keypoint_images
-from unitb import reader, render
+from unitb.read import reader
+from unitb.write import render
 
 
 @HOOKS.register_module(force=True)
@@ -246,23 +246,23 @@ def test_log_graph_writes_the_model_graph(tmp_path):
 
 
 def test_the_mmengine_internals_unitb_relies_on_are_there(tmp_path):
-    """unitb reaches into TensorboardVisBackend in one module (torch_adapter/mmengine_backend.py).
+    """unitb reaches into TensorboardVisBackend in one module (torch_adapter/mmengine_internals.py).
     If an mmengine release renames what it uses, this fails here, loudly, not in a user's run."""
     import mmengine
     from mmengine.visualization import TensorboardVisBackend
 
-    from torch_adapter import mmengine_backend
+    from torch_adapter import mmengine_internals
 
     backend = TensorboardVisBackend(str(tmp_path / "vis"))
     writer = backend.experiment  # opens the SummaryWriter (public API)
-    assert mmengine_backend.missing_internals(backend) == [], (
+    assert mmengine_internals.missing_internals(backend) == [], (
         f"mmengine {mmengine.__version__} changed TensorboardVisBackend's internals; unitb was checked against "
-        f"{mmengine_backend.CHECKED_VERSIONS}: update torch_adapter/mmengine_backend.py")
-    assert mmengine_backend.writes_through(backend, writer)
-    mmengine_backend.schema_only(backend)
+        f"{mmengine_internals.CHECKED_VERSIONS}: update torch_adapter/mmengine_internals.py")
+    assert mmengine_internals.writes_through(backend, writer)
+    mmengine_internals.schema_only(backend)
     backend.add_scalars({"loss": 1.0}, step=1, file_path="scalars.json")  # LoggerHook's call: dropped
     backend.add_scalars({"mine": 2.0}, step=1)  # a user's call: kept
     backend.close()
-    from unitb import reader
+    from unitb.read import reader
 
     assert set(reader.scalars(str(tmp_path / "vis"))) == {"mine"}

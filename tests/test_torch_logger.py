@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from torch_adapter import TorchLogger
-from unitb import reader, render
+from unitb.read import reader
+from unitb.write import render
 
 
 def _steps(rows, tag):

@@ -9,7 +9,7 @@ from mmengine.registry import OPTIM_WRAPPERS
 
 import mmengine_pose
 import unitb
-from unitb import reader
+from unitb.read import reader
 
 
 def _values(run_dir, tag):

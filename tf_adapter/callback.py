@@ -32,20 +32,20 @@ from tf_adapter.layer_features import LayerActivations, LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
+from tf_adapter.sink import TFSummarySink
 from tf_adapter.step_returns import StepReturns, overrides_train_step
-from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, open_run, render_images,
+from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, render_images,
                                 write_header, write_heatmaps)
 from unitb import schema
-from unitb.claim import FolderBusy
-from unitb.hparams import merged
-from unitb.options import LogOptions, show_options
-from unitb.own_values import OwnValuesAPI
-from unitb.profiling import StepProfiler
-from unitb.remote_run import StoreOptions
-from unitb.run_logger import RunLogger
+from unitb.folder.claim import FolderBusy
+from unitb.write.hparams import merged
+from unitb.log.lifecycle import RunLife
+from unitb.log.options import LogOptions, show_options
+from unitb.log.own_values import OwnValuesAPI
+from unitb.store.remote_folder import StoreOptions
+from unitb.write.writer import RunLogger
 from unitb.notices import default_warn
-from unitb.speed import SpeedMeter
-from unitb.train_step import write_train_step
+from unitb.log.train_step import write_train_step
 
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
@@ -63,11 +63,11 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     A fresh model (step 0) into a ``logdir`` that holds another run writes to ``logdir-2``
     (``-3``...) instead, and warns once; a model that resumes (step > 0) continues the newest
     version and sets aside the steps a crashed run wrote after its checkpoint
-    (:mod:`unitb.runs`, :mod:`unitb.resume`). ``run_dir`` is the folder chosen.
+    (:mod:`unitb.folder.versions`, :mod:`unitb.folder.resume`). ``run_dir`` is the folder chosen.
 
     ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
     local spool and uploaded in the background (``storage_options``, ``spool_dir``,
-    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.remote_run`).
+    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.remote_folder`).
 
     Cost: the callback does not override ``on_train_batch_end``, so Keras keeps its fast
     path. Work happens only around due points: a mask is set before a block that holds
@@ -87,8 +87,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             if "profile_steps" in kwargs:
                 raise ValueError("TFCallback: give profile_steps or profile_batch (its Keras name), not both")
             kwargs["profile_steps"] = kwargs.pop("profile_batch")
-        self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TFCallback", kwargs)
+        self.life = RunLife("TFCallback", kwargs, measure.device_peak_mb)
+        self.store, self.options = self.life.store, self.life.options
         self.logdir = check_logdir(logdir, self.store, "TFCallback")
         # embedding_layer's inputs: validation images x, or (x, labels) for the points' labels.
         self.embedding = LayerEmbedding(self.options.embedding_layer, embedding_data) \
@@ -107,10 +107,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self.predict_heatmaps = predict_heatmaps  # train/heatmap, val/heatmap beside the images
         self.skeleton = skeleton
         self.extra_hparams = dict(hparams or {})
-        self.run: Optional[RunLogger] = None
-        self.run_dir: Optional[str] = None
         self._mirror = None  # a URL run's uploader, still sending the last fit's events
-        self._forwarder = None  # the backends' forwarder (unitb.backends), kept from one fit to the next
+        self._forwarder = None  # the backends' forwarder (unitb.backends.forwarder), kept from one fit to the next
         self._chief = True
         self._probe: Optional[GradProbe] = None
         self._fit_open = False
@@ -118,15 +116,23 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self._due = DuePlan(self.options, with_images=self.options.log_train_images and image_data is not None)
         self._clock = EpochClock()
         self._model_summaries = ModelSummaries()
-        self._profiler: Optional[StepProfiler] = None  # profile_steps, once per run
         self._markers = StepMarkers()  # the profiled steps, marked for the PROFILE tab's step time
         self._fetch: Optional[measure.MetricsFetch] = None
         self._returns: Optional[StepReturns] = None  # a custom train_step's own values (step_returns)
-        self._speed = SpeedMeter(measure.device_peak_mb)
         self._samples_seen = 0
         self._fit_start = (0, 0)  # (step, samples counted) when this fit began
         self._hparams_due = False  # a fresh run's hparams, written at its first logged point
         self._first_block = True
+
+    @property
+    def run(self) -> Optional[RunLogger]:
+        """This fit's writer (None between fits)."""
+        return self.life.run
+
+    @property
+    def run_dir(self) -> Optional[str]:
+        """The folder (or URL) the run went to: ``logdir``, or its next free version."""
+        return self.life.run_dir
 
     def _own_closed(self):
         return "TFCallback writes during fit(): log_* was called outside one" if self._chief else None
@@ -167,31 +173,29 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 # A model that continues goes on in the folder this callback chose before; a fresh
                 # one starts from the folder the user named (and its next free version).
                 folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
-                self.run = open_run(folder, self.options, resume_step=step, owner="TFCallback", store=self.store,
-                                    forwarder=self._forwarder)
+                self.life.open_folder(folder, step, TFSummarySink, forwarder=self._forwarder)
                 self._forwarder = self.run.folder.forwarder
-                self.run_dir = self.run.run_dir
                 if step == 0:
                     write_header(self.run, self.options, model, config_text=keras_config_text(
                         model, self.params or {}))
                 self._hparams_due = step == 0
                 if self.options.log_graph and step == 0:
-                    write_model_graph(self.run.sink.writer, model, self.run.warn_once)
+                    write_model_graph(self.run.sink, model, self.run.warn_once)
             except FolderBusy as exc:  # a live writer holds the folder a resume continues
-                default_warn(f"{exc}; logging is off for this fit")
-                self.run = None
+                self.life.refused(exc, "fit")
+                self.life.close()
                 return
             except Exception as exc:
                 default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
-                self.run = None
+                self.life.close()
                 return
         self._returns = StepReturns() if overrides_train_step(model) else None
         self._due.reset(step)
         self._first_block = True  # its trace tells whether the model makes tf.summary calls
         self._clock = EpochClock()  # a new fit may bring data of another length
-        self._speed.start(step)
-        if self.options.profile_steps and self._profiler is None:
-            self._profiler = step_profiler(self.options.profile_steps, self.run.sink.logdir, self.run.warn_once)
+        self.life.speed.start(step)
+        if self.life.profiler is None:  # one window for the callback's run, over all its fits
+            self.life.start_profiler(step_profiler, self.run.sink.logdir)
         try:  # tf.summary calls in the model and its train step land in this run (model_summaries)
             self._model_summaries.enter(model, self._probe, self.run.sink.logdir)
         except Exception as exc:
@@ -243,11 +247,11 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         steps = (self.params or {}).get("steps")
         if steps:
             size = max(1, min(size, int(steps) - batch))
-        if self._profiler is not None:
+        if self.life.profiler is not None:
             self._markers.end()
-            self._profiler.after_step(end)
-            self._profiler.before_block(end + 1, end + size)
-            if self._profiler.window.active:
+            self.life.profiler.after_step(end)
+            self.life.profiler.before_block(end + 1, end + size)
+            if self.life.profiler.window.active:
                 self._markers.begin(end + 1)
         grads_due, record = self._due.plan_block(end, size, grads=self._probe is not None)
         if self._probe is not None and not (self._probe.summaries_in_graph or self._first_block):
@@ -306,7 +310,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         speed = None
         if opts.log_speed:  # over the iterations since the last point, up to ``end`` where it is observed
             samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
-            speed = self._speed.point(end, samples=samples - self._samples_seen)
+            speed = self.life.speed.point(end, samples=samples - self._samples_seen)
             self._samples_seen = samples
         write_train_step(run, opts, step, logs, learning_rates={"0": lr} if lr is not None else None,
                          epoch=self._clock.at(step, (self.params or {}).get("steps")), loss_scale=scale, speed=speed)
@@ -336,10 +340,10 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                            lambda: self.predict_heatmaps(self.model, images))
 
     def on_test_begin(self, logs=None) -> None:
-        self._speed.pause()  # validation inside fit() is not training-step time
+        self.life.speed.pause()  # validation inside fit() is not training-step time
 
     def on_test_end(self, logs=None) -> None:
-        self._speed.resume()
+        self.life.speed.resume()
 
     # ------------------------------------------------------------------ epochs
     def on_epoch_end(self, epoch, logs=None) -> None:
@@ -348,9 +352,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         logs = logs or {}
         step = int(self._probe.counter.numpy())
         self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
-        if self._profiler is not None:
+        if self.life.profiler is not None:
             self._markers.end()
-            self._profiler.after_step(step)
+            self.life.profiler.after_step(step)
 
         self._guard(lambda: self._write_hparams_once(step))
         # The epoch's last block: its train values come with the epoch's logs.
@@ -379,22 +383,19 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         """Close this fit's writer (and its thread); a later fit() opens a new event file
         in the same run folder and continues at the step the model is at."""
         self._model_summaries.exit()
-        if self._profiler is not None:
+        if self.life.profiler is not None:
             self._markers.end()
-            self._profiler.close()  # a fit that ends inside the window writes what it traced
+            self.life.profiler.close()  # a fit that ends inside the window writes what it traced
         if self._probe is not None:
             self._probe.fit_ended()
         self._fit_open = False
         if self.run is not None:
             self._mirror = self.run.folder.mirror
-            self.run.close(wait_for_upload=False)  # a URL run uploads, and the backends are sent, in the background
-            self.run = None
+            self.life.close_writer(wait_for_upload=False)  # uploads and backends go on in the background
 
     def close(self) -> None:
         """Close the writer; a URL run makes its last upload now (else at the interpreter's exit)."""
-        if self.run is not None:
-            self.run.close()
-            self.run = None
+        self.life.close()
         if self._forwarder is not None:
             self._forwarder.close()
             self._forwarder = None

@@ -16,13 +16,7 @@ import tensorflow as tf
 WarnOnce = Callable[[str, str, str], None]
 
 
-def _write(writer, graph) -> None:
-    with writer.as_default(), tf.summary.record_if(True):
-        tf.summary.graph(graph)
-    writer.flush()
-
-
-def write_model_graph(writer, model, warn_once: WarnOnce) -> None:
+def write_model_graph(sink, model, warn_once: WarnOnce) -> None:
     """The graph of ``model``'s forward pass from its input signature."""
     try:
         inputs = getattr(model, "inputs", None)
@@ -30,6 +24,6 @@ def write_model_graph(writer, model, warn_once: WarnOnce) -> None:
             raise ValueError("the model has no known inputs (build it, or give it a keras.Input)")
         specs = [tf.TensorSpec(t.shape, t.dtype) for t in inputs]
         function = tf.function(lambda *args: model(list(args) if len(args) > 1 else args[0], training=False))
-        _write(writer, function.get_concrete_function(*specs).graph)
+        sink.write_graph(function.get_concrete_function(*specs).graph)
     except Exception as exc:
         warn_once("graph", "", f"log_graph: could not trace the model ({type(exc).__name__}: {exc}); graph skipped")

@@ -23,18 +23,17 @@ import tensorflow as tf
 from tf_adapter import measure
 from tf_adapter.graph import write_model_graph
 from tf_adapter.profiler import step_profiler
-from tf_adapter.session import check_logdir, open_run, render_images, write_header, write_heatmaps
+from tf_adapter.sink import TFSummarySink
+from tf_adapter.session import check_logdir, render_images, write_header, write_heatmaps
 from unitb import schema
-from unitb.hparams import merged
-from unitb.options import LogOptions, show_options
-from unitb.own_values import OwnValuesAPI
-from unitb.profiling import StepProfiler
-from unitb.remote_run import StoreOptions
-from unitb.claim import FolderBusy
-from unitb.run_logger import RunLogger
-from unitb.notices import default_warn
-from unitb.speed import SpeedMeter
-from unitb.train_step import split_train_values, warn_other_totals, write_train_step
+from unitb.write.hparams import merged
+from unitb.log.lifecycle import RunLife
+from unitb.log.options import LogOptions, show_options
+from unitb.log.own_values import OwnValuesAPI
+from unitb.store.remote_folder import StoreOptions
+from unitb.folder.claim import FolderBusy
+from unitb.write.writer import RunLogger, grad_norm_scalars
+from unitb.log.train_step import split_train_values, step_scalars, warn_other_totals, write_train_step
 
 
 class TFLogger(OwnValuesAPI):
@@ -49,14 +48,8 @@ class TFLogger(OwnValuesAPI):
     def __init__(self, logdir: str, checkpoint_manager=None, start_step: Optional[int] = None,
                  model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs):
-        self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TFLogger", kwargs)
-        if self.options.activation_layers:  # the loop's forward pass is the user's own tf.function
-            raise ValueError("TFLogger: activation_layers is for the mmengine hook, TorchLogger and TFCallback; here "
-                             "log_histogram('activations/<layer>', outputs) from your step")
-        if self.options.embedding_layer:  # no validation loop here to take features from
-            raise ValueError("TFLogger: embedding_layer is for the mmengine hook and TFCallback; here call "
-                             "log_embedding(tag, features, metadata, images) with your validation features")
+        self.life = RunLife("TFLogger", kwargs, measure.device_peak_mb)
+        self.store, self.options = self.life.store, self.life.options
         self.logdir = check_logdir(logdir, self.store, "TFLogger")
         if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
                                        or start_step < 0):
@@ -69,12 +62,9 @@ class TFLogger(OwnValuesAPI):
         self.hparams = dict(hparams or {})
         self.skeleton = skeleton
         self.enabled = measure.is_chief()
-        self._run: Optional[RunLogger] = None
-        self.run_dir: Optional[str] = None  # the folder chosen at first use (unitb.runs)
-        self._speed = SpeedMeter(measure.device_peak_mb)
+        self._opened = False
         self._picked: Optional[list] = None
-        self._step = start_step or 0  # the last training step logged eagerly: where log_scalar & co. land
-        self._profiler: Optional[StepProfiler] = None  # profile_steps (steps logged eagerly)
+        self.life.step = start_step or 0  # the last step logged eagerly: where log_scalar & co. land
         self._closed = False
         self._names: list = []
         if checkpoint_manager is not None:
@@ -83,44 +73,44 @@ class TFLogger(OwnValuesAPI):
     # ------------------------------------------------------------------ writer
     @property
     def run(self) -> Optional[RunLogger]:
-        if self._run is None and self.enabled:
+        """The run's writer, opened at first use (after a checkpoint manager restored the step)."""
+        if not self._opened and self.enabled and not self._closed:
+            self._opened = True
             resume_step = self.start_step
             if resume_step is None and self.checkpoint_manager is not None:
                 resume_step = self.checkpoint_manager.restored_step
             try:
-                self._run = open_run(self.logdir, self.options, resume_step, owner="TFLogger", store=self.store)
+                run = self.life.open_folder(self.logdir, resume_step, TFSummarySink)
             except FolderBusy as exc:  # opened inside the training loop: one warning, training goes on
-                default_warn(f"{exc}; logging is off for this run")
+                self.life.refused(exc)
                 self.enabled = False
                 return None
-            self.run_dir = self._run.run_dir
-            self._speed.start(resume_step or 0)
-            if self.options.profile_steps:
-                self._profiler = step_profiler(self.options.profile_steps, self._run.sink.logdir, self._run.warn_once)
-                self._profiler.after_step(resume_step or 0)  # a window that starts with the next step starts now
+            self.life.start_profiler(step_profiler, run.sink.logdir, at_step=resume_step or 0)
             if not resume_step:
                 shared = {"framework": "tensorflow-loop", **({"model": self._model_name} if self._model_name else {})}
-                write_header(self._run, self.options, self.model, self.config, merged(shared, self.hparams))
+                write_header(run, self.options, self.model, self.config, merged(shared, self.hparams))
                 if self.options.log_graph and self.model is not None:
                     with tf.init_scope():  # eager even when the first step runs inside a tf.function
-                        write_model_graph(self._run.sink.writer, self.model, self._run.warn_once)
-        return self._run
+                        write_model_graph(run.sink, self.model, run.warn_once)
+        return self.life.run
+
+    @property
+    def run_dir(self) -> Optional[str]:
+        """The folder (or URL) chosen at first use (``logdir``, or its next free version)."""
+        return self.life.run_dir
 
     def _ready(self) -> bool:
         """Whether this process logs, opening the run at first use (a resume refused by a live
-        writer in the folder turns logging off: :class:`~unitb.claim.FolderBusy`)."""
+        writer in the folder turns logging off: :class:`~unitb.folder.claim.FolderBusy`)."""
         return self.enabled and self.run is not None
 
     def _own_closed(self):
         return "TFLogger: log_* after close()" if self.enabled else None
 
     def _own_target(self):
-        if self.enabled and self._step == 0 and self.checkpoint_manager is not None:
-            self._step = int(self.checkpoint_manager.restored_step or 0)
-        return (self.run if self.enabled and not self._closed else None), self._step
-
-    def _writer(self) -> tf.summary.SummaryWriter:
-        return self.run.sink.writer  # type: ignore[union-attr]
+        if self.enabled and self.life.step == 0 and self.checkpoint_manager is not None:
+            self.life.step = int(self.checkpoint_manager.restored_step or 0)
+        return (self.run if self.enabled and not self._closed else None), self.life.step
 
     # ------------------------------------------------------------------ training
     def log_train_step(self, step, losses: Optional[Mapping[str, object]] = None, learning_rate=None,
@@ -143,21 +133,20 @@ class TFLogger(OwnValuesAPI):
         if not tf.executing_eagerly():
             self._log_in_graph(step, losses or {}, learning_rate, grads, variables, loss_scale, metrics or {}, epoch)
             return
-        step = self._step = int(step)
+        step = int(step)
         opts, run = self.options, self.run
-        if self._profiler is not None:
-            self._profiler.after_step(step)
+        self.life.after_step(step)
         if batch_size:
-            self._speed.add_samples(int(batch_size))
+            self.life.speed.add_samples(int(batch_size))
         if data_time is not None:
-            self._speed.add_data_time(float(data_time))
+            self.life.speed.add_data_time(float(data_time))
         if opts.scalar_policy.should_log(step):
             write_train_step(run, opts, step, losses={k: _host(v) for k, v in (losses or {}).items()},
                              metrics={k: _host(v) for k, v in (metrics or {}).items()},
                              learning_rates={"0": _host(learning_rate)} if learning_rate is not None else None,
                              epoch=_host(epoch) if epoch is not None else None,
                              loss_scale=_host(loss_scale) if loss_scale is not None else None,
-                             speed=self._speed.point(step) if opts.log_speed else None)
+                             speed=self.life.speed.point(step) if opts.log_speed else None)
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             picked, names = self._pick(variables, len(grads))
             values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer
@@ -175,7 +164,7 @@ class TFLogger(OwnValuesAPI):
                 self._picked, self._names = measure.pick_layers(list(variables), self.options.max_layers_to_log,
                                                                 self._model_name)
             else:
-                from unitb.layers import select_layers
+                from unitb.log.layers import select_layers
 
                 self._picked = select_layers([str(i) for i in range(count)], self.options.max_layers_to_log)
                 self._names = [f"var{i}" for i in self._picked]
@@ -187,32 +176,20 @@ class TFLogger(OwnValuesAPI):
         step = tf.cast(step, tf.int64)
         scalar_due = tf.numpy_function(lambda s: np.bool_(opts.scalar_policy.should_log(int(s))), [step], tf.bool)
         grad_due = tf.numpy_function(lambda s: np.bool_(opts.grad_policy.should_log(int(s))), [step], tf.bool)
-        with self._writer().as_default(step=step):
-            with tf.summary.record_if(scalar_due):
-                if opts.log_loss:  # the names are known at trace time: the same rule as eagerly
-                    split = split_train_values(losses=losses, metrics=metrics)
-                    warn_other_totals(self.run, split)  # at trace time
-                    if split.total is not None:
-                        tf.summary.scalar(schema.TRAIN_LOSS, tf.cast(split.total, tf.float32))
-                    for name, value in split.components.items():
-                        tf.summary.scalar(schema.loss_component(name), tf.cast(value, tf.float32))
-                    for name, value in split.metrics.items():
-                        tf.summary.scalar(schema.metric(schema.TRAIN, name), tf.cast(value, tf.float32))
-                if epoch is not None:
-                    tf.summary.scalar(schema.TRAIN_EPOCH, tf.cast(epoch, tf.float32))
-                if opts.log_lr and learning_rate is not None:
-                    tf.summary.scalar(schema.learning_rate("0"), tf.cast(learning_rate, tf.float32))
-                if loss_scale is not None:
-                    tf.summary.scalar(schema.LOSS_SCALE, tf.cast(loss_scale, tf.float32))
-            if opts.log_grad_norm and grads is not None:
-                picked, names = self._pick(variables, len(grads))
-                norms = measure.norms_in_graph(list(grads), picked)
-                if loss_scale is not None:  # a skipped (overflowed) update is not logged
-                    grad_due = tf.logical_and(grad_due, tf.reduce_all(tf.math.is_finite(norms)))
-                with tf.summary.record_if(grad_due):
-                    tf.summary.scalar(schema.GRAD_NORM_GLOBAL, norms[0])
-                    for i, name in enumerate(names):
-                        tf.summary.scalar(schema.grad_norm_layer(name), norms[i + 1])
+        sink = self.run.sink  # type: ignore[union-attr]
+        # The names are known at trace time: the same tag mapping as an eager step's.
+        split = split_train_values(losses=losses, metrics=metrics)
+        warn_other_totals(self.run, split)  # at trace time
+        scalars = step_scalars(opts, split, {"0": learning_rate} if learning_rate is not None else None, epoch,
+                               loss_scale)
+        sink.write_scalars_in_graph(step, scalar_due, [(tag, value) for tag, value, _kind in scalars])
+        if opts.log_grad_norm and grads is not None:
+            picked, names = self._pick(variables, len(grads))
+            norms = measure.norms_in_graph(list(grads), picked)
+            if loss_scale is not None:  # a skipped (overflowed) update is not logged
+                grad_due = tf.logical_and(grad_due, tf.reduce_all(tf.math.is_finite(norms)))
+            sink.write_scalars_in_graph(step, grad_due, grad_norm_scalars(
+                norms[0], {name: norms[i + 1] for i, name in enumerate(names)}))
 
     # ------------------------------------------------------------------ the rest
     def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
@@ -241,17 +218,12 @@ class TFLogger(OwnValuesAPI):
             write_heatmaps(self.run, self.options, split, int(step), images, lambda: _host(heatmaps))
 
     def flush(self) -> None:
-        if self._run is not None:
-            self._run.flush()
+        if self.life.run is not None:
+            self.life.run.flush()
 
     def close(self) -> None:
         self._closed = True
-        if self._profiler is not None:
-            self._profiler.close()
-            self._profiler = None
-        if self._run is not None:
-            self._run.close()
-            self._run = None
+        self.life.close()
 
 
 show_options(TFLogger.__init__, LogOptions, StoreOptions)

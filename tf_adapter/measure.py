@@ -8,8 +8,9 @@ import tensorflow as tf
 
 import keras
 
+from tf_adapter import keras_internals
 from unitb import schema
-from unitb.layers import select_layers, unique_names
+from unitb.log.layers import select_layers, unique_names
 
 
 def variable_name(variable, model_name: Optional[str] = None) -> str:
@@ -79,9 +80,7 @@ def _np_dtype(variable) -> str:
 def learning_rate_value(optimizer, iteration: int):
     """The LR for the update made at ``iteration`` (0-based), as the optimizer holds it (a
     variable, a tensor from a schedule evaluated there, or a number); None without one."""
-    lr = getattr(optimizer, "_learning_rate", None)
-    if lr is None:
-        lr = getattr(optimizer, "learning_rate", None)
+    lr = keras_internals.learning_rate_source(optimizer)
     if lr is None:
         return None
     if callable(lr) and not isinstance(lr, tf.Variable):

@@ -23,9 +23,8 @@ import contextlib
 import os
 from typing import List, Optional
 
-import tensorflow as tf
-
-from unitb.folder_names import IN_MODEL_SUFFIX
+from tf_adapter import sink
+from unitb.files.names import IN_MODEL_SUFFIX
 
 SUFFIX = IN_MODEL_SUFFIX
 
@@ -47,7 +46,7 @@ class ModelSummaries:
         if writer is None or getattr(probe, "summary_folder", None) != folder:
             retrace = writer is not None and probe.summaries_in_graph
             before = set(_own_files(folder))
-            writer = tf.summary.create_file_writer(folder, filename_suffix=SUFFIX)
+            writer = sink.open_writer(folder, SUFFIX)
             self._created = sorted(set(_own_files(folder)) - before)
             probe.summary_writer, probe.summary_folder = writer, folder
             if retrace and getattr(model, "train_function", None) is not None:
@@ -60,8 +59,7 @@ class ModelSummaries:
             return probe.record
 
         stack = contextlib.ExitStack()
-        stack.enter_context(writer.as_default(step=probe.summary_step))
-        stack.enter_context(tf.summary.record_if(recording))
+        stack.enter_context(sink.default_writer(writer, probe.summary_step, recording))
         self._stack, self._writer, self._probe = stack, writer, probe
 
     def exit(self) -> None:

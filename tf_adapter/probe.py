@@ -25,8 +25,8 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from tf_adapter import measure
-from unitb.layers import unique_names
+from tf_adapter import keras_internals, measure
+from unitb.log.layers import unique_names
 
 ATTRIBUTE = "_unitb_probe"
 
@@ -44,11 +44,7 @@ def applying_optimizer(optimizer):
 def raw_iterations(optimizer) -> int:
     """Iterations the optimizer has counted (micro-batches under gradient accumulation,
     ``_iterations``; ``iterations`` would be updates). Skipped loss-scaled steps not included."""
-    opt = applying_optimizer(optimizer)
-    variable = getattr(opt, "_iterations", None)
-    if variable is None:
-        variable = opt.iterations
-    return int(variable.numpy())
+    return int(keras_internals.micro_batches(applying_optimizer(optimizer)).numpy())
 
 
 def loss_scale(optimizer):
@@ -158,7 +154,7 @@ class GradProbe:
                 return inner_apply(grads, trainable_variables)
 
             applier.apply = measuring_apply
-        reduce = getattr(applier, "_all_reduce_sum_gradients", None)
+        reduce = keras_internals.gradient_reducer(applier)
         if self.replicas > 1 and reduce is not None:
             @_plain
             def measuring_reduce(grads_and_vars):
@@ -169,7 +165,7 @@ class GradProbe:
                 probe._measure_reduced([g for g, _ in pairs], probe.counter + 1)
                 return pairs
 
-            applier._all_reduce_sum_gradients = measuring_reduce
+            keras_internals.replace_gradient_reducer(applier, measuring_reduce)
         setattr(outer, ATTRIBUTE, self)
 
     def _count_samples(self, model) -> None:
@@ -217,8 +213,8 @@ class GradProbe:
         if accumulate:
             if not optimizer.built:  # as optimizer.apply would, so the accumulators exist
                 optimizer.build(variables)
-            is_update = tf.equal((optimizer._iterations + 1) % accumulate, 0)
-            accumulated = [optimizer._accumulated_gradients[optimizer._get_variable_index(v)] for v in variables]
+            is_update = tf.equal((keras_internals.micro_batches(optimizer) + 1) % accumulate, 0)
+            accumulated = keras_internals.accumulated(optimizer, variables)
             applied = [None if g is None else (g + a) / accumulate for g, a in zip(grads, accumulated)]
         else:
             is_update = tf.constant(True)

@@ -1,5 +1,5 @@
-"""What TFCallback and TFLogger share: opening the run (with resume clean-up) and the
-once-per-run header."""
+"""What TFCallback and TFLogger share beside the run's life (:mod:`unitb.log.lifecycle`): the
+header from a Keras model, its config text and hparams, and images drawn from TF batches."""
 from __future__ import annotations
 
 import os
@@ -8,13 +8,13 @@ from typing import Callable, Dict, Mapping, Optional
 import numpy as np
 
 from tf_adapter import measure
-from tf_adapter.sink import TFSummarySink
-from unitb import render, schema, storage, train_step
-from unitb.opened_folder import open_folder
-from unitb.options import LogOptions
-from unitb.remote_run import StoreOptions, open_run_folder
-from unitb.run_logger import RunLogger
-from unitb.notices import default_info, default_warn
+from unitb import schema
+from unitb.write import render
+from unitb.files import storage
+from unitb.log import train_step
+from unitb.log.options import LogOptions
+from unitb.store.remote_folder import StoreOptions
+from unitb.write.writer import RunLogger
 
 
 def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: str = "unitb") -> str:
@@ -32,26 +32,9 @@ def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: st
     return path
 
 
-def open_run(logdir: str, options: LogOptions, resume_step: Optional[int],
-             warn: Callable[[str], None] = default_warn, owner: str = "unitb",
-             store: Optional[StoreOptions] = None, forwarder=None) -> RunLogger:
-    """Open the tf.summary writer in the folder :func:`unitb.runs.prepare_run_dir` picks: a
-    fresh run never writes over another run; a resumed one first sets its orphans aside.
-    A URL logdir is written into its local spool and mirrored (:mod:`unitb.remote_run`).
-    ``run.run_dir`` is the folder (or URL) chosen."""
-    where = open_run_folder(logdir, resume_step, store or StoreOptions(), warn, default_info, owner,
-                            options.resume_wait)
-    sink = TFSummarySink(where.local)
-    folder = open_folder(sink.logdir, url=where.url, mirror=where.mirror, backends=options.backends,
-                         start_step=resume_step or 0, warn=warn, backend_timeout=options.backend_timeout,
-                         forwarder=forwarder)
-    return RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb, raise_on_nonfinite=options.raise_on_nonfinite,
-                     async_writes=options.async_writes, folder=folder)
-
-
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None) -> None:
-    """The run's header (:func:`unitb.train_step.write_header`) from a Keras model: its
+    """The run's header (:func:`unitb.log.train_step.write_header`) from a Keras model: its
     statistics, and its JSON config when no config text is given."""
     if not config_text and model is not None and hasattr(model, "to_json"):
         config_text = model_config_text(model)
@@ -98,7 +81,7 @@ def keras_config_text(model, params: Mapping[str, object]) -> str:
 
 def keras_hparams(model, params: Mapping[str, object], steps_per_execution: int,
                   batch_size: Optional[int]) -> Dict[str, object]:
-    """What a fit trains with (:mod:`unitb.hparams`): the shared names, the optimizer's config,
+    """What a fit trains with (:mod:`unitb.write.hparams`): the shared names, the optimizer's config,
     ``steps_per_execution`` and the mixed-precision policy."""
     from tf_adapter.probe import applying_optimizer
 

@@ -1,19 +1,33 @@
 """Write unitb records through ``tf.summary``."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.ops import gen_summary_ops  # the raw op behind write_raw_pb
 
-from unitb import protos
+from tf_adapter import tf_internals
+from unitb.write import protos
 
 # Finished steps of scalars held before they go to TF in one call. The writer thread's
 # flush (every 5 s) and any histogram/image/text record write them out earlier, so a hard
 # crash loses no more than the documented flush interval.
 BULK_STEPS = 64
+
+
+def open_writer(folder: str, suffix: str = ""):
+    """A ``tf.summary`` file writer of its own in ``folder`` (event file name ending ``suffix``)."""
+    return tf.summary.create_file_writer(folder, filename_suffix=suffix)
+
+
+@contextlib.contextmanager
+def default_writer(writer, step, recording):
+    """``writer`` as the default for ``tf.summary`` calls made inside (the model's own), at the
+    variable ``step``, recorded where ``recording()`` says so."""
+    with writer.as_default(step=step), tf.summary.record_if(recording):
+        yield writer
 
 
 def write_many(writer, ready: List[Tuple[bytes, int]]) -> None:
@@ -24,14 +38,14 @@ def write_many(writer, ready: List[Tuple[bytes, int]]) -> None:
     also flushes the writer on exit). Not a ``tf.function``: a write error inside one did
     not surface on a full disk, and errors are what lets the run logger repair the writer.
     """
-    resource = getattr(writer, "_resource", None)
+    resource = tf_internals.writer_resource(writer)
     if resource is None:  # a writer without a resource handle (another TF version): public API
         with writer.as_default(), tf.summary.record_if(True):
             for summary, step in ready:
                 tf.summary.experimental.write_raw_pb(summary, step=step)
         return
     for summary, step in ready:
-        gen_summary_ops.write_raw_proto_summary(resource, tf.constant(step, tf.int64), tf.constant(summary))
+        tf_internals.write_raw(resource, step, summary)
     writer.flush()
 
 
@@ -97,7 +111,7 @@ class TFSummarySink:
             self._write_ready()
 
     def write_histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        """Bucketed in numpy (:func:`unitb.protos.histogram_buckets`, the same buckets as
+        """Bucketed in numpy (:func:`unitb.write.protos.histogram_buckets`, the same buckets as
         ``tf.summary.histogram``) and written as one raw summary: no TensorFlow ops to run or
         trace per histogram on the writer thread."""
         self.write_summary(protos.histogram_summary(tag, values), step)
@@ -106,6 +120,20 @@ class TFSummarySink:
         self._write_scalars()
         with self._writer_lock, self.writer.as_default(), tf.summary.record_if(True):
             tf.summary.image(tag, image[None], step=step, max_outputs=1)
+
+    def write_graph(self, graph) -> None:
+        """The GRAPHS tab: a traced ``tf.Graph``."""
+        self._write_scalars()
+        with self._writer_lock, self.writer.as_default(), tf.summary.record_if(True):
+            tf.summary.graph(graph)
+            self.writer.flush()
+
+    def write_scalars_in_graph(self, step, due, scalars) -> None:
+        """Inside a ``tf.function``: summary ops for ``scalars`` (``(tag, value)`` pairs, named by
+        the same rule as eager writes) at ``step``, recorded where the tensor ``due`` is true."""
+        with self.writer.as_default(step=step), tf.summary.record_if(due):
+            for tag, value in scalars:
+                tf.summary.scalar(tag, tf.cast(value, tf.float32))
 
     def write_summary(self, summary, step: int) -> None:
         self._write_scalars()

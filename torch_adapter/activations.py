@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch

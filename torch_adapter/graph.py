@@ -17,10 +17,10 @@ from torch_adapter import measure
 WarnOnce = Callable[[str, str, str], None]
 
 
-def write_module_graph(writer, module: torch.nn.Module, inputs, warn_once: WarnOnce) -> None:
+def write_module_graph(sink, module: torch.nn.Module, inputs, warn_once: WarnOnce) -> None:
+    """Trace ``module`` on ``inputs`` into the sink's GRAPHS record; one warning if it cannot."""
     try:
-        with torch.no_grad():
-            writer.add_graph(module, inputs)
+        sink.write_graph(module, inputs)
     except Exception as exc:
         warn_once("graph", "", f"log_graph: could not trace the model ({type(exc).__name__}: {exc}); graph skipped")
 
@@ -52,11 +52,11 @@ class FirstInput:
             self._handle.remove()
             self._handle = None
 
-    def write(self, writer, warn_once: WarnOnce) -> bool:
+    def write(self, sink, warn_once: WarnOnce) -> bool:
         """Trace and write the graph once the inputs are known; True when done (or given up)."""
         if self.inputs is None:
             return False
         inputs = self.inputs[0] if len(self.inputs) == 1 else self.inputs
-        write_module_graph(writer, self.model, inputs, warn_once)
+        write_module_graph(sink, self.model, inputs, warn_once)
         self.inputs = None
         return True

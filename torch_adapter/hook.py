@@ -23,21 +23,24 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from torch_adapter import measure, mmengine_backend, pose_matches
+from torch_adapter import measure, mmengine_internals, pose_matches
 from torch_adapter.layer_features import LayerFeatures
 from torch_adapter.mmengine_folder import MMEngineRunFolder
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.profiler import step_profiler
 from torch_adapter.session import TorchSession
-from unitb import hparams, protos, schema, storage
-from unitb.options import LogOptions, show_options
-from unitb.own_values import OwnValues, OwnValuesAPI
-from unitb.profiling import StepProfiler
-from unitb.remote_run import StoreOptions
+from unitb import schema
+from unitb.write import hparams
+from unitb.write import protos
+from unitb.files import storage
+from unitb.log.lifecycle import RunLife
+from unitb.log.options import LogOptions, show_options
+from unitb.log.own_values import OwnValues, OwnValuesAPI
+from unitb.store.remote_folder import StoreOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
-mmengine_backend.redact_config_text()  # the Runner writes its config before any hook exists
+mmengine_internals.redact_config_text()  # the Runner writes its config before any hook exists
 
 
 def _warn(message: str) -> None:
@@ -51,7 +54,7 @@ def _info(message: str) -> None:
 @HOOKS.register_module(force=True)
 class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     """Gradient norms, weight histograms, validation metrics, images, learning rates, model
-    statistics and losses in the unitb schema; see :class:`unitb.options.LogOptions` for the
+    statistics and losses in the unitb schema; see :class:`unitb.log.options.LogOptions` for the
     full list of parameters and their defaults."""
 
     priority = "VERY_LOW"
@@ -59,24 +62,18 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     def __init__(self, backend_args: Optional[dict] = None, skeleton: Optional[Sequence[Sequence[int]]] = None,
                  keep_mmengine_scalars: bool = False, out_dir: Optional[str] = None,
                  hparams: Optional[dict] = None, **kwargs) -> None:
-        if "spool_dir" in kwargs:
-            raise ValueError("EnhancedTensorBoardHook has no spool_dir: it uploads mmengine's own folder "
-                             "(work_dir/<timestamp>/vis_data) to out_dir")
-        if "storage_options" in kwargs:
-            raise ValueError("EnhancedTensorBoardHook takes the store's options as backend_args (as mmengine's "
-                             "LoggerHook does), not storage_options")
         if hparams is not None and not isinstance(hparams, dict):
             raise ValueError(f"hparams must be a dict or None, got {hparams!r}")
         self.extra_hparams = dict(hparams or {})
         if backend_args is not None and not isinstance(backend_args, dict):
             raise ValueError(f"backend_args must be a dict or None, got {backend_args!r}")
-        kwargs["storage_options"] = backend_args
-        self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("EnhancedTensorBoardHook", kwargs)
+        self.life = RunLife("EnhancedTensorBoardHook", kwargs, measure.device_peak_mb, _warn, _info,
+                            storage_options=backend_args)
+        self.store, self.options = self.life.store, self.life.options
         # As in mmengine's LoggerHook: ``out_dir`` (a URL such as s3://bucket/runs, or a
         # folder) receives ``<work_dir name>/<timestamp>/vis_data``; ``backend_args`` are the
         # store's options (endpoint_url, key, secret, …: fsspec storage options). The event
-        # files are written locally as always and uploaded in the background (unitb.mirror).
+        # files are written locally as always and uploaded in the background (unitb.store.mirror).
         self.backend_args = backend_args
         if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
             raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
@@ -85,7 +82,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         # The Runner builds hooks before it loads a checkpoint: resume=True and load_from then
         # work on torch >= 2.6's weights-only torch.load, with the check on for everything else.
         try:
-            mmengine_backend.allow_checkpoint_globals()
+            mmengine_internals.allow_checkpoint_globals()
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: could not allow-list mmengine's checkpoint contents for torch.load "
                   f"({type(exc).__name__}: {exc}); resume=True may need TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
@@ -99,8 +96,6 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         # console log keep them).
         self.keep_mmengine_scalars = keep_mmengine_scalars
         self._iter_end: Optional[float] = None
-        self._step = 0  # optimizer updates completed: where log_scalar & co. land
-        self._profiler: Optional[StepProfiler] = None  # profile_steps
         self.session: Optional[TorchSession] = None
         self.images = MMEngineImages(self.options)
         self.matches = pose_matches.KeypointMatches()  # val/pr/keypoints_oks50, _oks75
@@ -114,14 +109,14 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             return
         try:
             sink = self.folder.open_sink(runner)
-            backend = mmengine_backend.tensorboard_backend(runner)
+            backend = mmengine_internals.tensorboard_backend(runner)
             if backend is not None and not self.keep_mmengine_scalars:
                 self._keep_schema_only(backend)
             print_log(f"EnhancedTensorBoardHook: writing into {sink.logdir}", logger="current")
             mirror = self.folder.start_mirrors(runner, sink)
-            self.session = TorchSession(sink, self.options, warn=_warn, mirror=mirror,
-                                        run_dir=mirror.url if mirror is not None else None,
-                                        start_step=int(runner.iter), run_name=self._run_name(runner))
+            self.life.open(sink, start_step=int(runner.iter), url=mirror.url if mirror is not None else None,
+                           mirror=mirror, run_name=self._run_name(runner))
+            self.session = TorchSession(self.life)
             self.session.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
             cfg = getattr(runner, "cfg", None)
@@ -130,10 +125,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                 config_text = None  # the Runner wrote its config into this writer already: one card per run
             self.session.start(model, runner.optim_wrapper, config_text=config_text,
                                hparams=self._hparams(runner), write_header=runner.iter == 0)
-            self.session.speed.start(runner.iter)
-            self._step = int(runner.iter)
-            if self.options.profile_steps:
-                self._profiler = step_profiler(self.options.profile_steps, sink.logdir, self.session.run.warn_once)
+            self.life.start_profiler(step_profiler, sink.logdir)
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: set-up failed ({type(exc).__name__}: {exc}); logging is off "
                   "for this run, training goes on")
@@ -147,18 +139,18 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
 
     @staticmethod
     def _keep_schema_only(backend) -> None:
-        missing = mmengine_backend.missing_internals(backend)
+        missing = mmengine_internals.missing_internals(backend)
         if missing:
             import mmengine
 
             _warn(f"EnhancedTensorBoardHook: mmengine's TensorboardVisBackend has no {', '.join(missing)}"
-                  f"{mmengine_backend.version_note(mmengine.__version__)}; mmengine's LoggerHook scalars stay in "
+                  f"{mmengine_internals.version_note(mmengine.__version__)}; mmengine's LoggerHook scalars stay in "
                   "TensorBoard beside unitb's")
             return
-        mmengine_backend.schema_only(backend)
+        mmengine_internals.schema_only(backend)
 
     def _hparams(self, runner) -> Dict[str, object]:
-        """What the run was trained with (:mod:`unitb.hparams`): the shared names, the config's
+        """What the run was trained with (:mod:`unitb.write.hparams`): the shared names, the config's
         model / codec / optimizer / schedule / train_cfg sections flattened, then ``hparams=``."""
         wrapper = runner.optim_wrapper
         values: Dict[str, object] = {"framework": "pytorch-mmengine", "max_steps": runner.max_iters,
@@ -183,8 +175,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             self.session.speed.add_data_time(now - self._iter_end)
         self.session.arm(runner.iter + 1, runner.optim_wrapper)
         self.images.keep_first_batch(data_batch, self.session.run.warn_once)
-        if self._profiler is not None:
-            self._profiler.before_step(runner.iter + 1)
+        self.life.before_step(runner.iter + 1)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
@@ -199,9 +190,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                   f"({type(exc).__name__}: {exc}); training goes on")
 
     def _after_train_iter(self, runner, batch_idx: int, data_batch, outputs) -> None:
-        step = self._step = runner.iter + 1
-        if self._profiler is not None:
-            self._profiler.after_step(step)
+        step = runner.iter + 1
+        self.life.after_step(step)
         samples = measure.batch_size(data_batch)
         if samples:
             self.session.speed.add_samples(samples)
@@ -213,12 +203,12 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         wrapper = runner.optim_wrapper
         self.session.step_end(step, outputs or {}, wrapper, epoch=epoch, pre_clip=self._pre_clip_norm(runner),
                               loss_scaler=getattr(wrapper, "loss_scaler", None),  # AmpOptimWrapper
-                              update_may_skip=int(getattr(wrapper, "_accumulative_counts", 1) or 1) > 1)
+                              update_may_skip=mmengine_internals.accumulative_counts(wrapper) > 1)
         if self.images.train_due(step):
             self.session.image("train", step, lambda: self.images.train_batch(runner.model))
         if self.options.log_graph and not self._graph_done:
             self._graph_done = True
-            write_graph(self.session.run.sink.writer, runner.model, data_batch, self.session.run.warn_once)
+            write_graph(self.session.run.sink, runner.model, data_batch, self.session.run.warn_once)
         if not self._is_epoch_based(runner) and per_epoch and step % per_epoch == 0:
             self.session.epoch_end(step, step // per_epoch, runner.model)
         self._iter_end = time.perf_counter()
@@ -241,18 +231,15 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             _warn(f"EnhancedTensorBoardHook: weight histograms failed ({type(exc).__name__}: {exc})")
 
     def after_train(self, runner) -> None:
-        if self._profiler is not None:
-            self._profiler.close()
-            self._profiler = None
+        self.life.end_profiler()
         if self.session is not None:
             self.session.stop()
 
     def after_run(self, runner) -> None:
         """Stop the writer thread (mmengine's writer itself stays open: it is not ours), then
         make the last uploads to ``out_dir``."""
-        if self.session is not None:
-            self.session.run.close()
-            self.session = None
+        self.session = None
+        self.life.close()
         self.folder.close()
 
     # ------------------------------------------------------------------ validation
@@ -309,7 +296,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                 "them") if is_main_process() else None
 
     def _own_target(self):
-        return (self.session.run if self.session is not None else None), self._step
+        return (self.session.run if self.session is not None else None), self.life.step
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

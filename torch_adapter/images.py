@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from torch_adapter import mmengine_internals
+
 
 @dataclass
 class ImageBatch:
@@ -37,8 +39,7 @@ def preprocessor_settings(model: torch.nn.Module) -> Tuple[Optional[list], Optio
         return None, None, False
     mean = getattr(pre, "mean", None)
     std = getattr(pre, "std", None)
-    enabled = getattr(pre, "_enable_normalize", mean is not None)
-    swaps = bool(getattr(pre, "_channel_conversion", False))
+    enabled, swaps = mmengine_internals.normalization(pre, mean is not None)
     if not enabled or mean is None or std is None:
         return None, None, swaps
     return (torch.as_tensor(mean).flatten().tolist(), torch.as_tensor(std).flatten().tolist(), swaps)

@@ -25,13 +25,12 @@ from torch_adapter.images import ImageBatch
 from torch_adapter.profiler import step_profiler
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb import storage
-from unitb.hparams import merged
-from unitb.options import LogOptions, show_options
-from unitb.own_values import OwnValuesAPI
-from unitb.profiling import StepProfiler
-from unitb.remote_run import StoreOptions, open_run_folder
-from unitb.notices import default_info, default_warn
+from unitb.files import storage
+from unitb.write.hparams import merged
+from unitb.log.lifecycle import RunLife
+from unitb.log.options import LogOptions, show_options
+from unitb.log.own_values import OwnValuesAPI
+from unitb.store.remote_folder import StoreOptions
 
 
 def _is_chief() -> bool:
@@ -45,24 +44,21 @@ class TorchLogger(OwnValuesAPI):
     so the logged norm is that of the whole gradient, not of rank 0's shard.
 
     ``start_step``: the optimizer steps already taken when resuming from a checkpoint; the
-    run directory is cleaned of any steps written after it (see :mod:`unitb.resume`). With
+    run directory is cleaned of any steps written after it (see :mod:`unitb.folder.resume`). With
     ``start_step=0`` into a folder that holds another run, the run goes to ``logdir-2``
-    (``-3``...): ``run_dir`` is the folder chosen (see :mod:`unitb.runs`).
+    (``-3``...): ``run_dir`` is the folder chosen (see :mod:`unitb.folder.versions`).
 
     ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
     local spool and uploaded in the background (``storage_options``, ``spool_dir``,
-    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.remote_run`).
+    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.remote_folder`).
     """
 
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
                  start_step: int = 0, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
-        self.store = StoreOptions.pop_from(kwargs)
-        self.options = LogOptions.from_kwargs("TorchLogger", kwargs)
-        if self.options.embedding_layer:  # no validation loop here to take features from
-            raise ValueError("TorchLogger: embedding_layer is for the mmengine hook and TFCallback; here call "
-                             "log_embedding(tag, features, metadata, images) with your validation features")
-        self.logdir = storage.check_location(logdir, self.store.storage_options, "TorchLogger")
+        self.life = RunLife("TorchLogger", kwargs, measure.device_peak_mb)
+        self.options = self.life.options
+        self.logdir = storage.check_location(logdir, self.life.store.storage_options, "TorchLogger")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
         if grad_scaler is not None and not hasattr(grad_scaler, "get_scale"):
@@ -71,32 +67,24 @@ class TorchLogger(OwnValuesAPI):
         self.model = model
         self.optimizer = optimizer
         self.enabled = _is_chief()
-        self.run_dir: Optional[str] = None
         self.session: Optional[TorchSession] = None
         self._peer: Optional[ShardPeer] = None
-        self._step = start_step  # the last training step logged: where log_scalar & co. land
+        self.life.step = start_step
         self._graph: Optional[FirstInput] = None
-        self._profiler: Optional[StepProfiler] = None
         if not self.enabled:
             if model is not None and self.options.log_grad_norm and any(
                     measure.is_sharded(p) for p in model.parameters()):
                 self._peer = ShardPeer(model, optimizer, self.options)  # joins the norm's all-reduce
                 self._peer.arm(start_step + 1)
             return
-        # A fresh run never writes over another run's folder; a resumed one sets its orphans aside.
-        # (A URL run is written into a local spool and mirrored to the store.)
         if not storage.is_url(self.logdir):
             try:
                 os.makedirs(self.logdir, exist_ok=True)
             except OSError as exc:
                 raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
-        where = open_run_folder(self.logdir, start_step, self.store, default_warn, default_info, "TorchLogger",
-                                self.options.resume_wait)
-        self.run_dir = where.url
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.session = TorchSession(SummaryWriterSink(SummaryWriter(where.local)), self.options, mirror=where.mirror,
-                                    run_dir=where.url, start_step=start_step)
+        # A resume that a live writer refuses raises FolderBusy here: nothing has run yet.
+        run = self.life.open_folder(self.logdir, start_step, SummaryWriterSink.open)
+        self.session = TorchSession(self.life)
         if model is not None:
             shared = {"framework": "pytorch", "model": type(measure.unwrap_model(model)).__name__,
                       "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}
@@ -104,15 +92,17 @@ class TorchLogger(OwnValuesAPI):
                                write_header=start_step == 0)
             if self.options.log_graph:
                 self._graph = FirstInput(model)  # traced at the first logged step after the first forward
-        if self.options.profile_steps:
-            self._profiler = step_profiler(self.options.profile_steps, where.local, self.session.run.warn_once)
-            self._profiler.after_step(start_step)  # a window that starts with the next step starts now
-        self.session.speed.start(start_step)
+        self.life.start_profiler(step_profiler, run.sink.logdir, at_step=start_step)
         self.session.arm(start_step + 1)
 
     @property
     def run(self):
-        return None if self.session is None else self.session.run
+        return self.life.run
+
+    @property
+    def run_dir(self) -> Optional[str]:
+        """The folder (or URL) the run went to (``logdir``, or its next free version)."""
+        return self.life.run_dir
 
     def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
                  metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None,
@@ -126,7 +116,6 @@ class TorchLogger(OwnValuesAPI):
             self._peer.arm(step + 1)
         if self.session is None:
             return
-        self._step = int(step)
         if batch_size:
             self.session.speed.add_samples(int(batch_size))
         if data_time is not None:
@@ -136,10 +125,9 @@ class TorchLogger(OwnValuesAPI):
             all_losses["loss"] = loss
         self.session.step_end(step, None, self.optimizer, losses=all_losses, metrics=metrics, epoch=epoch,
                               loss_scaler=self.grad_scaler)
-        if self._graph is not None and self._graph.write(self.session.run.sink.writer, self.session.run.warn_once):
+        if self._graph is not None and self._graph.write(self.session.run.sink, self.session.run.warn_once):
             self._graph = None
-        if self._profiler is not None:
-            self._profiler.after_step(int(step))
+        self.life.after_step(step)
         self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:
@@ -162,8 +150,10 @@ class TorchLogger(OwnValuesAPI):
         def batch() -> ImageBatch:
             array = images.detach()[:limit].cpu().numpy() if isinstance(images, torch.Tensor) \
                 else np.asarray(images)[:limit]
-            as_list = lambda seq: None if seq is None else [None if s is None else np.asarray(
-                s.detach().cpu() if isinstance(s, torch.Tensor) else s) for s in list(seq)[:limit]]
+
+            def as_list(seq):
+                return None if seq is None else [None if s is None else np.asarray(
+                    s.detach().cpu() if isinstance(s, torch.Tensor) else s) for s in list(seq)[:limit]]
             return ImageBatch(images=array, mean=mean, std=std, gt=as_list(gt_keypoints) or [],
                               pred=as_list(pred_keypoints) or [], scores=as_list(pred_scores) or [])
         self.session.image(split, step, batch)
@@ -176,12 +166,10 @@ class TorchLogger(OwnValuesAPI):
         return "TorchLogger: log_* after close()" if self.enabled else None
 
     def _own_target(self):
-        return (self.session.run if self.session is not None else None), self._step
+        return (self.session.run if self.session is not None else None), self.life.step
 
     def close(self) -> None:
-        if self._profiler is not None:
-            self._profiler.close()
-            self._profiler = None
+        self.life.end_profiler()
         if self._graph is not None:
             self._graph.remove()  # the model was never called: nothing to trace
             self._graph = None
@@ -190,8 +178,8 @@ class TorchLogger(OwnValuesAPI):
             self._peer = None
         if self.session is not None:
             self.session.stop()
-            self.session.run.close()
             self.session = None
+        self.life.close()
 
     def __enter__(self) -> "TorchLogger":
         return self

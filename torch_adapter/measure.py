@@ -6,14 +6,15 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from unitb.layers import select_layers
+from torch_adapter import torch_internals
+from unitb.log.layers import select_layers
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The user's module inside DDP / FSDP / mmengine wrappers and
     ``torch.compile`` (``OptimizedModule._orig_mod``), in any nesting."""
     while True:
-        inner = getattr(model, "_orig_mod", None)
+        inner = torch_internals.compiled_inner(model)
         if not isinstance(inner, torch.nn.Module):
             inner = getattr(model, "module", None)
         if not isinstance(inner, torch.nn.Module):
@@ -24,7 +25,7 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 def parameter_name(name: str) -> str:
     """A parameter's name as in the uncompiled model: a submodule compiled on its own
     (``model.backbone = torch.compile(model.backbone)``) puts ``_orig_mod.`` in the path."""
-    return ".".join(part for part in name.split(".") if part != "_orig_mod")
+    return ".".join(part for part in name.split(".") if part != torch_internals.COMPILED_PART)
 
 
 def named_parameters(model: torch.nn.Module) -> List[Tuple[str, torch.nn.Parameter]]:
@@ -233,7 +234,7 @@ def sharded_global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tenso
         else:
             local.append(grad)
             counted.append(rank == 0)
-    squares = torch.stack(torch._foreach_norm(local, 2.0)).to(torch.float32) ** 2
+    squares = torch.stack(torch_internals.foreach_norm(local, 2.0)).to(torch.float32) ** 2
     squares = squares * torch.tensor(counted, dtype=torch.float32, device=squares.device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(squares)
@@ -244,14 +245,14 @@ def global_and_layer_norms(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-tensor L2 norms followed by the global L2 norm, as one float32 tensor (on device)."""
     first = grads[0].device
     if all(g.device == first for g in grads):  # the common case: one stack, no scatter
-        norms = torch.stack(torch._foreach_norm(list(grads), 2.0)).to(torch.float32)
+        norms = torch.stack(torch_internals.foreach_norm(list(grads), 2.0)).to(torch.float32)
         return torch.cat([norms, torch.linalg.vector_norm(norms, 2).reshape(1)])
     by_device: Dict[torch.device, List[int]] = {}
     for i, g in enumerate(grads):
         by_device.setdefault(g.device, []).append(i)
     norms = torch.empty(len(grads), dtype=torch.float32, device=first)
-    for device, indices in by_device.items():
-        per = torch._foreach_norm([grads[i] for i in indices], 2.0)
+    for indices in by_device.values():
+        per = torch_internals.foreach_norm([grads[i] for i in indices], 2.0)
         norms[torch.tensor(indices, device=first)] = torch.stack(per).to(first, torch.float32)
     total = torch.linalg.vector_norm(norms, 2).reshape(1)
     return torch.cat([norms, total])
@@ -261,7 +262,8 @@ def _local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if is_sharded(tensor) else tensor
 
 
-def weight_arrays(model: torch.nn.Module, names: Optional[Sequence[str]], max_layers: int) -> Tuple[List[str], Dict[str, np.ndarray]]:
+def weight_arrays(model: torch.nn.Module, names: Optional[Sequence[str]],
+                  max_layers: int) -> Tuple[List[str], Dict[str, np.ndarray]]:
     """Host copies of the selected parameters for weight histograms (selection is stable)."""
     named = named_parameters(model)
     if names is None:

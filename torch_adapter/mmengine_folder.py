@@ -1,5 +1,5 @@
-"""Where an mmengine run's TensorBoard events go: the folder rules of :mod:`unitb.runs` and
-:mod:`unitb.resume` applied to the folder mmengine chose, and the mirrors to ``out_dir``.
+"""Where an mmengine run's TensorBoard events go: the folder rules of :mod:`unitb.folder.versions` and
+:mod:`unitb.folder.resume` applied to the folder mmengine chose, and the mirrors to ``out_dir``.
 
 mmengine opens ``TensorboardVisBackend``'s writer itself, in ``work_dir/<timestamp>/vis_data``
 (or a fixed ``save_dir``), before any hook runs. So, unlike the other entry points, the hook
@@ -18,11 +18,16 @@ import os
 import os.path as osp
 from typing import Callable, List, Optional, Set
 
-from torch_adapter import mmengine_backend
+from torch_adapter import mmengine_internals
 from torch_adapter.sink import SummaryWriterSink
-from unitb import claim, reader, resume, runs, step_index, storage
-from unitb.mirror import Mirror
-from unitb.remote_run import StoreOptions, mirror_folder, newest_earlier_folder, store_versions
+from unitb.folder import claim
+from unitb.read import reader
+from unitb.folder import resume
+from unitb.folder import versions as runs
+from unitb.folder import step_index
+from unitb.files import storage
+from unitb.store.mirror import Mirror
+from unitb.store.remote_folder import StoreOptions, mirror_folder, newest_earlier_folder, store_versions
 
 OWNER = "EnhancedTensorBoardHook"
 
@@ -43,18 +48,16 @@ class MMEngineRunFolder:
         """The TensorboardVisBackend's writer (or our own at the same place), in a folder
         that holds no other run on a fresh start, with the history of an interrupted run
         cleaned up on a resume."""
-        backend = mmengine_backend.tensorboard_backend(runner)
+        backend = mmengine_internals.tensorboard_backend(runner)
         writer = backend.experiment if backend is not None else None
         if writer is not None:
             sink = SummaryWriterSink(writer, owns_writer=False)
         else:
-            from torch.utils.tensorboard import SummaryWriter
-
             log_dir = osp.join(runner.log_dir, "vis_data")
             self._warn(f"{OWNER}: no TensorboardVisBackend in the visualizer; writing to its own SummaryWriter in "
                        f"{log_dir}. Add dict(type='TensorboardVisBackend') to vis_backends to get mmengine's "
                        "LoggerHook scalars in the same run.")
-            sink = SummaryWriterSink(SummaryWriter(log_dir), owns_writer=True)
+            sink = SummaryWriterSink.open(log_dir)
         if runner.iter <= 0:
             sink = self._keep_other_runs(sink, backend, runner)
         else:
@@ -99,7 +102,6 @@ class MMEngineRunFolder:
         own = sink.open_files()
         if not in_store and claim.claim_folder(sink.logdir, own_files=own):
             return sink  # no other run there, and none started at the same moment claimed it
-        from torch.utils.tensorboard import SummaryWriter
 
         old_dir = sink.logdir
         taken = in_store | runs.taken_versions(old_dir) | {1}
@@ -110,14 +112,16 @@ class MMEngineRunFolder:
         self._warn(f"{OWNER}: {where} {why}; this fresh run (step 0) writes to {new_dir} and leaves it untouched. "
                    "Resume from a checkpoint (resume=True) to continue that run instead.")
         os.makedirs(new_dir, exist_ok=True)
-        writer = SummaryWriter(new_dir)
+        moved = SummaryWriterSink.open(new_dir)
+        writer = moved.writer
         sink.writer.close()
         for path in own:  # what this run's writer already wrote (mmengine's config text) moves with it
             if osp.exists(path):
                 os.replace(path, osp.join(new_dir, osp.basename(path)))
-        if mmengine_backend.writes_through(backend, sink.writer):
-            mmengine_backend.repoint(backend, writer, new_dir)  # LoggerHook's scalars follow
-        return SummaryWriterSink(writer, owns_writer=sink.owns_writer)
+        if mmengine_internals.writes_through(backend, sink.writer):
+            mmengine_internals.repoint(backend, writer, new_dir)  # LoggerHook's scalars follow
+        moved.owns_writer = sink.owns_writer
+        return moved
 
     # ------------------------------------------------------------------ resumed runs
     def _continue_run(self, runner, sink: SummaryWriterSink) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.graph import write_module_graph
-from unitb.options import LogOptions
+from unitb.log.options import LogOptions
 
 Warn = Callable[[str, str, str], None]  # RunLogger.warn_once(key, detail, message)
 
@@ -107,7 +107,7 @@ def concat(batches: List[image_utils.ImageBatch]) -> image_utils.ImageBatch:
     return merged
 
 
-def write_graph(writer, model: torch.nn.Module, data_batch, warn_once: Warn) -> None:
+def write_graph(sink, model: torch.nn.Module, data_batch, warn_once: Warn) -> None:
     """The model's graph in the GRAPHS tab, traced in mmengine's ``mode="tensor"`` on one
     preprocessed input; a model that cannot be traced gets one warning."""
     model = measure.unwrap_model(model)
@@ -127,4 +127,4 @@ def write_graph(writer, model: torch.nn.Module, data_batch, warn_once: Warn) -> 
         warn_once("graph", "", f"log_graph: could not preprocess a batch to trace the model ({type(exc).__name__}: "
                   f"{exc}); graph skipped")
         return
-    write_module_graph(writer, TensorMode(model), inputs[:1], warn_once)
+    write_module_graph(sink, TensorMode(model), inputs[:1], warn_once)

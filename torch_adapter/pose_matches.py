@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from torch_adapter.images import _field
-from unitb import keypoints
+from unitb.write import keypoints
 
 # COCO's AP50 and AP75 thresholds: a model good enough to match everything at 0.5 still has a curve at 0.75.
 OKS_THRESHOLDS = (0.5, 0.75)

@@ -1,4 +1,4 @@
-"""How PyTorch profiles ``profile_steps`` (:class:`unitb.profiling.StepProfiler` decides when):
+"""How PyTorch profiles ``profile_steps`` (:class:`unitb.log.profiling.StepProfiler` decides when):
 a ``torch.profiler`` trace written into the run folder as
 ``profile/steps-START-STOP.<host>.<pid>.pt.trace.json`` — Chrome trace format, opened by Perfetto
 (ui.perfetto.dev) or chrome://tracing. CPU activity always, CUDA kernels too when CUDA is
@@ -11,7 +11,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from unitb.profiling import StepProfiler
+from unitb.log.profiling import StepProfiler
 
 
 def step_profiler(steps: Optional[Tuple[int, int]], folder: str,
@@ -31,6 +31,7 @@ def step_profiler(steps: Optional[Tuple[int, int]], folder: str,
         profiler.__exit__(None, None, None)
         target = os.path.join(folder, "profile")
         os.makedirs(target, exist_ok=True)
-        profiler.export_chrome_trace(os.path.join(target, f"{label}.{socket.gethostname()}.{os.getpid()}.pt.trace.json"))
+        name = f"{label}.{socket.gethostname()}.{os.getpid()}.pt.trace.json"
+        profiler.export_chrome_trace(os.path.join(target, name))
 
     return StepProfiler(steps, begin, end, warn_once)

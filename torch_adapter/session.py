@@ -2,7 +2,7 @@
 
 Both entry points only translate their framework's events into calls on a
 :class:`TorchSession`; measuring is in :mod:`torch_adapter.measure`, naming and guarding
-in the core (:class:`unitb.RunLogger`).
+in the core (:class:`unitb.write.writer.RunLogger`).
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import torch
 from torch_adapter import measure
 from torch_adapter.images import ImageBatch
 from torch_adapter.activations import ActivationProbe
-from unitb import render, schema, train_step
-from unitb.opened_folder import open_folder
-from unitb.options import LogOptions
-from unitb.run_logger import RunLogger, Sink, as_number
-from unitb.notices import default_warn
-from unitb.speed import SpeedMeter
-from unitb.train_step import write_train_step
+from unitb import schema
+from unitb.write import render
+from unitb.log import train_step
+from unitb.log.lifecycle import RunLife
+from unitb.log.options import LogOptions
+from unitb.log.train_step import write_train_step
+from unitb.write.writer import RunLogger, as_number
 
 
 class DueGradients:
@@ -45,21 +45,18 @@ class DueGradients:
 
 
 class TorchSession:
-    def __init__(self, sink: Sink, options: LogOptions, warn: Callable[[str], None] = default_warn,
-                 mirror=None, run_dir: Optional[str] = None, start_step: int = 0, run_name: Optional[str] = None):
-        self.options = options
-        folder = open_folder(sink.logdir, url=run_dir, mirror=mirror, backends=options.backends,
-                             start_step=start_step, warn=warn, backend_timeout=options.backend_timeout,
-                             run_name=run_name)
-        self.run = RunLogger(sink, warn=warn, max_log_mb=options.max_log_mb,
-                             raise_on_nonfinite=options.raise_on_nonfinite, async_writes=options.async_writes,
-                             folder=folder)
+    """What the hook and ``TorchLogger`` measure with torch, written into the run ``life`` opened."""
+
+    def __init__(self, life: RunLife):
+        assert life.run is not None, "open the run before the session"
+        self.options = life.options
+        self.run: RunLogger = life.run
+        self.speed = life.speed
         self.probe: Optional[measure.GradNormProbe] = None
         self.activations: Optional[ActivationProbe] = None  # activation_layers
         self.weight_names = None
         self.skeleton = None
-        self.due = DueGradients(options)
-        self.speed = SpeedMeter(measure.device_peak_mb)
+        self.due = DueGradients(self.options)
         self._rates: Optional[Dict[str, float]] = None
 
     # ------------------------------------------------------------------ set-up
@@ -107,7 +104,7 @@ class TorchSession:
                  epoch: Optional[float] = None, pre_clip: object = None, loss_scaler=None,
                  update_may_skip: bool = False) -> None:
         """Write what is due at ``step``: ``log_vars`` (losses and metrics told apart by name, as
-        mmengine gives them), ``losses`` and ``metrics`` (:func:`unitb.train_step.write_train_step`).
+        mmengine gives them), ``losses`` and ``metrics`` (:func:`unitb.log.train_step.write_train_step`).
         ``loss_scaler``: a ``torch.amp.GradScaler`` (mmengine's
         ``AmpOptimWrapper.loss_scaler``), whose scale is logged and which may skip an update
         (inf/NaN gradients). ``update_may_skip``: the iteration may apply no update at all

@@ -5,6 +5,8 @@ import threading
 
 import numpy as np
 
+from torch_adapter import torch_internals
+
 
 def _quiet_writer_thread_errors() -> None:
     """Keep a full or vanished disk from printing a raw traceback from tensorboard's writer
@@ -14,13 +16,9 @@ def _quiet_writer_thread_errors() -> None:
     previous = threading.excepthook
     if getattr(previous, "unitb_quiet", False):
         return
-    try:
-        from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
-    except ImportError:  # another tensorboard layout: leave the hook alone
-        return
 
     def hook(args) -> None:
-        if isinstance(args.thread, _AsyncWriterThread) and getattr(args.thread, "exception", None) is not None:
+        if torch_internals.is_event_writer_thread(args.thread) and getattr(args.thread, "exception", None) is not None:
             return
         previous(args)
 
@@ -29,7 +27,15 @@ def _quiet_writer_thread_errors() -> None:
 
 
 class SummaryWriterSink:
-    """Adapts a SummaryWriter (ours or mmengine's TensorboardVisBackend's) to the core Sink."""
+    """Adapts a SummaryWriter (ours or mmengine's TensorboardVisBackend's) to the core Sink.
+    The only torch-side code that opens a ``SummaryWriter`` or calls one."""
+
+    @classmethod
+    def open(cls, folder: str) -> "SummaryWriterSink":
+        """A new ``SummaryWriter`` of our own in ``folder``."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        return cls(SummaryWriter(folder), owns_writer=True)
 
     def __init__(self, writer, owns_writer: bool = True):
         _quiet_writer_thread_errors()
@@ -39,9 +45,7 @@ class SummaryWriterSink:
 
     def open_files(self) -> list:
         """Event files this writer holds open (left alone by the resume clean-up)."""
-        writer = getattr(self.writer, "file_writer", None)
-        event_writer = getattr(writer, "event_writer", None)
-        name = getattr(event_writer, "_file_name", None)
+        name = torch_internals.open_event_file(self.writer)
         return [name] if name else []
 
     def reopen(self) -> None:
@@ -50,9 +54,7 @@ class SummaryWriterSink:
         For a writer we do not own (mmengine's), only its file writer is reset: torch
         recreates it on the next record, which repairs mmengine's LoggerHook scalars too.
         """
-        old = getattr(self.writer, "file_writer", None)
-        self.writer.file_writer = None
-        self.writer.all_writers = None
+        old = torch_internals.detach_file_writer(self.writer)
         if old is not None:
             try:
                 old.close()
@@ -68,8 +70,15 @@ class SummaryWriterSink:
     def write_image(self, tag: str, image: np.ndarray, step: int) -> None:
         self.writer.add_image(tag, image, step, dataformats="HWC")
 
+    def write_graph(self, module, inputs) -> None:
+        """The GRAPHS tab: ``module`` traced (``torch.jit.trace``) on ``inputs``, without gradients."""
+        import torch
+
+        with torch.no_grad():
+            self.writer.add_graph(module, inputs)
+
     def write_summary(self, summary, step: int) -> None:
-        self.writer._get_file_writer().add_summary(summary, step)
+        torch_internals.summary_file_writer(self.writer).add_summary(summary, step)
 
     def flush(self) -> None:
         self.writer.flush()

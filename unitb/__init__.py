@@ -1,4 +1,4 @@
-"""unitb: one TensorBoard event schema and interval policy for PyTorch and TensorFlow.
+"""The framework-free core: one TensorBoard event schema and interval policy for PyTorch and TensorFlow.
 
 The core (this package) imports neither torch nor tensorflow. The framework entry points
 live in the adapters and are loaded on first use::
@@ -8,15 +8,19 @@ live in the adapters and are loaded on first use::
     unitb.TFCallback                # tf_adapter (model.fit)
     unitb.TFLogger                  # tf_adapter (custom TF loops)
     unitb.CheckpointManager         # tf_adapter (resume without duplicate steps)
+
+Beside them: :mod:`unitb.schema` (every tag), :mod:`unitb.reader` (runs read back),
+:mod:`unitb.resume` (what a resume set aside, and putting it back), :class:`UnitbWarning` (every
+problem unitb works around) and :class:`FolderBusy` (a resume refused while another process
+writes the run). The rooms below (``files``, ``read``, ``write``, ``folder``, ``backends``,
+``store``, ``log``, ``commands``) are the implementation; docs/DESIGN.md draws them.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from importlib import import_module as _import_module
 
-from unitb import schema
-from unitb.policy import DenseThenSparse, EveryNEpochs, EveryNSteps
-from unitb.run_logger import RunLogger
+from unitb import reader, resume, schema
+from unitb.folder.claim import FolderBusy
 from unitb.notices import UnitbWarning
 
 __version__ = "0.1.0"
@@ -29,17 +33,17 @@ _LAZY = {
     "CheckpointManager": "tf_adapter",
 }
 
-__all__ = ["schema", "RunLogger", "UnitbWarning", "EveryNSteps", "EveryNEpochs", "DenseThenSparse", *_LAZY]
+__all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'unitb' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(__all__)

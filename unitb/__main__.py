@@ -1,5 +1,6 @@
+"""``python -m unitb``: the ``unitb`` command, where the script is not on PATH."""
 import sys
 
-from unitb.cli import main
+from unitb.commands.cli import main
 
 sys.exit(main())

@@ -32,14 +32,14 @@ TRAIN_IMAGE = "train/image"
 VAL_IMAGE = "val/image"
 CONFIG = "config"
 
-# The hparams every entry point writes under the same names (``unitb.hparams``), so runs of both
+# The hparams every entry point writes under the same names (``unitb.write.hparams``), so runs of both
 # frameworks line up in the HPARAMS tab; a run carries more (what only its framework knows, the
 # user's own), which ``unitb diff`` reports as the run's own.
 HPARAM_KEYS: Tuple[str, ...] = ("framework", "model", "optimizer", "learning_rate", "batch_size", "max_steps",
                                 "epochs", "amp")
 
 # Names of a step's total loss, in the order that decides when several are present: the first
-# one present is ``train/loss``, the others stay components (``unitb.train_step``).
+# one present is ``train/loss``, the others stay components (``unitb.log.train_step``).
 TOTAL_LOSS_NAMES: Tuple[str, ...] = ("loss", "total_loss", "total")
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]+")
@@ -130,7 +130,7 @@ def activations_histogram(layer: str) -> str:
     return f"activations/{layer_name(layer)}"
 
 
-VAL_FEATURES = "val/features"  # embedding_layer's points in the PROJECTOR (unitb.projector), every entry point
+VAL_FEATURES = "val/features"  # embedding_layer's points in the PROJECTOR (unitb.write.projector), every entry point
 
 
 def heatmap(split: str) -> str:
@@ -148,7 +148,7 @@ def custom_scalars_layout() -> Dict[str, List[Dict[str, object]]]:
     """The one CUSTOM SCALARS layout both adapters write.
 
     Plain data (category -> charts of tag regexes); the writers turn it into the
-    ``custom_scalars`` plugin proto through :func:`unitb.protos.custom_scalars_summary`.
+    ``custom_scalars`` plugin proto through :func:`unitb.write.protos.custom_scalars_summary`.
     """
     return {
         "unitb": [

@@ -71,7 +71,7 @@ def main(argv: Optional[list] = None) -> str:
     # About four validations however long the run (mmengine always validates the last epoch).
     runner = build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints)
     runner.train()
-    # <out>/mmpose-topdown, or -2, -3... when a fresh run found another run there (unitb.runs)
+    # <out>/mmpose-topdown, or -2, -3... when a fresh run found another run there (unitb.folder.versions)
     run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir
     print(f"{RUN_NAME}: events in {run_dir}")
     return run_dir

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from torch_adapter import TorchLogger
-from unitb import UnitbWarning, reader, schema
-from unitb.run_logger import RunLogger
+from unitb import UnitbWarning, schema
+from unitb.read import reader
+from unitb.write.writer import RunLogger
 
 
 def _values(rows, tag):

@@ -10,7 +10,8 @@ import torch
 
 import unitb
 from torch_adapter import TorchLogger
-from unitb import UnitbWarning, reader
+from unitb import UnitbWarning
+from unitb.read import reader
 
 
 def _steps(run_dir, tag="train/loss"):

@@ -3,8 +3,9 @@ import warnings
 
 import numpy as np
 
-from unitb import UnitbWarning, reader, schema
-from unitb.run_logger import RunLogger
+from unitb import UnitbWarning, schema
+from unitb.read import reader
+from unitb.write.writer import RunLogger
 
 
 def test_heavy_summaries_stop_at_the_quota_and_scalars_go_on(tmp_path):
@@ -20,7 +21,7 @@ def test_heavy_summaries_stop_at_the_quota_and_scalars_go_on(tmp_path):
         for step in range(1, 31):
             run.scalar("train/loss", 1.0, step)
             run.histograms(schema.weights_histogram, step, big)
-            run.image("train", step, lambda: np.random.default_rng(step).integers(0, 255, (64, 64, 3), np.uint8))
+            run.image("train", step, lambda step=step: np.random.default_rng(step).integers(0, 255, (64, 64, 3), np.uint8))
             run.flush()
     run.close()
     rows = reader.read_run(str(tmp_path))

@@ -33,7 +33,7 @@ def wait_for(path: str) -> None:
 
 if kind == "torch":
     from torch_adapter import TorchLogger
-    from unitb.claim import FolderBusy
+    from unitb.folder.claim import FolderBusy
 
     if go_together:
         open(f"{go_together}.ready-{os.getpid()}", "w").close()

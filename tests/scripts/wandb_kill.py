@@ -10,7 +10,7 @@ import sys
 import time
 
 from torch_adapter import TorchLogger
-from unitb import backends
+from unitb.backends import forwarder as backends
 
 logdir, wandb_dir, start, last, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 logger = TorchLogger(logdir, start_step=start, scalar_interval=1, log_speed=False, log_model_stats=False,

@@ -1,0 +1,3 @@
+"""The same run in W&B and MLflow: a forwarder that follows the event files, and one module per
+backend.
+"""

@@ -1,0 +1,122 @@
+"""MLflow as a unitb backend (see :mod:`unitb.backends.forwarder` for the rules).
+
+Scalars become metrics at ``step=`` the event's step, images ``log_image(key=tag, step=)``,
+text an artifact ``text/<tag>/step-<step>.md``, the hparams the run's params. MLflow has no
+histograms: they stay in TensorBoard. Points are sent with ``log_batch`` (one call per step,
+within its limits of 1000 metrics and 100 params). MLflow is imported only when a run uses it.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from unitb.backends.points import PointErrors, image_of
+from unitb.read.reader import session_values
+
+EXPERIMENT = "unitb"
+METRIC_BATCH, PARAM_BATCH = 1000, 100  # log_batch's limits per call
+PARAM_CHARS = 6000
+_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def metric_key(tag: str) -> str:
+    """MLflow takes letters, digits, ``_ - . /`` and spaces in a key: anything else becomes ``_``."""
+    return _KEY.sub("_", tag)
+
+
+class MlflowBackend(PointErrors):
+    name = "mlflow"
+    in_order = False  # a metric point carries its own step
+
+    def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
+        super().__init__(warn)
+        self.options: Dict[str, Any] = dict(options)
+        self.client: Any = None  # mlflow.MlflowClient, once open
+        self.run_id: Optional[str] = None
+        self.tracking_uri: Optional[str] = None
+        self._params: Dict[str, str] = {}
+
+    def open(self, state: Dict[str, Any], start_step: int, run_name: str) -> int:
+        from mlflow import MlflowClient
+
+        uri = self.options.get("tracking_uri") or state.get("tracking_uri")
+        self.client = MlflowClient(tracking_uri=str(uri) if uri else None)
+        self.tracking_uri = str(self.client.tracking_uri)
+        old = state.get("run_id") if isinstance(state.get("run_id"), str) else None
+        sent = int(state.get("sent_step", -1)) if isinstance(state.get("sent_step"), int) else -1
+        if old and not self._exists(old):
+            self._warn(f"unitb: the MLflow run {old} is not on {uri or 'the default tracking URI'}; "
+                       "a new run gets this one")
+            old = None
+        if old and sent <= start_step:  # nothing after the resume point was sent: go on in the same run
+            self.client.update_run(old, status="RUNNING")
+            self.run_id = old
+            self._params = {k: str(v) for k, v in self.client.get_run(old).data.params.items()}
+            return sent
+        tags = {key: str(value) for key, value in dict(self.options.get("tags") or {}).items()}
+        if old:  # MLflow cannot delete the points sent after start_step: a new run replaces this one
+            tags["unitb.replaces"] = old
+        experiment = str(self.options.get("experiment") or EXPERIMENT)
+        found = self.client.get_experiment_by_name(experiment)
+        # A new experiment's artifacts go where the user said; else MLflow's default, which for a
+        # database store is ./mlruns in the working directory.
+        location = self.options.get("artifact_location")
+        experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
+            experiment, artifact_location=str(location) if location else None)
+        run = self.client.create_run(experiment_id, run_name=str(self.options.get("run_name") or run_name), tags=tags)
+        self.run_id = run.info.run_id
+        if old:
+            self.client.set_tag(old, "unitb.replaced_by", self.run_id)
+            self.client.set_terminated(old, status="KILLED")
+            self._warn(f"unitb: the MLflow run {old} holds steps after the resume point {start_step}, which MLflow "
+                       f"cannot delete; run {self.run_id} replaces it (steps up to {start_step} sent again)")
+        return -1
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:
+            return False
+
+    def send(self, steps: List[Tuple[int, List[tuple]]]) -> None:
+        """All the steps' metrics in as few ``log_batch`` calls as its limits allow: a request per
+        step would leave a remote server behind a fast loop."""
+        now = int(time.time() * 1000)
+        metrics: list = []
+        params: list = []
+        for step, points in steps:
+            for tag, kind, value in points:
+                self._convert(step, tag, kind, value, now, metrics, params)
+        for start in range(0, len(params), PARAM_BATCH):
+            self.client.log_batch(self.run_id, params=params[start:start + PARAM_BATCH])
+        for start in range(0, len(metrics), METRIC_BATCH):
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + METRIC_BATCH])
+
+    def _convert(self, step: int, tag: str, kind: str, value: Any, now: int, metrics: list, params: list) -> None:
+        """A scalar or hparams record into ``metrics``/``params``; images and text are sent now."""
+        from mlflow.entities import Metric, Param
+
+        with self._skipped_on_error(tag, kind):
+            if kind == "scalar":
+                metrics.append(Metric(metric_key(tag), float(value), now, step))
+            elif kind == "hparams":
+                for key, item in session_values(value).items():
+                    text = str(item)[:PARAM_CHARS]
+                    if self._params.get(key) is None:
+                        params.append(Param(metric_key(key), text))
+                        self._params[key] = text
+            elif kind == "image" and value:
+                self.client.log_image(self.run_id, np.asarray(image_of(value)), key=metric_key(tag), step=step)
+            elif kind == "text" and isinstance(value, str):
+                self.client.log_text(self.run_id, value, f"text/{metric_key(tag)}/step-{step:09d}.md")
+
+    def state(self) -> Dict[str, object]:
+        return {"run_id": self.run_id, "tracking_uri": self.tracking_uri}
+
+    def close(self) -> None:
+        if self.client is not None and self.run_id is not None:
+            self.client.set_terminated(self.run_id, status="FINISHED")

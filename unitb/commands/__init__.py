@@ -1,0 +1,1 @@
+"""The `unitb` command line and the demo."""

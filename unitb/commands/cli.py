@@ -1,0 +1,341 @@
+"""The ``unitb`` command: look at runs without starting TensorBoard.
+
+    unitb tags RUN                      tag, kind, count, first/last step (RUN: folder or URL)
+    unitb export RUN --format csv|json  every row (scalars as values, others summarised)
+    unitb diff RUN_A RUN_B [RUN_C ...]  layout parity; exit 1 on a mismatch
+    unitb restore PATH [--list]         put back event files a resume set aside
+    unitb pull URL DIR [--every S]      copy runs from an object store (s3://, gs://) to DIR
+    unitb push SPOOL URL                upload a spool a run could not upload at its end
+    unitb hparams LOGDIR                what the HPARAMS tab opens on, for all runs below LOGDIR
+    unitb demo [--out runs] [--steps N] [--torch-example auto|mmpose|mmengine]
+                                        train the three example runs and diff them
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from unitb.read import diff as diff_mod
+from unitb.read import reader
+from unitb.files import safe_paths
+from unitb.files import storage
+from unitb.commands.demo import TORCH_CHOICES, runnable
+from unitb.files.names import REMOVED
+from unitb.backends import forwarder as backends
+from unitb.commands import demo
+from unitb.folder import resume
+from unitb.notices import default_warn
+from unitb.store import transfer
+from unitb.write import hparams
+
+
+def _row_value(row: reader.Row) -> object:
+    if row.kind == "scalar":
+        return row.value
+    if row.kind == "histogram":
+        buckets: Any = row.value
+        return {"buckets": int(buckets.shape[0]), "count": float(buckets[:, 2].sum())}
+    if row.kind == "image":
+        image: Any = row.value
+        return {"width": image["width"], "height": image["height"], "images": len(image["png"])}
+    if row.kind == "text":
+        return row.value
+    return None
+
+
+_SCALAR_LINE = "{},{},{:.6f},scalar,{!r}\r\n".format  # what csv.writer writes for such a row
+
+
+def _scalar_csv(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
+    """The CSV lines of a stretch of scalar rows (the bulk of a big run) in one pass: the same
+    text ``csv.writer`` writes, with each tag quoted by it once (``quoted`` keeps them)."""
+    for tag in set(chunk.tags).difference(quoted):
+        line = io.StringIO()
+        csv.writer(line).writerow([tag])
+        quoted[tag] = line.getvalue()[:-2]
+    return "".join(map(_SCALAR_LINE, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times, chunk.values))
+
+
+def _csv_row(row: reader.Row) -> tuple:
+    value = _row_value(row)
+    return (row.tag, row.step, "%.6f" % row.wall_time, row.kind,
+            value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))
+
+
+_SCALAR_OBJECT = '{{"tag": {}, "step": {}, "wall_time": {!r}, "kind": "scalar", "value": {!r}}}'.format
+
+
+def _scalar_json(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
+    """The JSON objects of a stretch of scalar rows, joined by ``,\n``, in one pass: the text
+    ``json.dumps`` writes for each row's dict (a stretch holding NaN or infinity, which JSON
+    writes as ``NaN``/``Infinity``, takes ``json.dumps`` itself)."""
+    for tag in set(chunk.tags).difference(quoted):
+        quoted[tag] = json.dumps(tag)
+    if not (np.isfinite(chunk.values).all() and np.isfinite(chunk.wall_times).all()):
+        return ",\n".join(_json_row(reader.Row(tag, step, wall_time, "scalar", value))
+                           for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times,
+                                                                  chunk.values))
+    return ",\n".join(map(_SCALAR_OBJECT, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times,
+                           chunk.values))
+
+
+def _json_row(row: reader.Row) -> str:
+    return json.dumps({"tag": row.tag, "step": row.step, "wall_time": row.wall_time, "kind": row.kind,
+                       "value": _row_value(row)})
+
+
+def _require_run(path: str) -> Optional[str]:
+    if not storage.is_url(path) and not os.path.isdir(path):
+        return f"unitb: {path} is not a directory"
+    try:
+        files = reader.event_files(path)
+    except Exception as exc:  # a store that does not answer, missing credentials ...
+        return f"unitb: cannot list {path} ({type(exc).__name__}: {exc})"
+    if not files:
+        runs = reader.find_runs(path)
+        hint = f" (runs below it: {', '.join(runs[:5])})" if runs else ""
+        return f"unitb: no event files directly in {path}{hint}"
+    return None
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    error = _require_run(args.run)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    table = reader.tag_summary(args.run)
+    width = max([len(str(e["tag"])) for e in table] + [3])
+    print(f"{'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}")
+    for entry in table:
+        print(f"{str(entry['tag']).ljust(width)}  {entry['kind']:<14} {entry['count']:>6} "
+              f"{entry['first_step']:>8} {entry['last_step']:>8}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    error = _require_run(args.run)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    chunks = reader.row_chunks(args.run)  # streamed: a run of any size in bounded memory
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            out.write("[")
+            separator = "\n"
+            quoted_json: Dict[str, str] = {}
+            for chunk in chunks:
+                out.write(separator)
+                out.write(_scalar_json(chunk, quoted_json) if isinstance(chunk, reader.ScalarRows)
+                          else _json_row(chunk))
+                separator = ",\n"
+            out.write("\n]\n")
+        else:
+            writer = csv.writer(out)
+            writer.writerow(["tag", "step", "wall_time", "kind", "value"])
+            quoted: Dict[str, str] = {}
+            for chunk in chunks:
+                if isinstance(chunk, reader.ScalarRows):
+                    out.write(_scalar_csv(chunk, quoted))
+                else:
+                    writer.writerow(_csv_row(chunk))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    for run in args.runs:
+        error = _require_run(run)
+        if error:
+            print(error, file=sys.stderr)
+            return 2
+    layouts = [diff_mod.layout_of(run) for run in args.runs]
+    report = diff_mod.compare(layouts)
+    print(diff_mod.format_report(layouts, report))
+    return 0 if report.ok else 1
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.path):
+        print(f"unitb: {args.path} is not a directory", file=sys.stderr)
+        return 2
+    sets = resume.removals(args.path)
+    if not sets:
+        print(f"unitb: nothing set aside below {args.path}")
+        return 0
+    refused = 0
+    for trash in sets:
+        try:
+            with open(os.path.join(trash, resume.MANIFEST)) as handle:
+                manifest = json.load(handle)
+            first, last = manifest.get("dropped_steps", [0, 0])
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            print(f"unitb: {trash}: unreadable manifest ({exc}); left as it is", file=sys.stderr)
+            refused += 1
+            continue
+        what = (f"{trash}: {manifest.get('dropped', 0)} event(s) of steps {first}..{last}, set aside when the run "
+                f"resumed at step {manifest.get('resume_step')}")
+        if args.list:
+            print(what)
+            continue
+        try:
+            restored = resume.restore(trash)
+        except safe_paths.UnsafePath as exc:
+            print(f"unitb: {trash}: refused, its manifest {exc}; nothing was moved", file=sys.stderr)
+            refused += 1
+            continue
+        print(f"{what}: put back {len(restored)} file(s) ({', '.join(os.path.dirname(p) for p in restored[:1])})")
+    return 1 if refused else 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    if not storage.is_url(args.url):
+        print(f"unitb: {args.url} is not a URL (s3://…, gs://…)", file=sys.stderr)
+        return 2
+    if args.every:
+        try:
+            transfer.pull_every(args.url, args.dest, args.every)
+        except KeyboardInterrupt:
+            return 0
+    fetched, unchanged = transfer.pull(args.url, args.dest, include_removed=args.include_removed)
+    print(f"unitb: {args.url} -> {args.dest}: fetched {fetched} file(s), {unchanged} unchanged; "
+          f"view with: {runnable('tensorboard', 'tensorboard.main')} --logdir {args.dest}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    if args.to:
+        return push_to_backends(args)
+    if not os.path.isdir(args.local) or not args.url or not storage.is_url(args.url):
+        print("unitb push: give a local folder and a URL (s3://…, gs://…)", file=sys.stderr)
+        return 2
+    ok = transfer.push(args.local, args.url, timeout=args.timeout)
+    print(f"unitb: {args.local} -> {args.url}: {'up to date' if ok else 'not finished (see the warning)'}")
+    return 0 if ok else 1
+
+
+def push_to_backends(args: argparse.Namespace) -> int:
+    """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
+    given = {"wandb": {"project": args.project, "entity": args.entity, "mode": args.wandb_mode, "dir": args.wandb_dir,
+                       "name": args.name},
+             "mlflow": {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "run_name": args.name}}
+    try:
+        settings = backends.check_backends({name: {k: v for k, v in given[name].items() if v is not None}
+                                            for name in args.to})
+    except ValueError as exc:
+        print(f"unitb push: {exc}", file=sys.stderr)
+        return 2
+    found = [run for run in (reader.find_runs(args.local) if os.path.isdir(args.local) else [])
+             if f"{os.sep}{REMOVED}" not in run]  # what a resume set aside is not a run
+    if not found:
+        print(f"unitb push: no run (event files) below {args.local}", file=sys.stderr)
+        return 2
+    for run in found:
+        sent = backends.push(run, settings, default_warn)
+        print(f"unitb: {run} -> " + ", ".join(f"{name} up to step {step}" for name, step in sorted(sent.items())))
+    return 0
+
+
+def cmd_hparams(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.logdir):
+        print(f"unitb hparams: {args.logdir} is not a folder", file=sys.stderr)
+        return 2
+    path = hparams.write_experiment(args.logdir, args.shared)
+    if path is None:
+        print(f"unitb hparams: no runs below {args.logdir}", file=sys.stderr)
+        return 1
+    print(f"unitb: wrote {path}: the HPARAMS tab of `tensorboard --logdir {args.logdir}` opens on the shared "
+          "hyperparameters, train/loss and every val/* metric")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    names = [name.strip() for name in (args.backends or "").split(",") if name.strip()]
+    return demo.run(out=args.out, steps=args.steps, torch_example=args.torch_example, backends=names,
+                    tracking_uri=args.tracking_uri)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unitb", description="One TensorBoard layout for PyTorch and TensorFlow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tags = sub.add_parser("tags", help="list the tags of a run")
+    tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files")
+    tags.set_defaults(func=cmd_tags)
+    export = sub.add_parser("export", help="export a run's rows as CSV or JSON")
+    export.add_argument("run", help="a run folder (or a URL) holding event files")
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_export)
+    compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="two or more run folders (or URLs) holding event files")
+    compare.set_defaults(func=cmd_diff)
+    restore = sub.add_parser("restore", help="put back the event files a resume set aside (newest first)")
+    restore.add_argument("path", help="a run folder or any folder above it")
+    restore.add_argument("--list", action="store_true", help="only list what was set aside")
+    restore.set_defaults(func=cmd_restore)
+    pull = sub.add_parser("pull", help="copy runs from an object store into a local folder (for TensorBoard)")
+    pull.add_argument("url", help="s3://bucket/runs/exp (a run or a folder of runs)")
+    pull.add_argument("dest", help="local folder")
+    pull.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep pulling changes until Ctrl-C")
+    pull.add_argument("--include-removed", action="store_true", help="also copy what resumes set aside")
+    pull.set_defaults(func=cmd_pull)
+    push = sub.add_parser("push", help="upload a run's spool that could not reach its store (push LOCAL URL), "
+                          "or send runs to W&B / MLflow (push RUN --to wandb)")
+    push.add_argument("local", help="a run folder, or a folder of runs with --to")
+    push.add_argument("url", nargs="?", help="s3://… or gs://… (without --to)")
+    push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying (default: 60)")
+    push.add_argument("--to", action="append", choices=("wandb", "mlflow"), help="a backend (repeat for both)")
+    push.add_argument("--name", help="the backend run's name (default: the run folder's name)")
+    push.add_argument("--project", help="W&B project (default: unitb)")
+    push.add_argument("--entity", help="W&B entity")
+    push.add_argument("--wandb-mode", choices=("online", "offline"), help="W&B mode (default: W&B's own)")
+    push.add_argument("--wandb-dir", help="where W&B keeps its local files")
+    push.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")
+    push.add_argument("--experiment", help="MLflow experiment (default: unitb)")
+    push.set_defaults(func=cmd_push)
+    hparams = sub.add_parser("hparams", help="write the experiment summary the HPARAMS tab opens on, for every run "
+                             "below a log root")
+    hparams.add_argument("logdir", help="the folder you point TensorBoard at")
+    hparams.add_argument("--shared", action="append", default=[], metavar="NAME",
+                         help="a hyperparameter to show even where some runs lack it (repeat)")
+    hparams.set_defaults(func=cmd_hparams)
+    demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
+    demo.add_argument("--out", default="runs", help="folder the runs are written into (default: runs)")
+    demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")
+    demo.add_argument("--torch-example", choices=TORCH_CHOICES, default="auto",
+                      help="the PyTorch run: mmpose when installed (auto), or force one")
+    demo.add_argument("--backends", metavar="wandb,mlflow",
+                      help="also send the runs to W&B (offline unless WANDB_MODE is set) and/or MLflow")
+    demo.add_argument("--tracking-uri", help="MLflow tracking URI (default: a SQLite file in --out)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "diff" and len(args.runs) < 2:
+        print("unitb diff: give at least two runs", file=sys.stderr)
+        return 2
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader of the output went away (`unitb export RUN | head`): stop quietly, and
+        # point stdout at /dev/null so the interpreter's own flush at exit does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

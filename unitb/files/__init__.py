@@ -1,0 +1,3 @@
+"""Files of a run folder at the lowest level: unitb's own names, whole-file JSON, safe names, and
+the file system behind a URL.
+"""

@@ -1,0 +1,22 @@
+"""The names unitb gives its own files in a run folder, spelled once.
+
+Each is a hidden ``.unitb-*`` name, so TensorBoard and users' globs pass them by. Whoever
+copies, lists or cleans a run folder (the mirror, ``unitb pull``, a resume) reads them here.
+"""
+from __future__ import annotations
+
+CLAIM = ".unitb-claim"  # the writer that holds the folder (unitb.folder.claim)
+STEP_INDEX = ".unitb-steps.json"  # the highest step of each event file (unitb.folder.step_index)
+RESUME_JOURNAL = ".unitb-resume.json"  # a resume's clean-up in progress (unitb.folder.resume)
+COMPACT_TMP = ".unitb-compact.tmp"  # the event file a resume compacts, before it is put in place
+REMOVED = ".unitb-removed"  # what resumes set aside, to restore (unitb.folder.resume)
+BACKENDS_STATE = ".unitb-backends.json"  # what W&B/MLflow hold of the run (unitb.backends.forwarder)
+MIRROR_STATE = ".unitb-mirror.json"  # what the store holds of a URL run (unitb.store.mirror)
+RESUMED_MARK = ".unitb-resumed-"  # in the name of the event file a resume compacted
+PULL_PREFIX = ".unitb-pull-"  # a file `unitb pull` is still downloading
+# The experiment summary ``unitb hparams`` writes at a log root: read by TensorBoard's HPARAMS
+# tab, part of no run.
+EXPERIMENT_SUFFIX = ".unitb-experiment"
+# The second event file a Keras fit writes for tf.summary calls inside the model
+# (tf_adapter.model_summaries); named here so the core (the mirror) can tell it apart.
+IN_MODEL_SUFFIX = ".in-model"

@@ -1,0 +1,159 @@
+"""The parameters every adapter accepts, validated once, with the mmpose hook's defaults.
+
+``EnhancedTensorBoardHook``, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` all build a
+:class:`LogOptions`, so a bad argument fails the same way everywhere (a ``ValueError``
+naming the parameter, at construction) and equal settings log at equal steps.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+
+from unitb.backends.forwarder import check_backends
+from unitb.log.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
+from unitb.log.profiling import check_profile_steps
+
+
+@dataclass
+class LogOptions:
+    log_loss: bool = True
+    log_grad_norm: bool = True
+    log_weight_hist: bool = True
+    log_val_metrics: bool = True
+    log_train_images: bool = True
+    log_val_images: bool = True
+    log_lr: bool = True
+    log_model_stats: bool = True
+    log_speed: bool = True  # train/time/*, train/throughput, train/memory/* at scalar_interval
+    log_pr_curves: bool = True  # val/pr/*: the mmengine hook's keypoints matched by OKS at each validation
+    # A layer's name (torch module path / Keras layer name): its outputs on validation samples go to
+    # the PROJECTOR as val/features (the hook: at each validation; TFCallback: embedding_data each epoch).
+    embedding_layer: Optional[str] = None
+    # Layers whose outputs get histograms (activations/{layer}) at the steps gradient norms are
+    # measured: torch module paths (forward hooks) / Keras layer names (in the train step).
+    activation_layers: Tuple[str, ...] = ()
+    log_grad_hist: bool = False
+    log_graph: bool = False
+    grad_norm_interval: int = 100
+    weight_hist_interval: int = 1
+    train_image_interval: int = 500
+    val_image_interval: int = 10
+    max_layers_to_log: int = 20
+    max_train_images: int = 4
+    kpt_thr: float = 0.3
+    # Loss, learning rate and epoch; None = grad_norm_interval (a learning rate written every
+    # iteration costs a host sync each step and shows nothing new).
+    scalar_interval: Optional[int] = None
+    adaptive_interval: bool = False
+    max_log_mb: Optional[float] = None
+    raise_on_nonfinite: bool = False
+    # Serialise and write on a background thread (unitb.write.background); False writes inline.
+    async_writes: bool = True
+    # (start, stop): a profiler trace of training steps start..stop (unitb's step axis) into the
+    # run folder (unitb.log.profiling); None: no profiling, and no cost.
+    profile_steps: Optional[Tuple[int, int]] = None
+    # Extra backends beside TensorBoard: ("wandb", "mlflow") or {"wandb": {"project": ...}, ...}
+    # (unitb.backends.forwarder); they get what the event files get, at the same steps, off the training thread.
+    backends: Any = None
+    backend_timeout: float = 30.0  # how long close() waits for the backends to catch up
+    # How long a resume waits for the interrupted run's process to let go of the run folder
+    # before it refuses (unitb.folder.claim.FolderBusy): two writers never share one folder.
+    resume_wait: float = 60.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("log_") or f.name in ("adaptive_interval", "raise_on_nonfinite", "async_writes"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be True or False, got {value!r}")
+        for name in ("grad_norm_interval", "weight_hist_interval", "train_image_interval",
+                     "val_image_interval", "max_layers_to_log", "max_train_images"):
+            setattr(self, name, check_interval(name, getattr(self, name)))
+        if self.scalar_interval is not None:
+            self.scalar_interval = check_interval("scalar_interval", self.scalar_interval)
+        self.kpt_thr = check_fraction("kpt_thr", self.kpt_thr)
+        if self.max_log_mb is not None:
+            if isinstance(self.max_log_mb, bool) or not isinstance(self.max_log_mb, (int, float)) \
+                    or self.max_log_mb <= 0:
+                raise ValueError(f"max_log_mb must be a positive number of megabytes or None, got {self.max_log_mb!r}")
+        self.profile_steps = check_profile_steps(self.profile_steps)
+        if isinstance(self.activation_layers, str):
+            self.activation_layers = (self.activation_layers,)
+        if not isinstance(self.activation_layers, (tuple, list)) or not all(
+                isinstance(name, str) and name for name in self.activation_layers):
+            raise ValueError(f"activation_layers must be layer names, got {self.activation_layers!r}")
+        self.activation_layers = tuple(self.activation_layers)
+        if self.embedding_layer is not None and (not isinstance(self.embedding_layer, str) or not self.embedding_layer):
+            raise ValueError(f"embedding_layer must be a layer's name or None, got {self.embedding_layer!r}")
+        self.backends = check_backends(self.backends)
+        if isinstance(self.backend_timeout, bool) or not isinstance(self.backend_timeout, (int, float)) \
+                or self.backend_timeout <= 0:
+            raise ValueError(f"backend_timeout must be a positive number of seconds, got {self.backend_timeout!r}")
+        if isinstance(self.resume_wait, bool) or not isinstance(self.resume_wait, (int, float)) \
+                or not 0 <= self.resume_wait < float("inf"):
+            raise ValueError(f"resume_wait must be a non-negative number of seconds, got {self.resume_wait!r}")
+        adaptive = self.adaptive_interval
+        self.scalar_policy: StepPolicy = make_step_policy(
+            "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)
+        self.grad_policy: StepPolicy = make_step_policy("grad_norm_interval", self.grad_norm_interval, adaptive)
+        self.train_image_policy: StepPolicy = make_step_policy("train_image_interval", self.train_image_interval,
+                                                               adaptive)
+        self.weight_policy = EveryNEpochs(self.weight_hist_interval, "weight_hist_interval")
+
+    @classmethod
+    def from_kwargs(cls, owner: str, kwargs: Dict[str, Any]) -> "LogOptions":
+        """Build from keyword arguments; an unknown key is an error that suggests the right one."""
+        known = {f.name for f in fields(cls)}
+        for key in kwargs:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(known))}"
+                raise ValueError(f"{owner} got an unknown argument {key!r}{hint}")
+        return cls(**kwargs)
+
+
+
+# What an entry point cannot do, refused at construction with what to do instead: the one list.
+_OWN_EMBEDDING = ("embedding_layer is for the mmengine hook and TFCallback; here call log_embedding(tag, features, "
+                  "metadata, images) with your validation features")
+UNSUPPORTED: Dict[str, Dict[str, str]] = {
+    "EnhancedTensorBoardHook": {
+        "spool_dir": "there is no spool_dir: the hook uploads mmengine's own folder (work_dir/<timestamp>/vis_data) "
+                     "to out_dir",
+        "storage_options": "the store's options are backend_args here (as in mmengine's LoggerHook), not "
+                           "storage_options",
+    },
+    "TorchLogger": {"embedding_layer": _OWN_EMBEDDING},
+    "TFLogger": {
+        "activation_layers": "activation_layers is for the mmengine hook, TorchLogger and TFCallback; here "
+                             "log_histogram('activations/<layer>', outputs) from your step",
+        "embedding_layer": _OWN_EMBEDDING,
+    },
+}
+
+
+def refuse_unsupported(owner: str, kwargs: Dict[str, Any]) -> None:
+    """A ``ValueError`` for a keyword ``owner`` cannot serve (:data:`UNSUPPORTED`)."""
+    for name, why in UNSUPPORTED.get(owner, {}).items():
+        if kwargs.get(name) not in (None, (), [], "", False):
+            raise ValueError(f"{owner}: {why}")
+
+
+def show_options(init: Callable, *groups: type, leave_out: Iterable[str] = ()) -> None:
+    """Give an entry point's ``__init__(..., **kwargs)`` the signature that ``help()`` and
+    ``inspect.signature`` show: its own parameters, then every field of the option
+    dataclasses ``groups`` (:class:`LogOptions`, the store's options) as keyword-only, with its
+    default. The keywords still arrive in ``**kwargs`` and are validated by those classes, so
+    the list and the checks cannot drift apart."""
+    signature = inspect.signature(init)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    names = {p.name for p in params} | set(leave_out)
+    for group in groups:
+        for field_ in fields(group):
+            if field_.name not in names:
+                names.add(field_.name)
+                params.append(inspect.Parameter(field_.name, inspect.Parameter.KEYWORD_ONLY,
+                                                default=field_.default, annotation=field_.type))
+    init.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]

@@ -1,0 +1,423 @@
+"""Read a run directory back into rows, with tensorboard's own event-file loading.
+
+Records are parsed a block at a time by protobuf's C parser (:mod:`unitb.read.records`; never
+TensorFlow, even where it is installed), and ``data_compat`` folds the old ``histo``/``image``
+forms that ``torch.utils.tensorboard`` writes into the tensor form that ``tf.summary`` writes,
+so rows from both frameworks look the same (plain ``simple_value`` scalars take a short cut).
+Everything streams: a run of any size is read in bounded memory. A torn last record (a crash
+mid-write) ends that file quietly: everything before it is returned.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from unitb.files import storage
+from unitb.files.names import EXPERIMENT_SUFFIX
+from unitb.read import columns
+from unitb.read.columns import TagTable
+from unitb.read.records import event_batches
+
+__all__ = ["Row", "ScalarRows", "EVENT_FILE_MARK", "is_event_file", "event_files", "other_event_files",
+           "find_runs", "iter_events", "row_chunks", "iter_rows", "read_run", "tag_summary", "steps_by_tag",
+           "decoded_values", "scalar_arrays", "scalars", "decode_png", "summarize", "session_values"]
+
+EVENT_FILE_MARK = "tfevents"
+
+_PLUGIN_KIND = {
+    "scalars": "scalar",
+    "histograms": "histogram",
+    "images": "image",
+    "text": "text",
+    "hparams": "hparams",
+    "custom_scalars": "custom_scalars",
+    "graph": "graph",
+}
+
+
+class Row(NamedTuple):
+    """One summary value read back. ``value`` is a float (scalar), an N x 3 array of
+    (left, right, count) buckets (histogram), a dict with width/height/png (image),
+    a str (text), or the raw plugin content bytes (hparams, custom_scalars)."""
+    tag: str
+    step: int
+    wall_time: float
+    kind: str
+    value: object
+    file: str = ""
+
+
+
+
+def is_event_file(name: str) -> bool:
+    base = os.path.basename(name)
+    return EVENT_FILE_MARK in base and not base.endswith(EXPERIMENT_SUFFIX)
+
+
+def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:
+    """Numbers compare as numbers: writer ``...pid.10`` comes after ``...pid.9``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name))
+
+
+def event_files(run_dir: str, storage_options: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """Event files directly inside ``run_dir``, in writing order: by the timestamp in the
+    name, then by the writer's counter read as a number (plain string order would put a
+    process's 10th writer before its 9th when both opened in the same second). ``run_dir``
+    may be a URL (``s3://…``, reached with ``storage_options`` or the environment): the files
+    come back as URLs."""
+    if storage.is_url(run_dir):
+        files = [name for name, kind in storage.listdir(run_dir, storage_options)
+                 if kind == "file" and is_event_file(name)]
+        return [storage.join(run_dir, n) for n in sorted(files, key=_natural_key)]
+    try:
+        names = sorted(os.listdir(run_dir), key=_natural_key)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(run_dir, n) for n in names
+            if is_event_file(n) and os.path.isfile(os.path.join(run_dir, n))]
+
+
+
+def other_event_files(run_dir: str, own: Iterable[str] = ()) -> List[str]:
+    """Event files in ``run_dir`` other than ``own`` (those a live writer of this run opened):
+    the files of another run."""
+    mine = {os.path.abspath(p) for p in own}
+    return [p for p in event_files(run_dir) if os.path.abspath(p) not in mine]
+
+def find_runs(root: str) -> List[str]:
+    """Every directory under ``root`` (itself included) that holds event files."""
+    if storage.is_url(root):
+        return sorted({f.rsplit("/", 1)[0] for f in storage.walk_files(root) if is_event_file(f)
+                       and "/.unitb-removed/" not in f})
+    runs = []
+    for current, _dirs, files in os.walk(root):
+        if any(is_event_file(f) for f in files):
+            runs.append(current)
+    return sorted(runs)
+
+
+FILE_RECORDS = 1 << 40  # record numbers of a run: file i's records are numbered from i * FILE_RECORDS
+
+
+def _run_blocks(run_dir: str, tags: "columns.TagTable") -> Iterator[Tuple[str, "columns.Block"]]:
+    """``(file, block)`` for every block of a run's event files, in writing order, with one tag
+    table; record numbers order the whole run. The one loop every reader below runs over."""
+    for number, path in enumerate(event_files(run_dir)):
+        for block in columns.blocks(path, tags, first=number * FILE_RECORDS):
+            yield path, block
+
+
+def _in_order(block: "columns.Block") -> Iterator[Any]:
+    """A block in record order: ``(start, stop)`` index ranges of its scalar arrays, and the
+    other events (protobuf ``Event`` s) between them."""
+    cursor = 0
+    for position, event in block.others:
+        stop = int(np.searchsorted(block.record, position))
+        if stop > cursor:
+            yield cursor, stop
+        yield event
+        cursor = stop
+    if cursor < len(block.record):
+        yield cursor, len(block.record)
+
+
+def _by_tag(ids: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(tag id, indices)`` of each tag in ``ids``, indices in their original order."""
+    order = np.argsort(ids, kind="stable")
+    for chunk in np.split(order, np.flatnonzero(np.diff(ids[order])) + 1):
+        if len(chunk):
+            yield int(ids[chunk[0]]), chunk
+
+
+def iter_events(path: str):
+    """``Event`` protos of one file, in order (torn tail tolerated)."""
+    for batch in event_batches(path):
+        yield from batch
+
+
+class ScalarRows(NamedTuple):
+    """A stretch of plain scalar rows of one file, as columns (what most of a run is): the
+    rows ``Row(tags[i], steps[i], wall_times[i], "scalar", values[i], file)``."""
+    tags: List[str]
+    steps: List[int]
+    wall_times: List[float]
+    values: List[float]
+    file: str
+
+
+def row_chunks(run_dir: str) -> Iterator[Any]:
+    """Every summary row of one run directory, in file then write order, streamed: plain
+    scalars come as :class:`ScalarRows` columns, everything else as single :class:`Row` s."""
+    tags = TagTable()
+    plugin_of: Dict[str, str] = {}
+    for path, block in _run_blocks(run_dir, tags):
+        names = np.asarray(tags.names, dtype=object)
+        for piece in _in_order(block):
+            if isinstance(piece, tuple):
+                start, stop = piece
+                yield ScalarRows(names[block.tag[start:stop]].tolist(), block.step[start:stop].tolist(),
+                                 block.wall_time[start:stop].tolist(), block.value[start:stop].tolist(), path)
+            else:
+                yield from _event_rows(piece, plugin_of, path)
+
+
+def iter_rows(run_dir: str) -> Iterator[Row]:
+    """Every summary row of one run directory, in file then write order, streamed."""
+    for chunk in row_chunks(run_dir):
+        if isinstance(chunk, ScalarRows):
+            for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times, chunk.values):
+                yield Row(tag, step, wall_time, "scalar", value, chunk.file)
+        else:
+            yield chunk
+
+
+def read_run(run_dir: str) -> List[Row]:
+    """All summary rows of one run directory, in file then write order."""
+    return list(iter_rows(run_dir))
+
+
+def _event_rows(event, plugin_of: Dict[str, str], path: str) -> Iterator[Row]:
+    """The rows of one event the array path left to protobuf."""
+    step, wall_time = int(event.step), event.wall_time
+    for tag, kind, value in _event_values(event, plugin_of):
+        yield Row(tag, step, wall_time, kind, value, path)
+
+
+def tag_summary(run_dir: str) -> List[Dict[str, object]]:
+    """What ``unitb tags`` prints — per tag: kind, count, first and last step — with no value
+    decoded; a tag's kind is the one of its first record."""
+    table: Dict[str, List] = {}  # tag: [kind, count, first step, last step, first record]
+    tags = TagTable()
+    plugin_of: Dict[str, str] = {}
+    for _path, block in _run_blocks(run_dir, tags):
+        if len(block.tag):
+            ids, first, inverse = np.unique(block.tag, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            low = np.full(len(ids), np.iinfo(np.int64).max)
+            high = np.full(len(ids), np.iinfo(np.int64).min)
+            np.minimum.at(low, inverse, block.step)
+            np.maximum.at(high, inverse, block.step)
+            for tag_id, count, lo, hi, record in zip(ids.tolist(), np.bincount(inverse).tolist(), low.tolist(),
+                                                    high.tolist(), block.record[first].tolist()):
+                _tally(table, tags.names[tag_id], "scalar", count, lo, hi, record)
+        for record, event in block.others:
+            step = int(event.step)
+            if not event.summary.value:
+                if event.HasField("graph_def"):
+                    _tally(table, "__graph__", "graph", 1, step, step, record)
+                continue
+            for value in event.summary.value:
+                _tally(table, value.tag, _kind_of(value, plugin_of), 1, step, step, record)
+    return [{"tag": tag, "kind": kind, "count": count, "first_step": first, "last_step": last}
+            for tag, (kind, count, first, last, _record) in sorted(table.items())]
+
+
+def _tally(table: Dict[str, List], tag: str, kind: str, count: int, low: int, high: int, record: int) -> None:
+    entry = table.get(tag)
+    if entry is None:
+        table[tag] = [kind, count, low, high, record]
+        return
+    entry[1] += count
+    entry[2], entry[3] = min(entry[2], low), max(entry[3], high)
+    if record < entry[4]:  # blocks hand their scalars and their other records over separately
+        entry[0], entry[4] = kind, record
+
+
+def _kind_of(value, plugin_of: Dict[str, str]) -> str:
+    if value.WhichOneof("value") == "simple_value":
+        return "scalar"
+    plugin = value.metadata.plugin_data.plugin_name
+    if plugin:
+        plugin_of[value.tag] = plugin
+    else:
+        plugin = plugin_of.get(value.tag) or _legacy_kind(value)
+    return _PLUGIN_KIND.get(plugin, plugin or "unknown")
+
+
+def steps_by_tag(run_dir: str, values_of: Tuple[str, ...] = ()
+                 ) -> Iterator[Tuple[str, str, List[int], Optional[List[object]]]]:
+    """``(tag, kind, steps, values)`` pieces of a run in file order (a tag's pieces in the
+    order of its records), decoding only the values of the kinds in ``values_of`` (``values``
+    is None for the rest): the layout diff needs tags and steps, plus the custom-scalars
+    layout and the hparams, and gets each block's scalars as one piece per tag."""
+    tags = TagTable()
+    plugin_of: Dict[str, str] = {}
+    kinds: Dict[str, str] = {}
+    for _path, block in _run_blocks(run_dir, tags):
+        for piece in _in_order(block):
+            if isinstance(piece, tuple):
+                start, stop = piece
+                for tag_id, indices in _by_tag(block.tag[start:stop]):
+                    yield tags.names[tag_id], "scalar", block.step[start:stop][indices].tolist(), None
+                continue
+            step = int(piece.step)
+            if not piece.summary.value:
+                if piece.HasField("graph_def"):
+                    yield "__graph__", "graph", [step], None
+                continue
+            for value in piece.summary.value:
+                kind = kinds.get(value.tag)
+                if kind is None:
+                    kind = kinds[value.tag] = _kind_of(value, plugin_of)
+                decoded = [_decode(kind, _migrated(value))] if kind in values_of else None
+                yield value.tag, kind, [step], decoded
+
+
+def decoded_values(events: Iterable[Any], plugin_of: Dict[str, str]) -> Iterator[Tuple[str, int, str, object]]:
+    """(tag, step, kind, value) of every summary value of ``events``, decoded as the rows are
+    (a graph event is ``("__graph__", step, "graph", None)``). ``plugin_of`` carries what earlier
+    events said about each tag: pass the same dict for the events of one run read a piece at a
+    time."""
+    for event in events:
+        step = int(event.step)
+        for tag, kind, value in _event_values(event, plugin_of):
+            yield tag, step, kind, value
+
+
+def _event_values(event, plugin_of: Dict[str, str]) -> Iterator[Tuple[str, str, object]]:
+    """(tag, kind, decoded value) of one event's summary values; a graph event is
+    ``("__graph__", "graph", None)``, another event without values gives nothing."""
+    values = event.summary.value
+    if not values:
+        if event.HasField("graph_def"):
+            yield "__graph__", "graph", None
+        return
+    for value in values:
+        kind = _kind_of(value, plugin_of)
+        if kind == "scalar" and value.WhichOneof("value") == "simple_value":
+            yield value.tag, kind, float(value.simple_value)
+        else:
+            yield value.tag, kind, _decode(kind, _migrated(value))
+
+
+def _migrated(value):
+    """``value`` in the tensor form ``tf.summary`` writes (tensorboard's ``data_compat`` folds the
+    old ``histo``/``image`` forms torch writes into it); imported only when a run needs it."""
+    from tensorboard import data_compat
+
+    return data_compat.migrate_value(value)
+
+
+def _legacy_kind(value) -> str:
+    kind = value.WhichOneof("value")
+    return {"histo": "histograms", "image": "images", "audio": "audio"}.get(kind or "", "")
+
+
+def _decode(kind: str, value) -> object:
+    from tensorboard.util import tensor_util
+
+    if kind in ("hparams", "custom_scalars"):
+        return bytes(value.metadata.plugin_data.content) or value.tensor.SerializeToString()
+    if not value.HasField("tensor"):
+        return None
+    array = tensor_util.make_ndarray(value.tensor)
+    if kind == "scalar":
+        return float(np.asarray(array).reshape(-1)[0])
+    if kind == "histogram":
+        return np.asarray(array, dtype=np.float64).reshape(-1, 3)
+    if kind == "image":
+        flat = np.asarray(array).reshape(-1)
+        return {"width": int(flat[0]), "height": int(flat[1]), "png": [bytes(b) for b in flat[2:]]}
+    if kind == "text":
+        flat = np.asarray(array).reshape(-1)
+        item = flat[0] if flat.size else b""
+        return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+    return array
+
+
+def scalar_arrays(run_dir: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """``{tag: (steps, values)}`` for the scalar rows of a run, as int64 and float64 arrays in
+    the order they were written: the fast way to a run's curves."""
+    tags = TagTable()
+    pieces: Dict[str, List[Tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}  # tag: [(records, steps, values)]
+    plugin_of: Dict[str, str] = {}
+    kinds: Dict[str, str] = {}
+    for _path, block in _run_blocks(run_dir, tags):
+        for tag_id, indices in _by_tag(block.tag):
+            pieces.setdefault(tags.names[tag_id], []).append(
+                (block.record[indices], block.step[indices], block.value[indices]))
+        others: Dict[str, List[Tuple[int, int, Any]]] = {}
+        for record, event in block.others:
+            for value in event.summary.value:
+                tag = value.tag
+                kind = kinds.get(tag)
+                if kind is None:
+                    kind = kinds[tag] = _kind_of(value, plugin_of)
+                if kind != "scalar":
+                    continue
+                number = value.simple_value if value.WhichOneof("value") == "simple_value" else \
+                    _decode("scalar", _migrated(value))
+                others.setdefault(tag, []).append((record, int(event.step), number))
+        for tag, points in others.items():
+            point_records, point_steps, numbers = zip(*points)
+            pieces.setdefault(tag, []).append((np.asarray(point_records, np.int64), np.asarray(point_steps, np.int64),
+                                               np.asarray(numbers, np.float64)))
+    out: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    for tag, parts in pieces.items():
+        record_numbers, steps, values = (np.concatenate(column) for column in zip(*parts))
+        if len(parts) > 1 and np.any(np.diff(record_numbers) < 0):  # a tag some of whose records took the other path
+            order = np.argsort(record_numbers, kind="stable")
+            steps, values = steps[order], values[order]
+        out[tag] = (steps, values)
+    return out
+
+
+def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` for the scalar rows of a run, in the order they were
+    written (:func:`scalar_arrays` gives the same as arrays, without the Python objects)."""
+    return {tag: list(zip(steps.tolist(), values.tolist())) for tag, (steps, values) in scalar_arrays(run_dir).items()}
+
+
+def decode_png(image_value: dict, index: int = 0) -> np.ndarray:
+    """An image row's ``index``-th PNG as an H x W x C uint8 array."""
+    import io
+
+    from PIL import Image as PILImage
+
+    return np.asarray(PILImage.open(io.BytesIO(image_value["png"][index])).convert("RGB"))
+
+
+def summarize(rows: Iterable) -> List[Dict[str, object]]:
+    """Per-tag summary: kind, count, first/last step (what ``unitb tags`` prints). ``rows``:
+    :class:`Row` s or the (tag, step, kind) triples of :func:`tag_steps`."""
+    table: Dict[Tuple[str, str], List[int]] = {}
+    for row in rows:
+        tag, step, kind = (row.tag, row.step, row.kind) if isinstance(row, Row) else row
+        entry = table.get((tag, kind))
+        if entry is None:
+            table[(tag, kind)] = [1, step, step]
+        else:
+            entry[0] += 1
+            if step < entry[1]:
+                entry[1] = step
+            elif step > entry[2]:
+                entry[2] = step
+    return [{"tag": tag, "kind": kind, "count": c, "first_step": int(first), "last_step": int(last)}
+            for (tag, kind), (c, first, last) in sorted(table.items())]
+
+
+def session_values(content: object) -> Dict[str, object]:
+    """The hparams a run was started with, from the hparams plugin's session-start record
+    (``{}`` for the plugin's other records)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    if not isinstance(content, (bytes, bytearray)):
+        return {}
+    data = plugin_data_pb2.HParamsPluginData()
+    try:
+        data.ParseFromString(bytes(content))
+    except Exception:
+        return {}
+    if not data.HasField("session_start_info"):
+        return {}
+    out: Dict[str, object] = {}
+    for key, value in data.session_start_info.hparams.items():
+        kind = value.WhichOneof("kind")
+        if kind is not None:
+            item = getattr(value, kind)
+            # The plugin keeps every number as a double: a whole number is shown as one (2, not 2.0).
+            out[key] = int(item) if isinstance(item, float) and item.is_integer() and abs(item) < 2 ** 53 else item
+    return out

@@ -1,0 +1,3 @@
+"""Writing records: the guarded writer, its background thread, summary protos, images, PR-curve
+matching, embeddings and the HPARAMS experiment.
+"""

@@ -1,0 +1,148 @@
+"""The hyperparameters a run was trained with, for the HPARAMS tab: flattened, named alike.
+
+Every entry point fills the shared names it can know — :data:`unitb.schema.HPARAM_KEYS`: ``framework``, ``model``,
+``optimizer``, ``learning_rate``, ``batch_size``, ``max_steps``, ``epochs``, ``amp`` — so runs of
+different frameworks line up column by column, then adds what only it knows (the mmengine config
+flattened: ``model.backbone.depth``, ``codec.input_size``, ``optim_wrapper.optimizer.momentum``…;
+Keras' optimizer config, ``steps_per_execution``, the mixed-precision policy), then the user's
+own ``hparams=`` (which win). :func:`unitb.schema.hparams_dict` makes each value something the
+plugin can show (a tuple or list becomes text). unitb's own logging knobs are not hyperparameters
+of the model: they are in the config text, not here.
+
+A run declares no metrics of its own: TensorBoard takes one run's declaration for the whole
+page, so a Keras run's list would hide the mmpose run's ``val/coco/AP``. What the tab opens on is
+declared once for a log root instead (:func:`write_experiment`, ``unitb hparams LOGDIR``, run by
+the demo): the shared names every entry point fills, the hyperparameters every run has (a sweep's
+parameters among them), and as metrics ``train/loss`` and every ``val/*`` scalar any run wrote —
+the union over the runs of both frameworks. It is one event file at the root (run ``.``), which
+unitb's own readers skip (:data:`unitb.files.names.EXPERIMENT_SUFFIX`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from unitb.files.names import EXPERIMENT_SUFFIX, REMOVED
+from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
+from unitb.read import reader
+from unitb.schema import HPARAM_KEYS
+from unitb.write import protos
+
+
+# mmengine config sections that describe the model and how it was trained (data pipelines and
+# paths are left out: long, and not what runs are compared by).
+MMENGINE_SECTIONS = ("model", "codec", "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr")
+MAX_KEYS = 200
+# The model's size among the metric columns, after the validation metrics.
+MODEL_SIZE = (MODEL_TOTAL_PARAMETERS, MODEL_SIZE_MB)
+
+
+def flatten(values: Mapping[str, object], prefix: str = "", out: Optional[Dict[str, object]] = None,
+            limit: int = MAX_KEYS) -> Dict[str, object]:
+    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": [1, 2]}`` (lists stay whole: one
+    column each), at most ``limit`` keys."""
+    out = {} if out is None else out
+    for key, value in values.items():
+        if len(out) >= limit:
+            break
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flatten(value, name + ".", out, limit)
+        else:
+            out[name] = value
+    return out
+
+
+def from_sections(config: Mapping[str, object], sections: Iterable[str] = MMENGINE_SECTIONS) -> Dict[str, object]:
+    """The named sections of a config (a dict or an mmengine ``Config``), flattened."""
+    out: Dict[str, object] = {}
+    for section in sections:
+        try:
+            value = config.get(section)
+        except Exception:
+            value = None
+        if isinstance(value, Mapping):
+            flatten(value, section + ".", out)
+        elif value is not None:
+            out[section] = value
+    return out
+
+
+def merged(*layers: Optional[Mapping[str, object]]) -> Dict[str, object]:
+    """Later layers win: shared names, then the entry point's own, then the user's."""
+    out: Dict[str, object] = {}
+    for layer in layers:
+        out.update(layer or {})
+    return out
+
+
+def run_columns(run_dir: str) -> Tuple[Dict[str, object], List[str]]:
+    """A run's hyperparameters and the metrics it can show: ``train/loss``, its ``val/*``
+    scalars and the model's size (a constant at step 0 that the SCALARS tab can hide: its
+    "Ignore outliers" default drops the largest run's only point from the y-range)."""
+    values: Dict[str, object] = {}
+    metrics = []
+    for entry in reader.tag_summary(run_dir):
+        tag, kind = str(entry["tag"]), entry["kind"]
+        if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/") or tag in MODEL_SIZE):
+            metrics.append(tag)
+    for row in reader.iter_rows(run_dir):
+        if row.kind == "hparams":
+            values.update(reader.session_values(row.value))
+    return values, metrics
+
+
+# TensorBoard's HPARAMS tab ticks 5 hyperparameter columns (those declared ``differs`` first, by
+# name) and the first 5 metric columns; the rest are listed, unticked.
+SHOWN = 5
+FIRST_SHOWN = ("framework", "model", "optimizer", "learning_rate", "batch_size")
+
+
+def shown_first(columns: Sequence[str], shared: Sequence[str] = ()) -> List[str]:
+    """The hyperparameters the tab ticks: a sweep's own (``shared``) first, then
+    :data:`FIRST_SHOWN`, at most :data:`SHOWN`."""
+    ordered = [name for name in (*shared, *FIRST_SHOWN) if name in columns]
+    return list(dict.fromkeys(ordered))[:SHOWN]
+
+
+def metric_order(tag: str) -> Tuple[int, str]:
+    """``train/loss``, ``val/loss``, the other ``val/*`` by name, then the model's size: the
+    first five are ticked."""
+    return ({"train/loss": 0, "val/loss": 1}.get(tag, 3 if tag in MODEL_SIZE else 2), tag)
+
+
+def experiment_columns(run_dirs: Sequence[str],
+                       shared: Sequence[str] = ()) -> Tuple[Dict[str, List[object]], List[str]]:
+    """What the HPARAMS tab opens on for these runs: ``{name: values seen}`` for the shared
+    names (:data:`unitb.schema.HPARAM_KEYS` and ``shared``) any run has plus the names every
+    run has, and the union of their metrics (ordered by :func:`metric_order`)."""
+    per_run = [run_columns(run) for run in run_dirs]
+    everywhere = set.intersection(*(set(values) for values, _ in per_run)) if per_run else set()
+    wanted = [k for k in (*HPARAM_KEYS, *shared) if any(k in values for values, _ in per_run)]
+    wanted += sorted(everywhere - set(wanted))
+    columns: Dict[str, List[object]] = {}
+    for name in wanted:
+        seen: List[object] = []
+        for values, _ in per_run:
+            if name in values and values[name] not in seen:
+                seen.append(values[name])
+        columns[name] = seen
+    metrics = sorted({m for _, found in per_run for m in found}, key=metric_order)
+    return columns, metrics
+
+
+def write_experiment(logdir: str, shared: Sequence[str] = ()) -> Optional[str]:
+    """Write the log root's experiment summary (see the module docstring) for every run below
+    ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run)."""
+    runs = [run for run in reader.find_runs(logdir) if REMOVED not in run.split(os.sep)]
+    if not runs:
+        return None
+    columns, metrics = experiment_columns(runs, shared)
+    for name in os.listdir(logdir):
+        if name.endswith(EXPERIMENT_SUFFIX):
+            os.remove(os.path.join(logdir, name))
+    path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
+    summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
+    protos.write_events(path, [(summary, 0)])
+    return path
