@@ -11,44 +11,34 @@ The run is opened at the first ``on_epoch_begin`` of a fit, after every callback
 ``on_train_begin``: ``BackupAndRestore`` restores the model there, in whatever order the
 callbacks are listed, and the step unitb resumes from must be the restored one.
 
-Intervals are due points: Keras hands control back once per block of
-``steps_per_execution`` iterations. Gradient norms are measured in the graph at the due
-step itself (or, with accumulation or a skipped loss-scaled update, at the first update
-applied at or after it). Loss, metrics, LR and epoch come from Keras' running results, which
-exist only at block ends: a block with due steps is written once, labelled with its last due
-step, from the values at the end of that block.
+Intervals are due points (:mod:`tf_adapter.fit_points`): gradient norms are measured in the graph
+at the due step itself; loss, metrics, LR and epoch come from Keras' running results, which exist
+only at the end of a ``steps_per_execution`` block, labelled with the block's last due step.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
-import numpy as np
 
 import keras
 from tf_adapter import measure
-from tf_adapter.due import DuePlan, EpochClock
+from tf_adapter.fit_points import FitImages, FitPoints, train_logs
 from tf_adapter.graph import write_model_graph
 from tf_adapter.layer_features import LayerActivations, LayerEmbedding
 from tf_adapter.model_summaries import ModelSummaries
 from tf_adapter.profiler import StepMarkers, step_profiler
-from tf_adapter.probe import GradProbe, applying_optimizer, probe_for
+from tf_adapter.probe import GradProbe, probe_for
 from tf_adapter.sink import TFSummarySink
 from tf_adapter.step_returns import StepReturns, overrides_train_step
-from tf_adapter.session import (check_logdir, keras_config_text, keras_hparams, render_images,
-                                write_header, write_heatmaps)
-from unitb import schema
+from tf_adapter.session import (check_logdir, keras_config_text, write_header)
 from unitb.folder.claim import FolderBusy
-from unitb.write.hparams import merged
 from unitb.log.lifecycle import RunLife
 from unitb.log.options import LogOptions, show_options
 from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
 from unitb.write.writer import RunLogger
 from unitb.notices import default_warn
-from unitb.log.train_step import write_train_step
 
-LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
-SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
 
 
 class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
@@ -69,10 +59,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     local spool and uploaded in the background (``storage_options``, ``spool_dir``,
     ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.remote_folder`).
 
-    Cost: the callback does not override ``on_train_batch_end``, so Keras keeps its fast
-    path. Work happens only around due points: a mask is set before a block that holds
-    one, and the block's results are read at the next block's begin (or at the epoch's
-    end) — one small host transfer per logged block.
+    Cost: work happens only around due points (:mod:`tf_adapter.fit_points`): one small host
+    transfer per logged block; ``on_train_batch_end`` only hands a custom ``train_step``'s values
+    over, on whatever thread Keras calls it.
     """
 
     async_safe = True
@@ -95,34 +84,17 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             if self.options.embedding_layer else None
         self.activations = LayerActivations(self.options.activation_layers, image_data) \
             if self.options.activation_layers else None
-        if predict_keypoints is not None and not callable(predict_keypoints):
-            raise ValueError("predict_keypoints must be callable(model, images) -> (keypoints, scores)")
-        self.image_data = image_data
-        self.gt_keypoints = gt_keypoints
-        self.val_image_data = val_image_data
-        self.val_gt_keypoints = val_gt_keypoints
-        self.predict_keypoints = predict_keypoints
-        if predict_heatmaps is not None and not callable(predict_heatmaps):
-            raise ValueError("predict_heatmaps must be callable(model, images) -> heatmaps N x h x w x K")
-        self.predict_heatmaps = predict_heatmaps  # train/heatmap, val/heatmap beside the images
-        self.skeleton = skeleton
-        self.extra_hparams = dict(hparams or {})
+        self.images = FitImages(image_data, gt_keypoints, val_image_data, val_gt_keypoints, predict_keypoints,
+                                predict_heatmaps, skeleton)
+        self.points = FitPoints(self.life, self.images, hparams or {}, self.activations, own=self)
         self._mirror = None  # a URL run's uploader, still sending the last fit's events
         self._forwarder = None  # the backends' forwarder (unitb.backends.forwarder), kept from one fit to the next
         self._chief = True
         self._probe: Optional[GradProbe] = None
         self._fit_open = False
         self._window = 1  # steps_per_execution
-        self._due = DuePlan(self.options, with_images=self.options.log_train_images and image_data is not None)
-        self._clock = EpochClock()
         self._model_summaries = ModelSummaries()
         self._markers = StepMarkers()  # the profiled steps, marked for the PROFILE tab's step time
-        self._fetch: Optional[measure.MetricsFetch] = None
-        self._returns: Optional[StepReturns] = None  # a custom train_step's own values (step_returns)
-        self._samples_seen = 0
-        self._fit_start = (0, 0)  # (step, samples counted) when this fit began
-        self._hparams_due = False  # a fresh run's hparams, written at its first logged point
-        self._first_block = True
 
     @property
     def run(self) -> Optional[RunLogger]:
@@ -142,10 +114,6 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         if self.run is None or self._probe is None:
             return None, 0
         return self.run, int(self._probe.counter.numpy())
-
-    @property
-    def _layer_names(self) -> List[str]:
-        return [] if self._probe is None else self._probe.layer_names
 
     # ------------------------------------------------------------------ set-up
     def on_train_begin(self, logs=None) -> None:
@@ -178,7 +146,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 if step == 0:
                     write_header(self.run, self.options, model, config_text=keras_config_text(
                         model, self.params or {}))
-                self._hparams_due = step == 0
+                self.points.hparams_due = step == 0
                 if self.options.log_graph and step == 0:
                     write_model_graph(self.run.sink, model, self.run.warn_once)
             except FolderBusy as exc:  # a live writer holds the folder a resume continues
@@ -189,10 +157,8 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
                 self.life.close()
                 return
-        self._returns = StepReturns() if overrides_train_step(model) else None
-        self._due.reset(step)
-        self._first_block = True  # its trace tells whether the model makes tf.summary calls
-        self._clock = EpochClock()  # a new fit may bring data of another length
+        self.points.begin(model, self.params or {}, self._probe, self._window, step,
+                          StepReturns() if overrides_train_step(model) else None)
         self.life.speed.start(step)
         if self.life.profiler is None:  # one window for the callback's run, over all its fits
             self.life.start_profiler(step_profiler, self.run.sink.logdir)
@@ -201,21 +167,6 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         except Exception as exc:
             self.run.warn_once("setup", "model-summaries", f"tf.summary calls inside the model are not recorded "
                                f"({type(exc).__name__}: {exc})")
-        self._samples_seen = int(self._probe.samples.numpy())
-        self._fit_start = (step, self._samples_seen)
-
-    def _write_hparams_once(self, step: int) -> None:
-        """Keras tells callbacks no batch size: the hparams wait for the first logged point,
-        when the samples counted in the graph give it."""
-        if not self._hparams_due or self._probe is None:
-            return
-        self._hparams_due = False
-        start_step, start_samples = self._fit_start
-        done = step - start_step
-        samples = int(self._probe.samples.numpy()) - start_samples
-        batch_size = samples // done if done > 0 and samples > 0 else None
-        self.run.hparams(merged(keras_hparams(self.model, self.params or {}, self._window, batch_size),
-                                self.extra_hparams))
 
     # ------------------------------------------------------------------ batches
     # Keras may call on_train_batch_end on its dispatch thread: this one only hands the values
@@ -223,7 +174,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
     async_safe = True
 
     def on_train_batch_end(self, batch, logs=None) -> None:
-        returns = self._returns
+        returns = self.points.returns
         if returns is not None:
             returns.put(batch, logs)
 
@@ -232,17 +183,17 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             return
         if not self._fit_open:
             self._begin_fit(epoch)
-        if self._returns is not None:
-            self._returns.clear()
+        if self.points.returns is not None:
+            self.points.returns.clear()
         if self.run is not None and self._probe is not None:
-            self._clock.begin(epoch, int(self._probe.counter.numpy()))  # one read per epoch
+            self.points.clock.begin(epoch, int(self._probe.counter.numpy()))  # one read per epoch
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
         if self.run is None:
             return
-        end = self._clock.base + batch
-        if self._due.due_by(end):
-            self._guard(lambda: self._observe(end, None))
+        end = self.points.clock.base + batch
+        if self.points.due.due_by(end):
+            self._guard(lambda: self.points.observe(end, None))
         size = self._window
         steps = (self.params or {}).get("steps")
         if steps:
@@ -253,71 +204,12 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             self.life.profiler.before_block(end + 1, end + size)
             if self.life.profiler.window.active:
                 self._markers.begin(end + 1)
-        grads_due, record = self._due.plan_block(end, size, grads=self._probe is not None)
-        if self._probe is not None and not (self._probe.summaries_in_graph or self._first_block):
-            record = [False] * size  # the traced graph makes no tf.summary call: nothing to arm for it
-        self._first_block = False
+        grads_due, record = self.points.plan_block(end, size)
         if self._probe is not None:
             if any(grads_due) or any(record):
                 self._probe.arm(end, grads_due, record)  # the graph measures / records at exactly these
             else:
                 self._probe.disarm()
-
-    def _observe(self, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
-        """Write what was due up to iteration ``end``, which has just completed."""
-        self._due.observed = end
-        step = self._due.take_scalars(end)
-        if step is not None:
-            self._write_scalars(step, end, epoch_logs)
-        if self._due.grads_due_by(end) and self._probe is not None:
-            names = self._layer_names
-            step = None
-            for row in self._probe.rows(self._due.last_norm_row, end):  # one small transfer
-                step = int(round(row[0]))
-                self.run.grad_norms(step, float(row[1]), dict(zip(names, row[3:3 + len(names)])),
-                                    pre_clip=float(row[2]) if row[2] >= 0 else None)
-                self._due.norms_read_through(step)
-            if self.activations is not None and step is not None:
-                self.activations.log(self, self.model, step)  # the model as it is now, at the newest norm's step
-        step = self._due.take_image(end)
-        if step is not None:
-            self._log_images(schema.TRAIN, step, self.image_data, self.gt_keypoints)
-
-    def _write_scalars(self, step: int, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
-        opts, run = self.options, self.run
-        self._write_hparams_once(end)
-        if epoch_logs is not None:
-            logs = dict(epoch_logs)
-        elif self._returns is not None:  # a custom train_step: what it returned, as Keras' own callback logs
-            returned = self._returns.take(end - self._clock.base - 1)  # the 0-based batch that ended at `end`
-            if returned is None:
-                self.run.warn_once("callback", "returns", f"the train step's values for step {step} never reached "
-                                   "on_train_batch_end; its losses and metrics are skipped there")
-            logs = self._train_logs(returned or {})
-        else:
-            if self._fetch is None:
-                self._fetch = measure.MetricsFetch.for_model(self.model, with_lr=opts.log_lr)
-            logs = self._train_logs(self._fetch(step - 1))
-        lr = logs.pop(LR_KEY, None)
-        scale = logs.pop(SCALE_KEY, None)
-        optimizer = self.model.optimizer
-        if not opts.log_lr:
-            lr = None
-        elif lr is None:  # logs that came with on_epoch_end: no LR fetched with them
-            lr = measure.learning_rate_at(applying_optimizer(optimizer), step - 1)
-        if scale is None and getattr(optimizer, "dynamic_scale", None) is not None:
-            scale = optimizer.dynamic_scale
-        speed = None
-        if opts.log_speed:  # over the iterations since the last point, up to ``end`` where it is observed
-            samples = int(self._probe.samples.numpy()) if self._probe is not None else 0
-            speed = self.life.speed.point(end, samples=samples - self._samples_seen)
-            self._samples_seen = samples
-        write_train_step(run, opts, step, logs, learning_rates={"0": lr} if lr is not None else None,
-                         epoch=self._clock.at(step, (self.params or {}).get("steps")), loss_scale=scale, speed=speed)
-
-    @staticmethod
-    def _train_logs(logs: Mapping[str, object]) -> Dict[str, object]:
-        return {k: v for k, v in (logs or {}).items() if not k.startswith("val_")}
 
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
@@ -326,18 +218,6 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             raise
         except Exception as exc:
             self.run.warn_once("callback", type(exc).__name__, f"logging failed ({exc}); training goes on")
-
-    def _log_images(self, split: str, step: int, data, gt_keypoints) -> None:
-        """Predict here (the model is not thread-safe mid-training), render on the writer thread."""
-        images = np.asarray(data)[: self.options.max_train_images]
-        pred = scores = None
-        if self.predict_keypoints is not None:
-            pred, scores = self.predict_keypoints(self.model, images)
-        self.run.image(split, step, render_images(self.options, images, gt_keypoints=gt_keypoints,
-                                                  pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
-        if self.predict_heatmaps is not None:
-            write_heatmaps(self.run, self.options, split, step, images,
-                           lambda: self.predict_heatmaps(self.model, images))
 
     def on_test_begin(self, logs=None) -> None:
         self.life.speed.pause()  # validation inside fit() is not training-step time
@@ -351,29 +231,18 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             return
         logs = logs or {}
         step = int(self._probe.counter.numpy())
-        self._clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
+        self.points.clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
         if self.life.profiler is not None:
             self._markers.end()
             self.life.profiler.after_step(step)
 
-        self._guard(lambda: self._write_hparams_once(step))
+        self._guard(lambda: self.points.write_hparams_once(step))
         # The epoch's last block: its train values come with the epoch's logs.
-        self._guard(lambda: self._observe(step, self._train_logs(logs)))
+        self._guard(lambda: self.points.observe(step, train_logs(logs)))
         try:
-            if self.options.log_val_metrics:
-                val = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
-                self.run.metrics(schema.VAL, step, val)
-            if self.options.log_val_images and self.val_image_data is not None and any(
-                    k.startswith("val_") for k in logs):
-                self._log_images(schema.VAL, step, self.val_image_data, self.val_gt_keypoints)
+            self.points.epoch_end(epoch, step, logs)
             if self.embedding is not None and self.options.weight_policy.should_log(epoch + 1):
                 self.embedding.log(self, self.model, step)
-            if self.options.log_weight_hist and self.options.weight_policy.should_log(epoch + 1):
-                variables = list(self.model.trainable_variables)
-                picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self.model.name)
-                self.run.histograms(schema.weights_histogram, step, measure.weight_arrays(variables, picked, names))
-            # No flush here: the writer thread flushes every few seconds; waiting for it
-            # would put the histogram work back on the training thread.
         except FloatingPointError:
             raise
         except Exception as exc:

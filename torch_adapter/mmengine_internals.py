@@ -152,6 +152,18 @@ def schema_only(backend) -> None:
     backend._unitb_schema_only = True
 
 
+def keep_schema_only(backend, warn) -> None:
+    """:func:`schema_only`, or one warning naming what this mmengine lacks for it."""
+    missing = missing_internals(backend)
+    if missing:
+        import mmengine
+
+        warn(f"EnhancedTensorBoardHook: mmengine's TensorboardVisBackend has no {', '.join(missing)}"
+             f"{version_note(mmengine.__version__)}; mmengine's LoggerHook scalars stay in TensorBoard beside unitb's")
+        return
+    schema_only(backend)
+
+
 def version_note(version: Optional[str]) -> str:
     """A hint for a warning when mmengine is a version this module was not checked against."""
     if version is None or version in CHECKED_VERSIONS:
