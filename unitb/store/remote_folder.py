@@ -27,7 +27,9 @@ from unitb.folder import resume
 
 
 @dataclass
-class RunFolder:
+class ChosenFolder:
+    """The folder a run writes into, as :func:`open_run_folder` chose it."""
+
     url: str  # where the run is: the folder or URL version chosen (``…/exp-2`` beside another run)
     local: str  # the folder the writers write into (a URL run's spool folder)
     mirror: Optional[Mirror]  # a URL run's uploader; None for a local folder
@@ -76,17 +78,17 @@ def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None
 
 
 def open_run_folder(logdir: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                    info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> RunFolder:
+                    info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> ChosenFolder:
     """Where every adapter that opens its own writer starts: a local logdir goes through
     :func:`unitb.folder.versions.prepare_run_dir`, a URL through :func:`open_url_run`."""
     if storage.is_url(logdir):
         return open_url_run(logdir, resume_step, store, warn, info, owner, resume_wait)
     folder = runs.prepare_run_dir(logdir, resume_step, warn, owner, resume_wait)
-    return RunFolder(url=folder, local=folder, mirror=None)
+    return ChosenFolder(url=folder, local=folder, mirror=None)
 
 
 def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                 info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> RunFolder:
+                 info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> ChosenFolder:
     url = storage.normalize_url(url)
     spool = storage.spool_path(url, store.spool_dir)
     try:
@@ -123,7 +125,7 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
         info(f"{owner}: the store's copy of {chosen} gets the same clean-up (set aside under its {resume.TRASH}/, "
              f"nothing deleted that is not there); to put it back from any machine: "
              f"`unitb pull {chosen} DIR --include-removed` then `unitb restore DIR`")
-    return RunFolder(url=chosen, local=folder, mirror=mirror.start())
+    return ChosenFolder(url=chosen, local=folder, mirror=mirror.start())
 
 
 def claim_url_version(url: str, taken: Set[int], store: StoreOptions, reachable: bool,
