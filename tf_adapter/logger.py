@@ -34,6 +34,7 @@ from unitb.store.remote_folder import StoreOptions
 from unitb.folder.claim import FolderBusy
 from unitb.write.writer import RunLogger, grad_norm_scalars
 from unitb.log.train_step import split_train_values, step_scalars, warn_other_totals, write_train_step
+from unitb.log.layers import select_layers
 
 
 class TFLogger(OwnValuesAPI):
@@ -164,7 +165,6 @@ class TFLogger(OwnValuesAPI):
                 self._picked, self._names = measure.pick_layers(list(variables), self.options.max_layers_to_log,
                                                                 self._model_name)
             else:
-                from unitb.log.layers import select_layers
 
                 self._picked = select_layers([str(i) for i in range(count)], self.options.max_layers_to_log)
                 self._names = [f"var{i}" for i in self._picked]

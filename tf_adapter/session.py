@@ -8,6 +8,7 @@ from typing import Callable, Dict, Mapping, Optional
 import numpy as np
 
 from tf_adapter import measure
+from tf_adapter.probe import applying_optimizer
 from unitb import schema
 from unitb.write import render
 from unitb.files import storage
@@ -83,8 +84,6 @@ def keras_hparams(model, params: Mapping[str, object], steps_per_execution: int,
                   batch_size: Optional[int]) -> Dict[str, object]:
     """What a fit trains with (:mod:`unitb.write.hparams`): the shared names, the optimizer's config,
     ``steps_per_execution`` and the mixed-precision policy."""
-    from tf_adapter.probe import applying_optimizer
-
     opt = applying_optimizer(model.optimizer)
     policy = measure.precision_policy(model)
     steps, epochs = params.get("steps"), params.get("epochs")
