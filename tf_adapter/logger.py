@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from tf_adapter import measure
 from tf_adapter.graph import write_model_graph
+from tf_adapter.loop_step import LoopGradients, write_in_graph
 from tf_adapter.profiler import step_profiler
 from tf_adapter.sink import TFSummarySink
 from tf_adapter.session import check_logdir, render_images, write_header, write_heatmaps
@@ -32,9 +32,8 @@ from unitb.log.options import LogOptions, show_options
 from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
 from unitb.folder.claim import FolderBusy
-from unitb.write.writer import RunLogger, grad_norm_scalars
-from unitb.log.train_step import split_train_values, step_scalars, warn_other_totals, write_train_step
-from unitb.log.layers import select_layers
+from unitb.write.writer import RunLogger
+from unitb.log.train_step import write_train_step
 
 
 class TFLogger(OwnValuesAPI):
@@ -64,10 +63,9 @@ class TFLogger(OwnValuesAPI):
         self.skeleton = skeleton
         self.enabled = measure.is_chief()
         self._opened = False
-        self._picked: Optional[list] = None
+        self._gradients = LoopGradients(self.options, self._model_name)
         self.life.step = start_step or 0  # the last step logged eagerly: where log_scalar & co. land
         self._closed = False
-        self._names: list = []
         if checkpoint_manager is not None:
             checkpoint_manager.attach(self)
 
@@ -129,10 +127,10 @@ class TFLogger(OwnValuesAPI):
         if not self._ready():
             return
         if loss_scale is not None and grads is not None:
-            grads = [None if g is None else tf.cast(measure.dense_grad(g), tf.float32) / tf.cast(loss_scale, tf.float32)
-                     for g in grads]
+            grads = LoopGradients.unscaled(grads, loss_scale)
         if not tf.executing_eagerly():
-            self._log_in_graph(step, losses or {}, learning_rate, grads, variables, loss_scale, metrics or {}, epoch)
+            write_in_graph(self.run, self.options, self._gradients, step, losses or {}, learning_rate, grads,
+                           variables, loss_scale, metrics or {}, epoch)
             return
         step = int(step)
         opts, run = self.options, self.run
@@ -149,47 +147,7 @@ class TFLogger(OwnValuesAPI):
                              loss_scale=_host(loss_scale) if loss_scale is not None else None,
                              speed=self.life.speed.point(step) if opts.log_speed else None)
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
-            picked, names = self._pick(variables, len(grads))
-            values = measure.norms_in_graph(list(grads), picked).numpy()  # one transfer
-            if loss_scale is not None and not np.all(np.isfinite(values)):
-                return  # the loss scaler skips this update: nothing was applied to measure
-            run.grad_norms(step, float(values[0]), dict(zip(names, values[1:].tolist())))
-            if opts.log_grad_hist:
-                run.histograms(schema.gradients_histogram, step,
-                               {n: np.asarray(measure.dense_grad(grads[i])) for i, n in zip(picked, names)
-                                if grads[i] is not None})
-
-    def _pick(self, variables: Optional[Sequence], count: int):
-        if self._picked is None:
-            if variables is not None:
-                self._picked, self._names = measure.pick_layers(list(variables), self.options.max_layers_to_log,
-                                                                self._model_name)
-            else:
-
-                self._picked = select_layers([str(i) for i in range(count)], self.options.max_layers_to_log)
-                self._names = [f"var{i}" for i in self._picked]
-        return self._picked, self._names
-
-    def _log_in_graph(self, step, losses, learning_rate, grads, variables, loss_scale=None, metrics=None,
-                      epoch=None) -> None:
-        opts = self.options
-        step = tf.cast(step, tf.int64)
-        scalar_due = tf.numpy_function(lambda s: np.bool_(opts.scalar_policy.should_log(int(s))), [step], tf.bool)
-        grad_due = tf.numpy_function(lambda s: np.bool_(opts.grad_policy.should_log(int(s))), [step], tf.bool)
-        sink = self.run.sink  # type: ignore[union-attr]
-        # The names are known at trace time: the same tag mapping as an eager step's.
-        split = split_train_values(losses=losses, metrics=metrics)
-        warn_other_totals(self.run, split)  # at trace time
-        scalars = step_scalars(opts, split, {"0": learning_rate} if learning_rate is not None else None, epoch,
-                               loss_scale)
-        sink.write_scalars_in_graph(step, scalar_due, [(tag, value) for tag, value, _kind in scalars])
-        if opts.log_grad_norm and grads is not None:
-            picked, names = self._pick(variables, len(grads))
-            norms = measure.norms_in_graph(list(grads), picked)
-            if loss_scale is not None:  # a skipped (overflowed) update is not logged
-                grad_due = tf.logical_and(grad_due, tf.reduce_all(tf.math.is_finite(norms)))
-            sink.write_scalars_in_graph(step, grad_due, grad_norm_scalars(
-                norms[0], {name: norms[i + 1] for i, name in enumerate(names)}))
+            self._gradients.write_eager(run, step, grads, variables, loss_scale)
 
     # ------------------------------------------------------------------ the rest
     def log_val(self, step: int, metrics: Mapping[str, object]) -> None:

@@ -149,7 +149,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         if samples:
             self.session.speed.add_samples(samples)
         wrapper = runner.optim_wrapper
-        epoch = mmengine_runner.fractional_epoch(runner, batch_idx, step)
+        per_epoch, epoch_based = mmengine_runner.iters_per_epoch(runner), mmengine_runner.is_epoch_based(runner)
+        epoch = mmengine_runner.fractional_epoch(runner, batch_idx, step, per_epoch, epoch_based)
         self.session.step_end(step, outputs or {}, wrapper, epoch=epoch, pre_clip=mmengine_runner.pre_clip_norm(runner),
                               loss_scaler=getattr(wrapper, "loss_scaler", None),  # AmpOptimWrapper
                               update_may_skip=mmengine_runner.update_may_skip(runner))
@@ -158,8 +159,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         if self.options.log_graph and not self._graph_done:
             self._graph_done = True
             write_graph(self.session.run.sink, runner.model, data_batch, self.session.run.warn_once)
-        per_epoch = mmengine_runner.iters_per_epoch(runner)
-        if not mmengine_runner.is_epoch_based(runner) and per_epoch and step % per_epoch == 0:
+        if not epoch_based and per_epoch and step % per_epoch == 0:
             self.session.epoch_end(step, step // per_epoch, runner.model)
         self._iter_end = time.perf_counter()
 

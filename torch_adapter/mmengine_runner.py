@@ -21,10 +21,10 @@ def iters_per_epoch(runner) -> int:
         return 0
 
 
-def fractional_epoch(runner, batch_idx: int, step: int) -> float:
-    """The epoch as a fraction at step ``step`` (``batch_idx`` of the current epoch just ran)."""
-    per_epoch = iters_per_epoch(runner)
-    if is_epoch_based(runner):
+def fractional_epoch(runner, batch_idx: int, step: int, per_epoch: int, epoch_based: bool) -> float:
+    """The epoch as a fraction at step ``step`` (``batch_idx`` of the current epoch just ran;
+    ``per_epoch``, ``epoch_based``: :func:`iters_per_epoch`, :func:`is_epoch_based`)."""
+    if epoch_based:
         return runner.epoch + (batch_idx + 1) / per_epoch if per_epoch else float(runner.epoch)
     return step / per_epoch if per_epoch else 0.0
 
