@@ -135,7 +135,8 @@ def test_the_public_paths_keep_working():
     assert reader.read_run is read_reader.read_run and resume.restore is folder_resume.restore
     assert schema.TRAIN_LOSS == "train/loss"
     assert dir(unitb) == sorted(unitb.__all__)
-    assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "EnhancedTensorBoardHook",
+    assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params",
+                                  "EnhancedTensorBoardHook",
                                   "TorchLogger", "TFCallback", "TFLogger", "CheckpointManager"}
 
 

@@ -78,7 +78,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             kwargs["profile_steps"] = kwargs.pop("profile_batch")
         self.life = RunLife("TFCallback", kwargs, measure.device_peak_mb)
         self.store, self.options = self.life.store, self.life.options
-        self.logdir = check_logdir(logdir, self.store, "TFCallback")
+        self.logdir = check_logdir(self.life.logdir(logdir), self.store, "TFCallback")
         # embedding_layer's inputs: validation images x, or (x, labels) for the points' labels.
         self.embedding = LayerEmbedding(self.options.embedding_layer, embedding_data) \
             if self.options.embedding_layer else None

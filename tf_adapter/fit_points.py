@@ -109,8 +109,8 @@ class FitPoints:
         done = step - start_step
         samples = int(self.probe.samples.numpy()) - start_samples
         batch_size = samples // done if done > 0 and samples > 0 else None
-        self.life.run.hparams(merged(keras_hparams(self.model, self.params, self.window, batch_size),
-                                     self.extra_hparams))
+        self.life.run.hparams(self.life.hparams(merged(keras_hparams(self.model, self.params, self.window, batch_size),
+                                                       self.extra_hparams)))
 
     def observe(self, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
         """Write what was due up to iteration ``end``, which has just completed."""

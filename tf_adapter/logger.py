@@ -50,7 +50,7 @@ class TFLogger(OwnValuesAPI):
                  skeleton: Optional[Sequence] = None, **kwargs):
         self.life = RunLife("TFLogger", kwargs, measure.device_peak_mb)
         self.store, self.options = self.life.store, self.life.options
-        self.logdir = check_logdir(logdir, self.store, "TFLogger")
+        self.logdir = check_logdir(self.life.logdir(logdir), self.store, "TFLogger")
         if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
                                        or start_step < 0):
             raise ValueError(f"start_step must be a non-negative int or None, got {start_step!r}")
@@ -87,7 +87,8 @@ class TFLogger(OwnValuesAPI):
             self.life.start_profiler(step_profiler, run.sink.logdir, at_step=resume_step or 0)
             if not resume_step:
                 shared = {"framework": "tensorflow-loop", **({"model": self._model_name} if self._model_name else {})}
-                write_header(run, self.options, self.model, self.config, merged(shared, self.hparams))
+                hparams = self.life.hparams(merged(shared, self.hparams))
+                write_header(run, self.options, self.model, self.config, hparams)
                 if self.options.log_graph and self.model is not None:
                     with tf.init_scope():  # eager even when the first step runs inside a tf.function
                         write_model_graph(run.sink, self.model, run.warn_once)

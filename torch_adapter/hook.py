@@ -111,7 +111,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             self.session.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
             self.session.start(model, runner.optim_wrapper, config_text=mmengine_runner.config_text(runner, backend),
-                               hparams=mmengine_runner.trained_with(runner, self.extra_hparams),
+                               hparams=self.life.hparams(mmengine_runner.trained_with(runner, self.extra_hparams)),
                                write_header=runner.iter == 0)
             self.life.start_profiler(step_profiler, sink.logdir)
         except Exception as exc:

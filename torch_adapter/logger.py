@@ -58,7 +58,7 @@ class TorchLogger(OwnValuesAPI):
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
         self.life = RunLife("TorchLogger", kwargs, measure.device_peak_mb)
         self.options = self.life.options
-        self.logdir = storage.check_location(logdir, self.life.store.storage_options, "TorchLogger")
+        self.logdir = storage.check_location(self.life.logdir(logdir), self.life.store.storage_options, "TorchLogger")
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
             raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
         if grad_scaler is not None and not hasattr(grad_scaler, "get_scale"):
@@ -88,7 +88,7 @@ class TorchLogger(OwnValuesAPI):
         if model is not None:
             shared = {"framework": "pytorch", "model": type(measure.unwrap_model(model)).__name__,
                       "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}
-            self.session.start(model, optimizer, config_text=config, hparams=merged(shared, hparams),
+            self.session.start(model, optimizer, config_text=config, hparams=self.life.hparams(merged(shared, hparams)),
                                write_header=start_step == 0)
             if self.options.log_graph:
                 self._graph = FirstInput(model)  # traced at the first logged step after the first forward

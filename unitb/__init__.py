@@ -10,10 +10,11 @@ live in the adapters and are loaded on first use::
     unitb.CheckpointManager         # tf_adapter (resume without duplicate steps)
 
 Beside them: :mod:`unitb.schema` (every tag), :mod:`unitb.reader` (runs read back),
-:mod:`unitb.resume` (what a resume set aside, and putting it back), :class:`UnitbWarning` (every
+:mod:`unitb.resume` (what a resume set aside, and putting it back), :func:`sweep_params` (a
+sweep's trial parameters inside a trial), :class:`UnitbWarning` (every
 problem unitb works around) and :class:`FolderBusy` (a resume refused while another process
 writes the run). The rooms below (``files``, ``read``, ``write``, ``folder``, ``backends``,
-``store``, ``log``, ``commands``) are the implementation; docs/DESIGN.md draws them.
+``store``, ``log``, ``sweep``, ``commands``) are the implementation; docs/DESIGN.md draws them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from importlib import import_module as _import_module
 
 from unitb import reader, resume, schema
 from unitb.folder.claim import FolderBusy
+from unitb.log.sweep_trial import sweep_params
 from unitb.notices import UnitbWarning
 
 __version__ = "0.1.0"
@@ -33,7 +35,7 @@ _LAZY = {
     "CheckpointManager": "tf_adapter",
 }
 
-__all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", *_LAZY]
+__all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", *_LAZY]
 
 
 def __getattr__(name: str) -> object:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from unitb.folder.claim import FolderBusy
+from unitb.log import sweep_trial
 from unitb.log.opening import open_folder
 from unitb.log.options import LogOptions, refuse_unsupported
 from unitb.log.profiling import StepProfiler
@@ -19,6 +20,7 @@ from unitb.log.speed import SpeedMeter
 from unitb.log.train_step import write_header
 from unitb.notices import default_info, default_warn
 from unitb.store.remote_folder import StoreOptions, open_run_folder
+from unitb.write.hparams import merged
 from unitb.write.writer import RunLogger, Sink
 
 MakeProfiler = Callable[[Tuple[int, int], str, Callable[[str, str, str], None]], StepProfiler]
@@ -49,6 +51,16 @@ class RunLife:
         self.run_dir: Optional[str] = None  # the folder (or URL) the run went to
         self.step = 0  # the last training step: where log_scalar & co. land
         self.profiler: Optional[StepProfiler] = None
+        self.trial = sweep_trial.current()  # inside a sweep's trial: its parameters and run folder
+
+    # ------------------------------------------------------------------ a sweep's trial
+    def logdir(self, given: str) -> str:
+        """Where the run goes: the trial's folder inside a sweep, else ``given``."""
+        return self.trial.logdir if self.trial is not None and self.trial.logdir else given
+
+    def hparams(self, values: Optional[Mapping[str, object]]) -> Dict[str, object]:
+        """The run's hparams, with a trial's parameters, sweep and number over them."""
+        return merged(values, self.trial.hparams() if self.trial is not None else None)
 
     # ------------------------------------------------------------------ opening
     def open(self, sink: Sink, *, start_step: int = 0, url: Optional[str] = None, mirror=None,

@@ -1,0 +1,66 @@
+"""A sweep's trial as its training script sees it: handed over by the agent in the environment.
+
+The agent sets ``UNITB_SWEEP_TRIAL`` to a JSON object — the sweep's id, the trial's number, its
+parameters and the run folder it gets — and starts the script. Nothing in the script has to
+change: every entry point (the mmengine hook, ``TorchLogger``, ``TFCallback``, ``TFLogger``) puts
+the parameters, ``sweep`` and ``trial`` into its hparams, and the three that choose their own
+folder write into the trial's. :func:`unitb.sweep_params` gives the parameters to the script
+itself, as ``wandb.config`` does (None outside a sweep).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+from unitb.notices import default_warn
+
+ENV = "UNITB_SWEEP_TRIAL"
+_said: Dict[str, bool] = {}
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    sweep: str
+    number: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    logdir: Optional[str] = None  # the trial's run folder (``<logdir>/<sweep>/trial-NNN``)
+
+    def hparams(self) -> Dict[str, Any]:
+        """What a trial's runs add to their hparams: the sweep's parameters by name, and which
+        sweep and trial this is."""
+        return {**dict(self.params), "sweep": self.sweep, "trial": self.number}
+
+    def environment(self) -> Dict[str, str]:
+        """The environment variable the agent sets for the trial's process."""
+        return {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
+                                 "logdir": self.logdir})}
+
+
+def current() -> Optional[TrialInfo]:
+    """This process's trial, or None outside a sweep. A malformed handover is said once and
+    ignored: the script runs as it would alone."""
+    text = os.environ.get(ENV)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        info = TrialInfo(sweep=str(data["sweep"]), number=int(data["trial"]), params=dict(data.get("params") or {}),
+                         logdir=data.get("logdir"))
+        if info.logdir is not None and not isinstance(info.logdir, str):
+            raise TypeError(f"logdir {info.logdir!r}")
+        return info
+    except (ValueError, KeyError, TypeError) as exc:
+        if not _said.get(text):
+            _said[text] = True
+            default_warn(f"unitb: {ENV} is not a trial unitb's agent wrote ({type(exc).__name__}: {exc}); this run "
+                         "logs as it would outside a sweep")
+        return None
+
+
+def sweep_params() -> Optional[Dict[str, Any]]:
+    """The trial's parameters inside a sweep's trial (``{"lr": 0.01, "optimizer.type": "SGD"}``,
+    nested names dotted), None outside one: the counterpart of ``wandb.config``."""
+    info = current()
+    return None if info is None else dict(info.params)
