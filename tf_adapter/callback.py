@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Sequence
 
-
 import keras
 from tf_adapter import measure
 from tf_adapter.fit_points import FitImages, FitPoints, train_logs
@@ -30,7 +29,7 @@ from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, probe_for
 from tf_adapter.sink import TFSummarySink
 from tf_adapter.step_returns import StepReturns, overrides_train_step
-from tf_adapter.session import (check_logdir, keras_config_text, write_header)
+from tf_adapter.session import check_logdir, keras_config_text, write_header
 from unitb.folder.claim import FolderBusy
 from unitb.log.lifecycle import RunLife
 from unitb.log.options import LogOptions, show_options
@@ -38,7 +37,6 @@ from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
 from unitb.write.writer import RunLogger
 from unitb.notices import default_warn
-
 
 
 class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
@@ -141,7 +139,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
                 # A model that continues goes on in the folder this callback chose before; a fresh
                 # one starts from the folder the user named (and its next free version).
                 folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
-                self.life.open_folder(folder, step, TFSummarySink, forwarder=self._forwarder)
+                self.life.open_in(folder, step, TFSummarySink, forwarder=self._forwarder)
                 self._forwarder = self.run.folder.forwarder
                 if step == 0:
                     write_header(self.run, self.options, model, config_text=keras_config_text(

@@ -79,7 +79,7 @@ class TFLogger(OwnValuesAPI):
             if resume_step is None and self.checkpoint_manager is not None:
                 resume_step = self.checkpoint_manager.restored_step
             try:
-                run = self.life.open_folder(self.logdir, resume_step, TFSummarySink)
+                run = self.life.open_in(self.logdir, resume_step, TFSummarySink)
             except FolderBusy as exc:  # opened inside the training loop: one warning, training goes on
                 self.life.refused(exc)
                 self.enabled = False

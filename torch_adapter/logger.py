@@ -83,7 +83,7 @@ class TorchLogger(OwnValuesAPI):
             except OSError as exc:
                 raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
         # A resume that a live writer refuses raises FolderBusy here: nothing has run yet.
-        run = self.life.open_folder(self.logdir, start_step, SummaryWriterSink.open)
+        run = self.life.open_in(self.logdir, start_step, SummaryWriterSink.open)
         self.session = TorchSession(self.life)
         if model is not None:
             shared = {"framework": "pytorch", "model": type(measure.unwrap_model(model)).__name__,

@@ -17,7 +17,6 @@ from unitb.log.opening import open_folder
 from unitb.log.options import LogOptions, refuse_unsupported
 from unitb.log.profiling import StepProfiler
 from unitb.log.speed import SpeedMeter
-from unitb.log.train_step import write_header
 from unitb.notices import default_info, default_warn
 from unitb.store.remote_folder import StoreOptions, open_run_folder
 from unitb.write.hparams import merged
@@ -78,7 +77,7 @@ class RunLife:
         self.speed.start(start_step)
         return self.run
 
-    def open_folder(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink],
+    def open_in(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink],
                     forwarder=None) -> RunLogger:
         """Pick the folder (a fresh run never writes over another; a resume claims its folder and
         sets aside what the interrupted run wrote after ``start_step``), then :meth:`open`.
@@ -92,12 +91,6 @@ class RunLife:
         """A resume a live writer refused, inside training: said once, and this ``scope`` (the run,
         or a Keras fit) logs nothing."""
         self.warn(f"{exc}; logging is off for this {scope}")
-
-    def header(self, model_stats: Optional[Tuple[int, int, float]] = None, config_text: Optional[str] = None,
-               hparams: Optional[Mapping[str, object]] = None) -> None:
-        """The once-per-run records at step 0 (:func:`unitb.log.train_step.write_header`)."""
-        if self.run is not None:
-            write_header(self.run, self.options, model_stats=model_stats, config_text=config_text, hparams=hparams)
 
     def start_profiler(self, make: MakeProfiler, folder: str, at_step: Optional[int] = None) -> None:
         """The ``profile_steps`` window, traced into ``folder``; ``at_step``: the step training

@@ -68,7 +68,7 @@ def dimension(parameter: Parameter) -> Dimension:
         return Dimension(parameter, FloatDistribution(float(s["min"]), float(s["max"])), same)
     if kind == "q_uniform":
         q = float(s.get("q", 1.0))
-        high = round(float(s["min"]) + math.floor((float(s["max"]) - float(s["min"])) / q + 1e-9) * q, 12)
+        high = parameter.grid_values()[-1]  # the last step at or below max, as a grid counts them
         return Dimension(parameter, FloatDistribution(float(s["min"]), high, step=q), _rounded(q))
     if kind in ("log_uniform_values", "inv_log_uniform_values"):
         return Dimension(parameter, FloatDistribution(float(s["min"]), float(s["max"]), log=True), same)
