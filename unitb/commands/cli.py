@@ -30,6 +30,7 @@ from unitb.commands.demo import TORCH_CHOICES, runnable
 from unitb.files.names import REMOVED
 from unitb.backends import forwarder as backends
 from unitb.commands import demo
+from unitb.commands import sweeps
 from unitb.folder import resume
 from unitb.notices import default_warn
 from unitb.store import transfer
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also send the runs to W&B (offline unless WANDB_MODE is set) and/or MLflow")
     demo.add_argument("--tracking-uri", help="MLflow tracking URI (default: a SQLite file in --out)")
     demo.set_defaults(func=cmd_demo)
+    sweeps.add_parser(sub)
     return parser
 
 
@@ -327,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("unitb diff: give at least two runs", file=sys.stderr)
         return 2
     try:
-        code = int(args.func(args))
+        code = sweeps.run_command(args) if args.command == "sweep" else int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:

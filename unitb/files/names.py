@@ -20,3 +20,10 @@ EXPERIMENT_SUFFIX = ".unitb-experiment"
 # The second event file a Keras fit writes for tf.summary calls inside the model
 # (tf_adapter.model_summaries); named here so the core (the mirror) can tell it apart.
 IN_MODEL_SUFFIX = ".in-model"
+# A sweep (unitb.sweep): its folder holds the trials' run folders beside these.
+SWEEP_FILE = ".unitb-sweep.json"  # which study and storage the folder's sweep is
+SWEEP_JOURNAL = ".unitb-sweep-journal.log"  # the embedded Optuna storage (a journal file)
+TRIAL_ARGS = ".unitb-trial-args.json"  # the trial's parameters for ${args_json_file}
+TRIAL_STDOUT = ".unitb-trial-stdout.log"  # what the trial's process printed
+TRIAL_STDERR = ".unitb-trial-stderr.log"
+TRIAL_RUNS = ".unitb-trial-runs.json"  # run folders a trial's entry points chose outside its folder

@@ -22,6 +22,10 @@ from unitb.store.remote_folder import StoreOptions, open_run_folder
 from unitb.write.hparams import merged
 from unitb.write.writer import RunLogger, Sink
 
+# Inside a sweep's trial the writer flushes every second, so the agent following the run judges
+# the trial on points at most a second old (outside a sweep: every 5 s).
+TRIAL_FLUSH_SECS = 1.0
+
 MakeProfiler = Callable[[Tuple[int, int], str, Callable[[str, str, str], None]], StepProfiler]
 
 
@@ -71,8 +75,14 @@ class RunLife:
                              run_name=run_name, forwarder=forwarder)
         self.run = RunLogger(sink, warn=self.warn, max_log_mb=self.options.max_log_mb,
                              raise_on_nonfinite=self.options.raise_on_nonfinite,
-                             async_writes=self.options.async_writes, folder=folder)
+                             async_writes=self.options.async_writes, folder=folder,
+                             **({"flush_secs": TRIAL_FLUSH_SECS} if self.trial is not None else {}))
         self.run_dir = self.run.run_dir
+        if self.trial is not None and url is None and self.run_dir is not None:
+            try:
+                self.trial.note_run(self.run_dir)
+            except OSError as exc:
+                self.warn(f"unitb: could not tell the sweep's agent where this trial's run is ({exc})")
         self.step = start_step
         self.speed.start(start_step)
         return self.run

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
+from unitb.files import json_files
+from unitb.files.names import TRIAL_RUNS
 from unitb.notices import default_warn
 
 ENV = "UNITB_SWEEP_TRIAL"
@@ -36,6 +38,20 @@ class TrialInfo:
         """The environment variable the agent sets for the trial's process."""
         return {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
                                  "logdir": self.logdir})}
+
+
+    def note_run(self, run_dir: str) -> None:
+        """Name a run folder the trial's entry point chose outside the trial's own (the mmengine
+        hook writes beside mmengine's ``vis_data``), so the agent follows its metric there too."""
+        if not self.logdir or os.path.abspath(run_dir).startswith(os.path.abspath(self.logdir) + os.sep) \
+                or os.path.abspath(run_dir) == os.path.abspath(self.logdir):
+            return
+        path = os.path.join(self.logdir, TRIAL_RUNS)
+        kept = json_files.read_dict(path).get("runs")
+        runs = [str(r) for r in kept] if isinstance(kept, list) else []
+        if os.path.abspath(run_dir) not in runs:
+            os.makedirs(self.logdir, exist_ok=True)
+            json_files.write(path, {"runs": [*runs, os.path.abspath(run_dir)]})
 
 
 def current() -> Optional[TrialInfo]:

@@ -119,6 +119,11 @@ class SweepConfig:
 
 def load(path: str) -> SweepConfig:
     """A sweep configuration file: YAML (``.yaml``/``.yml``) or JSON."""
+    return parse(load_raw(path))
+
+
+def load_raw(path: str) -> Dict[str, Any]:
+    """A sweep configuration file's mapping as written (a sweep keeps it so)."""
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     if os.path.splitext(path)[1].lower() == ".json":
@@ -135,7 +140,7 @@ def load(path: str) -> SweepConfig:
             raise SweepConfigError(f"{path}: not YAML ({exc})") from None
     if not isinstance(data, Mapping):
         raise SweepConfigError(f"{path}: a sweep configuration is a mapping of keys, got {type(data).__name__}")
-    return parse(data)
+    return dict(data)
 
 
 def parse(data: Mapping[str, Any]) -> SweepConfig:

@@ -77,15 +77,16 @@ def merged(*layers: Optional[Mapping[str, object]]) -> Dict[str, object]:
     return out
 
 
-def run_columns(run_dir: str) -> Tuple[Dict[str, object], List[str]]:
+def run_columns(run_dir: str, also: Sequence[str] = ()) -> Tuple[Dict[str, object], List[str]]:
     """A run's hyperparameters and the metrics it can show: ``train/loss``, its ``val/*``
-    scalars and the model's size (a constant at step 0 that the SCALARS tab can hide: its
-    "Ignore outliers" default drops the largest run's only point from the y-range)."""
+    scalars, the scalars named in ``also`` (a sweep's metric) and the model's size (a constant
+    at step 0 that the SCALARS tab can hide: its "Ignore outliers" default drops the largest
+    run's only point from the y-range)."""
     values: Dict[str, object] = {}
     metrics = []
     for entry in reader.tag_summary(run_dir):
         tag, kind = str(entry["tag"]), entry["kind"]
-        if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/") or tag in MODEL_SIZE):
+        if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/") or tag in MODEL_SIZE or tag in also):
             metrics.append(tag)
     for row in reader.iter_rows(run_dir):
         if row.kind == "hparams":
@@ -112,12 +113,13 @@ def metric_order(tag: str) -> Tuple[int, str]:
     return ({"train/loss": 0, "val/loss": 1}.get(tag, 3 if tag in MODEL_SIZE else 2), tag)
 
 
-def experiment_columns(run_dirs: Sequence[str],
-                       shared: Sequence[str] = ()) -> Tuple[Dict[str, List[object]], List[str]]:
+def experiment_columns(run_dirs: Sequence[str], shared: Sequence[str] = (),
+                       first_metrics: Sequence[str] = ()) -> Tuple[Dict[str, List[object]], List[str]]:
     """What the HPARAMS tab opens on for these runs: ``{name: values seen}`` for the shared
     names (:data:`unitb.schema.HPARAM_KEYS` and ``shared``) any run has plus the names every
-    run has, and the union of their metrics (ordered by :func:`metric_order`)."""
-    per_run = [run_columns(run) for run in run_dirs]
+    run has, and the union of their metrics (``first_metrics`` that any run wrote first, the
+    others ordered by :func:`metric_order`)."""
+    per_run = [run_columns(run, first_metrics) for run in run_dirs]
     everywhere = set.intersection(*(set(values) for values, _ in per_run)) if per_run else set()
     wanted = [k for k in (*HPARAM_KEYS, *shared) if any(k in values for values, _ in per_run)]
     wanted += sorted(everywhere - set(wanted))
@@ -128,17 +130,20 @@ def experiment_columns(run_dirs: Sequence[str],
             if name in values and values[name] not in seen:
                 seen.append(values[name])
         columns[name] = seen
-    metrics = sorted({m for _, found in per_run for m in found}, key=metric_order)
+    found = {m for _, found in per_run for m in found}
+    first = [m for m in dict.fromkeys(first_metrics) if m in found]
+    metrics = first + sorted(found - set(first), key=metric_order)
     return columns, metrics
 
 
-def write_experiment(logdir: str, shared: Sequence[str] = ()) -> Optional[str]:
+def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Sequence[str] = ()) -> Optional[str]:
     """Write the log root's experiment summary (see the module docstring) for every run below
-    ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run)."""
+    ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run).
+    A sweep passes its parameters as ``shared`` and its metric as ``first_metrics``."""
     runs = [run for run in reader.find_runs(logdir) if REMOVED not in run.split(os.sep)]
     if not runs:
         return None
-    columns, metrics = experiment_columns(runs, shared)
+    columns, metrics = experiment_columns(runs, shared, first_metrics)
     for name in os.listdir(logdir):
         if name.endswith(EXPERIMENT_SUFFIX):
             os.remove(os.path.join(logdir, name))

@@ -1,0 +1,245 @@
+"""``unitb sweep create | agent | run | status | report``: W&B's sweep workflow on Optuna, offline.
+
+``create`` makes the sweep and prints its id; ``agent`` runs its trials in this process's
+terminal (any number of agents, on this machine or any machine that sees the sweep's folder or
+database); ``run`` is both for one machine (K agents at once); ``status`` and ``report`` read the
+study. While agents run, one progress line says how the sweep stands; Ctrl-C stops the running
+trials cleanly (a second Ctrl-C stops at once) and ``unitb sweep agent ID`` continues.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import List, Optional
+
+from unitb.commands.demo import runnable
+from unitb.notices import default_warn
+from unitb.sweep import report, study
+from unitb.sweep.agent import Agent
+from unitb.sweep.config import SweepConfigError, load_raw
+from unitb.sweep.status import progress, table, trial_rows
+from unitb.write import hparams
+
+
+class Console:
+    """Trial lines printed whole, under one progress line kept at the bottom of a terminal
+    (redrawn each second); without a terminal the progress line is printed when it changes."""
+
+    def __init__(self, sweep: study.Sweep, stream=None) -> None:
+        self.sweep = sweep
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self._lock = threading.Lock()
+        self._line = ""
+        self._said = ""
+        self._stop = threading.Event()
+        self._study = None
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            if text == self._said:  # agents ending together say why once
+                return
+            self._said = text
+            self._clear()
+            print(text, file=self.stream, flush=True)
+            self._draw()
+
+    def refresh(self) -> None:
+        metric = self.sweep.config.metric
+        assert metric is not None
+        try:
+            if self._study is None:
+                self._study = self.sweep.study()
+            line = progress(self._study, self.sweep.ident, metric.name, metric.goal)
+        except Exception:  # the storage busy or gone for a moment: keep the last line
+            return
+        with self._lock:
+            if line != self._line:
+                self._clear()
+                self._line = line
+                if self.live:
+                    self._draw()
+                else:
+                    print(line, file=self.stream, flush=True)
+
+    def follow(self) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.wait(1.0):
+                self.refresh()
+        thread = threading.Thread(target=loop, name="unitb-sweep-progress", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self._stop.set()
+        self.refresh()
+        with self._lock:
+            if self.live and self._line:
+                print(file=self.stream, flush=True)
+
+    def _clear(self) -> None:
+        if self.live and self._line:
+            self.stream.write("\r\033[K")
+
+    def _draw(self) -> None:
+        if self.live and self._line:
+            self.stream.write(self._line)
+            self.stream.flush()
+
+
+def _agents(sweep: study.Sweep, agents: int, count: Optional[int]) -> int:
+    """Run ``agents`` agents at once (threads: the trials are processes) until they end or Ctrl-C."""
+    console = Console(sweep)
+    running = [Agent(sweep, count, say=console.say) for _ in range(agents)]
+    errors: List[BaseException] = []
+
+    def work(agent: Agent) -> None:
+        try:
+            agent.run()
+        except BaseException as exc:  # said below; the other agents go on
+            errors.append(exc)
+            console.say(f"unitb sweep: an agent stopped ({type(exc).__name__}: {exc})")
+
+    threads = [threading.Thread(target=work, args=(agent,), name=f"unitb-agent-{i}") for i, agent in enumerate(running)]
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupted(_number, _frame) -> None:
+        console.say("unitb sweep: stopping the running trials (Ctrl-C again to stop at once)")
+        for agent in running:
+            agent.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, interrupted)
+    console.follow()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        console.close()
+    _summary(sweep)
+    if any(agent.stopping for agent in running):
+        print(f"unitb sweep: stopped; continue with: unitb sweep agent {_ident_arg(sweep)}")
+        return 130
+    return 1 if errors else 0
+
+
+def _summary(sweep: study.Sweep) -> None:
+    """The HPARAMS experiment of the sweep's folder (its parameters as columns, its metric first)
+    and the table of trials."""
+    metric = sweep.config.metric
+    assert metric is not None
+    try:
+        hparams.write_experiment(sweep.folder, shared=[p.name for p in sweep.config.parameters],
+                                 first_metrics=[metric.name])
+    except Exception as exc:
+        default_warn(f"unitb sweep: could not write the HPARAMS summary of {sweep.folder} ({type(exc).__name__}: "
+                     f"{exc})")
+    print(table(trial_rows(sweep.study(), metric.goal), metric.name))
+    print(f"Look at them: {runnable('tensorboard', 'tensorboard.main')} --logdir {sweep.folder}")
+
+
+def _ident_arg(sweep: study.Sweep) -> str:
+    return sweep.folder if os.path.dirname(sweep.folder) != os.path.abspath(study.DEFAULT_LOGDIR) else sweep.ident
+
+
+def _find(args: argparse.Namespace) -> study.Sweep:
+    return study.find(args.sweep, args.logdir, args.storage)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, storage=args.storage)
+    print(sweep.ident)
+    where = "" if args.logdir == study.DEFAULT_LOGDIR else f" --logdir {args.logdir}"
+    where += f" --storage {args.storage}" if args.storage else ""
+    print(f"unitb sweep: created {sweep.folder} ({sweep.config.method}"
+          + (f", {sweep.config.grid_size()} combinations" if sweep.config.method == "grid" else "")
+          + f"); start agents with: unitb sweep agent {sweep.ident}{where}", file=sys.stderr)
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    return _agents(_find(args), 1, args.count)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.agents < 1:
+        print("unitb sweep run: --agents must be at least 1", file=sys.stderr)
+        return 2
+    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, storage=args.storage)
+    print(f"unitb sweep: {sweep.ident} in {sweep.folder}, {args.agents} agent(s)", file=sys.stderr)
+    return _agents(sweep, args.agents, args.count)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    sweep = _find(args)
+    metric = sweep.config.metric
+    assert metric is not None
+    s = sweep.study()
+    print(progress(s, sweep.ident, metric.name, metric.goal))
+    print(table(trial_rows(s, metric.goal), metric.name))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = report.write(_find(args), args.out)
+    print(f"unitb sweep: wrote {out}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """``unitb sweep …`` on the main parser's subcommands."""
+    sweep = sub.add_parser("sweep", help="hyperparameter sweeps from a W&B sweep config, on Optuna, offline")
+    verbs = sweep.add_subparsers(dest="verb", required=True)
+
+    def where(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--logdir", default=study.DEFAULT_LOGDIR,
+                            help="the folder sweeps are created in (default: runs); trials go to LOGDIR/ID/trial-NNN")
+        parser.add_argument("--storage", help="an Optuna database URL for the study (default: a journal file in "
+                            "the sweep's folder)")
+
+    create = verbs.add_parser("create", help="create a sweep from its config and print its id")
+    create.add_argument("config", help="sweep.yaml (or .json) in W&B's format")
+    create.add_argument("--name", help="the sweep's id (default: 8 random letters and digits)")
+    where(create)
+    create.set_defaults(func=cmd_create)
+    agent = verbs.add_parser("agent", help="run a sweep's trials one after another")
+    agent.add_argument("sweep", metavar="ID", help="the id create printed (or the sweep's folder)")
+    agent.add_argument("--count", type=int, help="stop after this many trials (default: until the sweep ends)")
+    where(agent)
+    agent.set_defaults(func=cmd_agent)
+    run = verbs.add_parser("run", help="create a sweep and run K agents on this machine")
+    run.add_argument("config", help="sweep.yaml (or .json) in W&B's format")
+    run.add_argument("--agents", type=int, default=1, help="agents at once (default: 1)")
+    run.add_argument("--count", type=int, help="trials per agent (default: until the sweep ends)")
+    run.add_argument("--name", help="the sweep's id (default: 8 random letters and digits)")
+    where(run)
+    run.set_defaults(func=cmd_run)
+    status = verbs.add_parser("status", help="a table of a sweep's trials, best first")
+    status.add_argument("sweep", metavar="ID", help="the sweep's id (or its folder)")
+    where(status)
+    status.set_defaults(func=cmd_status)
+    page = verbs.add_parser("report", help="one HTML page: the trials and Optuna's figures")
+    page.add_argument("sweep", metavar="ID", help="the sweep's id (or its folder)")
+    page.add_argument("--out", default="report.html", help="the page to write (default: report.html)")
+    where(page)
+    page.set_defaults(func=cmd_report)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a ``unitb sweep`` verb; a configuration or id it cannot use is one line, exit 2."""
+    try:
+        return int(args.func(args))
+    except (SweepConfigError, study.SweepNotFound, FileExistsError, ValueError, OSError) as exc:
+        print(f"unitb sweep {args.verb}: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"unitb sweep {args.verb}: {exc.name or exc} is not installed: pip install \"unitb[sweep]\"",
+              file=sys.stderr)
+        return 2

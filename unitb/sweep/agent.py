@@ -1,0 +1,265 @@
+"""A sweep's agent: it asks Optuna for a trial, runs the sweep's command as a process of its own,
+follows the metric the trial's run writes, and tells Optuna how the trial went.
+
+- A trial's value is the last value of ``metric.name`` it wrote (as W&B's sweeps take it); every
+  point is reported to Optuna at its step, so the pruner judges the trial as it trains.
+- A pruned trial is stopped with SIGTERM — what a scheduler sends, and what unitb's entry points
+  answer by writing out everything queued before the process ends — so its run is kept whole up
+  to the prune. A process still alive ``grace_seconds`` later is killed with its children.
+- A trial that exits with an error is failed with its exit code and the tail of its stderr; one
+  that never writes the metric is failed naming the tags it did write. Either way its run is
+  kept and the agent goes on.
+- :meth:`Agent.stop` (Ctrl-C) stops the running trial the same way, marks it interrupted and
+  queues its parameters again, so the next agent of the sweep runs them first.
+- Agents share nothing but the study: a grid's agents take combinations by trial number, and a
+  combination or a ``run_cap`` slot taken twice in a race is skipped, never run twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from unitb.files import json_files
+from unitb.files.names import TRIAL_ARGS, TRIAL_STDERR, TRIAL_STDOUT
+from unitb.log.sweep_trial import TrialInfo
+from unitb.sweep import space
+from unitb.sweep.command import command_line, nested
+from unitb.sweep.follow import MetricFollower
+from unitb.sweep.study import Sweep
+
+STDERR_TAIL = 2000  # characters of a failed trial's stderr kept with it
+# Environment a trial must not inherit: a launcher's W&B service would take the trial's W&B run
+# into the launcher's process (and keep it open after the trial ends).
+NOT_INHERITED = ("WANDB_SERVICE", "WANDB_RUN_ID", "WANDB_SWEEP_ID")
+# User attributes the agent keeps on a trial (read by ``unitb sweep status``).
+SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE = ("unitb.skipped", "unitb.interrupted", "unitb.error",
+                                                       "unitb.run", "unitb.values", "unitb.exit_code")
+
+
+class TrialFailed(Exception):
+    """The trial's process failed, or never wrote the metric."""
+
+
+class _Skipped(Exception):
+    """A trial created in a race for a combination (or ``run_cap`` slot) another agent took."""
+
+
+class _Interrupted(Exception):
+    """The agent was stopped while the trial ran."""
+
+
+def counted(trials: List[Any]) -> List[Any]:
+    """The trials that count toward the sweep: all but skipped and interrupted ones."""
+    return [t for t in trials if not t.user_attrs.get(SKIPPED) and not t.user_attrs.get(INTERRUPTED)]
+
+
+def _combination(params: Dict[str, Any]) -> Tuple[Tuple[str, str], ...]:
+    return tuple(sorted((name, json.dumps(value, sort_keys=True)) for name, value in params.items()))
+
+
+def child_environment(info: TrialInfo) -> Dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
+    env.update(info.environment())
+    env["PYTHONUNBUFFERED"] = "1"  # the trial's output reaches its log as it is printed
+    env.setdefault("WANDB_RUN_GROUP", info.sweep)  # W&B shows a sweep's trials as one group
+    return env
+
+
+def stderr_tail(path: str, limit: int = STDERR_TAIL) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+class Agent:
+    """Runs trials of ``sweep`` one after another until ``count`` ran, the sweep is complete,
+    or :meth:`stop`. ``say`` gets one line per trial as it ends."""
+
+    def __init__(self, sweep: Sweep, count: Optional[int] = None, *, poll_seconds: float = 0.25,
+                 grace_seconds: float = 30.0, say: Callable[[str], None] = print) -> None:
+        if count is not None and count < 1:
+            raise ValueError(f"count must be a positive number of trials, got {count}")
+        self.sweep = sweep
+        self.count = count
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self.say = say
+        self.ran = 0
+        self._stopping = threading.Event()
+        self._dims = space.dimensions(sweep.config)
+        assert sweep.config.metric is not None  # unitb.sweep.study.create refuses a sweep without one
+        self._metric = sweep.config.metric
+
+    def stop(self) -> None:
+        """Stop the running trial (SIGTERM, then SIGKILL after ``grace_seconds``) and start no other."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> int:
+        """Run trials; returns how many ran (skipped ones not counted)."""
+        import optuna
+
+        optuna.logging.set_verbosity(logging.ERROR)  # the agent says how each trial went itself
+        # A grid's agents share the sweep's seed; other samplers get one of their own, so two
+        # agents never draw the same points.
+        study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31))
+        catch = (TrialFailed, _Skipped, _Interrupted)
+        while not self.stopping and (self.count is None or self.ran < self.count):
+            reason = self.finished(study)
+            if reason:
+                self.say(f"sweep {self.sweep.ident}: {reason}")
+                break
+            study.optimize(self._objective(study), n_trials=1, catch=catch)
+        return self.ran
+
+    def finished(self, study) -> Optional[str]:
+        """Why no further trial should start (None while one should)."""
+        from optuna.trial import TrialState
+
+        config = self.sweep.config
+        trials = study.get_trials(deepcopy=False)
+        taken = counted(trials)
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
+        if config.run_cap is not None and len(taken) >= config.run_cap:
+            return f"run_cap reached ({config.run_cap} trials)"
+        if config.method == "grid" and not waiting and \
+                len({_combination(t.params) for t in taken}) >= config.grid_size():
+            return f"every combination of the grid ran ({config.grid_size()})"
+        target = self._metric.target
+        best = [t.value for t in taken if t.state == TrialState.COMPLETE and t.value is not None]
+        if target is not None and best:
+            reached = max(best) >= target if self._metric.goal == "maximize" else min(best) <= target
+            if reached:
+                return f"the metric's target {target} is reached"
+        return None
+
+    def _objective(self, study) -> Callable[[Any], float]:
+        def objective(trial) -> float:
+            values = space.suggest(trial, self._dims)
+            self._refuse_extra(study, trial)
+            folder = self.sweep.trial_folder(trial.number)
+            trial.set_user_attr(RUN, folder)
+            trial.set_user_attr(VALUES, values)
+            self.ran += 1
+            return self._run_trial(trial, values, folder)
+        return objective
+
+    def _refuse_extra(self, study, trial) -> None:
+        """A trial another agent's race made one too many is skipped before anything runs."""
+        others = [t for t in counted(study.get_trials(deepcopy=False)) if t.number != trial.number]
+        config = self.sweep.config
+        extra = None
+        if config.run_cap is not None and len(others) >= config.run_cap:
+            extra = "run_cap reached"
+        elif config.method == "grid" and _combination(trial.params) in {_combination(t.params) for t in others}:
+            extra = "its combination ran in another trial"
+        if extra:
+            trial.set_user_attr(SKIPPED, extra)
+            raise _Skipped(extra)
+
+    # ------------------------------------------------------------------ one trial
+    def _run_trial(self, trial, values: Dict[str, Any], folder: str) -> float:
+        import optuna
+
+        os.makedirs(folder, exist_ok=True)
+        args_file = os.path.join(folder, TRIAL_ARGS)
+        json_files.write(args_file, nested(values))
+        info = TrialInfo(self.sweep.ident, trial.number, values, folder)
+        words = command_line(self.sweep.config, values, args_file)
+        with open(os.path.join(folder, TRIAL_STDOUT), "wb") as out, \
+                open(os.path.join(folder, TRIAL_STDERR), "wb") as err:
+            try:
+                process = subprocess.Popen(words, env=child_environment(info), stdout=out, stderr=err,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as exc:
+                self._fail(trial, f"could not start {words[0]!r}: {exc}")
+        follower = MetricFollower(folder, self._metric.name)
+        last, pruned_at, interrupted = self._follow(trial, process, follower)
+        trial.set_user_attr(EXIT_CODE, process.returncode)
+        name = f"trial {trial.number} ({_short(values)})"
+        if interrupted:
+            trial.set_user_attr(INTERRUPTED, True)
+            study = trial.study
+            study.enqueue_trial(dict(trial.params), user_attrs={"unitb.rerun_of": trial.number})
+            self.say(f"{name}: interrupted; its parameters run again when an agent continues the sweep")
+            raise _Interrupted()
+        if pruned_at is not None:
+            self.say(f"{name}: pruned at step {pruned_at} ({self._metric.name} = {last[1]:.6g})" if last else
+                     f"{name}: pruned")
+            raise optuna.TrialPruned(f"pruned at step {pruned_at}")
+        if process.returncode != 0:
+            tail = stderr_tail(os.path.join(folder, TRIAL_STDERR))
+            self._fail(trial, f"exited with code {process.returncode}" + (f"; its stderr ends:\n{tail}" if tail
+                                                                            else " and wrote nothing to stderr"))
+        if last is None:
+            seen = sorted(follower.tags_seen)
+            self._fail(trial, f"never wrote the metric {self._metric.name!r}; "
+                       + (f"its run wrote {len(seen)} tags: {', '.join(seen[:20])}" if seen
+                          else f"no event file appeared under {folder}"))
+        assert last is not None
+        self.say(f"{name}: {self._metric.name} = {last[1]:.6g} at step {last[0]}")
+        return last[1]
+
+    def _follow(self, trial, process: subprocess.Popen, follower: MetricFollower
+                ) -> Tuple[Optional[Tuple[int, float]], Optional[int], bool]:
+        """Report the metric as it comes until the process ends; returns the last point, the step
+        a prune stopped the trial at (None if it was not), and whether :meth:`stop` did."""
+        last: Optional[Tuple[int, float]] = None
+        reported = set()
+        pruned_at: Optional[int] = None
+        stopped_at: Optional[float] = None
+        interrupted = False
+        while True:
+            exited = process.poll() is not None
+            fresh = follower.poll()  # read after the exit check: an exited process's last points are in
+            for step, value in fresh:
+                last = (step, value)
+                if step not in reported and step >= 0:
+                    reported.add(step)
+                    trial.report(value, step)
+            if exited:
+                return last, pruned_at, interrupted
+            if fresh and stopped_at is None and trial.should_prune():
+                pruned_at, stopped_at = last[0] if last else None, time.monotonic()
+                _signal(process, signal.SIGTERM)
+            if self.stopping and stopped_at is None:
+                interrupted, stopped_at = True, time.monotonic()
+                _signal(process, signal.SIGTERM)
+            if stopped_at is not None and time.monotonic() - stopped_at > self.grace_seconds:
+                _signal(process, signal.SIGKILL, group=True)
+            time.sleep(self.poll_seconds)
+
+    def _fail(self, trial, message: str) -> None:
+        trial.set_user_attr(ERROR, message)
+        self.say(f"trial {trial.number}: failed — {message}")
+        raise TrialFailed(message)
+
+
+def _signal(process: subprocess.Popen, number: int, group: bool = False) -> None:
+    try:
+        if group:
+            os.killpg(process.pid, number)  # the trial runs in a session of its own: its children too
+        else:
+            process.send_signal(number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _short(values: Dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in values.items())

@@ -1,0 +1,80 @@
+"""One HTML page for a sweep: its trials best first, and Optuna's plotly figures (optimization
+history, parallel coordinates, parameter importances). The page carries plotly.js itself, so it
+opens on a cluster without internet and can be mailed as one file."""
+from __future__ import annotations
+
+import html
+import time
+from typing import Any, Callable, List, Tuple
+
+from unitb.sweep.status import TrialRow, trial_rows
+from unitb.sweep.study import Sweep
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 20px; margin-bottom: 4px; } .sub { color: #666; margin-bottom: 16px; }
+table { border-collapse: collapse; font-size: 13px; margin-bottom: 24px; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }
+th { background: #f4f4f4; } tr.best td { font-weight: 600; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+.note { color: #666; font-size: 13px; }
+"""
+
+
+def _table(rows: List[TrialRow], metric: str) -> str:
+    names = list(dict.fromkeys(name for row in rows for name in row.values))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["trial", "state", *names, metric, "time", "run"])
+    body = []
+    for index, row in enumerate(rows):
+        cells = [str(row.number), row.state, *(_cell(row.values.get(name, "")) for name in names),
+                 "" if row.value is None else f"{row.value:.6g}",
+                 "" if row.seconds is None else f"{row.seconds:.1f} s", row.run]
+        title = f' title="{html.escape(row.note)}"' if row.note else ""
+        best = ' class="best"' if index == 0 and row.state == "complete" else ""
+        body.append(f"<tr{best}{title}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def figures(study) -> List[str]:
+    """The figures as HTML pieces (plotly.js inlined in the first); a figure Optuna cannot draw
+    yet (importances need two finished trials that differ) is named instead."""
+    from optuna import visualization
+
+    pieces: List[str] = []
+    makers: List[Tuple[str, Callable[[Any], Any]]] = [("optimization history", visualization.plot_optimization_history),
+              ("parallel coordinates", visualization.plot_parallel_coordinate),
+              ("parameter importances", visualization.plot_param_importances)]
+    for title, make in makers:
+        try:
+            figure = make(study)
+        except Exception as exc:  # too few trials for this figure
+            pieces.append(f'<p class="note">No {title}: {html.escape(str(exc))}</p>')
+            continue
+        pieces.append(figure.to_html(full_html=False, include_plotlyjs=not any("<script" in p for p in pieces),
+                                     default_height=420))
+    return pieces
+
+
+def write(sweep: Sweep, out: str) -> str:
+    """Write the page for ``sweep`` to ``out``; returns ``out``."""
+    study = sweep.study()
+    metric = sweep.config.metric
+    assert metric is not None
+    rows = trial_rows(study, metric.goal)
+    title = f"Sweep {sweep.ident}"
+    page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            f"<style>{_STYLE}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            f"<div class='sub'>{html.escape(sweep.config.method)} search, {metric.goal} "
+            f"<b>{html.escape(metric.name)}</b> · {len(rows)} trials · {html.escape(sweep.folder)} · "
+            f"written {time.strftime('%Y-%m-%d %H:%M')}</div>",
+            _table(rows, metric.name),
+            "<div class='figures'>", *(f"<div>{piece}</div>" for piece in figures(study)), "</div>",
+            "</body></html>"]
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(page))
+    return out

@@ -1,0 +1,105 @@
+"""How a sweep stands, read from its study: the table ``unitb sweep status`` prints and the one
+progress line agents show while they run."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from unitb.sweep.agent import ERROR, EXIT_CODE, INTERRUPTED, RUN, SKIPPED, VALUES
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str  # complete, pruned, running, waiting, failed, interrupted
+    values: Dict[str, Any]  # what the script was given
+    value: Optional[float]  # the metric's last value (a pruned trial: at the prune)
+    seconds: Optional[float]
+    run: str
+    note: str  # why it failed, where it was pruned
+
+
+_ORDER = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4, "interrupted": 5}
+
+
+def _state(trial) -> str:
+    if trial.user_attrs.get(INTERRUPTED):
+        return "interrupted"
+    return {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting",
+            "FAIL": "failed"}[trial.state.name]
+
+
+def _value(trial) -> Optional[float]:
+    if trial.value is not None:
+        return float(trial.value)
+    steps = trial.intermediate_values
+    return float(steps[max(steps)]) if steps else None
+
+
+def _note(trial, state: str) -> str:
+    if state == "pruned" and trial.intermediate_values:
+        return f"pruned at step {max(trial.intermediate_values)}"
+    if state == "failed":
+        return str(trial.user_attrs.get(ERROR) or f"exit code {trial.user_attrs.get(EXIT_CODE)}")
+    if state == "waiting" and "unitb.rerun_of" in trial.user_attrs:
+        return f"runs trial {trial.user_attrs['unitb.rerun_of']} again"
+    return ""
+
+
+def trial_rows(study, goal: str = "minimize") -> List[TrialRow]:
+    """Every trial but the skipped ones, best first: complete by the metric, then pruned ones
+    (by their value at the prune), running, waiting, failed, interrupted."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(SKIPPED):
+            continue
+        state = _state(trial)
+        seconds = None
+        if trial.datetime_start is not None:
+            end = trial.datetime_complete
+            if end is not None:
+                seconds = (end - trial.datetime_start).total_seconds()
+        rows.append(TrialRow(trial.number, state, dict(trial.user_attrs.get(VALUES) or trial.params), _value(trial),
+                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state)))
+    sign = -1.0 if goal == "maximize" else 1.0
+
+    def key(row: TrialRow):
+        value = row.value if row.value is not None and not math.isnan(row.value) else math.inf * sign
+        return (_ORDER[row.state], sign * value, row.number)
+
+    return sorted(rows, key=key)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table(rows: List[TrialRow], metric: str) -> str:
+    """A plain-text table: trial, state, each parameter, the metric, time, run folder, note."""
+    names = list(dict.fromkeys(name for row in rows for name in row.values))
+    header = ["trial", "state", *names, metric, "time", "run"]
+    body = [[str(row.number), row.state, *(_text(row.values.get(name, "")) for name in names),
+             "" if row.value is None else _text(row.value),
+             "" if row.seconds is None else f"{row.seconds:.1f}s", row.run] for row in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    for row in rows:
+        if row.note and row.state in ("failed", "pruned", "waiting"):
+            first = row.note.splitlines()[0] if row.note.strip() else row.note
+            lines.append(f"trial {row.number}: {first}")
+    return "\n".join(lines)
+
+
+def progress(study, ident: str, metric: str, goal: str = "minimize") -> str:
+    """One line: trials done, running, pruned and failed, and the best so far."""
+    rows = trial_rows(study, goal)
+    count = {state: sum(row.state == state for row in rows) for state in _ORDER}
+    line = (f"sweep {ident}: {count['complete']} done, {count['running']} running, {count['pruned']} pruned, "
+            f"{count['failed']} failed")
+    best = next((row for row in rows if row.state == "complete" and row.value is not None), None)
+    if best is not None:
+        line += f" — best {metric} {best.value:.6g} (trial {best.number})"
+    return line

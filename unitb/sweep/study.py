@@ -1,0 +1,140 @@
+"""A sweep as it is kept: its folder, and the Optuna study that holds its trials.
+
+``unitb sweep create`` makes ``<logdir>/<id>/``: the trials' run folders go there
+(``trial-000``, ``trial-001``…), so TensorBoard pointed at it shows the sweep and nothing else.
+By default the study is an Optuna journal file in that folder (``.unitb-sweep-journal.log``),
+which many agents share on one machine or on a shared file system; ``--storage URL`` puts it in
+a database instead. Either way the study itself keeps what every agent needs — the
+configuration as written, the sweep's seed (a grid's agents must share it) and the folder —
+so an agent needs nothing but the id and, with a database, its URL. ``.unitb-sweep.json`` in
+the folder names the study and the storage, so an agent given the folder finds both.
+
+Optuna is imported only here and in the modules below ``unitb.sweep``, when a sweep is used.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import string
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
+
+from unitb.files import json_files
+from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
+from unitb.sweep import space
+from unitb.sweep.config import SweepConfig, SweepConfigError, parse
+
+DEFAULT_LOGDIR = "runs"
+_ID_LETTERS = string.ascii_lowercase + string.digits
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What the study keeps of the sweep (Optuna user attributes).
+CONFIG_ATTR, SEED_ATTR, FOLDER_ATTR = "unitb.config", "unitb.seed", "unitb.folder"
+
+
+class SweepNotFound(LookupError):
+    """No sweep of that id in that folder or storage."""
+
+
+@dataclass
+class Sweep:
+    """One sweep: its id, folder, configuration, seed and the storage its study lives in."""
+
+    ident: str
+    folder: str
+    config: SweepConfig
+    raw: Dict[str, Any]
+    seed: int
+    storage_url: str
+
+    def storage(self):
+        """An Optuna storage object for this sweep's study (one per agent)."""
+        return open_storage(self.storage_url)
+
+    def study(self, seed: Optional[int] = None, storage=None):
+        """The study, with the sampler and pruner the configuration names. ``seed``: the
+        sampler's; a grid always takes the sweep's own (see :func:`unitb.sweep.space.sampler`)."""
+        import optuna
+
+        sampler_seed = self.seed if self.config.method == "grid" or seed is None else seed
+        return optuna.load_study(study_name=self.ident, storage=storage or self.storage(),
+                                 sampler=space.sampler(self.config, sampler_seed), pruner=space.pruner(self.config))
+
+    def trial_folder(self, number: int) -> str:
+        return os.path.join(self.folder, f"trial-{number:03d}")
+
+
+def open_storage(url: str):
+    """A journal file's path (anything without ``://``) or a database URL Optuna takes."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if "://" in url:
+        return optuna.storages.RDBStorage(url)
+    # Optuna's own lock for the journal (a symlink made atomically) holds on shared file systems too.
+    return optuna.storages.JournalStorage(JournalFileBackend(url))
+
+
+def new_id() -> str:
+    """Eight letters and digits, as W&B's sweep ids."""
+    return "".join(random.SystemRandom().choice(_ID_LETTERS) for _ in range(8))
+
+
+def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEFAULT_LOGDIR,
+           storage: Optional[str] = None) -> Sweep:
+    """Create the sweep of configuration ``raw`` (as read from its file): its folder and study.
+    ``name`` becomes its id (a plain folder name; a new random id when None). The
+    configuration is checked whole first: nothing is created for one that cannot run."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # unitb says what it created
+    config = parse(raw)
+    space.dimensions(config)  # every parameter searchable, or a SweepConfigError naming it
+    if config.metric is None:
+        raise SweepConfigError("metric: unitb's sweeps need the metric a trial is judged by "
+                               "(metric: {name: val/loss, goal: minimize})")
+    if name is not None and not _PLAIN_NAME.match(name):
+        raise ValueError(f"--name {name!r}: a sweep's name is a folder name (letters, digits, '.', '_', '-')")
+    ident = name or new_id()
+    folder = os.path.abspath(os.path.join(logdir, ident))
+    if os.path.exists(os.path.join(folder, SWEEP_FILE)):
+        raise FileExistsError(f"{folder} holds a sweep already: run its agents (unitb sweep agent {ident}) or "
+                              "choose another --name")
+    os.makedirs(folder, exist_ok=True)
+    url = storage or os.path.join(folder, SWEEP_JOURNAL)
+    study = optuna.create_study(study_name=ident, storage=open_storage(url),
+                                direction="maximize" if config.metric.goal == "maximize" else "minimize")
+    seed = random.SystemRandom().randrange(2 ** 31)
+    study.set_user_attr(CONFIG_ATTR, dict(raw))
+    study.set_user_attr(SEED_ATTR, seed)
+    study.set_user_attr(FOLDER_ATTR, folder)
+    study.set_user_attr("unitb.created", time.time())
+    json_files.write(os.path.join(folder, SWEEP_FILE),
+                     {"sweep": ident, "storage": storage or SWEEP_JOURNAL}, durable=True)
+    return Sweep(ident, folder, config, dict(raw), seed, url)
+
+
+def find(ident: str, logdir: str = DEFAULT_LOGDIR, storage: Optional[str] = None) -> Sweep:
+    """The sweep ``ident``: a sweep folder's path, or an id under ``logdir`` (or in ``storage``)."""
+    import optuna
+
+    folder = ident if os.path.isfile(os.path.join(ident, SWEEP_FILE)) else os.path.join(logdir, ident)
+    pointer = json_files.read_dict(os.path.join(folder, SWEEP_FILE))
+    if storage is None:
+        if not pointer:
+            raise SweepNotFound(f"no sweep {ident!r}: {folder} holds no {SWEEP_FILE} (give the sweep's folder, "
+                                "--logdir where it was created, or --storage for a database sweep)")
+        kept = str(pointer.get("storage", SWEEP_JOURNAL))
+        storage_url = kept if "://" in kept else os.path.join(folder, kept)
+    else:
+        storage_url = storage
+    study_name = str(pointer.get("sweep", os.path.basename(os.path.normpath(ident))))
+    try:
+        summary = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    except KeyError as exc:
+        raise SweepNotFound(f"no sweep {study_name!r} in {storage_url}") from exc
+    attrs = summary.user_attrs
+    raw = dict(attrs.get(CONFIG_ATTR) or {})
+    return Sweep(study_name, str(attrs.get(FOLDER_ATTR) or os.path.abspath(folder)), parse(raw), raw,
+                 int(attrs.get(SEED_ATTR, 0)), storage_url)
