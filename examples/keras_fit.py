@@ -65,7 +65,7 @@ def targets(kpts: np.ndarray) -> dict:
 
 
 def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optional[dict] = None,
-          epochs: Optional[int] = None) -> str:
+          epochs: Optional[int] = None, lr: float = 0.01) -> str:
     import keras
 
     import unitb
@@ -76,7 +76,7 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
     steps_per_epoch = math.ceil(len(images) / batch_size)
     epochs = epochs or max(1, math.ceil(steps / steps_per_epoch))
     model = build_model()
-    schedule = keras.optimizers.schedules.CosineDecay(0.003, decay_steps=max(1, steps), warmup_target=0.01,
+    schedule = keras.optimizers.schedules.CosineDecay(0.3 * lr, decay_steps=max(1, steps), warmup_target=lr,
                                                       warmup_steps=max(1, steps // 3))
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   # Cross-entropy on the heatmaps: with MSE the head learns near-zero maps first (the
@@ -110,8 +110,11 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(description="Keras fit logged with unitb.TFCallback")
     parser.add_argument("--out", default="runs")
     parser.add_argument("--steps", type=int, default=64)
+    # A sweep's ${args} spell parameters as they are named: --lr=0.01 --batch_size=8.
+    parser.add_argument("--lr", type=float, default=0.01, help="the peak learning rate (after warm-up)")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
-    return train(args.out, args.steps)
+    return train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ TRAIN_IMAGES, VAL_IMAGES = 32, 16
 
 
 def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size: int = 8,
-                 val_interval: int = 1, checkpoints: bool = True, **hook_overrides):
+                 val_interval: int = 1, checkpoints: bool = True, cfg_options: Optional[dict] = None,
+                 **hook_overrides):
     """A Runner for tiny_topdown.py writing into ``<out>/mmpose-topdown`` (events, ``work_dir``
-    and the generated ``data``); ``hook_overrides`` change EnhancedTensorBoardHook arguments
-    (e.g. ``kpt_thr=0.0``)."""
+    and the generated ``data``); ``cfg_options`` are merged last, as mmengine's ``--cfg-options``
+    (``{"optim_wrapper.optimizer.lr": 0.002}``); ``hook_overrides`` change
+    EnhancedTensorBoardHook arguments (e.g. ``kpt_thr=0.0``)."""
     import mmpose_compat  # noqa: F401  (before mmpose.models is imported)
     from mmengine.config import Config
     from mmengine.runner import Runner
@@ -51,6 +53,8 @@ def build_runner(out: str, max_epochs: int = 2, resume: bool = False, batch_size
         loader.batch_size = batch_size
     cfg.val_evaluator[0].ann_file = data_root + "annotations/val.json"
     cfg.custom_hooks[0].update(hook_overrides)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     return Runner.from_cfg(cfg)
 
 
@@ -61,15 +65,22 @@ def epochs_for(steps: int, batch_size: int = 8) -> int:
 
 def main(argv: Optional[list] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs")
+    # Inside a sweep's trial the run goes into the trial's folder (the agent sets UNITB_SWEEP_LOGDIR).
+    parser.add_argument("--out", default=os.environ.get("UNITB_SWEEP_LOGDIR", "runs"))
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (rounded up to whole epochs)")
     parser.add_argument("--epochs", type=int, default=2, help="used when --steps is not given")
     parser.add_argument("--no-checkpoints", action="store_true",
                         help="skip CheckpointHook (a ResNet-18 checkpoint with Adam state is ~140 MB)")
+    from mmengine.config import DictAction
+
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                        help="override config settings, as mmengine's tools/train.py (a sweep passes its parameters "
+                             "here through ${args_no_hyphens})")
     args = parser.parse_args(argv)
     epochs = epochs_for(args.steps) if args.steps else args.epochs
     # About four validations however long the run (mmengine always validates the last epoch).
-    runner = build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints)
+    runner = build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints,
+                          cfg_options=args.cfg_options)
     runner.train()
     # <out>/mmpose-topdown, or -2, -3... when a fresh run found another run there (unitb.folder.versions)
     run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir

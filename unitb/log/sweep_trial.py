@@ -19,6 +19,7 @@ from unitb.files.names import TRIAL_RUNS
 from unitb.notices import default_warn
 
 ENV = "UNITB_SWEEP_TRIAL"
+LOGDIR_ENV = "UNITB_SWEEP_LOGDIR"  # the trial's folder alone, for scripts and shells
 _said: Dict[str, bool] = {}
 
 
@@ -36,8 +37,11 @@ class TrialInfo:
 
     def environment(self) -> Dict[str, str]:
         """The environment variable the agent sets for the trial's process."""
-        return {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
-                                 "logdir": self.logdir})}
+        env = {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
+                                "logdir": self.logdir})}
+        if self.logdir:  # for a script that chooses its own folder (``--out $UNITB_SWEEP_LOGDIR``)
+            env[LOGDIR_ENV] = self.logdir
+        return env
 
 
     def note_run(self, run_dir: str) -> None:
