@@ -33,6 +33,7 @@ class WandbRun:
         self.resume = ""
         self.branch_point = None
         self.started = 0
+        self.group = ""
         for data in _wandb_records(path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(data)
@@ -41,6 +42,7 @@ class WandbRun:
                 self.run_id = record.run.run_id
                 self.started = record.run.start_time.ToNanoseconds()
                 self.resume = record.run.resume
+                self.group = record.run.run_group
                 for item in record.run.config.update:
                     self.config[item.key] = json.loads(item.value_json)
                 if record.run.HasField("branch_point"):

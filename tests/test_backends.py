@@ -2,6 +2,9 @@
 tags, steps and values, read back from what each backend stored; each step once across a
 resume; a backend that is down costs one warning and nothing else."""
 import os
+import subprocess
+import sys
+import textwrap
 import time
 import warnings
 
@@ -297,3 +300,38 @@ def test_unitb_push_streams_a_long_run_held_in_several_files(tmp_path, wandb_off
     (found,) = _only_run(mlflow_server, "t9")
     assert mlflow_server.history(found.info.run_id) == tb
     assert len(held) > 10 and max(held) < 100  # a window of steps, never the whole run (400 steps)
+
+
+def test_a_sweeps_trials_are_one_wandb_group_and_children_of_one_mlflow_run(tmp_path, wandb_offline, mlflow_server,
+                                                                            monkeypatch):
+    """Two trials of `unitb sweep run` with both backends: W&B groups them by the sweep, and
+    MLflow nests them under one parent run named after it, however many trials start at once."""
+    pytest.importorskip("optuna")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    (tmp_path / "train.py").write_text(textwrap.dedent(f'''
+        import argparse, torch
+        from torch_adapter import TorchLogger
+        parser = argparse.ArgumentParser(); parser.add_argument("--lr", type=float); lr = parser.parse_args().lr
+        log = TorchLogger("not-used", log_speed=False, log_model_stats=False, log_train_images=False,
+                          backends={{"wandb": {{"project": "sweeps", "dir": {wandb_offline!r}}},
+                                    "mlflow": {{"experiment": "sweeps"}}}})
+        for step in range(1, 5):
+            log.log_step(step, loss=1.0 / (step * lr))
+        log.log_scalar("val/loss", 1.0 / lr)
+        log.close()
+    '''))
+    (tmp_path / "sweep.yaml").write_text("program: train.py\nmethod: grid\nmetric: {name: val/loss}\n"
+                                         "parameters: {lr: {values: [1.0, 2.0]}}\n")
+    done = subprocess.run([sys.executable, "-m", "unitb", "sweep", "run", "sweep.yaml", "--agents", "2", "--name",
+                           "sw1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = wandb_runs(wandb_offline)
+    assert len(runs) == 2 and {run.group for run in runs} == {"sw1"}
+    assert sorted(run.config["lr"] for run in runs) == [1.0, 2.0]
+    client = mlflow_server.client()
+    found = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    parents = [run for run in found if run.data.tags.get("unitb.parent") == "sw1"]
+    assert len(parents) == 1 and parents[0].info.run_name == "sw1"
+    children = [run for run in found if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(float(run.data.params["lr"]) for run in children) == [1.0, 2.0]
+    assert sorted(run.info.run_name for run in children) == ["trial-000", "trial-001"]

@@ -26,6 +26,7 @@ from torch_adapter.profiler import step_profiler
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
 from unitb.files import storage
+from unitb.log import train_step
 from unitb.write.hparams import merged
 from unitb.log.lifecycle import RunLife
 from unitb.log.options import LogOptions, show_options
@@ -92,6 +93,10 @@ class TorchLogger(OwnValuesAPI):
                                write_header=start_step == 0)
             if self.options.log_graph:
                 self._graph = FirstInput(model)  # traced at the first logged step after the first forward
+        elif start_step == 0 and (hparams or config or self.life.trial is not None):
+            # Without a model there is nothing to measure, but the run's own values still count.
+            train_step.write_header(run, self.options, config_text=config,
+                                    hparams=self.life.hparams(merged({"framework": "pytorch"}, hparams)))
         self.life.start_profiler(step_profiler, run.sink.logdir, at_step=start_step)
         self.session.arm(start_step + 1)
 

@@ -46,7 +46,7 @@ PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
 # The keywords each backend takes (backends={"wandb": {...}}): the few a user sets in practice.
 KEYWORDS = {
     "wandb": ("project", "entity", "name", "group", "tags", "notes", "dir", "mode"),
-    "mlflow": ("tracking_uri", "experiment", "run_name", "tags", "artifact_location"),
+    "mlflow": ("tracking_uri", "experiment", "run_name", "tags", "artifact_location", "parent_run"),
 }
 
 _LIVE: "weakref.WeakSet[Forwarder]" = weakref.WeakSet()

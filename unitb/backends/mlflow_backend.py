@@ -66,6 +66,9 @@ class MlflowBackend(PointErrors):
         location = self.options.get("artifact_location")
         experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
             experiment, artifact_location=str(location) if location else None)
+        parent = self.options.get("parent_run")
+        if parent:  # a sweep's trials, nested under one run named after the sweep
+            tags["mlflow.parentRunId"] = self._parent(experiment_id, str(parent))
         run = self.client.create_run(experiment_id, run_name=str(self.options.get("run_name") or run_name), tags=tags)
         self.run_id = run.info.run_id
         if old:
@@ -74,6 +77,26 @@ class MlflowBackend(PointErrors):
             self._warn(f"unitb: the MLflow run {old} holds steps after the resume point {start_step}, which MLflow "
                        f"cannot delete; run {self.run_id} replaces it (steps up to {start_step} sent again)")
         return -1
+
+    def _parent(self, experiment_id: str, name: str) -> str:
+        """The id of the parent run ``name`` (tagged ``unitb.parent``), created by the first
+        trial that needs it. Trials starting together may each create one: all then take the
+        oldest, and the others are deleted."""
+        def oldest() -> Optional[str]:
+            runs = self.client.search_runs([experiment_id], filter_string=f"tags.`unitb.parent` = '{name}'",
+                                           max_results=50)
+            # Every trial orders the candidates the same way, ties within a millisecond too.
+            return min(((run.info.start_time, run.info.run_id) for run in runs), default=(0, None))[1]
+
+        existing = oldest()
+        if existing:
+            return existing
+        mine = self.client.create_run(experiment_id, run_name=name, tags={"unitb.parent": name})
+        self.client.set_terminated(mine.info.run_id)
+        chosen = oldest() or mine.info.run_id
+        if chosen != mine.info.run_id:
+            self.client.delete_run(mine.info.run_id)
+        return chosen
 
     def _exists(self, run_id: str) -> bool:
         try:

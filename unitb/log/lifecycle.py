@@ -65,12 +65,25 @@ class RunLife:
         """The run's hparams, with a trial's parameters, sweep and number over them."""
         return merged(values, self.trial.hparams() if self.trial is not None else None)
 
+    def backends(self) -> object:
+        """The backends' settings; a trial's W&B run joins the sweep's group and its MLflow run
+        goes under a parent run named after the sweep, unless the script chose otherwise."""
+        chosen = self.options.backends
+        if self.trial is None or not isinstance(chosen, dict):
+            return chosen
+        settings = {name: dict(options or {}) for name, options in chosen.items()}
+        if "wandb" in settings:
+            settings["wandb"].setdefault("group", self.trial.sweep)
+        if "mlflow" in settings:
+            settings["mlflow"].setdefault("parent_run", self.trial.sweep)
+        return settings
+
     # ------------------------------------------------------------------ opening
     def open(self, sink: Sink, *, start_step: int = 0, url: Optional[str] = None, mirror=None,
              run_name: Optional[str] = None, forwarder=None) -> RunLogger:
         """Start writing into ``sink``'s folder (a URL run: ``url``, uploaded by ``mirror``); the
         backends' ``forwarder`` of an earlier writer into the same folder is kept."""
-        folder = open_folder(sink.logdir, url=url, mirror=mirror, backends=self.options.backends,
+        folder = open_folder(sink.logdir, url=url, mirror=mirror, backends=self.backends(),
                              start_step=start_step, warn=self.warn, backend_timeout=self.options.backend_timeout,
                              run_name=run_name, forwarder=forwarder)
         self.run = RunLogger(sink, warn=self.warn, max_log_mb=self.options.max_log_mb,
