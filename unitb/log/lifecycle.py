@@ -65,13 +65,13 @@ class RunLife:
         """The run's hparams, with a trial's parameters, sweep and number over them."""
         return merged(values, self.trial.hparams() if self.trial is not None else None)
 
-    def backends(self) -> object:
+    def backends(self) -> Optional[Mapping[str, Mapping[str, object]]]:
         """The backends' settings; a trial's W&B run joins the sweep's group and its MLflow run
         goes under a parent run named after the sweep, unless the script chose otherwise."""
         chosen = self.options.backends
         if self.trial is None or not isinstance(chosen, dict):
             return chosen
-        settings = {name: dict(options or {}) for name, options in chosen.items()}
+        settings: Dict[str, Dict[str, object]] = {name: dict(options or {}) for name, options in chosen.items()}
         if "wandb" in settings:
             settings["wandb"].setdefault("group", self.trial.sweep)
         if "mlflow" in settings:
