@@ -622,6 +622,129 @@ def bench_torch_start(quick: bool) -> List[Row]:
     return rows
 
 
+# ----------------------------------------------------------------------------- sweeps
+# A trial as small as a trial can be: it copies a prepared event file (one val/loss point) into
+# its folder, so its process is little more than the interpreter starting.
+TINY_TRIAL = """
+import json, os, shutil, sys
+shutil.copy(sys.argv[1], os.path.join(json.loads(os.environ["UNITB_SWEEP_TRIAL"])["logdir"], "events.out.tfevents.0.x"))
+"""
+# A trial that writes like a training run for SECONDS: 20 scalars a step (an event each, as
+# SummaryWriter writes them), 100 steps a second, flushed each second (as unitb does inside a
+# trial), for the agent to follow.
+BUSY_TRIAL = """
+import json, os, sys, time
+sys.modules["tensorflow"] = None
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+writer = EventFileWriter(json.loads(os.environ["UNITB_SWEEP_TRIAL"])["logdir"], flush_secs=1)
+seconds = float(sys.argv[1])
+start, step = time.monotonic(), 0
+while time.monotonic() - start < seconds:
+    step += 1
+    for tag in ["val/loss"] + [f"train/t{i}" for i in range(19)]:
+        writer.add_event(Event(step=step, wall_time=time.time(), summary=Summary(value=[
+            Summary.Value(tag=tag, simple_value=1.0 / step)])))
+    time.sleep(0.01)
+writer.close()
+"""
+
+
+def _sweep_in(root: str, program: str, parameters: dict, argument: str, method: str = "random"):
+    from unitb.sweep import study
+
+    raw = {"program": program, "method": method, "metric": {"name": "val/loss", "goal": "minimize"},
+           "parameters": parameters, "command": ["${env}", "${interpreter}", "${program}", argument]}
+    return study.create(raw, logdir=root)
+
+
+SEARCHED = {"lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+            "batch_size": {"values": [8, 16, 32, 64]}, "dropout": {"min": 0.0, "max": 0.5},
+            "layers": {"min": 1, "max": 8}}
+
+
+def bench_sweep(quick: bool) -> List[Row]:
+    """The agent's own cost: the time it adds between trials beyond the trials' processes (the
+    same processes run back to back by a plain loop), the CPU it spends following a busy trial's
+    events, and the sampler's time to suggest a trial once 100 have run (the journal storage
+    as agents use it)."""
+    import optuna
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from unitb.log.sweep_trial import TrialInfo
+    from unitb.sweep import space
+    from unitb.sweep.agent import Agent, child_environment
+    from unitb.sweep.config import parse
+    from unitb.sweep.study import open_storage
+    from unitb.write import protos
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rows: List[Row] = []
+    count = 4 if quick else 20
+    with tempfile.TemporaryDirectory() as root:
+        program = os.path.join(root, "trial.py")
+        with open(program, "w") as handle:
+            handle.write(TINY_TRIAL)
+        point = os.path.join(root, "point")
+        protos.write_events(point, [(Summary(value=[Summary.Value(tag="val/loss", simple_value=0.5)]), 1)])
+        gaps = []
+        for _ in range(1 if quick else 3):
+            sweep = _sweep_in(root, program, {"x": {"min": 0.0, "max": 1.0}}, point)
+            start = time.perf_counter()
+            Agent(sweep, count, say=lambda _line: None).run()
+            agent_seconds = time.perf_counter() - start
+            info = TrialInfo("plain", 0, {"x": 0.5}, os.path.join(root, "plain"))
+            os.makedirs(os.path.join(root, "plain"), exist_ok=True)
+            start = time.perf_counter()
+            for _ in range(count):
+                subprocess.run([sys.executable, program, point], env=child_environment(info), check=True)
+            gaps.append((agent_seconds - (time.perf_counter() - start)) / count)
+        rows.append((f"sweep agent: time it adds between trials beyond the trial's own process ({count} tiny "
+                     "trials, journal storage, vs the same processes run back to back)",
+                     f"{statistics.median(gaps) * 1000:.0f} ms a trial (trials {min(gaps) * 1000:.0f} … "
+                     f"{max(gaps) * 1000:.0f} ms)", "≤ 300 ms", _met(statistics.median(gaps) <= 0.3)))
+
+        busy = os.path.join(root, "busy.py")
+        with open(busy, "w") as handle:
+            handle.write(BUSY_TRIAL)
+        # Two trial lengths: the difference is the following alone (a trial's fixed costs are
+        # the row above).
+        spent = {}
+        for seconds in ((1.0, 3.0) if quick else (2.0, 12.0)):
+            sweep = _sweep_in(root, busy, {"x": {"min": 0.0, "max": 1.0}}, str(seconds))
+            cpu, wall = time.process_time(), time.perf_counter()
+            Agent(sweep, 1, say=lambda _line: None).run()
+            spent[seconds] = (time.process_time() - cpu, time.perf_counter() - wall)
+        (short_cpu, short_wall), (long_cpu, long_wall) = spent.values()
+        share = (long_cpu - short_cpu) / (long_wall - short_wall)
+        rows.append(("sweep agent: CPU it spends following a trial that writes 2,000 scalars a second "
+                     f"(trials of {min(spent):g} s and {max(spent):g} s, the difference)",
+                     f"{share * 100:.2f} % of a core ({long_cpu * 1000:.0f} ms CPU over {long_wall:.1f} s, "
+                     f"start and end included)", "≤ 1 %", _met(share <= 0.01)))
+
+        total = 30 if quick else 100
+        for method in ("bayes", "random"):
+            config = parse({"program": "x.py", "method": method, "metric": {"name": "m"}, "parameters": SEARCHED})
+            dims = space.dimensions(config)
+            study = optuna.create_study(storage=open_storage(os.path.join(root, f"{method}.log")),
+                                        sampler=space.sampler(config, 0))
+            times = []
+            for _ in range(total):
+                start = time.perf_counter()
+                trial = study.ask()
+                values = space.suggest(trial, dims)
+                times.append(time.perf_counter() - start)
+                study.tell(trial, (values["lr"] - 1e-3) ** 2 + values["dropout"] + values["layers"] / 100)
+            last = times[-10:]
+            rows.append((f"sweep: time to suggest a trial after {total - 10}–{total} trials, {method} "
+                         f"({'TPE' if method == 'bayes' else 'RandomSampler'}, 4 parameters, journal storage)",
+                         f"{statistics.median(last) * 1000:.0f} ms (trials {min(last) * 1000:.0f} … "
+                         f"{max(last) * 1000:.0f} ms)", "≤ 1 s" if method == "bayes" else "(reference)",
+                         _met(statistics.median(last) <= 1.0) if method == "bayes" else "—"))
+    return rows
+
+
 # ----------------------------------------------------------------------------- 5 memory
 def bench_memory(quick: bool) -> List[Row]:
     import numpy as np
@@ -1076,13 +1199,13 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
     parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading",
-                                                     "store", "torch-start", "backends"])
+                                                     "store", "torch-start", "backends", "sweep"])
     parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
     suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
               "reading": bench_reading, "mmengine": bench_mmengine, "keras": bench_keras,
               "keras-startup": bench_keras_startup, "store": bench_store, "torch-start": bench_torch_start,
-              "backends": bench_backends}
+              "backends": bench_backends, "sweep": bench_sweep}
     rows: List[Row] = []
     for name, fn in suites.items():
         if args.only and name not in args.only:

@@ -74,3 +74,16 @@ def wandb_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(folder / "config"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(folder / "cache"))
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server on loopback for the session (see tests/pg_server.py)."""
+    pytest.importorskip("psycopg")
+    from pg_server import PostgresServer, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()

@@ -3,6 +3,7 @@ tiny torch training, and the trials' event files read back."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,16 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
     first_row = status.stdout.splitlines()[2].split()
     assert first_row[:2] == [str(min(chosen, key=chosen.get)), "complete"]
     assert "Look at them:" in done.stdout and sweep.folder in done.stdout
+    # The report: one page that opens offline (plotly.js inside), the trials best first, the
+    # three figures by the metric's name and the searched parameters.
+    page = unitb(tmp_path, "sweep", "report", "grid", "--out", "report.html")
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert "plotly.js v" in html and not re.search(r"<script[^>]+src=", html)
+    for title in ("Optimization History Plot", "Parallel Coordinate Plot", "Hyperparameter Importances"):
+        assert title in html
+    best = min(chosen, key=chosen.get)
+    assert html.index(f"<tr class=\"best\"><td>{best}</td><td>complete</td>") < html.index("Optimization History")
     # HPARAMS through the real server: every trial, the sweep's parameters ticked first as
     # columns, its metric the first metric.
     with tensorboard(sweep.folder, expect_runs=4) as tb:

@@ -90,10 +90,11 @@ class Console:
             self.stream.flush()
 
 
-def _agents(sweep: study.Sweep, agents: int, count: Optional[int]) -> int:
+def _agents(sweep: study.Sweep, agents: int, count: Optional[int], heartbeat: int = study.HEARTBEAT_SECONDS,
+            retries: int = 1) -> int:
     """Run ``agents`` agents at once (threads: the trials are processes) until they end or Ctrl-C."""
     console = Console(sweep)
-    running = [Agent(sweep, count, say=console.say) for _ in range(agents)]
+    running = [Agent(sweep, count, say=console.say, heartbeat=heartbeat, retries=retries) for _ in range(agents)]
     errors: List[BaseException] = []
 
     def work(agent: Agent) -> None:
@@ -117,9 +118,15 @@ def _agents(sweep: study.Sweep, agents: int, count: Optional[int]) -> int:
     try:
         for thread in threads:
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:  # the second Ctrl-C
+            for agent in running:
+                agent.kill()
+            for thread in threads:
+                thread.join(10.0)
     finally:
         signal.signal(signal.SIGINT, previous)
         console.close()
@@ -165,7 +172,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    return _agents(_find(args), 1, args.count)
+    return _agents(_find(args), 1, args.count, args.heartbeat, args.retries)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -174,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, storage=args.storage)
     print(f"unitb sweep: {sweep.ident} in {sweep.folder}, {args.agents} agent(s)", file=sys.stderr)
-    return _agents(sweep, args.agents, args.count)
+    return _agents(sweep, args.agents, args.count, args.heartbeat, args.retries)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -204,6 +211,14 @@ def add_parser(sub) -> None:
         parser.add_argument("--storage", help="an Optuna database URL for the study (default: a journal file in "
                             "the sweep's folder)")
 
+    def agents(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--count", type=int, help="trials per agent (default: until the sweep ends)")
+        parser.add_argument("--retries", type=int, default=1, help="with --storage: how many times a trial whose "
+                            "agent died runs again on another (default: 1)")
+        parser.add_argument("--heartbeat", type=int, default=study.HEARTBEAT_SECONDS, metavar="SECONDS",
+                            help="with --storage: how often an agent says it is alive; a trial silent for three "
+                            f"beats is taken as dead (default: {study.HEARTBEAT_SECONDS})")
+
     create = verbs.add_parser("create", help="create a sweep from its config and print its id")
     create.add_argument("config", help="sweep.yaml (or .json) in W&B's format")
     create.add_argument("--name", help="the sweep's id (default: 8 random letters and digits)")
@@ -211,13 +226,13 @@ def add_parser(sub) -> None:
     create.set_defaults(func=cmd_create)
     agent = verbs.add_parser("agent", help="run a sweep's trials one after another")
     agent.add_argument("sweep", metavar="ID", help="the id create printed (or the sweep's folder)")
-    agent.add_argument("--count", type=int, help="stop after this many trials (default: until the sweep ends)")
+    agents(agent)
     where(agent)
     agent.set_defaults(func=cmd_agent)
     run = verbs.add_parser("run", help="create a sweep and run K agents on this machine")
     run.add_argument("config", help="sweep.yaml (or .json) in W&B's format")
     run.add_argument("--agents", type=int, default=1, help="agents at once (default: 1)")
-    run.add_argument("--count", type=int, help="trials per agent (default: until the sweep ends)")
+    agents(run)
     run.add_argument("--name", help="the sweep's id (default: 8 random letters and digits)")
     where(run)
     run.set_defaults(func=cmd_run)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
 
@@ -291,6 +291,21 @@ def _event_values(event, plugin_of: Dict[str, str]) -> Iterator[Tuple[str, str, 
             yield value.tag, kind, float(value.simple_value)
         else:
             yield value.tag, kind, _decode(kind, _migrated(value))
+
+
+def tag_scalars(events: Iterable[Any], tag: str, plugin_of: Dict[str, str],
+                seen: Set[str]) -> Iterator[Tuple[int, float]]:
+    """``(step, value)`` of the scalar ``tag`` in ``events``, decoding nothing else (following
+    one metric of a busy run); every tag met is added to ``seen``."""
+    for event in events:
+        for value in event.summary.value:
+            name = value.tag
+            seen.add(name)
+            if name == tag and _kind_of(value, plugin_of) == "scalar":
+                number = value.simple_value if value.WhichOneof("value") == "simple_value" else \
+                    _decode("scalar", _migrated(value))
+                if isinstance(number, (int, float)):
+                    yield int(event.step), float(number)
 
 
 def _migrated(value):

@@ -131,6 +131,7 @@ def _say_damaged(path: str, offset: int) -> None:
 
 _PREDICTED_RECORDS = 4096  # headers predicted and checked at once
 _LONGEST_PERIOD = 256  # records in the longest repeating pattern looked for
+_CHECKED_RECORDS = 64  # the lengths a period must explain before headers are predicted from it
 
 
 def _walk(data: bytes, pos: int) -> Tuple["np.ndarray", "np.ndarray", int]:
@@ -179,9 +180,15 @@ def _walk(data: bytes, pos: int) -> Tuple["np.ndarray", "np.ndarray", int]:
 def _predicted(buf: "np.ndarray", pos: int, history: List[int]):
     """``(starts, lengths, period, all held)`` of the records from ``pos`` on that follow the
     pattern repeating at the end of ``history``; None when there is none or the very next
-    header breaks it."""
-    period = next((p for p in range(1, min(_LONGEST_PERIOD, len(history) // 2) + 1)
-                   if history[-p:] == history[-2 * p:-p]), 0)
+    header breaks it. A period must explain the last ``_CHECKED_RECORDS`` lengths (or two
+    turns of it, if longer): a run whose tags differ in length only now and then (``t9``,
+    ``t10``) has stretches of equal lengths that a shorter look takes for a period of 1,
+    broken a few records on, again and again."""
+    def explains(p: int) -> bool:
+        recent = history[-max(2 * p, _CHECKED_RECORDS):]
+        return recent[p:] == recent[:-p]
+
+    period = next((p for p in range(1, min(_LONGEST_PERIOD, len(history) // 2) + 1) if explains(p)), 0)
     if not period:
         return None
     lengths = np.tile(np.asarray(history[-period:], np.int64), -(-_PREDICTED_RECORDS // period))

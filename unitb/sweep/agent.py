@@ -32,7 +32,7 @@ from unitb.log.sweep_trial import TrialInfo
 from unitb.sweep import space
 from unitb.sweep.command import command_line, nested
 from unitb.sweep.follow import MetricFollower
-from unitb.sweep.study import Sweep
+from unitb.sweep.study import HEARTBEAT_SECONDS, Sweep
 
 STDERR_TAIL = 2000  # characters of a failed trial's stderr kept with it
 # Environment a trial must not inherit: a launcher's W&B service would take the trial's W&B run
@@ -41,6 +41,9 @@ NOT_INHERITED = ("WANDB_SERVICE", "WANDB_RUN_ID", "WANDB_SWEEP_ID")
 # User attributes the agent keeps on a trial (read by ``unitb sweep status``).
 SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE = ("unitb.skipped", "unitb.interrupted", "unitb.error",
                                                        "unitb.run", "unitb.values", "unitb.exit_code")
+
+
+WAIT = "wait"  # Agent.finished: nothing to start now, but the sweep may yet need this agent
 
 
 class TrialFailed(Exception):
@@ -56,8 +59,11 @@ class _Interrupted(Exception):
 
 
 def counted(trials: List[Any]) -> List[Any]:
-    """The trials that count toward the sweep: all but skipped and interrupted ones."""
-    return [t for t in trials if not t.user_attrs.get(SKIPPED) and not t.user_attrs.get(INTERRUPTED)]
+    """The trials that count toward the sweep: all but skipped and interrupted ones, and those
+    whose agent died and that run again as another trial (Optuna's retry history names them)."""
+    retried = {number for t in trials for number in t.system_attrs.get("retry_history", [])}
+    return [t for t in trials if not t.user_attrs.get(SKIPPED) and not t.user_attrs.get(INTERRUPTED)
+            and t.number not in retried]
 
 
 def _combination(params: Dict[str, Any]) -> Tuple[Tuple[str, str], ...]:
@@ -87,7 +93,8 @@ class Agent:
     or :meth:`stop`. ``say`` gets one line per trial as it ends."""
 
     def __init__(self, sweep: Sweep, count: Optional[int] = None, *, poll_seconds: float = 0.25,
-                 grace_seconds: float = 30.0, say: Callable[[str], None] = print) -> None:
+                 grace_seconds: float = 30.0, say: Callable[[str], None] = print,
+                 heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1) -> None:
         if count is not None and count < 1:
             raise ValueError(f"count must be a positive number of trials, got {count}")
         self.sweep = sweep
@@ -95,8 +102,11 @@ class Agent:
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
         self.say = say
+        self.heartbeat = heartbeat
+        self.retries = retries
         self.ran = 0
         self._stopping = threading.Event()
+        self._process: Optional[subprocess.Popen] = None
         self._dims = space.dimensions(sweep.config)
         assert sweep.config.metric is not None  # unitb.sweep.study.create refuses a sweep without one
         self._metric = sweep.config.metric
@@ -104,6 +114,12 @@ class Agent:
     def stop(self) -> None:
         """Stop the running trial (SIGTERM, then SIGKILL after ``grace_seconds``) and start no other."""
         self._stopping.set()
+
+    def kill(self) -> None:
+        """Stop at once: the running trial and its children are killed (SIGKILL)."""
+        self._stopping.set()
+        if self._process is not None and self._process.poll() is None:
+            _signal(self._process, signal.SIGKILL, group=True)
 
     @property
     def stopping(self) -> bool:
@@ -117,10 +133,14 @@ class Agent:
         optuna.logging.set_verbosity(logging.ERROR)  # the agent says how each trial went itself
         # A grid's agents share the sweep's seed; other samplers get one of their own, so two
         # agents never draw the same points.
-        study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31))
+        study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31),
+                                 storage=self.sweep.storage(self.heartbeat, self.retries))
         catch = (TrialFailed, _Skipped, _Interrupted)
         while not self.stopping and (self.count is None or self.ran < self.count):
             reason = self.finished(study)
+            if reason == WAIT:  # the last combinations run elsewhere: one may die and need this agent
+                self._stopping.wait(min(self.heartbeat, 5.0))
+                continue
             if reason:
                 self.say(f"sweep {self.sweep.ident}: {reason}")
                 break
@@ -128,9 +148,12 @@ class Agent:
         return self.ran
 
     def finished(self, study) -> Optional[str]:
-        """Why no further trial should start (None while one should)."""
+        """Why no further trial should start (None while one should; :data:`WAIT` while the only
+        work left runs under other agents that may yet die: a database sweep's heartbeat tells)."""
+        from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
+        fail_stale_trials(study)  # a dead agent's trial fails here and its parameters are queued again
         config = self.sweep.config
         trials = study.get_trials(deepcopy=False)
         taken = counted(trials)
@@ -139,6 +162,8 @@ class Agent:
             return f"run_cap reached ({config.run_cap} trials)"
         if config.method == "grid" and not waiting and \
                 len({_combination(t.params) for t in taken}) >= config.grid_size():
+            if self.sweep.in_database and any(t.state == TrialState.RUNNING for t in taken):
+                return WAIT
             return f"every combination of the grid ran ({config.grid_size()})"
         target = self._metric.target
         best = [t.value for t in taken if t.state == TrialState.COMPLETE and t.value is not None]
@@ -188,8 +213,12 @@ class Agent:
                                            stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as exc:
                 self._fail(trial, f"could not start {words[0]!r}: {exc}")
+        self._process = process
         follower = MetricFollower(folder, self._metric.name)
-        last, pruned_at, interrupted = self._follow(trial, process, follower)
+        try:
+            last, pruned_at, interrupted = self._follow(trial, process, follower)
+        finally:
+            self._process = None
         trial.set_user_attr(EXIT_CODE, process.returncode)
         name = f"trial {trial.number} ({_short(values)})"
         if interrupted:
@@ -242,7 +271,10 @@ class Agent:
                 _signal(process, signal.SIGTERM)
             if stopped_at is not None and time.monotonic() - stopped_at > self.grace_seconds:
                 _signal(process, signal.SIGKILL, group=True)
-            time.sleep(self.poll_seconds)
+            try:
+                process.wait(self.poll_seconds)  # wakes at the exit: the next trial starts at once
+            except subprocess.TimeoutExpired:
+                pass
 
     def _fail(self, trial, message: str) -> None:
         trial.set_user_attr(ERROR, message)

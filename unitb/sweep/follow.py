@@ -49,10 +49,7 @@ class MetricFollower:
                 continue  # set aside or removed between the listing and now
             # The offset is the loop's own target: where the next read starts, after each block.
             for events, followed.offset in records.events_after(path, followed.offset):  # noqa: B020
-                for tag, step, kind, value in reader.decoded_values(events, followed.plugin_of):
-                    self.tags_seen.add(tag)
-                    if tag == self.tag and kind == "scalar" and isinstance(value, float):
-                        points.append((step, value))
+                points += reader.tag_scalars(events, self.tag, followed.plugin_of, self.tags_seen)
         return points
 
     def _event_files(self) -> List[str]:

@@ -39,15 +39,19 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def figures(study) -> List[str]:
-    """The figures as HTML pieces (plotly.js inlined in the first); a figure Optuna cannot draw
+def figures(study, metric: str, searched: List[str]) -> List[str]:
+    """The figures as HTML pieces (plotly.js inlined in the first), the metric by its name and
+    only the ``searched`` parameters (a constant has no importance); a figure Optuna cannot draw
     yet (importances need two finished trials that differ) is named instead."""
     from optuna import visualization
 
     pieces: List[str] = []
-    makers: List[Tuple[str, Callable[[Any], Any]]] = [("optimization history", visualization.plot_optimization_history),
-              ("parallel coordinates", visualization.plot_parallel_coordinate),
-              ("parameter importances", visualization.plot_param_importances)]
+    makers: List[Tuple[str, Callable[[Any], Any]]] = [
+        ("optimization history", lambda s: visualization.plot_optimization_history(s, target_name=metric)),
+        ("parallel coordinates", lambda s: visualization.plot_parallel_coordinate(s, params=searched,
+                                                                                 target_name=metric)),
+        ("parameter importances", lambda s: visualization.plot_param_importances(s, params=searched,
+                                                                                target_name=metric))]
     for title, make in makers:
         try:
             figure = make(study)
@@ -65,6 +69,7 @@ def write(sweep: Sweep, out: str) -> str:
     metric = sweep.config.metric
     assert metric is not None
     rows = trial_rows(study, metric.goal)
+    searched = [p.name for p in sweep.config.parameters if p.distribution != "constant"]
     title = f"Sweep {sweep.ident}"
     page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
             f"<style>{_STYLE}</style></head><body>",
@@ -73,7 +78,8 @@ def write(sweep: Sweep, out: str) -> str:
             f"<b>{html.escape(metric.name)}</b> · {len(rows)} trials · {html.escape(sweep.folder)} · "
             f"written {time.strftime('%Y-%m-%d %H:%M')}</div>",
             _table(rows, metric.name),
-            "<div class='figures'>", *(f"<div>{piece}</div>" for piece in figures(study)), "</div>",
+            "<div class='figures'>", *(f"<div>{piece}</div>" for piece in figures(study, metric.name, searched)),
+            "</div>",
             "</body></html>"]
     with open(out, "w", encoding="utf-8") as handle:
         handle.write("\n".join(page))

@@ -20,6 +20,7 @@ class TrialRow:
     note: str  # why it failed, where it was pruned
 
 
+STALE = "its agent stopped answering (no heartbeat): the host or the agent died"
 _ORDER = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4, "interrupted": 5}
 
 
@@ -41,9 +42,13 @@ def _note(trial, state: str) -> str:
     if state == "pruned" and trial.intermediate_values:
         return f"pruned at step {max(trial.intermediate_values)}"
     if state == "failed":
+        if ERROR not in trial.user_attrs and EXIT_CODE not in trial.user_attrs:
+            return STALE  # failed by another agent's heartbeat check
         return str(trial.user_attrs.get(ERROR) or f"exit code {trial.user_attrs.get(EXIT_CODE)}")
     if state == "waiting" and "unitb.rerun_of" in trial.user_attrs:
         return f"runs trial {trial.user_attrs['unitb.rerun_of']} again"
+    if "failed_trial" in trial.system_attrs:
+        return f"runs trial {trial.system_attrs['retry_history'][-1]} again (its agent died)"
     return ""
 
 

@@ -18,6 +18,7 @@ import random
 import re
 import string
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
@@ -31,6 +32,12 @@ _ID_LETTERS = string.ascii_lowercase + string.digits
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What the study keeps of the sweep (Optuna user attributes).
 CONFIG_ATTR, SEED_ATTR, FOLDER_ATTR = "unitb.config", "unitb.seed", "unitb.folder"
+
+
+# A database sweep's agents beat every HEARTBEAT_SECONDS while a trial runs; a running trial
+# whose agent has not beaten for three beats is failed by the next agent that starts a trial,
+# and its parameters run again (``retries`` times) as a trial of their own.
+HEARTBEAT_SECONDS = 30
 
 
 class SweepNotFound(LookupError):
@@ -48,9 +55,9 @@ class Sweep:
     seed: int
     storage_url: str
 
-    def storage(self):
+    def storage(self, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1):
         """An Optuna storage object for this sweep's study (one per agent)."""
-        return open_storage(self.storage_url)
+        return open_storage(self.storage_url, heartbeat, retries)
 
     def study(self, seed: Optional[int] = None, storage=None):
         """The study, with the sampler and pruner the configuration names. ``seed``: the
@@ -61,17 +68,29 @@ class Sweep:
         return optuna.load_study(study_name=self.ident, storage=storage or self.storage(),
                                  sampler=space.sampler(self.config, sampler_seed), pruner=space.pruner(self.config))
 
+    @property
+    def in_database(self) -> bool:
+        """Whether the study is in a database (whose agents beat a heartbeat), not a journal file."""
+        return "://" in self.storage_url
+
     def trial_folder(self, number: int) -> str:
         return os.path.join(self.folder, f"trial-{number:03d}")
 
 
-def open_storage(url: str):
-    """A journal file's path (anything without ``://``) or a database URL Optuna takes."""
+def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1):
+    """A journal file's path (anything without ``://``) or a database URL Optuna takes (its
+    agents beat every ``heartbeat`` seconds; a dead one's trial runs again ``retries`` times)."""
     import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's words since 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat, grace_period=max(3 * heartbeat, 2),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(retries),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
     # Optuna's own lock for the journal (a symlink made atomically) holds on shared file systems too.
     return optuna.storages.JournalStorage(JournalFileBackend(url))
 

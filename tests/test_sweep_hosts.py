@@ -1,0 +1,136 @@
+"""A sweep across hosts: agents as separate processes (each with its own home and spool folder,
+standing in for hosts) sharing one study in a real PostgreSQL server, and an agent that dies."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytest.importorskip("optuna")
+pytest.importorskip("yaml")
+
+from unitb.read import reader  # noqa: E402
+from unitb.sweep import study as sweep_study  # noqa: E402
+
+# A trial that is not unitb's: TensorBoard's own writer (with its pure-Python file layer), the
+# metric x * y written at steps 1..3. It leaves its pid and its agent's pid in its folder; the
+# combination (3, 20) takes a while, the others a moment.
+TRIAL = textwrap.dedent('''
+    import argparse, json, os, sys, time
+    sys.modules["tensorflow"] = None
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--x", type=int); parser.add_argument("--y", type=int)
+    args = parser.parse_args()
+    folder = os.environ["UNITB_SWEEP_LOGDIR"]
+    with open(os.path.join(folder, "pids.json"), "w") as handle:
+        json.dump({"trial": os.getpid(), "agent": os.getppid()}, handle)
+    writer = EventFileWriter(folder)
+    for step in (1, 2, 3):
+        time.sleep(1.5 if (args.x, args.y) == (3, 20) else 0.2)
+        summary = Summary(value=[Summary.Value(tag="val/score", simple_value=args.x * args.y + step)])
+        writer.add_event(Event(step=step, wall_time=time.time(), summary=summary))
+        writer.flush()
+    writer.close()
+''')
+GRID = {"program": "trial.py", "method": "grid", "metric": {"name": "val/score", "goal": "maximize"},
+        "parameters": {"x": {"values": [1, 2, 3]}, "y": {"values": [10, 20]}}}
+
+
+def host_env(tmp_path, name: str) -> dict:
+    """A host of its own: its own home and spool folders."""
+    home = tmp_path / "hosts" / name
+    (home / "spool").mkdir(parents=True)
+    return {**os.environ, "HOME": str(home), "UNITB_SPOOL": str(home / "spool")}
+
+
+def start_agents(tmp_path, ident: str, url: str, count: int):
+    return [subprocess.Popen([sys.executable, "-m", "unitb", "sweep", "agent", ident, "--storage", url, "--logdir",
+                              str(tmp_path / "shared"), "--heartbeat", "1"], cwd=tmp_path,
+                             env=host_env(tmp_path, f"host{n}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+            for n in range(count)]
+
+
+def create(tmp_path, url: str, name: str) -> str:
+    (tmp_path / "trial.py").write_text(TRIAL)
+    (tmp_path / "sweep.json").write_text(json.dumps(GRID))
+    made = subprocess.run([sys.executable, "-m", "unitb", "sweep", "create", "sweep.json", "--storage", url, "--name",
+                           name, "--logdir", str(tmp_path / "shared")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert f"unitb sweep agent {name} --logdir {tmp_path / 'shared'} --storage {url}" in made.stderr
+    return made.stdout.strip()
+
+
+def test_three_hosts_share_one_grid_through_postgres(tmp_path, postgres):
+    url = postgres.database("grid3")
+    ident = create(tmp_path, url, "hosts")
+    agents = start_agents(tmp_path, ident, url, 3)
+    for agent in agents:
+        out, err = agent.communicate(timeout=180)
+        assert agent.returncode == 0, err[-3000:]
+    trials = sweep_study.find(ident, storage=url).study().get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    assert sorted((t.params["x"], t.params["y"]) for t in trials) == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
+    # Each trial ran on one host into a folder of its own, and its value is what its run wrote.
+    agents_seen = set()
+    for trial in trials:
+        run = trial.user_attrs["unitb.run"]
+        assert reader.scalars(run)["val/score"][-1] == (3, trial.params["x"] * trial.params["y"] + 3.0)
+        agents_seen.add(json.load(open(os.path.join(run, "pids.json")))["agent"])
+    assert len(agents_seen) >= 2  # the hosts shared the work
+    status = subprocess.run([sys.executable, "-m", "unitb", "sweep", "status", ident, "--storage", url],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert status.stdout.splitlines()[0] == "sweep hosts: 6 done, 0 running, 0 pruned, 0 failed — best " \
+        f"val/score 63 (trial {next(t.number for t in trials if (t.params['x'], t.params['y']) == (3, 20))})"
+
+
+def test_an_agent_that_dies_mid_trial_has_its_combination_run_again_elsewhere(tmp_path, postgres):
+    url = postgres.database("dying")
+    ident = create(tmp_path, url, "dying")
+    agents = start_agents(tmp_path, ident, url, 2)
+    shared = tmp_path / "shared" / ident
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None and time.monotonic() < deadline:  # the slow combination's first trial
+        for pids in shared.glob("trial-*/pids.json"):
+            args = json.load(open(pids.parent / ".unitb-trial-args.json"))
+            if (args["x"], args["y"]) == (3, 20):
+                victim = pids.parent, json.load(open(pids))
+        time.sleep(0.1)
+    assert victim is not None
+    folder, pids = victim
+    # The host is lost: the agent and its trial die at once, nothing said to anyone.
+    os.kill(pids["agent"], signal.SIGKILL)
+    os.killpg(pids["trial"], signal.SIGKILL)
+    survivor = next(agent for agent in agents if agent.pid != pids["agent"])
+    out, err = survivor.communicate(timeout=180)
+    assert survivor.returncode == 0, err[-3000:]
+    trials = sweep_study.find(ident, storage=url).study().get_trials()
+    dead = next(t for t in trials if str(folder).endswith(f"trial-{t.number:03d}"))
+    assert dead.state.name == "FAIL"
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == dead.number)
+    assert retry.state.name == "COMPLETE" and retry.params == {"x": 3, "y": 20}
+    assert retry.value == 63.0
+    # Both runs are kept, apart: the dead one as far as it got, the retry whole.
+    retry_run = retry.user_attrs["unitb.run"]
+    assert retry_run != str(folder)
+    assert reader.scalars(retry_run)["val/score"] == [(1, 61.0), (2, 62.0), (3, 63.0)]
+    assert [step for step, _ in reader.scalars(str(folder)).get("val/score", [])] in ([], [1], [1, 2])
+    completed = sorted((t.params["x"], t.params["y"]) for t in trials if t.state.name == "COMPLETE")
+    assert completed == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
+    status = subprocess.run([sys.executable, "-m", "unitb", "sweep", "status", ident, "--storage", url],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert f"trial {dead.number}: its agent stopped answering (no heartbeat)" in status.stdout
+    for agent in agents:
+        agent.kill()
