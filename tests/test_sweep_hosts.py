@@ -79,7 +79,7 @@ def test_three_hosts_share_one_grid_through_postgres(tmp_path, postgres):
     for agent in agents:
         out, err = agent.communicate(timeout=180)
         assert agent.returncode == 0, err[-3000:]
-    trials = sweep_study.find(ident, storage=url).study().get_trials()
+    trials = sweep_study.find(ident, database=url).study().get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6
     assert sorted((t.params["x"], t.params["y"]) for t in trials) == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
     # Each trial ran on one host into a folder of its own, and its value is what its run wrote.
@@ -116,7 +116,7 @@ def test_an_agent_that_dies_mid_trial_has_its_combination_run_again_elsewhere(tm
     survivor = next(agent for agent in agents if agent.pid != pids["agent"])
     out, err = survivor.communicate(timeout=180)
     assert survivor.returncode == 0, err[-3000:]
-    trials = sweep_study.find(ident, storage=url).study().get_trials()
+    trials = sweep_study.find(ident, database=url).study().get_trials()
     dead = next(t for t in trials if str(folder).endswith(f"trial-{t.number:03d}"))
     assert dead.state.name == "FAIL"
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == dead.number)
@@ -134,3 +134,41 @@ def test_an_agent_that_dies_mid_trial_has_its_combination_run_again_elsewhere(tm
     assert f"trial {dead.number}: its agent stopped answering (no heartbeat)" in status.stdout
     for agent in agents:
         agent.kill()
+
+
+def test_a_sweep_in_object_storage_puts_every_trial_run_in_the_bucket(tmp_path, s3_env, postgres):
+    """--logdir s3://…: each trial's unitb run goes to the store (its spool on the agent's host),
+    the agent follows it there, and status reads the sweep from the database."""
+    pytest.importorskip("torch")
+    url = postgres.database("store")
+    (tmp_path / "train.py").write_text(textwrap.dedent('''
+        import argparse
+        from torch_adapter import TorchLogger
+        parser = argparse.ArgumentParser(); parser.add_argument("--lr", type=float); lr = parser.parse_args().lr
+        log = TorchLogger("not-used", log_speed=False, log_model_stats=False, log_train_images=False)
+        for step in range(1, 5):
+            log.log_step(step, loss=1.0 / (step * lr))
+        log.log_scalar("val/loss", 1.0 / lr)
+        log.close()
+    '''))
+    (tmp_path / "sweep.yaml").write_text("program: train.py\nmethod: grid\nmetric: {name: val/loss}\n"
+                                         "parameters: {lr: {values: [1.0, 4.0]}}\n")
+    logdir = f"{s3_env}/sweeps"
+    done = subprocess.run([sys.executable, "-m", "unitb", "sweep", "run", "sweep.yaml", "--name", "st", "--logdir",
+                           logdir, "--storage", url], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = sweep_study.find("st", database=url).study().get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        run = trial.user_attrs["unitb.run"]
+        assert run == f"{logdir}/st/trial-{trial.number:03d}"
+        assert reader.scalars(run)["val/loss"] == [(4, 1.0 / trial.params["lr"])]  # read from the bucket
+        values = {}
+        for row in reader.iter_rows(run):
+            if row.kind == "hparams":
+                values.update(reader.session_values(row.value))
+        assert (values["lr"], values["sweep"], values["trial"]) == (trial.params["lr"], "st", trial.number)
+    assert f"unitb pull {logdir}/st runs/st" in done.stdout
+    status = subprocess.run([sys.executable, "-m", "unitb", "sweep", "status", "st", "--storage", url],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert f"{logdir}/st/trial-" in status.stdout and "2 done" in status.stdout

@@ -250,7 +250,7 @@ def cmd_hparams(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.logdir):
         print(f"unitb hparams: {args.logdir} is not a folder", file=sys.stderr)
         return 2
-    path = hparams.write_experiment(args.logdir, args.shared)
+    path = hparams.write_experiment(args.logdir, args.shared, args.metric)
     if path is None:
         print(f"unitb hparams: no runs below {args.logdir}", file=sys.stderr)
         return 1
@@ -309,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     hparams.add_argument("logdir", help="the folder you point TensorBoard at")
     hparams.add_argument("--shared", action="append", default=[], metavar="NAME",
                          help="a hyperparameter to show even where some runs lack it (repeat)")
+    hparams.add_argument("--metric", action="append", default=[], metavar="TAG",
+                         help="a scalar to list first among the metrics, such as a sweep's (repeat)")
     hparams.set_defaults(func=cmd_hparams)
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs", help="folder the runs are written into (default: runs)")

@@ -142,14 +142,22 @@ def _summary(sweep: study.Sweep) -> None:
     and the table of trials."""
     metric = sweep.config.metric
     assert metric is not None
-    try:
-        hparams.write_experiment(sweep.folder, shared=[p.name for p in sweep.config.parameters],
-                                 first_metrics=[metric.name])
-    except Exception as exc:
-        default_warn(f"unitb sweep: could not write the HPARAMS summary of {sweep.folder} ({type(exc).__name__}: "
-                     f"{exc})")
+    shared = [p.name for p in sweep.config.parameters]
+    if not sweep.in_store:
+        try:
+            hparams.write_experiment(sweep.folder, shared=shared, first_metrics=[metric.name])
+        except Exception as exc:
+            default_warn(f"unitb sweep: could not write the HPARAMS summary of {sweep.folder} "
+                         f"({type(exc).__name__}: {exc})")
     print(table(trial_rows(sweep.study(), metric.goal), metric.name))
-    print(f"Look at them: {runnable('tensorboard', 'tensorboard.main')} --logdir {sweep.folder}")
+    tensorboard = runnable("tensorboard", "tensorboard.main")
+    if sweep.in_store:
+        local = os.path.join("runs", sweep.ident)
+        names = " ".join(f"--shared {name}" for name in shared)
+        print(f"Look at them: unitb pull {sweep.folder} {local} && unitb hparams {local} {names} --metric "
+              f"{metric.name} && {tensorboard} --logdir {local}")
+    else:
+        print(f"Look at them: {tensorboard} --logdir {sweep.folder}")
 
 
 def _ident_arg(sweep: study.Sweep) -> str:
@@ -161,7 +169,7 @@ def _find(args: argparse.Namespace) -> study.Sweep:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, storage=args.storage)
+    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage)
     print(sweep.ident)
     where = "" if args.logdir == study.DEFAULT_LOGDIR else f" --logdir {args.logdir}"
     where += f" --storage {args.storage}" if args.storage else ""
@@ -179,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.agents < 1:
         print("unitb sweep run: --agents must be at least 1", file=sys.stderr)
         return 2
-    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, storage=args.storage)
+    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage)
     print(f"unitb sweep: {sweep.ident} in {sweep.folder}, {args.agents} agent(s)", file=sys.stderr)
     return _agents(sweep, args.agents, args.count, args.heartbeat, args.retries)
 

@@ -91,9 +91,9 @@ class RunLife:
                              async_writes=self.options.async_writes, folder=folder,
                              **({"flush_secs": TRIAL_FLUSH_SECS} if self.trial is not None else {}))
         self.run_dir = self.run.run_dir
-        if self.trial is not None and url is None and self.run_dir is not None:
+        if self.trial is not None:
             try:
-                self.trial.note_run(self.run_dir)
+                self.trial.note_run(sink.logdir)  # a URL run: its local spool
             except OSError as exc:
                 self.warn(f"unitb: could not tell the sweep's agent where this trial's run is ({exc})")
         self.step = start_step

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
-from unitb.files import json_files
+from unitb.files import json_files, storage
 from unitb.files.names import TRIAL_RUNS
 from unitb.notices import default_warn
 
@@ -28,7 +28,8 @@ class TrialInfo:
     sweep: str
     number: int
     params: Mapping[str, Any] = field(default_factory=dict)
-    logdir: Optional[str] = None  # the trial's run folder (``<logdir>/<sweep>/trial-NNN``)
+    logdir: Optional[str] = None  # the trial's run folder (``<logdir>/<sweep>/trial-NNN``), or its URL
+    local: Optional[str] = None  # the agent's local folder for the trial, where a run's place is noted
 
     def hparams(self) -> Dict[str, Any]:
         """What a trial's runs add to their hparams: the sweep's parameters by name, and which
@@ -38,24 +39,28 @@ class TrialInfo:
     def environment(self) -> Dict[str, str]:
         """The environment variable the agent sets for the trial's process."""
         env = {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
-                                "logdir": self.logdir})}
+                                "logdir": self.logdir, "local": self.local})}
         if self.logdir:  # for a script that chooses its own folder (``--out $UNITB_SWEEP_LOGDIR``)
             env[LOGDIR_ENV] = self.logdir
         return env
 
 
     def note_run(self, run_dir: str) -> None:
-        """Name a run folder the trial's entry point chose outside the trial's own (the mmengine
-        hook writes beside mmengine's ``vis_data``), so the agent follows its metric there too."""
-        if not self.logdir or os.path.abspath(run_dir).startswith(os.path.abspath(self.logdir) + os.sep) \
-                or os.path.abspath(run_dir) == os.path.abspath(self.logdir):
+        """Name the local folder a run of the trial writes, where the agent follows the metric:
+        one the entry point chose outside the trial's own (the mmengine hook writes beside
+        mmengine's ``vis_data``), or the spool of a run that goes to a store."""
+        home = self.local or self.logdir
+        if not home or storage.is_url(home):
             return
-        path = os.path.join(self.logdir, TRIAL_RUNS)
+        home, run_dir = os.path.abspath(home), os.path.abspath(run_dir)
+        if run_dir == home or run_dir.startswith(home + os.sep):
+            return
+        path = os.path.join(home, TRIAL_RUNS)
         kept = json_files.read_dict(path).get("runs")
         runs = [str(r) for r in kept] if isinstance(kept, list) else []
-        if os.path.abspath(run_dir) not in runs:
-            os.makedirs(self.logdir, exist_ok=True)
-            json_files.write(path, {"runs": [*runs, os.path.abspath(run_dir)]})
+        if run_dir not in runs:
+            os.makedirs(home, exist_ok=True)
+            json_files.write(path, {"runs": [*runs, run_dir]})
 
 
 def current() -> Optional[TrialInfo]:
@@ -67,9 +72,10 @@ def current() -> Optional[TrialInfo]:
     try:
         data = json.loads(text)
         info = TrialInfo(sweep=str(data["sweep"]), number=int(data["trial"]), params=dict(data.get("params") or {}),
-                         logdir=data.get("logdir"))
-        if info.logdir is not None and not isinstance(info.logdir, str):
-            raise TypeError(f"logdir {info.logdir!r}")
+                         logdir=data.get("logdir"), local=data.get("local"))
+        for name in ("logdir", "local"):
+            if getattr(info, name) is not None and not isinstance(getattr(info, name), str):
+                raise TypeError(f"{name} {getattr(info, name)!r}")
         return info
     except (ValueError, KeyError, TypeError) as exc:
         if not _said.get(text):

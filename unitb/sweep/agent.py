@@ -39,8 +39,8 @@ STDERR_TAIL = 2000  # characters of a failed trial's stderr kept with it
 # into the launcher's process (and keep it open after the trial ends).
 NOT_INHERITED = ("WANDB_SERVICE", "WANDB_RUN_ID", "WANDB_SWEEP_ID")
 # User attributes the agent keeps on a trial (read by ``unitb sweep status``).
-SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE = ("unitb.skipped", "unitb.interrupted", "unitb.error",
-                                                       "unitb.run", "unitb.values", "unitb.exit_code")
+SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE, OUTPUT = (
+    "unitb.skipped", "unitb.interrupted", "unitb.error", "unitb.run", "unitb.values", "unitb.exit_code", "unitb.output")
 
 
 WAIT = "wait"  # Agent.finished: nothing to start now, but the sweep may yet need this agent
@@ -134,7 +134,7 @@ class Agent:
         # A grid's agents share the sweep's seed; other samplers get one of their own, so two
         # agents never draw the same points.
         study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31),
-                                 storage=self.sweep.storage(self.heartbeat, self.retries))
+                                 optuna_storage=self.sweep.storage(self.heartbeat, self.retries))
         catch = (TrialFailed, _Skipped, _Interrupted)
         while not self.stopping and (self.count is None or self.ran < self.count):
             reason = self.finished(study)
@@ -181,7 +181,7 @@ class Agent:
             trial.set_user_attr(RUN, folder)
             trial.set_user_attr(VALUES, values)
             self.ran += 1
-            return self._run_trial(trial, values, folder)
+            return self._run_trial(trial, values, folder, self.sweep.agent_folder(trial.number))
         return objective
 
     def _refuse_extra(self, study, trial) -> None:
@@ -198,28 +198,32 @@ class Agent:
             raise _Skipped(extra)
 
     # ------------------------------------------------------------------ one trial
-    def _run_trial(self, trial, values: Dict[str, Any], folder: str) -> float:
+    def _run_trial(self, trial, values: Dict[str, Any], folder: str, local: str) -> float:
+        """Run one trial: its run goes to ``folder`` (a URL for a sweep in a store); the agent's
+        own files for it (arguments, output, where its runs are) to the local folder ``local``."""
         import optuna
 
-        os.makedirs(folder, exist_ok=True)
-        args_file = os.path.join(folder, TRIAL_ARGS)
+        os.makedirs(local, exist_ok=True)
+        args_file = os.path.join(local, TRIAL_ARGS)
         json_files.write(args_file, nested(values))
-        info = TrialInfo(self.sweep.ident, trial.number, values, folder)
+        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local)
         words = command_line(self.sweep.config, values, args_file)
-        with open(os.path.join(folder, TRIAL_STDOUT), "wb") as out, \
-                open(os.path.join(folder, TRIAL_STDERR), "wb") as err:
+        with open(os.path.join(local, TRIAL_STDOUT), "wb") as out, \
+                open(os.path.join(local, TRIAL_STDERR), "wb") as err:
             try:
                 process = subprocess.Popen(words, env=child_environment(info), stdout=out, stderr=err,
                                            stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as exc:
                 self._fail(trial, f"could not start {words[0]!r}: {exc}")
         self._process = process
-        follower = MetricFollower(folder, self._metric.name)
+        follower = MetricFollower(local, self._metric.name)
         try:
             last, pruned_at, interrupted = self._follow(trial, process, follower)
         finally:
             self._process = None
         trial.set_user_attr(EXIT_CODE, process.returncode)
+        if self.sweep.in_store:
+            trial.set_user_attr(OUTPUT, local)  # the host's folder holding the trial's output
         name = f"trial {trial.number} ({_short(values)})"
         if interrupted:
             trial.set_user_attr(INTERRUPTED, True)
@@ -232,7 +236,7 @@ class Agent:
                      f"{name}: pruned")
             raise optuna.TrialPruned(f"pruned at step {pruned_at}")
         if process.returncode != 0:
-            tail = stderr_tail(os.path.join(folder, TRIAL_STDERR))
+            tail = stderr_tail(os.path.join(local, TRIAL_STDERR))
             self._fail(trial, f"exited with code {process.returncode}" + (f"; its stderr ends:\n{tail}" if tail
                                                                             else " and wrote nothing to stderr"))
         if last is None:

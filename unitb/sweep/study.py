@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
-from unitb.files import json_files
+from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
 from unitb.sweep import space
 from unitb.sweep.config import SweepConfig, SweepConfigError, parse
@@ -59,13 +59,13 @@ class Sweep:
         """An Optuna storage object for this sweep's study (one per agent)."""
         return open_storage(self.storage_url, heartbeat, retries)
 
-    def study(self, seed: Optional[int] = None, storage=None):
+    def study(self, seed: Optional[int] = None, optuna_storage=None):
         """The study, with the sampler and pruner the configuration names. ``seed``: the
         sampler's; a grid always takes the sweep's own (see :func:`unitb.sweep.space.sampler`)."""
         import optuna
 
         sampler_seed = self.seed if self.config.method == "grid" or seed is None else seed
-        return optuna.load_study(study_name=self.ident, storage=storage or self.storage(),
+        return optuna.load_study(study_name=self.ident, storage=optuna_storage or self.storage(),
                                  sampler=space.sampler(self.config, sampler_seed), pruner=space.pruner(self.config))
 
     @property
@@ -73,8 +73,23 @@ class Sweep:
         """Whether the study is in a database (whose agents beat a heartbeat), not a journal file."""
         return "://" in self.storage_url
 
+    @property
+    def in_store(self) -> bool:
+        """Whether the trials' runs go to an object store (``--logdir s3://…``)."""
+        return storage.is_url(self.folder)
+
     def trial_folder(self, number: int) -> str:
-        return os.path.join(self.folder, f"trial-{number:03d}")
+        """Where trial ``number``'s run goes: a folder, or a URL in the store."""
+        name = f"trial-{number:03d}"
+        return storage.join(self.folder, name) if self.in_store else os.path.join(self.folder, name)
+
+    def agent_folder(self, number: int) -> str:
+        """A local folder for what the agent keeps of trial ``number`` (its arguments file, its
+        output, where its runs are): the trial's own folder, or for a sweep in a store a folder
+        in this host's spool."""
+        if not self.in_store:
+            return self.trial_folder(number)
+        return os.path.join(storage.spool_root(), "sweeps", self.ident, f"trial-{number:03d}")
 
 
 def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1):
@@ -101,7 +116,7 @@ def new_id() -> str:
 
 
 def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEFAULT_LOGDIR,
-           storage: Optional[str] = None) -> Sweep:
+           database: Optional[str] = None) -> Sweep:
     """Create the sweep of configuration ``raw`` (as read from its file): its folder and study.
     ``name`` becomes its id (a plain folder name; a new random id when None). The
     configuration is checked whole first: nothing is created for one that cannot run."""
@@ -116,12 +131,18 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
     if name is not None and not _PLAIN_NAME.match(name):
         raise ValueError(f"--name {name!r}: a sweep's name is a folder name (letters, digits, '.', '_', '-')")
     ident = name or new_id()
-    folder = os.path.abspath(os.path.join(logdir, ident))
-    if os.path.exists(os.path.join(folder, SWEEP_FILE)):
-        raise FileExistsError(f"{folder} holds a sweep already: run its agents (unitb sweep agent {ident}) or "
-                              "choose another --name")
-    os.makedirs(folder, exist_ok=True)
-    url = storage or os.path.join(folder, SWEEP_JOURNAL)
+    if storage.is_url(logdir):
+        if database is None:
+            raise ValueError(f"--logdir {logdir}: a sweep whose runs go to a store keeps its study in a database "
+                             "(--storage postgresql://…): Optuna's journal file needs a file system")
+        folder = storage.join(storage.normalize_url(logdir), ident)
+    else:
+        folder = os.path.abspath(os.path.join(logdir, ident))
+        if os.path.exists(os.path.join(folder, SWEEP_FILE)):
+            raise FileExistsError(f"{folder} holds a sweep already: run its agents (unitb sweep agent {ident}) or "
+                                  "choose another --name")
+        os.makedirs(folder, exist_ok=True)
+    url = database or os.path.join(folder, SWEEP_JOURNAL)
     study = optuna.create_study(study_name=ident, storage=open_storage(url),
                                 direction="maximize" if config.metric.goal == "maximize" else "minimize")
     seed = random.SystemRandom().randrange(2 ** 31)
@@ -129,25 +150,26 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
     study.set_user_attr(SEED_ATTR, seed)
     study.set_user_attr(FOLDER_ATTR, folder)
     study.set_user_attr("unitb.created", time.time())
-    json_files.write(os.path.join(folder, SWEEP_FILE),
-                     {"sweep": ident, "storage": storage or SWEEP_JOURNAL}, durable=True)
+    if not storage.is_url(folder):
+        json_files.write(os.path.join(folder, SWEEP_FILE),
+                         {"sweep": ident, "storage": database or SWEEP_JOURNAL}, durable=True)
     return Sweep(ident, folder, config, dict(raw), seed, url)
 
 
-def find(ident: str, logdir: str = DEFAULT_LOGDIR, storage: Optional[str] = None) -> Sweep:
+def find(ident: str, logdir: str = DEFAULT_LOGDIR, database: Optional[str] = None) -> Sweep:
     """The sweep ``ident``: a sweep folder's path, or an id under ``logdir`` (or in ``storage``)."""
     import optuna
 
     folder = ident if os.path.isfile(os.path.join(ident, SWEEP_FILE)) else os.path.join(logdir, ident)
     pointer = json_files.read_dict(os.path.join(folder, SWEEP_FILE))
-    if storage is None:
+    if database is None:
         if not pointer:
             raise SweepNotFound(f"no sweep {ident!r}: {folder} holds no {SWEEP_FILE} (give the sweep's folder, "
                                 "--logdir where it was created, or --storage for a database sweep)")
         kept = str(pointer.get("storage", SWEEP_JOURNAL))
         storage_url = kept if "://" in kept else os.path.join(folder, kept)
     else:
-        storage_url = storage
+        storage_url = database
     study_name = str(pointer.get("sweep", os.path.basename(os.path.normpath(ident))))
     try:
         summary = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
