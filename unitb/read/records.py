@@ -211,17 +211,31 @@ def _framed_blocks(path: str, spans: Optional[List[int]] = None, offset: int = 0
     file (its start is the previous end)."""
     prefixes: Dict[Any, Any] = {}
     for data, starts, lengths, base in record_spans(path, offset):
-        parts: List[bytes] = []
-        append = parts.append
-        for start, length in zip(starts.tolist(), lengths.tolist()):
-            prefix = prefixes.get(length)
-            if prefix is None:
-                prefix = prefixes[length] = b"\x0a" + _varint(length)
-            append(prefix)
-            append(data[start:start + length])
         if spans is not None:
             spans.extend((base + starts + lengths + 4).tolist())
-        yield parts
+        yield _framed(data, starts, lengths, prefixes)
+
+
+def _framed(data: bytes, starts: "np.ndarray", lengths: "np.ndarray", prefixes: Dict[Any, Any]) -> List[bytes]:
+    parts: List[bytes] = []
+    append = parts.append
+    for start, length in zip(starts.tolist(), lengths.tolist()):
+        prefix = prefixes.get(length)
+        if prefix is None:
+            prefix = prefixes[length] = b"\x0a" + _varint(length)
+        append(prefix)
+        append(data[start:start + length])
+    return parts
+
+
+def events_holding(path: str, needle: bytes, offset: int = 0) -> Iterator[Tuple[Sequence[object], int]]:
+    """As :func:`events_after`, but a block whose bytes do not hold ``needle`` (a tag) is passed
+    over without being parsed, as an empty block: following one tag of a busy run costs a byte
+    search for most of it (a sweep's agent following a trial's metric)."""
+    prefixes: Dict[Any, Any] = {}
+    for data, starts, lengths, base in record_spans(path, offset):
+        end = int(base + starts[-1] + lengths[-1] + 4)
+        yield (_parsed(_framed(data, starts, lengths, prefixes)) if needle in data else ()), end
 
 
 def _checked(block: Sequence[Any]) -> List[Any]:

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from unitb.files import json_files
@@ -150,10 +151,13 @@ class Agent:
     def finished(self, study) -> Optional[str]:
         """Why no further trial should start (None while one should; :data:`WAIT` while the only
         work left runs under other agents that may yet die: a database sweep's heartbeat tells)."""
+        import optuna
         from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        fail_stale_trials(study)  # a dead agent's trial fails here and its parameters are queued again
+        with warnings.catch_warnings():  # "experimental" in Optuna's words since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)  # a dead agent's trial fails here and its parameters are queued again
         config = self.sweep.config
         trials = study.get_trials(deepcopy=False)
         taken = counted(trials)
@@ -240,7 +244,7 @@ class Agent:
             self._fail(trial, f"exited with code {process.returncode}" + (f"; its stderr ends:\n{tail}" if tail
                                                                             else " and wrote nothing to stderr"))
         if last is None:
-            seen = sorted(follower.tags_seen)
+            seen = follower.tags_seen()
             self._fail(trial, f"never wrote the metric {self._metric.name!r}; "
                        + (f"its run wrote {len(seen)} tags: {', '.join(seen[:20])}" if seen
                           else f"no event file appeared under {folder}"))

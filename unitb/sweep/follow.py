@@ -28,8 +28,16 @@ class MetricFollower:
     def __init__(self, folder: str, tag: str) -> None:
         self.folder = folder
         self.tag = tag
-        self.tags_seen: Set[str] = set()  # every tag read, to name them when the metric never comes
+        self._needle = tag.encode()
         self._files: Dict[str, _File] = {}
+
+    def tags_seen(self) -> List[str]:
+        """Every tag the trial's runs wrote (read once, to name them when the metric never came)."""
+        found: Set[str] = set()
+        for root in self.folders():
+            for run in reader.find_runs(root):
+                found.update(str(entry["tag"]) for entry in reader.tag_summary(run))
+        return sorted(found)
 
     def folders(self) -> List[str]:
         """The trial's folder and the run folders its entry points named (mmengine's
@@ -48,8 +56,8 @@ class MetricFollower:
             except OSError:
                 continue  # set aside or removed between the listing and now
             # The offset is the loop's own target: where the next read starts, after each block.
-            for events, followed.offset in records.events_after(path, followed.offset):  # noqa: B020
-                points += reader.tag_scalars(events, self.tag, followed.plugin_of, self.tags_seen)
+            for events, followed.offset in records.events_holding(path, self._needle, followed.offset):  # noqa: B020
+                points += reader.tag_scalars(events, self.tag, followed.plugin_of, set())
         return points
 
     def _event_files(self) -> List[str]:
