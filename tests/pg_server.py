@@ -50,11 +50,20 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         self._run("initdb", "-D", self.data, "-U", "unitb", "--auth=trust", "-E", "UTF8")
+        return self.resume()
+
+    def resume(self) -> "PostgresServer":
+        """Start the server on its data folder (again, after :meth:`pause`)."""
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.folder, "server.log"), "-w", "-t", "60", "-o",
                   f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
         with open(os.path.join(self.data, "postmaster.pid")) as handle:
             self.pid = int(handle.readline())
         return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: clients get errors until :meth:`resume`."""
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        self.pid = None
 
     def database(self, name: str) -> str:
         """A new database's SQLAlchemy URL."""

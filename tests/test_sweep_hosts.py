@@ -172,3 +172,26 @@ def test_a_sweep_in_object_storage_puts_every_trial_run_in_the_bucket(tmp_path, 
     status = subprocess.run([sys.executable, "-m", "unitb", "sweep", "status", "st", "--storage", url],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert f"{logdir}/st/trial-" in status.stdout and "2 done" in status.stdout
+
+
+def test_the_database_away_for_a_while_loses_nothing(tmp_path, postgres):
+    """The server stops while a trial runs and comes back: the trial goes on, the agent says so
+    once and waits, and every point and outcome reaches the study."""
+    url = postgres.database("away")
+    ident = create(tmp_path, url, "away")
+    agent = start_agents(tmp_path, ident, url, 1)[0]
+    shared = tmp_path / "shared" / ident
+    deadline = time.monotonic() + 120
+    while not any(json.load(open(p.parent / ".unitb-trial-args.json")) == {"x": 3, "y": 20}
+                  for p in shared.glob("trial-*/pids.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    postgres.pause()  # mid-trial: the slow combination writes for 4.5 s
+    time.sleep(3)
+    postgres.resume()
+    out, err = agent.communicate(timeout=240)
+    assert agent.returncode == 0, err[-3000:]
+    assert err.count("the sweep's database does not answer") == 1 and "answers again" in err
+    trials = sweep_study.find(ident, database=url).study().get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    slow = next(t for t in trials if t.params == {"x": 3, "y": 20})
+    assert slow.intermediate_values == {1: 61.0, 2: 62.0, 3: 63.0} and slow.value == 63.0

@@ -16,6 +16,7 @@ follows the metric the trial's run writes, and tells Optuna how the trial went.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import subprocess
 import threading
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from unitb.files import json_files
 from unitb.files.names import TRIAL_ARGS, TRIAL_STDERR, TRIAL_STDOUT
@@ -35,6 +36,7 @@ from unitb.sweep.command import command_line, nested
 from unitb.sweep.follow import MetricFollower
 from unitb.sweep.study import HEARTBEAT_SECONDS, Sweep
 
+PATIENCE_SECONDS = 1800  # how long an agent waits for a database that does not answer
 STDERR_TAIL = 2000  # characters of a failed trial's stderr kept with it
 # Environment a trial must not inherit: a launcher's W&B service would take the trial's W&B run
 # into the launcher's process (and keep it open after the trial ends).
@@ -108,6 +110,8 @@ class Agent:
         self.ran = 0
         self._stopping = threading.Event()
         self._process: Optional[subprocess.Popen] = None
+        self._away = False  # the database did not answer the last call
+        self._in_trial = False  # the current optimize() call reached the objective
         self._dims = space.dimensions(sweep.config)
         assert sweep.config.metric is not None  # unitb.sweep.study.create refuses a sweep without one
         self._metric = sweep.config.metric
@@ -138,15 +142,51 @@ class Agent:
                                  optuna_storage=self.sweep.storage(self.heartbeat, self.retries))
         catch = (TrialFailed, _Skipped, _Interrupted)
         while not self.stopping and (self.count is None or self.ran < self.count):
-            reason = self.finished(study)
+            reason = self._patiently(lambda: self.finished(study))
             if reason == WAIT:  # the last combinations run elsewhere: one may die and need this agent
                 self._stopping.wait(min(self.heartbeat, 5.0))
                 continue
             if reason:
                 self.say(f"sweep {self.sweep.ident}: {reason}")
                 break
-            study.optimize(self._objective(study), n_trials=1, catch=catch)
+            self._in_trial = False
+            try:
+                study.optimize(self._objective(study), n_trials=1, catch=catch)
+            except Exception as exc:
+                if self._in_trial or not storage_error(exc):
+                    raise
+                self._patiently(lambda: study.get_trials(deepcopy=False))  # no trial began: ask again
         return self.ran
+
+    def _patiently(self, call: Callable[[], Any]) -> Any:
+        """``call()``, waited for while the sweep's database does not answer: retried with a
+        backoff of up to 30 s, for up to :data:`PATIENCE_SECONDS`, said once per outage."""
+        delay, waited = 1.0, 0.0
+        while True:
+            try:
+                answer = call()
+            except Exception as exc:
+                if not storage_error(exc) or waited >= PATIENCE_SECONDS:
+                    raise
+                self._database_away(exc)
+                self._stopping.wait(delay)
+                waited += delay
+                delay = min(2 * delay, 30.0)
+                continue
+            self._database_back()
+            return answer
+
+    def _database_away(self, exc: BaseException) -> None:
+        if not self._away:
+            self._away = True
+            self.say(f"sweep {self.sweep.ident}: the sweep's database does not answer ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); running trials go on, and the agent "
+                     f"retries for up to {PATIENCE_SECONDS // 60} min")
+
+    def _database_back(self) -> None:
+        if self._away:
+            self._away = False
+            self.say(f"sweep {self.sweep.ident}: the sweep's database answers again")
 
     def finished(self, study) -> Optional[str]:
         """Why no further trial should start (None while one should; :data:`WAIT` while the only
@@ -179,6 +219,7 @@ class Agent:
 
     def _objective(self, study) -> Callable[[Any], float]:
         def objective(trial) -> float:
+            self._in_trial = True
             values = space.suggest(trial, self._dims)
             self._refuse_extra(study, trial)
             folder = self.sweep.trial_folder(trial.number)
@@ -225,7 +266,8 @@ class Agent:
             last, pruned_at, interrupted = self._follow(trial, process, follower)
         finally:
             self._process = None
-        trial.set_user_attr(EXIT_CODE, process.returncode)
+        # Waited for: Optuna records the outcome once this returns, so the database must answer.
+        self._patiently(lambda: trial.set_user_attr(EXIT_CODE, process.returncode))
         if self.sweep.in_store:
             trial.set_user_attr(OUTPUT, local)  # the host's folder holding the trial's output
         name = f"trial {trial.number} ({_short(values)})"
@@ -257,21 +299,21 @@ class Agent:
         """Report the metric as it comes until the process ends; returns the last point, the step
         a prune stopped the trial at (None if it was not), and whether :meth:`stop` did."""
         last: Optional[Tuple[int, float]] = None
-        reported = set()
+        reported: Set[int] = set()
+        pending: List[Tuple[int, float]] = []  # points the database has not taken yet
         pruned_at: Optional[int] = None
         stopped_at: Optional[float] = None
         interrupted = False
         while True:
             exited = process.poll() is not None
             fresh = follower.poll()  # read after the exit check: an exited process's last points are in
-            for step, value in fresh:
-                last = (step, value)
-                if step not in reported and step >= 0:
-                    reported.add(step)
-                    trial.report(value, step)
+            if fresh:
+                last = fresh[-1]
+            pending += [(step, value) for step, value in fresh if step not in reported and step >= 0]
+            judged = self._report(trial, pending, reported, wait=exited)
             if exited:
                 return last, pruned_at, interrupted
-            if fresh and stopped_at is None and trial.should_prune():
+            if judged and fresh and stopped_at is None and trial.should_prune():
                 pruned_at, stopped_at = last[0] if last else None, time.monotonic()
                 _signal(process, signal.SIGTERM)
             if self.stopping and stopped_at is None:
@@ -284,10 +326,40 @@ class Agent:
             except subprocess.TimeoutExpired:
                 pass
 
+    def _report(self, trial, pending: List[Tuple[int, float]], reported: Set[int], wait: bool) -> bool:
+        """Report the ``pending`` points to Optuna; while the database does not answer they stay
+        pending (and the trial runs on), unless ``wait``. Returns whether all were taken."""
+        while pending:
+            step, value = pending[0]
+            try:
+                if wait:
+                    self._patiently(functools.partial(trial.report, value, step))
+                else:
+                    trial.report(value, step)
+                    self._database_back()
+            except Exception as exc:
+                if wait or not storage_error(exc):
+                    raise
+                self._database_away(exc)
+                return False
+            reported.add(step)
+            pending.pop(0)
+        return True
+
     def _fail(self, trial, message: str) -> None:
         trial.set_user_attr(ERROR, message)
         self.say(f"trial {trial.number}: failed — {message}")
         raise TrialFailed(message)
+
+
+def storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the sweep's database did not answer (its driver's or SQLAlchemy's
+    errors, Optuna's wrapping of them), not that a call was wrong."""
+    import optuna
+
+    if isinstance(exc, optuna.exceptions.StorageInternalError):
+        return True
+    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2", "pymysql", "MySQLdb")
 
 
 def _signal(process: subprocess.Popen, number: int, group: bool = False) -> None:

@@ -100,9 +100,19 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1)
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in url:
+        class PatientRDBStorage(optuna.storages.RDBStorage):
+            """A beat the database does not take is tried again at the next one: Optuna's
+            heartbeat thread would end at the first error and the live trial look dead."""
+
+            def record_heartbeat(self, trial_id: int) -> None:
+                try:
+                    super().record_heartbeat(trial_id)
+                except Exception:  # the database away for a while; the agent says so
+                    pass
+
         with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's words since 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return PatientRDBStorage(
                 url, heartbeat_interval=heartbeat, grace_period=max(3 * heartbeat, 2),
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(retries),
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
