@@ -195,3 +195,20 @@ def test_the_database_away_for_a_while_loses_nothing(tmp_path, postgres):
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6
     slow = next(t for t in trials if t.params == {"x": 3, "y": 20})
     assert slow.intermediate_values == {1: 61.0, 2: 62.0, 3: 63.0} and slow.value == 63.0
+
+
+def test_the_slurm_example_runs_an_agent_the_cli_takes():
+    """examples/sweeps/slurm_agents.sh: its agent line is one the CLI parses, with the storage and
+    the store it names."""
+    import shlex
+
+    from unitb.commands import cli
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "examples", "sweeps", "slurm_agents.sh")) as handle:
+        line = next(line for line in handle if line.startswith("unitb sweep agent"))
+    words = shlex.split(line.replace('"$SWEEP_DB"', "postgresql://u@db/sweeps"))
+    args = cli.build_parser().parse_args(words[1:])
+    assert (args.command, args.verb, args.sweep, args.storage, args.logdir, args.count) == (
+        "sweep", "agent", "pose-lr", "postgresql://u@db/sweeps", "s3://bucket/sweeps", 4)
+    subprocess.run(["bash", "-n", os.path.join(root, "examples", "sweeps", "slurm_agents.sh")], check=True)

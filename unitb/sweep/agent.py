@@ -95,7 +95,7 @@ class Agent:
     """Runs trials of ``sweep`` one after another until ``count`` ran, the sweep is complete,
     or :meth:`stop`. ``say`` gets one line per trial as it ends."""
 
-    def __init__(self, sweep: Sweep, count: Optional[int] = None, *, poll_seconds: float = 0.25,
+    def __init__(self, sweep: Sweep, count: Optional[int] = None, *, poll_seconds: float = 0.5,
                  grace_seconds: float = 30.0, say: Callable[[str], None] = print,
                  heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1) -> None:
         if count is not None and count < 1:

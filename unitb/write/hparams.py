@@ -146,7 +146,10 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
     columns, metrics = experiment_columns(runs, shared, first_metrics)
     for name in os.listdir(logdir):
         if name.endswith(EXPERIMENT_SUFFIX):
-            os.remove(os.path.join(logdir, name))
+            try:
+                os.remove(os.path.join(logdir, name))
+            except FileNotFoundError:  # another agent of the same sweep replaced it just now
+                pass
     path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
     summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
     protos.write_events(path, [(summary, 0)])
