@@ -313,7 +313,7 @@ class Agent:
             judged = self._report(trial, pending, reported, wait=exited)
             if exited:
                 return last, pruned_at, interrupted
-            if judged and fresh and stopped_at is None and trial.should_prune():
+            if judged and fresh and stopped_at is None and not self._done_by(last) and trial.should_prune():
                 pruned_at, stopped_at = last[0] if last else None, time.monotonic()
                 _signal(process, signal.SIGTERM)
             if self.stopping and stopped_at is None:
@@ -325,6 +325,12 @@ class Agent:
                 process.wait(self.poll_seconds)  # wakes at the exit: the next trial starts at once
             except subprocess.TimeoutExpired:
                 pass
+
+    def _done_by(self, last: Optional[Tuple[int, float]]) -> bool:
+        """Whether the trial reached Hyperband's ``max_iter``: it has run as long as any trial
+        runs, and no bracket stops it there."""
+        hyperband = self.sweep.config.early_terminate
+        return bool(last and hyperband and hyperband.max_iter and last[0] >= hyperband.max_iter)
 
     def _report(self, trial, pending: List[Tuple[int, float]], reported: Set[int], wait: bool) -> bool:
         """Report the ``pending`` points to Optuna; while the database does not answer they stay

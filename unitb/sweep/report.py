@@ -16,7 +16,7 @@ h1 { font-size: 20px; margin-bottom: 4px; } .sub { color: #666; margin-bottom: 1
 table { border-collapse: collapse; font-size: 13px; margin-bottom: 24px; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }
 th { background: #f4f4f4; } tr.best td { font-weight: 600; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+.figures > div { margin-bottom: 16px; max-width: 1100px; }
 .note { color: #666; font-size: 13px; }
 """
 
@@ -59,7 +59,7 @@ def figures(study, metric: str, searched: List[str]) -> List[str]:
             pieces.append(f'<p class="note">No {title}: {html.escape(str(exc))}</p>')
             continue
         pieces.append(figure.to_html(full_html=False, include_plotlyjs=not any("<script" in p for p in pieces),
-                                     default_height=420))
+                                     default_height=420, default_width="100%", config={"responsive": True}))
     return pieces
 
 
