@@ -227,3 +227,48 @@ def test_pr_curves_match_tensorboards_own_and_show_in_the_tab(tmp_path):
         assert "val/boxes_iou50/pr_curves" in tags["torch"] and "val/boxes_iou50/pr_curves" in tags["tf"]
         curve = tb.get("/data/plugin/pr_curves/pr_curves", run="torch", tag="val/boxes_iou50/pr_curves")
         assert curve["torch"][0]["step"] == 3 and len(curve["torch"][0]["precision"]) >= 200
+
+
+def _figure(line_to: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(2, 1.5), dpi=50)
+    axes.plot([0, 1], [0, line_to])
+    axes.set_ylim(0, 1)
+    return figure
+
+
+def _png_of(figure) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def test_a_figure_is_drawn_off_the_training_thread_as_it_was_given(tmp_path):
+    """log_figure (close=True, the default) takes the figure out of pyplot and draws it on the
+    writer thread: the image is savefig's, pixel for pixel. With close=False the caller keeps the
+    figure and may change it: it is drawn at the call, so a later change does not show."""
+    import matplotlib.pyplot as plt
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from torch_adapter import TorchLogger
+
+    logger = TorchLogger(str(tmp_path / "run"), log_speed=False, log_model_stats=False)
+    handed = _figure(1.0)
+    logger.log_figure("my/closed", handed, step=1)
+    assert handed.number not in plt.get_fignums()  # pyplot let go of it
+    kept = _figure(0.2)
+    logger.log_figure("my/kept", kept, step=1, close=False)
+    kept.axes[0].lines[0].set_ydata([0, 0.9])  # the caller goes on with its figure
+    logger.close()
+    images = {row.tag: reader.decode_png(row.value) for row in reader.iter_rows(logger.run_dir or "")
+              if row.kind == "image"}
+    np.testing.assert_array_equal(images["my/closed"], _png_of(_figure(1.0)))
+    np.testing.assert_array_equal(images["my/kept"], _png_of(_figure(0.2)))
+    plt.close("all")

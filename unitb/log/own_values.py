@@ -109,32 +109,39 @@ class OwnValues:
                                                                             **overlays), tag)
 
     def figure(self, tag: str, figure: object, step: int, close: bool = True) -> None:
-        """A matplotlib figure, drawn to PNG now (figures are not thread-safe) and written as an image."""
+        """A matplotlib figure written as an image. With ``close`` (the default) the figure is
+        taken out of pyplot now and drawn on the writer thread, through its own Agg canvas: the
+        caller no longer holds it, so drawing it later shows it as it was given, and the training
+        thread does not wait for ``savefig``. With ``close=False`` the caller keeps the figure
+        (and may change it), so it is drawn now, on the caller's thread."""
         tag = _tag(tag)
         savefig = getattr(figure, "savefig", None)
         if not callable(savefig):
             self._skip(tag, f"not a matplotlib figure ({type(figure).__name__})")
             return
-        buffer = io.BytesIO()
-        try:
-            savefig(buffer, format="png")
-        except Exception as exc:
-            self._skip(tag, f"could not draw the figure ({type(exc).__name__}: {exc})")
+        if not close:
+            buffer = io.BytesIO()
+            try:
+                savefig(buffer, format="png")
+            except Exception as exc:
+                self._skip(tag, f"could not draw the figure ({type(exc).__name__}: {exc})")
+                return
+            self.run.tagged_image(tag, int(step), lambda: _decoded_png(buffer.getvalue()), tag)
             return
-        finally:
-            if close:
-                try:
-                    import matplotlib.pyplot as plt
+        try:
+            import matplotlib.pyplot as plt
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-                    plt.close(figure)  # type: ignore[arg-type]
-                except Exception:
-                    pass
+            plt.close(figure)  # type: ignore[arg-type]  # out of pyplot: nobody else draws it now
+            canvas = FigureCanvasAgg(figure)  # type: ignore[arg-type]  # its own canvas, off any GUI
+        except Exception as exc:
+            self._skip(tag, f"could not take the figure ({type(exc).__name__}: {exc})")
+            return
 
-        def decode() -> np.ndarray:
-            from PIL import Image
-
-            return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-        self.run.tagged_image(tag, int(step), decode, tag)
+        def draw() -> np.ndarray:
+            canvas.draw()
+            return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        self.run.tagged_image(tag, int(step), draw, f"the figure {tag}")
 
     def embedding(self, tag: str, features: object, step: int, metadata: Any = None, images: Any = None) -> None:
         """Points for the PROJECTOR tab (:mod:`unitb.write.projector`), checked here, written on the
@@ -175,7 +182,19 @@ class OwnValues:
         if not isinstance(text, str):
             self._skip(tag, f"not text ({type(text).__name__})")
             return
-        self.run.write("text", lambda: self.run.sink.write_summary(protos.text_summary(tag, text), int(step)))
+        # A long text is built into its record on the writer thread, as an image is (a 10 MB
+        # text costs ~50 ms of protobuf); a short one is written at once, as a scalar is.
+        self.run.write("text", lambda: self.run.sink.write_summary(protos.text_summary(tag, text), int(step)),
+                       heavy=len(text) >= LONG_TEXT)
+
+
+LONG_TEXT = 64 * 1024  # characters from which a text is a heavy record (see OwnValues.text)
+
+
+def _decoded_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def _host(value: object) -> Any:
