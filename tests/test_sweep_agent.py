@@ -72,6 +72,16 @@ PLAIN_WRITER = textwrap.dedent('''
 ''')
 
 
+# The README's DuckDB query over a sweep's export: each trial's last val/loss, best first.
+README_QUERY = """
+SELECT s.run, h.lr, h.width, arg_max(s.value, s.step) AS last_val_loss
+FROM 'sweep.parquet' s JOIN 'sweep.hparams.parquet' h USING (run)
+WHERE s.tag = 'val/loss'
+GROUP BY s.run, h.lr, h.width
+ORDER BY last_val_loss
+"""
+
+
 def write(tmp_path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)
@@ -141,6 +151,17 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
         assert title in html
     best = min(chosen, key=chosen.get)
     assert html.index(f"<tr class=\"best\"><td>{best}</td><td>complete</td>") < html.index("Optimization History")
+    # The whole sweep as two Parquet tables, queried with DuckDB as the README shows.
+    exported = unitb(tmp_path, "export", "runs/grid", "--format", "parquet", "-o", "grid.parquet")
+    assert exported.returncode == 0, exported.stderr
+    duckdb = pytest.importorskip("duckdb")
+    with duckdb.connect() as db:
+        best = db.execute(README_QUERY.replace("sweep.parquet", str(tmp_path / "grid.parquet"))
+                          .replace("sweep.hparams.parquet", str(tmp_path / "grid.hparams.parquet"))).fetchall()
+    assert [(row[0], row[1], row[2]) for row in best] == sorted(
+        ((f"trial-{t.number:03d}", t.params["lr"], t.params["width"]) for t in trials),
+        key=lambda row: chosen[int(row[0][-3:])])
+    assert [row[3] for row in best] == pytest.approx(sorted(chosen.values()), rel=1e-6)
     # HPARAMS through the real server: every trial, the sweep's parameters ticked first as
     # columns, its metric the first metric.
     with tensorboard(sweep.folder, expect_runs=4) as tb:

@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from unitb.read import diff as diff_mod
-from unitb.read import reader
+from unitb.read import reader, tables
 from unitb.files import safe_paths
 from unitb.files import storage
 from unitb.commands.demo import TORCH_CHOICES, runnable
@@ -121,6 +121,8 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "parquet":
+        return _export_parquet(args)
     error = _require_run(args.run)
     if error:
         print(error, file=sys.stderr)
@@ -150,6 +152,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    return 0
+
+
+def _export_parquet(args: argparse.Namespace) -> int:
+    if not args.output:
+        print("unitb export: --format parquet writes a file: give it with -o OUT.parquet", file=sys.stderr)
+        return 2
+    if not storage.is_url(args.run) and not os.path.isdir(args.run):
+        print(f"unitb: {args.run} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        runs, rows = tables.write_parquet(args.run, args.output)
+    except ImportError:
+        print('unitb export: Parquet needs pyarrow: pip install "unitb[parquet]"', file=sys.stderr)
+        return 2
+    if not runs:
+        print(f"unitb export: no runs (event files) below {args.run}", file=sys.stderr)
+        return 1
+    print(f"unitb: {rows} scalars of {runs} run(s) in {args.output}; their hparams in "
+          f"{tables.hparams_path(args.output)}", file=sys.stderr)
     return 0
 
 
@@ -271,9 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     tags = sub.add_parser("tags", help="list the tags of a run")
     tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files")
     tags.set_defaults(func=cmd_tags)
-    export = sub.add_parser("export", help="export a run's rows as CSV or JSON")
-    export.add_argument("run", help="a run folder (or a URL) holding event files")
-    export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
+    export = sub.add_parser("export", help="export a run's rows as CSV or JSON, or every run below a folder as "
+                            "Parquet")
+    export.add_argument("run", help="a run folder (or a URL) holding event files; with parquet, any folder of runs")
+    export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv",
+                        help="output format (default: csv); parquet: the scalars of every run below RUN, and their "
+                        "hparams beside them in OUT.hparams.parquet")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
     export.set_defaults(func=cmd_export)
     compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
