@@ -93,14 +93,6 @@ def unitb(tmp_path, *args: str, timeout: float = 240, **kwargs) -> subprocess.Co
                           timeout=timeout, **kwargs)
 
 
-def hparams_of(run: str) -> dict:
-    values: dict = {}
-    for row in reader.iter_rows(run):
-        if row.kind == "hparams":
-            values.update(reader.session_values(row.value))
-    return values
-
-
 def last_value(run: str, tag: str) -> float:
     steps, values = reader.scalar_arrays(run)[tag]
     return float(values[steps.argmax()])
@@ -128,7 +120,7 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
     for trial in trials:
         run = str(tmp_path / "runs" / "grid" / f"trial-{trial.number:03d}")
         assert reader.find_runs(run) == [run]  # its own folder, nothing shared
-        values = hparams_of(run)
+        values = reader.hparams(run)
         assert (values["lr"], values["width"], values["sweep"], values["trial"]) == (
             trial.params["lr"], trial.params["width"], "grid", trial.number)
         # The trial's value is the last val/loss its run wrote, read independently here.

@@ -27,14 +27,6 @@ def run_sweep(tmp_path, config: dict, *args: str) -> subprocess.CompletedProcess
                            str(tmp_path / "runs"), *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def hparams_of(run: str) -> dict:
-    values: dict = {}
-    for row in reader.iter_rows(run):
-        if row.kind == "hparams":
-            values.update(reader.session_values(row.value))
-    return values
-
-
 def test_the_keras_example_sweep(tmp_path):
     pytest.importorskip("tensorflow")
     with open(os.path.join(EXAMPLES, "keras_fit.yaml")) as handle:
@@ -47,7 +39,7 @@ def test_the_keras_example_sweep(tmp_path):
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
     for trial in trials:
         run = trial.user_attrs["unitb.run"]
-        values = hparams_of(run)
+        values = reader.hparams(run)
         assert (values["lr"], values["batch_size"], values["sweep"]) == (
             pytest.approx(trial.params["lr"]), trial.params["batch_size"], "keras")
         steps, losses = reader.scalar_arrays(run)["val/loss"]
@@ -64,7 +56,7 @@ def test_the_mmpose_example_sweep_passes_its_parameters_as_cfg_options(tmp_path)
     trial = sweep_study.find("pose", str(tmp_path / "runs")).study().get_trials()[0]
     assert trial.state.name == "COMPLETE"
     run = os.path.join(trial.user_attrs["unitb.run"], "mmpose-topdown")  # the example's --out is the trial's
-    values = hparams_of(run)
+    values = reader.hparams(run)
     lr, batch = trial.params["optim_wrapper.optimizer.lr"], trial.params["train_dataloader.batch_size"]
     # mmengine took both: the hook reads them back from the Runner's config and its optimizer.
     assert values["optim_wrapper.optimizer.lr"] == lr and values["learning_rate"] == pytest.approx(lr)

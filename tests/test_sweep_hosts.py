@@ -163,10 +163,7 @@ def test_a_sweep_in_object_storage_puts_every_trial_run_in_the_bucket(tmp_path, 
         run = trial.user_attrs["unitb.run"]
         assert run == f"{logdir}/st/trial-{trial.number:03d}"
         assert reader.scalars(run)["val/loss"] == [(4, 1.0 / trial.params["lr"])]  # read from the bucket
-        values = {}
-        for row in reader.iter_rows(run):
-            if row.kind == "hparams":
-                values.update(reader.session_values(row.value))
+        values = reader.hparams(run)
         assert (values["lr"], values["sweep"], values["trial"]) == (trial.params["lr"], "st", trial.number)
     assert f"unitb pull {logdir}/st runs/st" in done.stdout
     status = subprocess.run([sys.executable, "-m", "unitb", "sweep", "status", "st", "--storage", url],

@@ -16,14 +16,6 @@ from unitb.log import sweep_trial
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 
 
-def _hparams(run_dir):
-    values = {}
-    for row in reader.iter_rows(run_dir):
-        if row.kind == "hparams":
-            values.update(reader.session_values(row.value))
-    return values
-
-
 def _trial(monkeypatch, folder, number=3):
     info = sweep_trial.TrialInfo(sweep="lr-sweep", number=number, params={"lr": 0.02, "optimizer.type": "SGD"},
                                  logdir=str(folder) if folder is not None else None)
@@ -61,7 +53,7 @@ def test_torch_logger_writes_into_the_trials_folder_with_its_params(tmp_path, mo
     log.close()
     assert log.run_dir == str(tmp_path / "sweeps" / "lr-sweep" / "trial-003")
     assert not (tmp_path / "the-scripts-own").exists()
-    values = _hparams(log.run_dir)
+    values = reader.hparams(log.run_dir)
     assert (values["lr"], values["optimizer.type"], values["sweep"], values["trial"], values["mine"]) == (
         0.02, "SGD", "lr-sweep", 3, 1)
     assert [s for s, _ in reader.scalars(log.run_dir)["train/loss"]] == [1, 2, 3]
@@ -78,7 +70,7 @@ def test_keras_fit_and_a_tf_loop_take_the_trial(tmp_path, monkeypatch):
     model.fit(x, x[:, :1], batch_size=8, epochs=1, callbacks=[callback], verbose=0)
     callback.close()
     assert callback.run_dir == str(tmp_path / "fit")
-    assert {k: _hparams(callback.run_dir)[k] for k in ("lr", "sweep", "trial")} == {
+    assert {k: reader.hparams(callback.run_dir)[k] for k in ("lr", "sweep", "trial")} == {
         "lr": 0.02, "sweep": "lr-sweep", "trial": 1}
 
     _trial(monkeypatch, tmp_path / "loop", number=2)
@@ -86,7 +78,7 @@ def test_keras_fit_and_a_tf_loop_take_the_trial(tmp_path, monkeypatch):
     logger.log_train_step(1, losses={"loss": 1.0})
     logger.close()
     assert logger.run_dir == str(tmp_path / "loop")
-    assert {k: _hparams(logger.run_dir)[k] for k in ("lr", "sweep", "trial")} == {
+    assert {k: reader.hparams(logger.run_dir)[k] for k in ("lr", "sweep", "trial")} == {
         "lr": 0.02, "sweep": "lr-sweep", "trial": 2}
 
 
@@ -95,6 +87,6 @@ def test_the_mmengine_hook_puts_the_trial_in_its_hparams(tmp_path, monkeypatch):
 
     _trial(monkeypatch, None, number=4)  # the hook writes where mmengine's work_dir says
     mmengine_pose.build_runner(str(tmp_path / "work"), steps=4, hook=dict(grad_norm_interval=2)).train()
-    values = _hparams(mmengine_pose.vis_dir(str(tmp_path / "work")))
+    values = reader.hparams(mmengine_pose.vis_dir(str(tmp_path / "work")))
     assert (values["lr"], values["optimizer.type"], values["sweep"], values["trial"]) == (0.02, "SGD", "lr-sweep", 4)
     assert values["framework"] == "pytorch-mmengine"

@@ -23,7 +23,8 @@ from unitb.read.records import event_batches
 
 __all__ = ["Row", "ScalarRows", "EVENT_FILE_MARK", "is_event_file", "event_files", "other_event_files",
            "find_runs", "iter_events", "row_chunks", "iter_rows", "read_run", "tag_summary", "steps_by_tag",
-           "decoded_values", "scalar_arrays", "scalars", "decode_png", "summarize", "session_values"]
+           "decoded_values", "tag_scalars", "scalar_arrays", "scalars", "hparams", "decode_png", "summarize",
+           "session_values"]
 
 EVENT_FILE_MARK = "tfevents"
 
@@ -172,6 +173,15 @@ def iter_rows(run_dir: str) -> Iterator[Row]:
                 yield Row(tag, step, wall_time, "scalar", value, chunk.file)
         else:
             yield chunk
+
+
+def hparams(run_dir: str) -> Dict[str, object]:
+    """The run's hyperparameters as its HPARAMS records hold them (later records win)."""
+    values: Dict[str, object] = {}
+    for row in iter_rows(run_dir):
+        if row.kind == "hparams":
+            values.update(session_values(row.value))
+    return values
 
 
 def read_run(run_dir: str) -> List[Row]:

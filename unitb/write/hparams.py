@@ -82,16 +82,12 @@ def run_columns(run_dir: str, also: Sequence[str] = ()) -> Tuple[Dict[str, objec
     scalars, the scalars named in ``also`` (a sweep's metric) and the model's size (a constant
     at step 0 that the SCALARS tab can hide: its "Ignore outliers" default drops the largest
     run's only point from the y-range)."""
-    values: Dict[str, object] = {}
     metrics = []
     for entry in reader.tag_summary(run_dir):
         tag, kind = str(entry["tag"]), entry["kind"]
         if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/") or tag in MODEL_SIZE or tag in also):
             metrics.append(tag)
-    for row in reader.iter_rows(run_dir):
-        if row.kind == "hparams":
-            values.update(reader.session_values(row.value))
-    return values, metrics
+    return reader.hparams(run_dir), metrics
 
 
 # TensorBoard's HPARAMS tab ticks 5 hyperparameter columns (those declared ``differs`` first, by
