@@ -36,15 +36,17 @@ def test_the_keras_example_sweep(tmp_path):
     done = run_sweep(tmp_path, config, "--agents", "2", "--name", "keras")
     assert done.returncode == 0, done.stderr[-3000:]
     trials = sweep_study.find("keras", str(tmp_path / "runs")).study().get_trials()
-    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+    # Hyperband's first rung is at step 16, these trials' last: the second to reach it may stop there.
+    assert len(trials) == 2 and "COMPLETE" in {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     for trial in trials:
         run = trial.user_attrs["unitb.run"]
         values = reader.hparams(run)
         assert (values["lr"], values["batch_size"], values["sweep"]) == (
             pytest.approx(trial.params["lr"]), trial.params["batch_size"], "keras")
         steps, losses = reader.scalar_arrays(run)["val/loss"]
-        assert trial.value == pytest.approx(float(losses[steps.argmax()]), rel=1e-6)
-        assert steps.max() == 16  # the trial's own --steps, its run's own step meaning
+        assert trial.intermediate_values[max(trial.intermediate_values)] == pytest.approx(
+            float(losses[steps.argmax()]), rel=1e-6)
+        assert max(trial.intermediate_values) == 16  # the trial's own --steps, its run's own step meaning
 
 
 @pytest.mark.skipif(not demo.mmpose_installed(), reason="the mmpose example needs the mmpose extra")
