@@ -13,6 +13,9 @@ follows the metric the trial's run writes, and tells Optuna how the trial went.
   queues its parameters again, so the next agent of the sweep runs them first.
 - Agents share nothing but the study: a grid's agents take combinations by trial number, and a
   combination or a ``run_cap`` slot taken twice in a race is skipped, never run twice.
+- With a database, agents beat Optuna's heartbeat: a trial whose agent died is failed by the next
+  agent and runs again as a trial of its own. A database that does not answer is waited for
+  (:meth:`Agent._patiently`), the running trial going on, its points kept until it answers.
 """
 from __future__ import annotations
 
