@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Set, Tuple, Union
 
 import numpy as np
 
@@ -142,16 +142,17 @@ def iter_events(path: str):
 class ScalarRows(NamedTuple):
     """A stretch of plain scalar rows of one file, as columns (what most of a run is): the
     rows ``Row(tags[i], steps[i], wall_times[i], "scalar", values[i], file)``."""
-    tags: List[str]
-    steps: List[int]
-    wall_times: List[float]
-    values: List[float]
+    tags: Union[List[str], np.ndarray]  # lists, or numpy arrays from ``row_chunks(arrays=True)``
+    steps: Union[List[int], np.ndarray]
+    wall_times: Union[List[float], np.ndarray]
+    values: Union[List[float], np.ndarray]
     file: str
 
 
-def row_chunks(run_dir: str) -> Iterator[Any]:
+def row_chunks(run_dir: str, arrays: bool = False) -> Iterator[Any]:
     """Every summary row of one run directory, in file then write order, streamed: plain
-    scalars come as :class:`ScalarRows` columns, everything else as single :class:`Row` s."""
+    scalars come as :class:`ScalarRows` columns, everything else as single :class:`Row` s.
+    ``arrays``: the columns as numpy arrays rather than lists (for a columnar writer)."""
     tags = TagTable()
     plugin_of: Dict[str, str] = {}
     for path, block in _run_blocks(run_dir, tags):
@@ -159,8 +160,12 @@ def row_chunks(run_dir: str) -> Iterator[Any]:
         for piece in _in_order(block):
             if isinstance(piece, tuple):
                 start, stop = piece
-                yield ScalarRows(names[block.tag[start:stop]].tolist(), block.step[start:stop].tolist(),
-                                 block.wall_time[start:stop].tolist(), block.value[start:stop].tolist(), path)
+                if arrays:
+                    yield ScalarRows(names[block.tag[start:stop]], block.step[start:stop],
+                                     block.wall_time[start:stop], block.value[start:stop], path)
+                else:
+                    yield ScalarRows(names[block.tag[start:stop]].tolist(), block.step[start:stop].tolist(),
+                                     block.wall_time[start:stop].tolist(), block.value[start:stop].tolist(), path)
             else:
                 yield from _event_rows(piece, plugin_of, path)
 

@@ -40,10 +40,11 @@ def runs_below(root: str) -> List[Tuple[str, str]]:
 def write_parquet(root: str, out: str) -> Tuple[int, int]:
     """Write the scalars of every run below ``root`` to ``out`` and their hyperparameters beside
     it; returns (runs, scalar rows)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("run", pa.string()), ("tag", pa.string()), ("step", pa.int64()),
+    schema = pa.schema([("run", pa.dictionary(pa.int32(), pa.string())), ("tag", pa.string()), ("step", pa.int64()),
                         ("wall_time", pa.float64()), ("value", pa.float64())])
     runs = runs_below(root)
     rows = 0
@@ -51,17 +52,19 @@ def write_parquet(root: str, out: str) -> Tuple[int, int]:
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         for name, folder in runs:
             values: Dict[str, Any] = {}
-            for chunk in reader.row_chunks(folder):
+            for chunk in reader.row_chunks(folder, arrays=True):
                 if isinstance(chunk, reader.ScalarRows):
                     count = len(chunk.tags)
-                    writer.write_table(pa.table({"run": pa.array([name] * count, pa.string()),
+                    writer.write_table(pa.table({"run": pa.DictionaryArray.from_arrays(
+                                                     pa.array(np.zeros(count, np.int32)), pa.array([name])),
                                                  "tag": pa.array(chunk.tags, pa.string()),
                                                  "step": pa.array(chunk.steps, pa.int64()),
                                                  "wall_time": pa.array(chunk.wall_times, pa.float64()),
                                                  "value": pa.array(chunk.values, pa.float64())}, schema=schema))
                     rows += count
                 elif chunk.kind == "scalar":  # a scalar protobuf read whole (a description, a rare form)
-                    writer.write_table(pa.table({"run": [name], "tag": [chunk.tag], "step": [int(chunk.step)],
+                    writer.write_table(pa.table({"run": pa.array([name]).dictionary_encode(), "tag": [chunk.tag],
+                                                 "step": [int(chunk.step)],
                                                  "wall_time": [float(chunk.wall_time)],
                                                  "value": [float(chunk.value)]}, schema=schema))
                     rows += 1
