@@ -67,6 +67,7 @@ def test_torn_last_record_keeps_everything_before_it(tmp_path):
 def test_find_runs_and_summary(tmp_path):
     _write_torch(tmp_path / "a")
     _write_tf(tmp_path / "b")
+    _write_torch(tmp_path / "a" / ".unitb-removed" / "20261203-000000")  # set aside by a resume: no run
     assert reader.find_runs(str(tmp_path)) == [str(tmp_path / "a"), str(tmp_path / "b")]
     table = {e["tag"]: e for e in reader.summarize(reader.read_run(str(tmp_path / "a")))}
     assert table["train/loss"]["count"] == 3 and table["train/loss"]["first_step"] == 1

@@ -27,7 +27,6 @@ from unitb.read import reader, tables
 from unitb.files import safe_paths
 from unitb.files import storage
 from unitb.commands.demo import TORCH_CHOICES, runnable
-from unitb.files.names import REMOVED
 from unitb.backends import forwarder as backends
 from unitb.commands import demo
 from unitb.commands import sweeps
@@ -257,8 +256,7 @@ def push_to_backends(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"unitb push: {exc}", file=sys.stderr)
         return 2
-    found = [run for run in (reader.find_runs(args.local) if os.path.isdir(args.local) else [])
-             if f"{os.sep}{REMOVED}" not in run]  # what a resume set aside is not a run
+    found = reader.find_runs(args.local) if os.path.isdir(args.local) else []
     if not found:
         print(f"unitb push: no run (event files) below {args.local}", file=sys.stderr)
         return 2

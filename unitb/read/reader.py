@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Opt
 import numpy as np
 
 from unitb.files import storage
-from unitb.files.names import EXPERIMENT_SUFFIX
+from unitb.files.names import EXPERIMENT_SUFFIX, REMOVED
 from unitb.read import columns
 from unitb.read.columns import TagTable
 from unitb.read.records import event_batches
@@ -89,12 +89,14 @@ def other_event_files(run_dir: str, own: Iterable[str] = ()) -> List[str]:
     return [p for p in event_files(run_dir) if os.path.abspath(p) not in mine]
 
 def find_runs(root: str) -> List[str]:
-    """Every directory under ``root`` (itself included) that holds event files."""
+    """Every directory under ``root`` (itself included) that holds event files; what resumes set
+    aside (``.unitb-removed/``) is no run, on disk or in a store."""
     if storage.is_url(root):
         return sorted({f.rsplit("/", 1)[0] for f in storage.walk_files(root) if is_event_file(f)
-                       and "/.unitb-removed/" not in f})
+                       and f"/{REMOVED}/" not in f})
     runs = []
-    for current, _dirs, files in os.walk(root):
+    for current, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != REMOVED]
         if any(is_event_file(f) for f in files):
             runs.append(current)
     return sorted(runs)

@@ -14,7 +14,7 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from unitb.files import storage
-from unitb.files.names import EXPERIMENT_SUFFIX, REMOVED
+from unitb.files.names import EXPERIMENT_SUFFIX
 from unitb.read import reader
 
 HPARAMS_SUFFIX = ".hparams.parquet"
@@ -29,8 +29,8 @@ def hparams_path(out: str) -> str:
 def runs_below(root: str) -> List[Tuple[str, str]]:
     """``(name, folder)`` of every run below ``root`` (itself included); what resumes set aside
     and a log root's experiment summary (``unitb hparams``) are no runs."""
-    found = [run for run in reader.find_runs(root) if REMOVED not in run.replace("\\", "/").split("/")
-             and not all(path.endswith(EXPERIMENT_SUFFIX) for path in reader.event_files(run))]
+    found = [run for run in reader.find_runs(root)
+             if not all(path.endswith(EXPERIMENT_SUFFIX) for path in reader.event_files(run))]
     if storage.is_url(root):
         base = root.rstrip("/")
         return [(run[len(base):].strip("/") or ".", run) for run in found]

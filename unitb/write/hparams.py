@@ -23,7 +23,7 @@ import os
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from unitb.files.names import EXPERIMENT_SUFFIX, REMOVED
+from unitb.files.names import EXPERIMENT_SUFFIX
 from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
 from unitb.read import reader
 from unitb.schema import HPARAM_KEYS
@@ -136,7 +136,7 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
     """Write the log root's experiment summary (see the module docstring) for every run below
     ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run).
     A sweep passes its parameters as ``shared`` and its metric as ``first_metrics``."""
-    runs = [run for run in reader.find_runs(logdir) if REMOVED not in run.split(os.sep)]
+    runs = reader.find_runs(logdir)
     if not runs:
         return None
     columns, metrics = experiment_columns(runs, shared, first_metrics)
