@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from unitb import schema
+from unitb.read import reader
 from unitb.write import projector
 from unitb.write import protos
 from unitb.write import render
@@ -126,7 +127,7 @@ class OwnValues:
             except Exception as exc:
                 self._skip(tag, f"could not draw the figure ({type(exc).__name__}: {exc})")
                 return
-            self.run.tagged_image(tag, int(step), lambda: _decoded_png(buffer.getvalue()), tag)
+            self.run.tagged_image(tag, int(step), lambda: reader.png_pixels(buffer.getvalue()), tag)
             return
         try:
             import matplotlib.pyplot as plt
@@ -189,12 +190,6 @@ class OwnValues:
 
 
 LONG_TEXT = 64 * 1024  # characters from which a text is a heavy record (see OwnValues.text)
-
-
-def _decoded_png(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def _host(value: object) -> Any:

@@ -23,8 +23,8 @@ from unitb.read.records import event_batches
 
 __all__ = ["Row", "ScalarRows", "EVENT_FILE_MARK", "is_event_file", "event_files", "other_event_files",
            "find_runs", "iter_events", "row_chunks", "iter_rows", "read_run", "tag_summary", "steps_by_tag",
-           "decoded_values", "tag_scalars", "scalar_arrays", "scalars", "hparams", "decode_png", "summarize",
-           "session_values"]
+           "decoded_values", "tag_scalars", "scalar_arrays", "scalars", "hparams", "decode_png", "png_pixels",
+           "summarize", "session_values"]
 
 EVENT_FILE_MARK = "tfevents"
 
@@ -405,11 +405,16 @@ def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
 
 def decode_png(image_value: dict, index: int = 0) -> np.ndarray:
     """An image row's ``index``-th PNG as an H x W x C uint8 array."""
+    return png_pixels(image_value["png"][index])
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    """PNG bytes as an H x W x 3 uint8 array."""
     import io
 
     from PIL import Image as PILImage
 
-    return np.asarray(PILImage.open(io.BytesIO(image_value["png"][index])).convert("RGB"))
+    return np.asarray(PILImage.open(io.BytesIO(data)).convert("RGB"))
 
 
 def summarize(rows: Iterable) -> List[Dict[str, object]]:
