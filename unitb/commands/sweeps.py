@@ -132,7 +132,7 @@ def _agents(sweep: study.Sweep, agents: int, count: Optional[int], heartbeat: in
         console.close()
     _summary(sweep)
     if any(agent.stopping for agent in running):
-        print(f"unitb sweep: stopped; continue with: unitb sweep agent {_ident_arg(sweep)}")
+        print(f"unitb sweep: stopped; continue with: {sweep.agent_command()}")
         return 130
     return 1 if errors else 0
 
@@ -160,10 +160,6 @@ def _summary(sweep: study.Sweep) -> None:
         print(f"Look at them: {tensorboard} --logdir {sweep.folder}")
 
 
-def _ident_arg(sweep: study.Sweep) -> str:
-    return sweep.folder if os.path.dirname(sweep.folder) != os.path.abspath(study.DEFAULT_LOGDIR) else sweep.ident
-
-
 def _find(args: argparse.Namespace) -> study.Sweep:
     return study.find(args.sweep, args.logdir, args.storage)
 
@@ -171,11 +167,9 @@ def _find(args: argparse.Namespace) -> study.Sweep:
 def cmd_create(args: argparse.Namespace) -> int:
     sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage)
     print(sweep.ident)
-    where = "" if args.logdir == study.DEFAULT_LOGDIR else f" --logdir {args.logdir}"
-    where += f" --storage {args.storage}" if args.storage else ""
     print(f"unitb sweep: created {sweep.folder} ({sweep.config.method}"
           + (f", {sweep.config.grid_size()} combinations" if sweep.config.method == "grid" else "")
-          + f"); start agents with: unitb sweep agent {sweep.ident}{where}", file=sys.stderr)
+          + f"); start agents with: {sweep.agent_command()}", file=sys.stderr)
     return 0
 
 

@@ -45,8 +45,9 @@ STDERR_TAIL = 2000  # characters of a failed trial's stderr kept with it
 # into the launcher's process (and keep it open after the trial ends).
 NOT_INHERITED = ("WANDB_SERVICE", "WANDB_RUN_ID", "WANDB_SWEEP_ID")
 # User attributes the agent keeps on a trial (read by ``unitb sweep status``).
-SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE, OUTPUT = (
-    "unitb.skipped", "unitb.interrupted", "unitb.error", "unitb.run", "unitb.values", "unitb.exit_code", "unitb.output")
+SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE, OUTPUT, RERUN_OF = (
+    "unitb.skipped", "unitb.interrupted", "unitb.error", "unitb.run", "unitb.values", "unitb.exit_code", "unitb.output",
+    "unitb.rerun_of")
 
 
 WAIT = "wait"  # Agent.finished: nothing to start now, but the sweep may yet need this agent
@@ -277,7 +278,7 @@ class Agent:
         if interrupted:
             trial.set_user_attr(INTERRUPTED, True)
             study = trial.study
-            study.enqueue_trial(dict(trial.params), user_attrs={"unitb.rerun_of": trial.number})
+            study.enqueue_trial(dict(trial.params), user_attrs={RERUN_OF: trial.number})
             self.say(f"{name}: interrupted; its parameters run again when an agent continues the sweep")
             raise _Interrupted()
         if pruned_at is not None:

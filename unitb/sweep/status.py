@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from unitb.sweep.agent import ERROR, EXIT_CODE, INTERRUPTED, RUN, SKIPPED, VALUES
+from unitb.sweep.agent import ERROR, EXIT_CODE, INTERRUPTED, RERUN_OF, RUN, SKIPPED, VALUES
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ def _note(trial, state: str) -> str:
         if ERROR not in trial.user_attrs and EXIT_CODE not in trial.user_attrs:
             return STALE  # failed by another agent's heartbeat check
         return str(trial.user_attrs.get(ERROR) or f"exit code {trial.user_attrs.get(EXIT_CODE)}")
-    if state == "waiting" and "unitb.rerun_of" in trial.user_attrs:
-        return f"runs trial {trial.user_attrs['unitb.rerun_of']} again"
+    if state == "waiting" and RERUN_OF in trial.user_attrs:
+        return f"runs trial {trial.user_attrs[RERUN_OF]} again"
     if "failed_trial" in trial.system_attrs:
         return f"runs trial {trial.system_attrs['retry_history'][-1]} again (its agent died)"
     return ""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shlex
 import string
 import time
 import warnings
@@ -77,6 +78,17 @@ class Sweep:
     def in_store(self) -> bool:
         """Whether the trials' runs go to an object store (``--logdir s3://…``)."""
         return storage.is_url(self.folder)
+
+    def agent_command(self) -> str:
+        """The command that starts one more agent of this sweep, on any host that sees its folder
+        (or store) and its database: what ``create`` prints and a stopped ``run`` says."""
+        logdir = self.folder.rsplit("/", 1)[0] if self.in_store else os.path.dirname(self.folder)
+        words = ["unitb", "sweep", "agent", self.ident]
+        if logdir != os.path.abspath(DEFAULT_LOGDIR):
+            words += ["--logdir", logdir]
+        if self.in_database:
+            words += ["--storage", self.storage_url]
+        return " ".join(shlex.quote(word) for word in words)
 
     def trial_folder(self, number: int) -> str:
         """Where trial ``number``'s run goes: a folder, or a URL in the store."""
