@@ -66,16 +66,14 @@ class RunLife:
         return merged(values, self.trial.hparams() if self.trial is not None else None)
 
     def backends(self) -> Optional[Mapping[str, Mapping[str, object]]]:
-        """The backends' settings; a trial's W&B run joins the sweep's group and its MLflow run
-        goes under a parent run named after the sweep, unless the script chose otherwise."""
+        """The backends' settings; a trial's MLflow run goes under a parent run named after the
+        sweep unless the script chose otherwise. (Its W&B run joins the sweep's group through
+        ``WANDB_RUN_GROUP``, which the agent sets for any W&B user in the trial, unitb or not.)"""
         chosen = self.options.backends
-        if self.trial is None or not isinstance(chosen, dict):
+        if self.trial is None or not isinstance(chosen, dict) or "mlflow" not in chosen:
             return chosen
         settings: Dict[str, Dict[str, object]] = {name: dict(options or {}) for name, options in chosen.items()}
-        if "wandb" in settings:
-            settings["wandb"].setdefault("group", self.trial.sweep)
-        if "mlflow" in settings:
-            settings["mlflow"].setdefault("parent_run", self.trial.sweep)
+        settings["mlflow"].setdefault("parent_run", self.trial.sweep)
         return settings
 
     # ------------------------------------------------------------------ opening
