@@ -18,6 +18,7 @@ from unitb.read.reader import session_values
 
 EXPERIMENT = "unitb"
 METRIC_BATCH, PARAM_BATCH = 1000, 100  # log_batch's limits per call
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag for a nested run
 PARAM_CHARS = 6000
 _KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 
@@ -38,6 +39,8 @@ class MlflowBackend(PointErrors):
         self.run_id: Optional[str] = None
         self.tracking_uri: Optional[str] = None
         self._params: Dict[str, str] = {}
+        self._experiment_id: Optional[str] = None  # set for a run nested under a parent_run
+        self._created_parent: Optional[str] = None  # a parent run this trial created
 
     def open(self, state: Dict[str, Any], start_step: int, run_name: str) -> int:
         from mlflow import MlflowClient
@@ -59,16 +62,11 @@ class MlflowBackend(PointErrors):
         tags = {key: str(value) for key, value in dict(self.options.get("tags") or {}).items()}
         if old:  # MLflow cannot delete the points sent after start_step: a new run replaces this one
             tags["unitb.replaces"] = old
-        experiment = str(self.options.get("experiment") or EXPERIMENT)
-        found = self.client.get_experiment_by_name(experiment)
-        # A new experiment's artifacts go where the user said; else MLflow's default, which for a
-        # database store is ./mlruns in the working directory.
-        location = self.options.get("artifact_location")
-        experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
-            experiment, artifact_location=str(location) if location else None)
+        experiment_id = self._experiment(str(self.options.get("experiment") or EXPERIMENT))
         parent = self.options.get("parent_run")
         if parent:  # a sweep's trials, nested under one run named after the sweep
-            tags["mlflow.parentRunId"] = self._parent(experiment_id, str(parent))
+            self._experiment_id = experiment_id
+            tags[PARENT_TAG] = self._parent(experiment_id, str(parent))
         run = self.client.create_run(experiment_id, run_name=str(self.options.get("run_name") or run_name), tags=tags)
         self.run_id = run.info.run_id
         if old:
@@ -78,25 +76,53 @@ class MlflowBackend(PointErrors):
                        f"cannot delete; run {self.run_id} replaces it (steps up to {start_step} sent again)")
         return -1
 
+    def _experiment(self, name: str) -> str:
+        """The id of experiment ``name``, created if it is new. Runs starting together (a
+        sweep's trials) may each try to create it: one does, the others find it."""
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        # A new experiment's artifacts go where the user said; else MLflow's default, which for a
+        # database store is ./mlruns in the working directory.
+        location = self.options.get("artifact_location")
+        try:
+            return self.client.create_experiment(name, artifact_location=str(location) if location else None)
+        except Exception:
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _oldest_parent(self, experiment_id: str, name: str) -> Optional[str]:
+        """The oldest run tagged as the parent ``name`` (every trial orders them the same way,
+        ties within a millisecond too)."""
+        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`unitb.parent` = '{name}'",
+                                       max_results=50)
+        return min(((run.info.start_time, run.info.run_id) for run in runs), default=(0, None))[1]
+
     def _parent(self, experiment_id: str, name: str) -> str:
         """The id of the parent run ``name`` (tagged ``unitb.parent``), created by the first
-        trial that needs it. Trials starting together may each create one: all then take the
-        oldest, and the others are deleted."""
-        def oldest() -> Optional[str]:
-            runs = self.client.search_runs([experiment_id], filter_string=f"tags.`unitb.parent` = '{name}'",
-                                           max_results=50)
-            # Every trial orders the candidates the same way, ties within a millisecond too.
-            return min(((run.info.start_time, run.info.run_id) for run in runs), default=(0, None))[1]
-
-        existing = oldest()
+        trial that needs it. Trials starting together may each create one and, before they see
+        each other's, each take its own: :meth:`close` settles on the oldest."""
+        existing = self._oldest_parent(experiment_id, name)
         if existing:
             return existing
         mine = self.client.create_run(experiment_id, run_name=name, tags={"unitb.parent": name})
         self.client.set_terminated(mine.info.run_id)
-        chosen = oldest() or mine.info.run_id
-        if chosen != mine.info.run_id:
-            self.client.delete_run(mine.info.run_id)
-        return chosen
+        self._created_parent = mine.info.run_id
+        return self._oldest_parent(experiment_id, name) or mine.info.run_id
+
+    def _settle_parent(self) -> None:
+        """Long after every trial of a start created its parent: the run goes under the oldest,
+        and a parent this trial created that is not the oldest is deleted."""
+        name = self.options.get("parent_run")
+        if not name or self._experiment_id is None or self.run_id is None:
+            return
+        chosen = self._oldest_parent(self._experiment_id, str(name))
+        if chosen and chosen != self.client.get_run(self.run_id).data.tags.get(PARENT_TAG):
+            self.client.set_tag(self.run_id, PARENT_TAG, chosen)
+        if self._created_parent and chosen and self._created_parent != chosen:
+            self.client.delete_run(self._created_parent)
 
     def _exists(self, run_id: str) -> bool:
         try:
@@ -142,4 +168,5 @@ class MlflowBackend(PointErrors):
 
     def close(self) -> None:
         if self.client is not None and self.run_id is not None:
+            self._settle_parent()
             self.client.set_terminated(self.run_id, status="FINISHED")
