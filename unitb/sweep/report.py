@@ -7,7 +7,7 @@ import html
 import time
 from typing import Any, Callable, List, Tuple
 
-from unitb.sweep.status import TrialRow, trial_rows
+from unitb.sweep.status import TrialRow, cells, trial_rows
 from unitb.sweep.study import Sweep
 
 _STYLE = """
@@ -22,21 +22,14 @@ th { background: #f4f4f4; } tr.best td { font-weight: 600; }
 
 
 def _table(rows: List[TrialRow], metric: str) -> str:
-    names = list(dict.fromkeys(name for row in rows for name in row.values))
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["trial", "state", *names, metric, "time", "run"])
-    body = []
-    for index, row in enumerate(rows):
-        cells = [str(row.number), row.state, *(_cell(row.values.get(name, "")) for name in names),
-                 "" if row.value is None else f"{row.value:.6g}",
-                 "" if row.seconds is None else f"{row.seconds:.1f} s", row.run]
+    header, body = cells(rows, metric, digits=6, seconds=" s")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    lines = []
+    for index, (row, line) in enumerate(zip(rows, body)):
         title = f' title="{html.escape(row.note)}"' if row.note else ""
         best = ' class="best"' if index == 0 and row.state == "complete" else ""
-        body.append(f"<tr{best}{title}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def _cell(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"<tr{best}{title}>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(lines)}</table>"
 
 
 def figures(study, metric: str, searched: List[str]) -> List[str]:

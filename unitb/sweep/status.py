@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from unitb.sweep.agent import ERROR, EXIT_CODE, INTERRUPTED, RERUN_OF, RUN, SKIPPED, VALUES
 
@@ -82,13 +82,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def table(rows: List[TrialRow], metric: str) -> str:
-    """A plain-text table: trial, state, each parameter, the metric, time, run folder, note."""
+def cells(rows: List[TrialRow], metric: str, digits: int = 4, seconds: str = "s") -> Tuple[List[str], List[List[str]]]:
+    """The header and the cells of the trials' table: trial, state, each parameter, the metric
+    (to ``digits`` significant digits), time (followed by ``seconds``), run folder."""
     names = list(dict.fromkeys(name for row in rows for name in row.values))
     header = ["trial", "state", *names, metric, "time", "run"]
     body = [[str(row.number), row.state, *(_text(row.values.get(name, "")) for name in names),
-             "" if row.value is None else _text(row.value),
-             "" if row.seconds is None else f"{row.seconds:.1f}s", row.run] for row in rows]
+             "" if row.value is None else f"{row.value:.{digits}g}",
+             "" if row.seconds is None else f"{row.seconds:.1f}{seconds}", row.run] for row in rows]
+    return header, body
+
+
+def table(rows: List[TrialRow], metric: str) -> str:
+    """A plain-text table: trial, state, each parameter, the metric, time, run folder, note."""
+    header, body = cells(rows, metric)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
     for row in rows:
