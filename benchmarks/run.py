@@ -711,12 +711,12 @@ writer.close()
 """
 
 
-def _sweep_in(root: str, program: str, parameters: dict, argument: str, method: str = "random",
+def _sweep_in(root: str, program: str, parameters: dict, *arguments: str, method: str = "random",
               database: Optional[str] = None):
     from unitb.sweep import study
 
     raw = {"program": program, "method": method, "metric": {"name": "val/loss", "goal": "minimize"},
-           "parameters": parameters, "command": ["${env}", "${interpreter}", "${program}", argument]}
+           "parameters": parameters, "command": ["${env}", "${interpreter}", "${program}", *arguments]}
     return study.create(raw, logdir=root, database=database)
 
 
@@ -818,9 +818,7 @@ def bench_sweep(quick: bool) -> List[Row]:
                                   (1, "its metric at every step (100 a second: each one an Optuna report)", None)):
             spent = {}
             for seconds in ((0.5, 1.5) if quick else (2.0, 12.0)):
-                sweep = _sweep_in(root, busy, {"x": {"min": 0.0, "max": 1.0}}, f"{seconds} {every}")
-                sweep.raw["command"] = ["${env}", "${interpreter}", "${program}", str(seconds), str(every)]
-                sweep.config = parse(sweep.raw)
+                sweep = _sweep_in(root, busy, {"x": {"min": 0.0, "max": 1.0}}, str(seconds), str(every))
                 cpu, wall = time.process_time(), time.perf_counter()
                 Agent(sweep, 1, say=lambda _line: None).run()
                 spent[seconds] = (time.process_time() - cpu, time.perf_counter() - wall)
