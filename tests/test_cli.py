@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from unitb.commands import cli
+from unitb.read import row_text
 
 
 def _write_run(path, with_grad=True, duplicate_step=False, val_at_epoch=False):
@@ -90,8 +91,12 @@ def test_missing_run_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "not a directory" in out.stderr
     os.makedirs(tmp_path / "empty" / "inner")
     _write_run(tmp_path / "empty" / "inner")
-    out = _cli("tags", str(tmp_path / "empty"))
-    assert out.returncode == 2 and "runs below it" in out.stderr
+    out = _cli("tags", str(tmp_path / "empty"))  # a folder of runs: a row per run and tag
+    assert out.returncode == 0 and ["inner", "train/loss", "scalar", "10", "1", "10"] in \
+        [line.split() for line in out.stdout.splitlines()]
+    os.makedirs(tmp_path / "hollow")
+    out = _cli("tags", str(tmp_path / "hollow"))
+    assert out.returncode == 2 and "no event files" in out.stderr
 
 
 def test_demo_picks_mmpose_only_when_installed(monkeypatch):
@@ -107,10 +112,14 @@ def test_demo_picks_mmpose_only_when_installed(monkeypatch):
         demo.pick_examples("detectron")
 
 
-def test_export_writes_what_csv_and_json_write_for_each_row(tmp_path):
-    """Scalar stretches are formatted in one pass: the text must be csv.writer's and
-    json.dumps' for every row, tags that need quoting and NaN/inf values included."""
+@pytest.mark.parametrize("compiled", [True, False], ids=["arrow", "python"])
+def test_export_writes_what_csv_and_json_write_for_each_row(tmp_path, monkeypatch, compiled):
+    """Scalar stretches are formatted in one pass (by Arrow, or by Python without pyarrow): the
+    text must be csv.writer's and json.dumps' for every row, tags that need quoting and NaN/inf
+    values included."""
     from torch.utils.tensorboard import SummaryWriter
+
+    monkeypatch.setattr(row_text, "_arrow_available", lambda: compiled)
 
     from unitb.read import reader
 
@@ -127,13 +136,13 @@ def test_export_writes_what_csv_and_json_write_for_each_row(tmp_path):
     plain = csv.writer(expected)
     plain.writerow(["tag", "step", "wall_time", "kind", "value"])
     for row in rows:
-        value = row.value if row.kind == "scalar" else json.dumps(cli._row_value(row))
+        value = row.value if row.kind == "scalar" else json.dumps(row_text.row_value(row))
         plain.writerow([row.tag, row.step, "%.6f" % row.wall_time, row.kind, value])
     out = tmp_path / "out.csv"
     assert cli.main(["export", str(tmp_path), "-o", str(out)]) == 0
     assert out.read_bytes() == expected.getvalue().encode()
     objects = [json.dumps({"tag": r.tag, "step": r.step, "wall_time": r.wall_time, "kind": r.kind,
-                           "value": cli._row_value(r)}) for r in rows]
+                           "value": row_text.row_value(r)}) for r in rows]
     out = tmp_path / "out.json"
     assert cli.main(["export", str(tmp_path), "--format", "json", "-o", str(out)]) == 0
     assert out.read_text() == "[\n" + ",\n".join(objects) + "\n]\n"

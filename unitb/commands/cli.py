@@ -3,6 +3,7 @@
     unitb tags RUN                      tag, kind, count, first/last step (RUN: folder or URL)
     unitb export RUN --format csv|json  every row (scalars as values, others summarised)
     unitb diff RUN_A RUN_B [RUN_C ...]  layout parity; exit 1 on a mismatch
+                                        (RUN may be a folder of runs: a sweep's, a log root)
     unitb restore PATH [--list]         put back event files a resume set aside
     unitb pull URL DIR [--every S]      copy runs from an object store (s3://, gs://) to DIR
     unitb push SPOOL URL                upload a spool a run could not upload at its end
@@ -13,82 +14,18 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
-import numpy as np
-
-from unitb.read import diff as diff_mod
-from unitb.read import reader, tables
-from unitb.files import safe_paths
+from unitb.commands import arguments
 from unitb.files import storage
-from unitb.commands.demo import TORCH_CHOICES, runnable
-from unitb.backends import forwarder as backends
-from unitb.commands import demo
-from unitb.commands import sweeps
-from unitb.folder import resume
-from unitb.notices import default_warn
-from unitb.store import transfer
-from unitb.write import hparams
+from unitb.read import diff as diff_mod
+from unitb.read import logdir, reader
 
-
-def _row_value(row: reader.Row) -> object:
-    if row.kind == "scalar":
-        return row.value
-    if row.kind == "histogram":
-        buckets: Any = row.value
-        return {"buckets": int(buckets.shape[0]), "count": float(buckets[:, 2].sum())}
-    if row.kind == "image":
-        image: Any = row.value
-        return {"width": image["width"], "height": image["height"], "images": len(image["png"])}
-    if row.kind == "text":
-        return row.value
-    return None
-
-
-_SCALAR_LINE = "{},{},{:.6f},scalar,{!r}\r\n".format  # what csv.writer writes for such a row
-
-
-def _scalar_csv(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
-    """The CSV lines of a stretch of scalar rows (the bulk of a big run) in one pass: the same
-    text ``csv.writer`` writes, with each tag quoted by it once (``quoted`` keeps them)."""
-    for tag in set(chunk.tags).difference(quoted):
-        line = io.StringIO()
-        csv.writer(line).writerow([tag])
-        quoted[tag] = line.getvalue()[:-2]
-    return "".join(map(_SCALAR_LINE, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times, chunk.values))
-
-
-def _csv_row(row: reader.Row) -> tuple:
-    value = _row_value(row)
-    return (row.tag, row.step, "%.6f" % row.wall_time, row.kind,
-            value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))
-
-
-_SCALAR_OBJECT = '{{"tag": {}, "step": {}, "wall_time": {!r}, "kind": "scalar", "value": {!r}}}'.format
-
-
-def _scalar_json(chunk: reader.ScalarRows, quoted: Dict[str, str]) -> str:
-    """The JSON objects of a stretch of scalar rows, joined by ``,\n``, in one pass: the text
-    ``json.dumps`` writes for each row's dict (a stretch holding NaN or infinity, which JSON
-    writes as ``NaN``/``Infinity``, takes ``json.dumps`` itself)."""
-    for tag in set(chunk.tags).difference(quoted):
-        quoted[tag] = json.dumps(tag)
-    if not (np.isfinite(chunk.values).all() and np.isfinite(chunk.wall_times).all()):
-        return ",\n".join(_json_row(reader.Row(tag, step, wall_time, "scalar", value))
-                           for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times,
-                                                                  chunk.values))
-    return ",\n".join(map(_SCALAR_OBJECT, map(quoted.__getitem__, chunk.tags), chunk.steps, chunk.wall_times,
-                           chunk.values))
-
-
-def _json_row(row: reader.Row) -> str:
-    return json.dumps({"tag": row.tag, "step": row.step, "wall_time": row.wall_time, "kind": row.kind,
-                       "value": _row_value(row)})
+# The reading commands (tags, export, diff) are what people run most and wait on: the modules
+# only other commands need are loaded by those commands, so a start-up loads what it uses.
 
 
 def _require_run(path: str) -> Optional[str]:
@@ -105,56 +42,68 @@ def _require_run(path: str) -> Optional[str]:
     return None
 
 
+def _runs_of(path: str) -> Tuple[Optional[List[Tuple[str, str]]], Optional[str]]:
+    """A folder that holds no event files itself but runs below it (a sweep's, a team's) is read
+    as a folder of runs: ``(runs, None)``; a run is ``(None, None)``; otherwise ``(None, error)``."""
+    error = _require_run(path)
+    if error is None:
+        return None, None
+    try:
+        runs = logdir.runs_below(path) if storage.is_url(path) or os.path.isdir(path) else []
+    except Exception:
+        runs = []
+    return (runs, None) if runs else (None, error)
+
+
 def cmd_tags(args: argparse.Namespace) -> int:
-    error = _require_run(args.run)
+    runs, error = _runs_of(args.run)
     if error:
         print(error, file=sys.stderr)
         return 2
-    table = reader.tag_summary(args.run)
-    width = max([len(str(e["tag"])) for e in table] + [3])
-    print(f"{'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}")
-    for entry in table:
-        print(f"{str(entry['tag']).ljust(width)}  {entry['kind']:<14} {entry['count']:>6} "
-              f"{entry['first_step']:>8} {entry['last_step']:>8}")
+    if runs is None:
+        table = reader.tag_summary(args.run)
+        width = max([len(str(e["tag"])) for e in table] + [3])
+        print(f"{'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}")
+        for entry in table:
+            print(f"{str(entry['tag']).ljust(width)}  {entry['kind']:<14} {entry['count']:>6} "
+                  f"{entry['first_step']:>8} {entry['last_step']:>8}")
+        return 0
+    summaries = list(logdir.tag_summaries(args.run, runs))
+    run_width = max([len(name) for name, _ in summaries] + [3])
+    width = max([len(str(e["tag"])) for _, table in summaries for e in table] + [3])
+    lines = [f"{'run'.ljust(run_width)}  {'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}"]
+    for name, table in summaries:
+        lines.extend(f"{name.ljust(run_width)}  {str(entry['tag']).ljust(width)}  {entry['kind']:<14} "
+                     f"{entry['count']:>6} {entry['first_step']:>8} {entry['last_step']:>8}" for entry in table)
+    print("\n".join(lines))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "parquet":
         return _export_parquet(args)
-    error = _require_run(args.run)
+    runs, error = _runs_of(args.run)
     if error:
         print(error, file=sys.stderr)
         return 2
-    chunks = reader.row_chunks(args.run)  # streamed: a run of any size in bounded memory
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    sys.stdout.flush()
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer
     try:
-        if args.format == "json":
-            out.write("[")
-            separator = "\n"
-            quoted_json: Dict[str, str] = {}
-            for chunk in chunks:
-                out.write(separator)
-                out.write(_scalar_json(chunk, quoted_json) if isinstance(chunk, reader.ScalarRows)
-                          else _json_row(chunk))
-                separator = ",\n"
-            out.write("\n]\n")
+        if runs is None:
+            logdir.export_run(args.run, args.format, out)  # streamed: a run of any size in bounded memory
         else:
-            writer = csv.writer(out)
-            writer.writerow(["tag", "step", "wall_time", "kind", "value"])
-            quoted: Dict[str, str] = {}
-            for chunk in chunks:
-                if isinstance(chunk, reader.ScalarRows):
-                    out.write(_scalar_csv(chunk, quoted))
-                else:
-                    writer.writerow(_csv_row(chunk))
+            logdir.export_runs(args.run, runs, args.format, out)
     finally:
-        if out is not sys.stdout:
+        if args.output:
             out.close()
+        else:
+            out.flush()
     return 0
 
 
 def _export_parquet(args: argparse.Namespace) -> int:
+    from unitb.read import tables
+
     if not args.output:
         print("unitb export: --format parquet writes a file: give it with -o OUT.parquet", file=sys.stderr)
         return 2
@@ -175,18 +124,26 @@ def _export_parquet(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    folders: List[str] = []
     for run in args.runs:
-        error = _require_run(run)
+        runs, error = _runs_of(run)
         if error:
             print(error, file=sys.stderr)
             return 2
-    layouts = [diff_mod.layout_of(run) for run in args.runs]
+        folders.extend([run] if runs is None else [folder for _name, folder in runs])
+    if len(folders) < 2:
+        print("unitb diff: give at least two runs (or a folder with runs below it)", file=sys.stderr)
+        return 2
+    layouts = logdir.layouts(args.runs[0], folders)
     report = diff_mod.compare(layouts)
     print(diff_mod.format_report(layouts, report))
     return 0 if report.ok else 1
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from unitb.files import safe_paths
+    from unitb.folder import resume
+
     if not os.path.isdir(args.path):
         print(f"unitb: {args.path} is not a directory", file=sys.stderr)
         return 2
@@ -220,6 +177,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    from unitb.commands.demo import runnable
+    from unitb.store import transfer
+
     if not storage.is_url(args.url):
         print(f"unitb: {args.url} is not a URL (s3://…, gs://…)", file=sys.stderr)
         return 2
@@ -235,6 +195,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from unitb.store import transfer
+
     if args.to:
         return push_to_backends(args)
     if not os.path.isdir(args.local) or not args.url or not storage.is_url(args.url):
@@ -246,6 +208,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def push_to_backends(args: argparse.Namespace) -> int:
+    from unitb.backends import forwarder as backends
+    from unitb.notices import default_warn
+
     """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
     given = {"wandb": {"project": args.project, "entity": args.entity, "mode": args.wandb_mode, "dir": args.wandb_dir,
                        "name": args.name},
@@ -267,6 +232,8 @@ def push_to_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_hparams(args: argparse.Namespace) -> int:
+    from unitb.write import hparams
+
     if not os.path.isdir(args.logdir):
         print(f"unitb hparams: {args.logdir} is not a folder", file=sys.stderr)
         return 2
@@ -280,6 +247,8 @@ def cmd_hparams(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from unitb.commands import demo
+
     names = [name.strip() for name in (args.backends or "").split(",") if name.strip()]
     return demo.run(out=args.out, steps=args.steps, torch_example=args.torch_example, backends=names,
                     tracking_uri=args.tracking_uri)
@@ -288,12 +257,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unitb", description="One TensorBoard layout for PyTorch and TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
-    tags = sub.add_parser("tags", help="list the tags of a run")
-    tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files")
+    tags = sub.add_parser("tags", help="list the tags of a run, or of every run below a folder")
+    tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files, or a folder of "
+                      "runs (a sweep's, a log root): a row per run and tag")
     tags.set_defaults(func=cmd_tags)
-    export = sub.add_parser("export", help="export a run's rows as CSV or JSON, or every run below a folder as "
+    export = sub.add_parser("export", help="export a run's rows, or every run's below a folder, as CSV, JSON or "
                             "Parquet")
-    export.add_argument("run", help="a run folder (or a URL) holding event files; with parquet, any folder of runs")
+    export.add_argument("run", help="a run folder (or a URL) holding event files, or a folder of runs (the run's "
+                        "name is then the first column); parquet always has the run column")
     export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv",
                         help="output format (default: csv); parquet: the scalars of every run below RUN, and their "
                         "hparams beside them in OUT.hparams.parquet")
@@ -301,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
     compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
     compare.add_argument("runs", nargs="+", metavar="RUN",
-                         help="two or more run folders (or URLs) holding event files")
+                         help="two or more run folders (or URLs) holding event files; a folder of runs stands "
+                         "for every run below it")
     compare.set_defaults(func=cmd_diff)
     restore = sub.add_parser("restore", help="put back the event files a resume set aside (newest first)")
     restore.add_argument("path", help="a run folder or any folder above it")
@@ -338,23 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs", help="folder the runs are written into (default: runs)")
     demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")
-    demo.add_argument("--torch-example", choices=TORCH_CHOICES, default="auto",
+    demo.add_argument("--torch-example", choices=arguments.TORCH_CHOICES, default="auto",
                       help="the PyTorch run: mmpose when installed (auto), or force one")
     demo.add_argument("--backends", metavar="wandb,mlflow",
                       help="also send the runs to W&B (offline unless WANDB_MODE is set) and/or MLflow")
     demo.add_argument("--tracking-uri", help="MLflow tracking URI (default: a SQLite file in --out)")
     demo.set_defaults(func=cmd_demo)
-    sweeps.add_parser(sub)
+    arguments.add_sweep_parser(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "diff" and len(args.runs) < 2:
-        print("unitb diff: give at least two runs", file=sys.stderr)
-        return 2
     try:
-        code = sweeps.run_command(args) if args.command == "sweep" else int(args.func(args))
+        if args.command == "sweep":
+            from unitb.commands import sweeps
+
+            code = sweeps.run_command(args)
+        else:
+            code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:

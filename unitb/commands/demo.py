@@ -18,6 +18,7 @@ import time
 from importlib.util import find_spec
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from unitb.commands.arguments import TORCH_CHOICES
 from unitb.read import diff as diff_mod
 from unitb.backends import forwarder
 from unitb.backends.forwarder import check_backends, installed
@@ -40,7 +41,6 @@ TF_EXAMPLES = (
     Example("keras-fit", "keras_fit.py", "TensorFlow / Keras model.fit + unitb.TFCallback"),
     Example("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager"),
 )
-TORCH_CHOICES = ("auto", "mmpose", "mmengine")
 # The tiny models gain nothing from a second thread, and lose much when the cores are shared:
 # measured on 2 cores, 36 s with one thread against 44 s with the default (quiet machine), and
 # see the README for a busy one.

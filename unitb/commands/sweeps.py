@@ -202,57 +202,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    """``unitb sweep …`` on the main parser's subcommands."""
-    sweep = sub.add_parser("sweep", help="hyperparameter sweeps from a W&B sweep config, on Optuna, offline")
-    verbs = sweep.add_subparsers(dest="verb", required=True)
-
-    def where(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--logdir", default=study.DEFAULT_LOGDIR,
-                            help="the folder sweeps are created in (default: runs); trials go to LOGDIR/ID/trial-NNN")
-        parser.add_argument("--storage", help="an Optuna database URL for the study (default: a journal file in "
-                            "the sweep's folder)")
-
-    def agents(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--count", type=int, help="trials per agent (default: until the sweep ends)")
-        parser.add_argument("--retries", type=int, default=1, help="with --storage: how many times a trial whose "
-                            "agent died runs again on another (default: 1)")
-        parser.add_argument("--heartbeat", type=int, default=study.HEARTBEAT_SECONDS, metavar="SECONDS",
-                            help="with --storage: how often an agent says it is alive; a trial silent for three "
-                            f"beats is taken as dead (default: {study.HEARTBEAT_SECONDS})")
-
-    create = verbs.add_parser("create", help="create a sweep from its config and print its id")
-    create.add_argument("config", help="sweep.yaml (or .json) in W&B's format")
-    create.add_argument("--name", help="the sweep's id (default: 8 random letters and digits)")
-    where(create)
-    create.set_defaults(func=cmd_create)
-    agent = verbs.add_parser("agent", help="run a sweep's trials one after another")
-    agent.add_argument("sweep", metavar="ID", help="the id create printed (or the sweep's folder)")
-    agents(agent)
-    where(agent)
-    agent.set_defaults(func=cmd_agent)
-    run = verbs.add_parser("run", help="create a sweep and run K agents on this machine")
-    run.add_argument("config", help="sweep.yaml (or .json) in W&B's format")
-    run.add_argument("--agents", type=int, default=1, help="agents at once (default: 1)")
-    agents(run)
-    run.add_argument("--name", help="the sweep's id (default: 8 random letters and digits)")
-    where(run)
-    run.set_defaults(func=cmd_run)
-    status = verbs.add_parser("status", help="a table of a sweep's trials, best first")
-    status.add_argument("sweep", metavar="ID", help="the sweep's id (or its folder)")
-    where(status)
-    status.set_defaults(func=cmd_status)
-    page = verbs.add_parser("report", help="one HTML page: the trials and Optuna's figures")
-    page.add_argument("sweep", metavar="ID", help="the sweep's id (or its folder)")
-    page.add_argument("--out", default="report.html", help="the page to write (default: report.html)")
-    where(page)
-    page.set_defaults(func=cmd_report)
-
-
 def run_command(args: argparse.Namespace) -> int:
     """Run a ``unitb sweep`` verb; a configuration or id it cannot use is one line, exit 2."""
+    verbs = {"create": cmd_create, "agent": cmd_agent, "run": cmd_run, "status": cmd_status, "report": cmd_report}
     try:
-        return int(args.func(args))
+        return int(verbs[args.verb](args))
     except (SweepConfigError, study.SweepNotFound, FileExistsError, ValueError, OSError) as exc:
         print(f"unitb sweep {args.verb}: {exc}", file=sys.stderr)
         return 2

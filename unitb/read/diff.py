@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
+
 from unitb import schema
 from unitb.read.reader import Row, steps_by_tag
 
@@ -36,7 +38,7 @@ class RunLayout:
     families: Dict[str, Set[str]] = field(default_factory=dict)  # family -> tags
     kinds: Dict[str, Set[str]] = field(default_factory=dict)  # family -> kinds seen
     other_tags: Set[str] = field(default_factory=set)
-    steps: Dict[str, List[int]] = field(default_factory=dict)  # canonical scalar tag -> steps
+    steps: Dict[str, Any] = field(default_factory=dict)  # canonical scalar tag -> steps (int64 array)
     layout: Optional[bytes] = None
     hparam_keys: Optional[Tuple[str, ...]] = None
 
@@ -77,6 +79,7 @@ def layout_of(run_dir: str, rows: Optional[Iterable[Row]] = None) -> RunLayout:
             layout.layout = value if isinstance(value, bytes) else None
         elif kind == "hparams" and tag.endswith("session_start_info"):
             layout.hparam_keys = _hparam_keys(value)
+    layout.steps = {tag: np.asarray(steps, np.int64) for tag, steps in layout.steps.items()}
     return layout
 
 
@@ -91,25 +94,27 @@ def _hparam_keys(content: Any) -> Optional[Tuple[str, ...]]:
 
 
 def step_problems(layout: RunLayout) -> List[str]:
-    """Step-axis problems of one run, in plain words."""
+    """Step-axis problems of one run, in plain words (array work: a run has many steps)."""
     problems = []
-    train_steps = [s for tag, steps in layout.steps.items() if tag.startswith("train/") for s in steps]
-    last_train = max(train_steps) if train_steps else None
-    for tag, steps in sorted(layout.steps.items()):
+    arrays = {tag: np.asarray(steps, np.int64) for tag, steps in layout.steps.items()}
+    train_last = [int(steps.max()) for tag, steps in arrays.items() if tag.startswith("train/") and len(steps)]
+    last_train = max(train_last) if train_last else None
+    for tag, steps in sorted(arrays.items()):
         if tag.startswith("model/"):
             continue
-        repeats = sorted({s for i, s in enumerate(steps) if s in steps[:i]})
+        ordered = np.sort(steps, kind="stable")
+        repeats = np.unique(ordered[1:][ordered[1:] == ordered[:-1]]).tolist()
         if repeats:
             problems.append(f"{layout.path}: {tag} has step(s) {_short(repeats)} more than once "
                             f"(orphaned steps after a resume?)")
-        elif any(b < a for a, b in zip(steps, steps[1:])):
+        elif (np.diff(steps) < 0).any():
             problems.append(f"{layout.path}: {tag} steps go backwards")
-        if tag.startswith("val/") and steps:
-            if min(steps) <= 0:
-                problems.append(f"{layout.path}: {tag} is logged at step {min(steps)}; validation belongs at "
+        if tag.startswith("val/") and len(steps):
+            if steps.min() <= 0:
+                problems.append(f"{layout.path}: {tag} is logged at step {steps.min()}; validation belongs at "
                                 f"the optimizer step it ran after (>= 1)")
-            elif last_train is not None and max(steps) > last_train:
-                problems.append(f"{layout.path}: {tag} reaches step {max(steps)}, past the last training "
+            elif last_train is not None and steps.max() > last_train:
+                problems.append(f"{layout.path}: {tag} reaches step {steps.max()}, past the last training "
                                 f"step {last_train}: it is not on the training step axis (epoch index?)")
     return problems
 

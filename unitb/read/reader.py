@@ -149,6 +149,8 @@ class ScalarRows(NamedTuple):
     wall_times: Union[List[float], np.ndarray]
     values: Union[List[float], np.ndarray]
     file: str
+    tag_ids: Optional[np.ndarray] = None  # with arrays=True: ``tags`` as ids into ``tag_names``
+    tag_names: Optional[List[str]] = None  # the run's tags so far (ids index it)
 
 
 def row_chunks(run_dir: str, arrays: bool = False) -> Iterator[Any]:
@@ -163,8 +165,9 @@ def row_chunks(run_dir: str, arrays: bool = False) -> Iterator[Any]:
             if isinstance(piece, tuple):
                 start, stop = piece
                 if arrays:
-                    yield ScalarRows(names[block.tag[start:stop]], block.step[start:stop],
-                                     block.wall_time[start:stop], block.value[start:stop], path)
+                    ids = block.tag[start:stop]
+                    yield ScalarRows(names[ids], block.step[start:stop], block.wall_time[start:stop],
+                                     block.value[start:stop], path, ids, tags.names)
                 else:
                     yield ScalarRows(names[block.tag[start:stop]].tolist(), block.step[start:stop].tolist(),
                                      block.wall_time[start:stop].tolist(), block.value[start:stop].tolist(), path)

@@ -5,17 +5,22 @@ with the columns ``run`` (the run's folder relative to the exported one, ``.`` f
 ``tag``, ``step``, ``wall_time`` and ``value``; and a second one, beside it as
 ``<name>.hparams.parquet``, with a row per run: ``run`` and one column per hyperparameter
 (a value as written; a hyperparameter whose runs disagree on its type is text). Images,
-histograms and texts stay in the event files. The scalars are written a block at a time as
-they are read, so memory stays bounded by one block whatever the size of the runs.
+histograms and texts stay in the event files. Runs are read side by side, each worker writing
+its run a block at a time into a file of its own, so memory stays bounded by a block a worker
+whatever the size of the runs (the disk holds the runs in flight, uncompressed).
 """
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Any, Dict, List, Tuple
+import shutil
+import tempfile
+from typing import Any, Dict, Tuple
 
-from unitb.files import storage
-from unitb.files.names import EXPERIMENT_SUFFIX
-from unitb.read import reader
+import numpy as np
+
+from unitb.read import logdir, parallel, reader
+from unitb.read.arrow_arrays import nullable, numbers, strings
 
 HPARAMS_SUFFIX = ".hparams.parquet"
 
@@ -26,51 +31,75 @@ def hparams_path(out: str) -> str:
     return base + HPARAMS_SUFFIX
 
 
-def runs_below(root: str) -> List[Tuple[str, str]]:
-    """``(name, folder)`` of every run below ``root`` (itself included); what resumes set aside
-    and a log root's experiment summary (``unitb hparams``) are no runs."""
-    found = [run for run in reader.find_runs(root)
-             if not all(path.endswith(EXPERIMENT_SUFFIX) for path in reader.event_files(run))]
-    if storage.is_url(root):
-        base = root.rstrip("/")
-        return [(run[len(base):].strip("/") or ".", run) for run in found]
-    return [(os.path.relpath(run, root), run) for run in found]
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema([("run", pa.dictionary(pa.int32(), pa.string())), ("tag", pa.string()), ("step", pa.int64()),
+                      ("wall_time", pa.float64()), ("value", pa.float64())])
+
+
+def _run_part(job: Tuple[str, str, str]) -> Tuple[str, int, Dict[str, Any]]:
+    """A worker's part: one run's scalars as an Arrow stream file of its own, and its
+    hyperparameters; returns (file, rows, hyperparameters)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    name, folder, spool = job
+    schema = _schema()
+    names = strings([name])
+    handle, path = tempfile.mkstemp(prefix="run-", suffix=".arrow", dir=spool)
+    os.close(handle)
+    rows = 0
+    values: Dict[str, Any] = {}
+
+    def batch(count: int, tags, steps, walls, numbers_) -> Any:
+        run = pa.DictionaryArray.from_arrays(numbers(np.zeros(count, np.int32), np.int32), names)
+        return pa.RecordBatch.from_arrays([run, tags, numbers(steps, np.int64), numbers(walls, np.float64),
+                                           numbers(numbers_, np.float64)], schema=schema)
+
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, schema) as stream:
+        for chunk in reader.row_chunks(folder, arrays=True):
+            if isinstance(chunk, reader.ScalarRows):
+                count = len(chunk.tags)
+                tags = pc.take(strings(list(chunk.tag_names or [])), numbers(chunk.tag_ids, np.int64))
+                stream.write_batch(batch(count, tags, chunk.steps, chunk.wall_times, chunk.values))
+                rows += count
+            elif chunk.kind == "scalar":  # a scalar protobuf read whole (a description, a rare form)
+                stream.write_batch(batch(1, strings([chunk.tag]), [chunk.step], [chunk.wall_time], [chunk.value]))
+                rows += 1
+            elif chunk.kind == "hparams":
+                values.update(reader.session_values(chunk.value))
+    return path, rows, values
 
 
 def write_parquet(root: str, out: str) -> Tuple[int, int]:
     """Write the scalars of every run below ``root`` to ``out`` and their hyperparameters beside
-    it; returns (runs, scalar rows)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema([("run", pa.dictionary(pa.int32(), pa.string())), ("tag", pa.string()), ("step", pa.int64()),
-                        ("wall_time", pa.float64()), ("value", pa.float64())])
-    runs = runs_below(root)
+    it; returns (runs, scalar rows). Runs are read by workers side by side, each into an Arrow
+    file of its own, and copied into the Parquet file in the runs' order."""
+    runs = logdir.runs_below(root)
+    spool = tempfile.mkdtemp(prefix="unitb-export-", dir=os.path.dirname(os.path.abspath(out)))
     rows = 0
     hparams: Dict[str, Dict[str, Any]] = {}
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        for name, folder in runs:
-            values: Dict[str, Any] = {}
-            for chunk in reader.row_chunks(folder, arrays=True):
-                if isinstance(chunk, reader.ScalarRows):
-                    count = len(chunk.tags)
-                    writer.write_table(pa.table({"run": pa.DictionaryArray.from_arrays(
-                                                     pa.array(np.zeros(count, np.int32)), pa.array([name])),
-                                                 "tag": pa.array(chunk.tags, pa.string()),
-                                                 "step": pa.array(chunk.steps, pa.int64()),
-                                                 "wall_time": pa.array(chunk.wall_times, pa.float64()),
-                                                 "value": pa.array(chunk.values, pa.float64())}, schema=schema))
-                    rows += count
-                elif chunk.kind == "scalar":  # a scalar protobuf read whole (a description, a rare form)
-                    writer.write_table(pa.table({"run": pa.array([name]).dictionary_encode(), "tag": [chunk.tag],
-                                                 "step": [int(chunk.step)],
-                                                 "wall_time": [float(chunk.wall_time)],
-                                                 "value": [float(chunk.value)]}, schema=schema))
-                    rows += 1
-                elif chunk.kind == "hparams":
-                    values.update(reader.session_values(chunk.value))
-            hparams[name] = values
+    try:
+        parts = parallel.in_order(_run_part, [(name, folder, spool) for name, folder in runs],
+                                  parallel.workers_for(root, len(runs)))
+        first = next(parts, None)  # the workers are forked before this process starts Arrow's threads
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(out, _schema(), compression="zstd") as writer:
+            for (name, _folder), part in zip(runs, itertools.chain([first] if first else [], parts)):
+                path, count, values = part
+                with pa.memory_map(path) as source:
+                    for recorded in pa.ipc.open_stream(source):
+                        writer.write_batch(recorded)
+                os.unlink(path)
+                rows += count
+                hparams[name] = values
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+    import pyarrow.parquet as pq
+
     pq.write_table(_hparams_table(hparams), hparams_path(out), compression="zstd")
     return len(runs), rows
 
@@ -79,16 +108,16 @@ def _hparams_table(per_run: Dict[str, Dict[str, Any]]):
     import pyarrow as pa
 
     names = sorted({name for values in per_run.values() for name in values})
-    columns: Dict[str, Any] = {"run": pa.array(list(per_run), pa.string())}
+    columns: Dict[str, Any] = {"run": strings(list(per_run))}
     for name in names:
         cells = [values.get(name) for values in per_run.values()]
         kinds = {type(cell) for cell in cells if cell is not None}
-        if kinds <= {int, float} and kinds != {int, float}:
-            columns[name] = pa.array(cells)
-        elif kinds == {int, float}:
-            columns[name] = pa.array([None if cell is None else float(cell) for cell in cells], pa.float64())
+        if kinds == {int}:
+            columns[name] = nullable(cells, "int64")
+        elif kinds in ({float}, {int, float}):
+            columns[name] = nullable([None if cell is None else float(cell) for cell in cells], "float64")
         elif kinds == {bool}:
-            columns[name] = pa.array(cells, pa.bool_())
+            columns[name] = nullable(cells, "bool")
         else:
-            columns[name] = pa.array([None if cell is None else str(cell) for cell in cells], pa.string())
+            columns[name] = nullable(cells, "string")
     return pa.table(columns)
