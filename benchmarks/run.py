@@ -297,6 +297,34 @@ def bench_keras(quick: bool) -> List[Row]:
 
 
 # ----------------------------------------------------------------------------- 3 grad norm
+def _startup_model(optimizer: str):
+    """The Keras start-up rows' model (a small conv net, ~16-20 ms a step here), compiled."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
+                              keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+                              keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def _step_seconds(model, x, y, steps: int, batch: int) -> float:
+    """A training step of ``model``: the slope of a fit's wall time between ``steps`` and 5x as
+    many steps (best of 3 each), so Keras' own per-fit work is not counted as steps."""
+    model.fit(x[:steps * batch], y[:steps * batch], batch_size=batch, epochs=1, verbose=0)
+    best = {}
+    for size in (steps, steps * 5):
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            model.fit(x[:size * batch], y[:size * batch], batch_size=batch, epochs=1, verbose=0)
+            times.append(time.perf_counter() - started)
+        best[size] = min(times)
+    return (best[steps * 5] - best[steps]) / (steps * 4)
+
+
 def bench_keras_startup(quick: bool) -> List[Row]:
     """What one fit() costs with TFCallback apart from its steps: fits of two lengths on a fresh
     model each time (as a sweep or a notebook does), wall clock, min of N, A/A row included.
@@ -312,14 +340,7 @@ def bench_keras_startup(quick: bool) -> List[Row]:
     x = rng.random((long * 16, 64, 64, 3)).astype("float32")
     y = rng.random((long * 16, 10)).astype("float32")
 
-    def build(optimizer: str):
-        keras.utils.set_random_seed(0)  # the model of the Keras rows above (~20-40 ms a step here)
-        model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(32, 3, activation="relu"),
-                                  keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
-                                  keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-                                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
-        model.compile(optimizer=optimizer, loss="mse")
-        return model
+    build = _startup_model
 
     phases: Dict[str, Dict[str, List[float]]] = {}  # optimizer/with or without: phase: seconds per fit
 
@@ -419,6 +440,58 @@ def bench_keras_startup(quick: bool) -> List[Row]:
          f"{again * 1000:+.0f} ms a fit ({best['repeat-unitb'] * 1000:.0f} vs {best['repeat-none'] * 1000:.0f} ms)",
          "stays small", _met(again <= 5 * step)),
     ]
+
+
+def bench_keras_refit(quick: bool) -> List[Row]:
+    """``for epoch in range(E): model.fit(..., epochs=1, callbacks=[cb])`` with one TFCallback,
+    against the same loop without it: what each later fit costs (a small Dense model, 6 fits of
+    8 steps after a first one, best of N trials, interleaved), for SGD and Adam."""
+    import keras
+    import numpy as np
+
+    import unitb
+
+    fits, steps, trials = (2, 4, 1) if quick else (6, 8, 4)
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * 32, 32)).astype("float32")
+    y = rng.random((steps * 32, 1)).astype("float32")
+
+    def loop(optimizer: str, callback: bool) -> Callable[[], float]:
+        def run() -> float:
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
+                                      keras.layers.Dense(1)])
+            model.compile(optimizer=optimizer, loss="mse")
+            callbacks = [unitb.TFCallback(tempfile.mkdtemp(prefix="unitb-refit-"))] if callback else []
+            model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)  # the first fit: not timed
+            started = time.perf_counter()
+            for _ in range(fits):
+                model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)
+            took = (time.perf_counter() - started) / fits
+            for cb in callbacks:
+                cb.close()
+            return took
+        return run
+
+    rows: List[Row] = []
+    for optimizer in ("sgd", "adam"):
+        times = interleaved({"none": loop(optimizer, False), "unitb": loop(optimizer, True)}, trials)
+        keras.utils.set_random_seed(0)
+        dense = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+        dense.compile(optimizer=optimizer, loss="mse")
+        dense_step = _step_seconds(dense, np.tile(x, (5, 1)), np.tile(y, (5, 1)), steps, 32)
+        images = rng.random((steps * 5 * 16, 64, 64, 3)).astype("float32")
+        labels = rng.random((steps * 5 * 16, 10)).astype("float32")
+        step = _step_seconds(_startup_model(optimizer), images, labels, steps, 16)
+        extra = min(times["unitb"]) - min(times["none"])
+        rows.append((f"Keras: a later fit() of the same model with the same TFCallback ({optimizer.upper()}, "
+                     f"Dense 32-64-1, {fits} one-epoch fits of {steps} steps after a first one, best of {trials})",
+                     f"{extra * 1000:+.1f} ms a fit ({min(times['unitb']) * 1000:.1f} vs "
+                     f"{min(times['none']) * 1000:.1f} ms a fit) = {extra / step:.1f} steps of the start-up rows' "
+                     f"model ({step * 1000:.1f} ms); {extra / dense_step:.0f} steps of this Dense model, whose "
+                     f"step costs {dense_step * 1000:.2f} ms beside Keras' own per-fit work",
+                     "≤ 5 steps of the benchmark model", _met(extra <= 5 * step)))
+    return rows
 
 
 def bench_grad_norm(quick: bool) -> List[Row]:
@@ -1185,6 +1258,51 @@ def _rust_loader(run: str, keep_all: bool) -> Optional[Tuple[float, float]]:
         process.wait(timeout=30)
 
 
+# Runs `unitb ARGS` from a small launcher: a child forked from this benchmark (TensorFlow loaded)
+# would report this process's peak RSS as its own, since the peak survives exec.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "unitb", *sys.argv[1:]])
+_pid, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
+def _cli_process(*args: str, env: Optional[Dict[str, str]] = None) -> Tuple[float, float]:
+    """(seconds, peak RSS MB) of ``unitb ARGS`` as a whole process — interpreter start and
+    imports included, which a user waits for — its worker processes' peaks included."""
+    out = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *args], capture_output=True, text=True,
+                         env=dict(os.environ, **(env or {})))
+    seconds, peak, code = out.stdout.split()[-3:]
+    if int(code) not in (0, 1):  # diff exits 1 on runs that are not unitb's
+        raise RuntimeError(f"unitb {' '.join(args)}: {out.stderr[-2000:]}")
+    return float(seconds), float(peak)
+
+
+CLI_COMMANDS = {
+    # what a user types, on RUN; OUT is a file in a scratch folder
+    "unitb tags": ("tags", "RUN"),
+    "unitb export --format csv": ("export", "RUN", "-o", "OUT.csv"),
+    "unitb export --format json": ("export", "RUN", "--format", "json", "-o", "OUT.json"),
+    "unitb export --format parquet": ("export", "RUN", "--format", "parquet", "-o", "OUT.parquet"),
+    "unitb diff": ("diff", "RUN", "RUN"),
+}
+
+
+def _cli_best(name: str, run: str, scratch: str, trials: int, env: Optional[Dict[str, str]] = None,
+              diff_of: Optional[List[str]] = None) -> Tuple[float, float]:
+    """Best time and largest peak RSS of a CLI command over ``trials`` whole processes."""
+    words = [w.replace("OUT", os.path.join(scratch, "out")) for w in CLI_COMMANDS[name]]
+    words = [run if w == "RUN" else w for w in words]
+    if name == "unitb diff" and diff_of is not None:
+        words = ["diff", *diff_of]
+    results = [_cli_process(*words, env=env) for _ in range(trials)]
+    return min(t for t, _ in results), max(r for _, r in results)
+
+
 def bench_reading(quick: bool) -> List[Row]:
     """Reading big runs and resuming them: unitb against TensorBoard's own Rust loader (and
     tbparse, EventAccumulator where installed) on the same file, each in a fresh process
@@ -1230,6 +1348,16 @@ def bench_reading(quick: bool) -> List[Row]:
                          f"{best[name]:.2f} s = {best[name] / rust_all[0]:.2f}× the Rust loader keeping every point, "
                          f"{best[name] / rust_default[0]:.2f}× its default; peak RSS {rss[name]:.0f} MB{peer}",
                          "≤ 2× the Rust loader at its default", _met(best[name] <= 2 * rust_default[0])))
+        scratch = os.path.join(root, "scratch")
+        os.makedirs(scratch, exist_ok=True)
+        for name in CLI_COMMANDS:
+            if name == "unitb diff":
+                continue  # the in-process layout row above is the diff of one run
+            took, rss_mb = _cli_best(name, run, scratch, trials)
+            rows.append((f"… `{name}` as a whole process (interpreter and imports included; min of {trials})",
+                         f"{took:.2f} s = {took / rust_default[0]:.2f}× the Rust loader's default load cycle, "
+                         f"{took / rust_all[0]:.2f}× keeping every point; peak RSS {rss_mb:.0f} MB",
+                         "≤ 2× the Rust loader at its default", _met(took <= 2 * rust_default[0])))
         if "EventAccumulator.Reload()" in best:
             rows.append(("… EventAccumulator.Reload() (reference)",
                          f"{best['EventAccumulator.Reload()']:.2f} s; peak RSS {rss['EventAccumulator.Reload()']:.0f} MB",
@@ -1238,6 +1366,93 @@ def bench_reading(quick: bool) -> List[Row]:
             rows.extend(_resume_rows(run, root, events, trials, label, best.get("EventAccumulator.Reload()")))
         shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def bench_logdir(quick: bool) -> List[Row]:
+    """A sweep's logdir: ``unitb tags``, ``export`` (csv, json, parquet) and ``diff`` over a folder
+    of runs as whole processes, against the Rust loader's load cycle over the same folder; the
+    runs read by one worker a core, or by one process (``UNITB_READ_WORKERS=1``); and the same
+    folder in a moto S3 bucket (the Rust loader reads local disk only: its local figure is the
+    reference there)."""
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # s3_store, for the S3 rows
+    steps, tags = (500, 10) if quick else (5000, 10)
+    sizes = [4] if quick else [100, 500]
+    trials = 1 if quick else 2
+    rows: List[Row] = []
+    root = tempfile.mkdtemp(prefix="unitb-logdir-")
+    try:
+        model = os.path.join(root, "model")
+        make_scalar_run(model, steps * tags, tags)
+        (event_file,) = os.listdir(model)
+        for runs in sizes:
+            logdir = os.path.join(root, f"sweep-{runs}")
+            for index in range(runs):
+                os.makedirs(os.path.join(logdir, f"trial-{index:03d}"))
+                shutil.copy(os.path.join(model, event_file), os.path.join(logdir, f"trial-{index:03d}"))
+            scratch = os.path.join(root, "scratch")
+            os.makedirs(scratch, exist_ok=True)
+            size_mb = runs * os.path.getsize(os.path.join(model, event_file)) / 2 ** 20
+            what = f"a sweep's logdir: {runs} runs of {steps} steps × {tags} tags ({size_mb:.0f} MB)"
+            rust_default = min(_rust_loader(logdir, False)[0] for _ in range(trials))  # type: ignore[index]
+            rust_all = min(_rust_loader(logdir, True)[0] for _ in range(trials))  # type: ignore[index]
+            rows.append((f"{what}: TensorBoard's Rust data server, one load cycle (min of {trials})",
+                         f"{rust_default:.2f} s with its default reservoir; {rust_all:.2f} s keeping every point",
+                         "(reference)", "—"))
+            for name in CLI_COMMANDS:
+                took, peak = _cli_best(name, logdir, scratch, trials, diff_of=[logdir])
+                one, one_peak = _cli_best(name, logdir, scratch, 1, env={"UNITB_READ_WORKERS": "1"},
+                                          diff_of=[logdir])
+                rows.append((f"… `{name} LOGDIR`, whole process, a worker a core (min of {trials})",
+                             f"{took:.2f} s = {took / rust_default:.2f}× the Rust default ({took / rust_all:.2f}× "
+                             f"every point); peak RSS {peak:.0f} MB a process; one process: {one:.2f} s, "
+                             f"{one_peak:.0f} MB", "≤ 2× the Rust loader at its default",
+                             _met(took <= 2 * rust_default)))
+            if runs == sizes[0]:
+                rows.extend(_logdir_in_store(logdir, scratch, rust_default, trials, what))
+            shutil.rmtree(logdir, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def _logdir_in_store(logdir: str, scratch: str, rust_default: float, trials: int, what: str) -> List[Row]:
+    """The same logdir read from a moto S3 bucket on loopback."""
+    from s3_store import MotoStore
+
+    store = MotoStore().start()
+    try:
+        env = store.env()
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            import s3fs
+
+            bucket = store.make_bucket("logdir")
+            started = time.perf_counter()
+            s3fs.S3FileSystem().put(logdir, bucket + "/sweep", recursive=True)
+            upload = time.perf_counter() - started
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        url = bucket + "/sweep"
+        rows: List[Row] = []
+        for name in ("unitb tags", "unitb export --format csv", "unitb diff"):
+            took, peak = _cli_best(name, url, scratch, trials, env=env, diff_of=[url])
+            one, _ = _cli_best(name, url, scratch, 1, env=dict(env, UNITB_READ_WORKERS="1"), diff_of=[url])
+            rows.append((f"… the same in S3 (moto on loopback; upload {upload:.0f} s, not counted): `{name} URL` "
+                         f"(min of {trials})",
+                         f"{took:.2f} s = {took / rust_default:.2f}× the Rust default on local disk; peak RSS "
+                         f"{peak:.0f} MB; one process: {one:.2f} s", "≤ 2× the Rust loader at its default",
+                         _met(took <= 2 * rust_default)))
+        return rows
+    finally:
+        store.stop()
 
 
 def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
@@ -1305,13 +1520,15 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one trial: a smoke run")
     parser.add_argument("--only", nargs="*", choices=["mmengine", "keras", "keras-startup", "grad", "records", "memory", "reading",
-                                                     "store", "torch-start", "backends", "sweep", "own-values"])
+                                                     "store", "torch-start", "backends", "sweep", "own-values",
+                                                     "logdir", "keras-refit"])
     parser.add_argument("--out", help="also write the table here (default: benchmarks/RESULTS.md for full runs)")
     args = parser.parse_args(argv)
     suites = {"grad": bench_grad_norm, "records": bench_records, "memory": bench_memory,
               "reading": bench_reading, "mmengine": bench_mmengine, "keras": bench_keras,
               "keras-startup": bench_keras_startup, "store": bench_store, "torch-start": bench_torch_start,
-              "backends": bench_backends, "sweep": bench_sweep, "own-values": bench_own_values}
+              "backends": bench_backends, "sweep": bench_sweep, "own-values": bench_own_values,
+              "logdir": bench_logdir, "keras-refit": bench_keras_refit}
     rows: List[Row] = []
     for name, fn in suites.items():
         if args.only and name not in args.only:

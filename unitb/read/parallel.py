@@ -33,11 +33,18 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+WORKERS_VARIABLE = "UNITB_READ_WORKERS"  # a cap set by the user (a shared login node: 1)
+
+
 def workers_for(root: str, runs: int) -> int:
     """How many workers read ``runs`` runs below ``root``: a core each on disk, a few requests
-    a core from a store, never more than the runs."""
+    a core from a store, never more than the runs nor than ``UNITB_READ_WORKERS`` when set."""
     per_core = STORE_WORKERS_A_CORE if storage.is_url(root) else 1
-    return max(1, min(runs, cores() * per_core))
+    wanted = cores() * per_core
+    cap = os.environ.get(WORKERS_VARIABLE, "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        wanted = min(wanted, int(cap))
+    return max(1, min(runs, wanted))
 
 
 def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
