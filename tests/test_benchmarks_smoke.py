@@ -16,6 +16,7 @@ def test_quick_benchmark_run_prints_the_table(tmp_path):
     for name in ("mmengine median step, hook at defaults", "training-thread CPU", "Keras fit, TFCallback at defaults", "grad norm (120 tensors)",
                  "scalar, time on the training thread", "histograms + image", "first-batch image cache",
                  "RSS growth", "URL logdir (s3://", "TensorFlow installed vs hidden", "your own scalars",
-                 "sweep agent: time it adds between trials", "log_figure"):
+                 "sweep agent: time it adds between trials", "log_figure", "a sweep's logdir",
+                 "as a whole process", "a later fit() of the same model"):
         assert name in table, name
     assert table.count("\n| ") >= 14

@@ -21,7 +21,8 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 AHEAD = 2  # runs in flight a worker: one being read, one waiting
-STORE_WORKERS_A_CORE = 4  # a run in a store mostly waits for the network: more requests at once
+STORE_WORKERS_A_CORE = 2  # a run in a store waits for the network too: more requests at once (4 a core
+# was slower than 2 against a store on the same two cores: each worker starts its own client)
 _DONE = object()
 
 
