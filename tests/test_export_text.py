@@ -151,3 +151,24 @@ def test_a_folder_of_runs_in_a_store_reads_as_on_disk(s3_env, tmp_path, capsys):
     remote_tags = capsys.readouterr().out
     assert cli.main(["tags", str(tmp_path / "sweep")]) == 0
     assert remote_tags == capsys.readouterr().out
+
+
+def test_a_process_with_other_threads_starts_its_workers_fresh(tmp_path):
+    """Forking while another thread holds a lock can hang the child: such a process (one that
+    trains, with TensorFlow's or a writer's threads) gets workers from a fresh server process."""
+    import threading
+
+    names = _sweep_folder(tmp_path / "sweep", runs=3)
+    runs = logdir.runs_below(str(tmp_path / "sweep"))
+    assert parallel._start_method() == "fork"  # a store's I/O threads (an earlier test's) do not count
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait, name="a-writer")
+    busy.start()
+    try:
+        assert parallel._start_method() == "forkserver"
+        results = list(parallel.in_order(_pid_and_tags, runs, workers=2))
+    finally:
+        stop.set()
+        busy.join()
+    assert [tags for _, tags in results] == [reader.tag_summary(folder) for _, folder in runs]
+    assert len(results) == len(names) and os.getpid() not in {pid for pid, _ in results}

@@ -4,13 +4,15 @@ Reading a run is CPU work (numpy over its records) with a little waiting for the
 store, and one run does not depend on another, so a folder of runs — a sweep's trials — is
 read one run per worker. Results come back in the order of the runs, and only a few runs
 are in flight at once (``AHEAD`` a worker), so memory is bounded by those runs, not by the
-folder. Workers are forked where the platform forks (nothing to import again), so even a
-short command gains; elsewhere they start fresh.
+folder. Workers are forked where the platform forks and this process runs no other thread (the
+``unitb`` command: nothing to import again, so even a short command gains); otherwise they start
+from a fresh process.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Callable, Deque, Iterable, Iterator, TypeVar
@@ -48,6 +50,23 @@ def workers_for(root: str, runs: int) -> int:
     return max(1, min(runs, wanted))
 
 
+# fsspec's I/O loop and its executor's threads (a store's name lookups): fsspec starts a new loop
+# in a forked child and never touches the old one there.
+FORK_SAFE_THREADS = ("fsspecIO", "asyncio_")
+
+
+def _start_method() -> str:
+    """Fork where nothing but this thread runs (the ``unitb`` command: nothing to import again);
+    a process with other threads (TensorFlow's, a writer's) might fork while one of them holds
+    a lock the child then waits on forever, so its workers start from a fresh server process."""
+    methods = multiprocessing.get_all_start_methods()
+    others = [thread for thread in threading.enumerate()
+              if thread is not threading.main_thread() and not thread.name.startswith(FORK_SAFE_THREADS)]
+    if "fork" in methods and not others:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
     """``work(item)`` for each item, in the items' order, on ``workers`` processes (in this
     process when one is enough). ``work`` must be a module-level function."""
@@ -55,8 +74,7 @@ def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int
     if workers <= 1 or len(items) <= 1:
         yield from map(work, items)
         return
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(_start_method()))
     pending: Deque[Future] = deque()
     try:
         queue = iter(items)
