@@ -1433,7 +1433,7 @@ def _logdir_in_store(logdir: str, scratch: str, rust_default: float, trials: int
 
             bucket = store.make_bucket("logdir")
             started = time.perf_counter()
-            s3fs.S3FileSystem().put(logdir, bucket + "/sweep", recursive=True)
+            s3fs.S3FileSystem(skip_instance_cache=True).put(logdir, bucket + "/sweep", recursive=True)  # not an earlier store's
             upload = time.perf_counter() - started
         finally:
             for key, value in saved.items():

@@ -172,3 +172,26 @@ def test_a_process_with_other_threads_starts_its_workers_fresh(tmp_path):
         busy.join()
     assert [tags for _, tags in results] == [reader.tag_summary(folder) for _, folder in runs]
     assert len(results) == len(names) and os.getpid() not in {pid for pid, _ in results}
+
+
+def test_copying_a_workers_text_goes_on_where_the_kernel_stopped(tmp_path, monkeypatch):
+    """A target sendfile cannot write to part-way (or at all) gets the rest through a buffer,
+    nothing twice, nothing missing."""
+    source = tmp_path / "part.csv"
+    source.write_bytes(bytes(range(256)) * 5000)
+    calls = []
+
+    def one_piece_then_refuse(out, fd, offset, count):
+        if calls:
+            raise OSError(22, "Invalid argument")
+        calls.append(offset)
+        return os.write(out, os.pread(fd, 1000, offset))
+
+    monkeypatch.setattr(os, "sendfile", one_piece_then_refuse)
+    with open(source, "rb") as handle, open(tmp_path / "out", "wb") as out:
+        logdir._copy(handle, out, source.stat().st_size - 2)
+    assert (tmp_path / "out").read_bytes() == source.read_bytes()[:-2]
+    buffered = io.BytesIO()  # no file descriptor at all
+    with open(source, "rb") as handle:
+        logdir._copy(handle, buffered, 10)
+    assert buffered.getvalue() == source.read_bytes()[:10]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from unitb.sweep import study
+from unitb.sweep import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
 
 TORCH_CHOICES = ("auto", "mmpose", "mmengine")  # the PyTorch example ``unitb demo --torch-example`` runs
 
@@ -16,7 +16,7 @@ def add_sweep_parser(sub) -> None:
     verbs = sweep.add_subparsers(dest="verb", required=True)
 
     def where(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--logdir", default=study.DEFAULT_LOGDIR,
+        parser.add_argument("--logdir", default=DEFAULT_LOGDIR,
                             help="the folder sweeps are created in (default: runs); trials go to LOGDIR/ID/trial-NNN")
         parser.add_argument("--storage", help="an Optuna database URL for the study (default: a journal file in "
                             "the sweep's folder)")
@@ -25,9 +25,9 @@ def add_sweep_parser(sub) -> None:
         parser.add_argument("--count", type=int, help="trials per agent (default: until the sweep ends)")
         parser.add_argument("--retries", type=int, default=1, help="with --storage: how many times a trial whose "
                             "agent died runs again on another (default: 1)")
-        parser.add_argument("--heartbeat", type=int, default=study.HEARTBEAT_SECONDS, metavar="SECONDS",
+        parser.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS, metavar="SECONDS",
                             help="with --storage: how often an agent says it is alive; a trial silent for three "
-                            f"beats is taken as dead (default: {study.HEARTBEAT_SECONDS})")
+                            f"beats is taken as dead (default: {HEARTBEAT_SECONDS})")
 
     create = verbs.add_parser("create", help="create a sweep from its config and print its id")
     create.add_argument("config", help="sweep.yaml (or .json) in W&B's format")

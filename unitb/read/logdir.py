@@ -85,19 +85,21 @@ class JsonArray:
 
 def _copy(source: IO[bytes], target: IO[bytes], count: int) -> None:
     """``count`` bytes of ``source`` onto ``target``: by the kernel where it can (no copy through
-    this process: a sweep's export moves gigabytes), else through a buffer."""
+    this process: a sweep's export moves gigabytes), else through a buffer (a terminal, a
+    target without a file descriptor), from where the kernel stopped."""
     target.flush()
+    offset = source.tell()
     try:
-        offset, out = source.tell(), target.fileno()
+        out, fd = target.fileno(), source.fileno()
         while count > 0:
-            sent = os.sendfile(out, source.fileno(), offset, min(count, 1 << 30))
+            sent = os.sendfile(out, fd, offset, min(count, 1 << 30))
             if not sent:
                 return
             offset += sent
             count -= sent
         return
     except (AttributeError, OSError, io.UnsupportedOperation):
-        pass  # no sendfile here, or a target without a file descriptor: copy through a buffer
+        source.seek(offset)
     while count > 0:
         data = source.read(min(_COPY_BYTES, count))
         if not data:

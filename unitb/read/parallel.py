@@ -10,12 +10,13 @@ from a fresh process.
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Callable, Deque, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Deque, Iterable, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 from unitb.files import storage
 
@@ -59,6 +60,8 @@ def _start_method() -> str:
     """Fork where nothing but this thread runs (the ``unitb`` command: nothing to import again);
     a process with other threads (TensorFlow's, a writer's) might fork while one of them holds
     a lock the child then waits on forever, so its workers start from a fresh server process."""
+    import multiprocessing  # with concurrent.futures, loaded only where runs are read side by side
+
     methods = multiprocessing.get_all_start_methods()
     others = [thread for thread in threading.enumerate()
               if thread is not threading.main_thread() and not thread.name.startswith(FORK_SAFE_THREADS)]
@@ -74,6 +77,9 @@ def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int
     if workers <= 1 or len(items) <= 1:
         yield from map(work, items)
         return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(_start_method()))
     pending: Deque[Future] = deque()
     try:

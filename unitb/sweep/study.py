@@ -25,20 +25,14 @@ from typing import Any, Dict, Mapping, Optional
 
 from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
-from unitb.sweep import space
+from unitb.sweep import DEFAULT_LOGDIR, HEARTBEAT_SECONDS, space
 from unitb.sweep.config import SweepConfig, SweepConfigError, parse
 
-DEFAULT_LOGDIR = "runs"
 _ID_LETTERS = string.ascii_lowercase + string.digits
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What the study keeps of the sweep (Optuna user attributes).
 CONFIG_ATTR, SEED_ATTR, FOLDER_ATTR = "unitb.config", "unitb.seed", "unitb.folder"
 
-
-# A database sweep's agents beat every HEARTBEAT_SECONDS while a trial runs; a running trial
-# whose agent has not beaten for three beats is failed by the next agent that starts a trial,
-# and its parameters run again (``retries`` times) as a trial of their own.
-HEARTBEAT_SECONDS = 30
 
 
 class SweepNotFound(LookupError):
