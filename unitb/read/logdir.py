@@ -15,7 +15,6 @@ import tempfile
 from typing import IO, Dict, Iterator, List, Optional, Tuple
 
 from unitb.files import storage
-from unitb.files.names import EXPERIMENT_SUFFIX
 from unitb.read import diff, parallel, reader
 from unitb.read.row_text import CSV_HEADER, RunText, csv_line
 
@@ -23,10 +22,10 @@ _COPY_BYTES = 1 << 20
 
 
 def runs_below(root: str) -> List[Tuple[str, str]]:
-    """``(name, folder)`` of every run below ``root`` (itself included, named ``.``); what resumes
-    set aside and a log root's experiment summary (``unitb hparams``) are no runs."""
-    found = [run for run in reader.find_runs(root)
-             if not all(path.endswith(EXPERIMENT_SUFFIX) for path in reader.event_files(run))]
+    """``(name, folder)`` of every run below ``root`` (itself included, named ``.``), from one
+    listing; what resumes set aside and a log root's experiment summary (``unitb hparams``) are
+    no runs (``reader.find_runs``)."""
+    found = reader.find_runs(root)
     if storage.is_url(root):
         base = root.rstrip("/")
         return [(run[len(base):].strip("/") or ".", run) for run in found]
