@@ -310,14 +310,14 @@ def _startup_model(optimizer: str):
     return model
 
 
-def _step_seconds(model, x, y, steps: int, batch: int) -> float:
+def _step_seconds(model, x, y, steps: int, batch: int, repeats: int = 3) -> float:
     """A training step of ``model``: the slope of a fit's wall time between ``steps`` and 5x as
-    many steps (best of 3 each), so Keras' own per-fit work is not counted as steps."""
+    many steps (best of ``repeats`` each), so Keras' own per-fit work is not counted as steps."""
     model.fit(x[:steps * batch], y[:steps * batch], batch_size=batch, epochs=1, verbose=0)
     best = {}
     for size in (steps, steps * 5):
         times = []
-        for _ in range(3):
+        for _ in range(repeats):
             started = time.perf_counter()
             model.fit(x[:size * batch], y[:size * batch], batch_size=batch, epochs=1, verbose=0)
             times.append(time.perf_counter() - started)
@@ -479,10 +479,10 @@ def bench_keras_refit(quick: bool) -> List[Row]:
         keras.utils.set_random_seed(0)
         dense = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
         dense.compile(optimizer=optimizer, loss="mse")
-        dense_step = _step_seconds(dense, np.tile(x, (5, 1)), np.tile(y, (5, 1)), steps, 32)
+        dense_step = _step_seconds(dense, np.tile(x, (5, 1)), np.tile(y, (5, 1)), steps, 32, trials if quick else 3)
         images = rng.random((steps * 5 * 16, 64, 64, 3)).astype("float32")
         labels = rng.random((steps * 5 * 16, 10)).astype("float32")
-        step = _step_seconds(_startup_model(optimizer), images, labels, steps, 16)
+        step = _step_seconds(_startup_model(optimizer), images, labels, steps, 16, trials if quick else 3)
         extra = min(times["unitb"]) - min(times["none"])
         rows.append((f"Keras: a later fit() of the same model with the same TFCallback ({optimizer.upper()}, "
                      f"Dense 32-64-1, {fits} one-epoch fits of {steps} steps after a first one, best of {trials})",
@@ -1404,8 +1404,8 @@ def bench_logdir(quick: bool) -> List[Row]:
                          "(reference)", "—"))
             for name in CLI_COMMANDS:
                 took, peak = _cli_best(name, logdir, scratch, trials, diff_of=[logdir])
-                one, one_peak = _cli_best(name, logdir, scratch, 1, env={"UNITB_READ_WORKERS": "1"},
-                                          diff_of=[logdir])
+                one, one_peak = (float("nan"), float("nan")) if quick else _cli_best(
+                    name, logdir, scratch, 1, env={"UNITB_READ_WORKERS": "1"}, diff_of=[logdir])
                 rows.append((f"… `{name} LOGDIR`, whole process, a worker a core (min of {trials})",
                              f"{took:.2f} s = {took / rust_default:.2f}× the Rust default ({took / rust_all:.2f}× "
                              f"every point); peak RSS {peak:.0f} MB a process; one process: {one:.2f} s, "
@@ -1445,7 +1445,8 @@ def _logdir_in_store(logdir: str, scratch: str, rust_default: float, trials: int
         rows: List[Row] = []
         for name in ("unitb tags", "unitb export --format csv", "unitb diff"):
             took, peak = _cli_best(name, url, scratch, trials, env=env, diff_of=[url])
-            one, _ = _cli_best(name, url, scratch, 1, env=dict(env, UNITB_READ_WORKERS="1"), diff_of=[url])
+            one = float("nan") if trials == 1 else _cli_best(name, url, scratch, 1, env=dict(env, UNITB_READ_WORKERS="1"),
+                                                             diff_of=[url])[0]
             rows.append((f"… the same in S3 (moto on loopback; upload {upload:.0f} s, not counted): `{name} URL` "
                          f"(min of {trials})",
                          f"{took:.2f} s = {took / rust_default:.2f}× the Rust default on local disk; peak RSS "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from unitb.sweep import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
+from unitb.sweep.defaults import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
 
 TORCH_CHOICES = ("auto", "mmpose", "mmengine")  # the PyTorch example ``unitb demo --torch-example`` runs
 

@@ -6,7 +6,7 @@ read one run per worker. Results come back in the order of the runs, and only a 
 are in flight at once (``AHEAD`` a worker), so memory is bounded by those runs, not by the
 folder. Workers are forked where the platform forks and this process runs no other thread (the
 ``unitb`` command: nothing to import again, so even a short command gains); otherwise they start
-from a fresh process.
+as fresh interpreters.
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ FORK_SAFE_THREADS = ("fsspecIO", "asyncio_")
 def _start_method() -> str:
     """Fork where nothing but this thread runs (the ``unitb`` command: nothing to import again);
     a process with other threads (TensorFlow's, a writer's) might fork while one of them holds
-    a lock the child then waits on forever, so its workers start from a fresh server process."""
+    a lock the child then waits on forever, so its workers start as fresh interpreters (with
+    this process's environment as it is now: a forkserver would keep the one it started with)."""
     import multiprocessing  # with concurrent.futures, loaded only where runs are read side by side
 
     methods = multiprocessing.get_all_start_methods()
@@ -67,7 +68,7 @@ def _start_method() -> str:
               if thread is not threading.main_thread() and not thread.name.startswith(FORK_SAFE_THREADS)]
     if "fork" in methods and not others:
         return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
+    return "spawn"
 
 
 def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:

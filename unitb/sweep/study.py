@@ -25,7 +25,8 @@ from typing import Any, Dict, Mapping, Optional
 
 from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
-from unitb.sweep import DEFAULT_LOGDIR, HEARTBEAT_SECONDS, space
+from unitb.sweep import space
+from unitb.sweep.defaults import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
 from unitb.sweep.config import SweepConfig, SweepConfigError, parse
 
 _ID_LETTERS = string.ascii_lowercase + string.digits
