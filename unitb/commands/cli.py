@@ -28,31 +28,19 @@ from unitb.read import logdir, reader
 # only other commands need are loaded by those commands, so a start-up loads what it uses.
 
 
-def _require_run(path: str) -> Optional[str]:
-    if not storage.is_url(path) and not os.path.isdir(path):
-        return f"unitb: {path} is not a directory"
-    try:
-        files = reader.event_files(path)
-    except Exception as exc:  # a store that does not answer, missing credentials ...
-        return f"unitb: cannot list {path} ({type(exc).__name__}: {exc})"
-    if not files:
-        runs = reader.find_runs(path)
-        hint = f" (runs below it: {', '.join(runs[:5])})" if runs else ""
-        return f"unitb: no event files directly in {path}{hint}"
-    return None
-
-
 def _runs_of(path: str) -> Tuple[Optional[List[Tuple[str, str]]], Optional[str]]:
-    """A folder that holds no event files itself but runs below it (a sweep's, a team's) is read
-    as a folder of runs: ``(runs, None)``; a run is ``(None, None)``; otherwise ``(None, error)``."""
-    error = _require_run(path)
-    if error is None:
-        return None, None
+    """What ``path`` is to the reading commands: a run (event files directly in it): ``(None,
+    None)``; a folder that holds runs below it (a sweep's, a team's): ``(runs, None)``, from one
+    listing; otherwise ``(None, error)``."""
+    if not storage.is_url(path) and not os.path.isdir(path):
+        return None, f"unitb: {path} is not a directory"
     try:
-        runs = logdir.runs_below(path) if storage.is_url(path) or os.path.isdir(path) else []
-    except Exception:
-        runs = []
-    return (runs, None) if runs else (None, error)
+        if reader.event_files(path):
+            return None, None
+        runs = logdir.runs_below(path)
+    except Exception as exc:  # a store that does not answer, missing credentials ...
+        return None, f"unitb: cannot list {path} ({type(exc).__name__}: {exc})"
+    return (runs, None) if runs else (None, f"unitb: no event files directly in {path}, nor runs below it")
 
 
 def cmd_tags(args: argparse.Namespace) -> int:
@@ -208,10 +196,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def push_to_backends(args: argparse.Namespace) -> int:
+    """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
     from unitb.backends import forwarder as backends
     from unitb.notices import default_warn
 
-    """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
     given = {"wandb": {"project": args.project, "entity": args.entity, "mode": args.wandb_mode, "dir": args.wandb_dir,
                        "name": args.name},
              "mlflow": {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "run_name": args.name}}

@@ -73,27 +73,38 @@ def _start_method() -> str:
 
 def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
     """``work(item)`` for each item, in the items' order, on ``workers`` processes (in this
-    process when one is enough). ``work`` must be a module-level function."""
+    process when one is enough). ``work`` must be a module-level function. The workers start,
+    and the first items go out, in this call: a caller that starts threads of its own afterwards
+    (Arrow's, writing the results) never forks under them."""
     items = list(items)
     if workers <= 1 or len(items) <= 1:
-        yield from map(work, items)
-        return
+        return map(work, items)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(_start_method()))
     pending: Deque[Future] = deque()
+    queue = iter(items)
     try:
-        queue = iter(items)
         for item in queue:
             pending.append(pool.submit(work, item))
             if len(pending) >= workers * AHEAD:
                 break
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    return _results(work, pool, pending, queue)
+
+
+def _results(work: Callable[[Item], Result], pool, pending: "Deque[Future]", queue: Iterator[Item]
+             ) -> Iterator[Result]:
+    """The results of :func:`in_order`, one at a time, the next item handed out as each returns."""
+    try:
         while pending:
             result = pending.popleft().result()
             following = next(queue, _DONE)
             if following is not _DONE:
-                pending.append(pool.submit(work, following))  # type: ignore[arg-type]
+                pending.append(pool.submit(work, following))
             yield result
     finally:
         for future in pending:

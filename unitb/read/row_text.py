@@ -107,7 +107,6 @@ _CSV_SCALAR = "{},{},{:.6f},scalar,{!r}\r\n".format  # what csv.writer writes fo
 _JSON_SCALAR = '{}, "step": {}, "wall_time": {!r}, "kind": "scalar", "value": {!r}}},\n'.format  # after '{"tag": …'
 
 
-
 def _arrow_available() -> bool:
     try:
         import pyarrow.compute  # noqa: F401

@@ -11,7 +11,6 @@ whatever the size of the runs (the disk holds the runs in flight, uncompressed).
 """
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
@@ -82,14 +81,12 @@ def write_parquet(root: str, out: str) -> Tuple[int, int]:
     hparams: Dict[str, Dict[str, Any]] = {}
     try:
         parts = parallel.in_order(_run_part, [(name, folder, spool) for name, folder in runs],
-                                  parallel.workers_for(root, len(runs)))
-        first = next(parts, None)  # the workers are forked before this process starts Arrow's threads
+                                  parallel.workers_for(root, len(runs)))  # the workers start before Arrow's threads
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         with pq.ParquetWriter(out, _schema(), compression="zstd") as writer:
-            for (name, _folder), part in zip(runs, itertools.chain([first] if first else [], parts)):
-                path, count, values = part
+            for (name, _folder), (path, count, values) in zip(runs, parts):
                 with pa.memory_map(path) as source:
                     for recorded in pa.ipc.open_stream(source):
                         writer.write_batch(recorded)
@@ -98,8 +95,6 @@ def write_parquet(root: str, out: str) -> Tuple[int, int]:
                 hparams[name] = values
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-    import pyarrow.parquet as pq
-
     pq.write_table(_hparams_table(hparams), hparams_path(out), compression="zstd")
     return len(runs), rows
 

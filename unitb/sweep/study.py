@@ -26,14 +26,13 @@ from typing import Any, Dict, Mapping, Optional
 from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
 from unitb.sweep import space
-from unitb.sweep.defaults import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
 from unitb.sweep.config import SweepConfig, SweepConfigError, parse
+from unitb.sweep.defaults import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
 
 _ID_LETTERS = string.ascii_lowercase + string.digits
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What the study keeps of the sweep (Optuna user attributes).
 CONFIG_ATTR, SEED_ATTR, FOLDER_ATTR = "unitb.config", "unitb.seed", "unitb.folder"
-
 
 
 class SweepNotFound(LookupError):
