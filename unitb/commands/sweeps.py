@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from unitb.commands.demo import runnable
 from unitb.notices import default_warn
-from unitb.sweep import report, study
+from unitb.sweep import journal, report, study
 from unitb.sweep.agent import Agent
 from unitb.sweep.config import SweepConfigError, load_raw
 from unitb.sweep.status import progress, table, trial_rows
@@ -196,6 +196,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    path = study.journal_path(args.sweep, args.logdir)
+    kept = journal.repair_locked(path)
+    if not kept:
+        print(f"unitb sweep repair: {path} holds only whole records; nothing to do")
+        return 0
+    for copy in kept:
+        print(f"unitb sweep repair: set aside {copy}")
+    where = f" --logdir {args.logdir}" if args.logdir != study.DEFAULT_LOGDIR else ""
+    print(f"unitb sweep repair: {path} now holds only whole records; check the trials with "
+          f"unitb sweep status {args.sweep}{where}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     out = report.write(_find(args), args.out)
     print(f"unitb sweep: wrote {out}")
@@ -204,7 +218,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a ``unitb sweep`` verb; a configuration or id it cannot use is one line, exit 2."""
-    verbs = {"create": cmd_create, "agent": cmd_agent, "run": cmd_run, "status": cmd_status, "report": cmd_report}
+    verbs = {"create": cmd_create, "agent": cmd_agent, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+             "repair": cmd_repair}
     try:
         return int(verbs[args.verb](args))
     except (SweepConfigError, study.SweepNotFound, FileExistsError, ValueError, OSError) as exc:

@@ -90,6 +90,7 @@ class RunLife:
                              **({"flush_secs": TRIAL_FLUSH_SECS} if self.trial is not None else {}))
         self.run_dir = self.run.run_dir
         if self.trial is not None:
+            self.run.on_nonfinite = self.trial.note_nonfinite  # the agent fails a trial whose metric did
             try:
                 self.trial.note_run(sink.logdir)  # a URL run: its local spool
             except OSError as exc:

@@ -51,6 +51,7 @@ class OwnValues:
         if number is None:
             self._skip(tag, f"not a number ({type(value).__name__})")
         elif not math.isfinite(number):
+            self.run.left_out(tag, number, step)
             self._skip(tag, f"non-finite value {number}")
         else:
             self.run.write("scalar", lambda: self.run.sink.write_scalar(tag, number, int(step)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
 from unitb.files import json_files, storage
-from unitb.files.names import TRIAL_RUNS
+from unitb.files.names import TRIAL_NONFINITE, TRIAL_RUNS
 from unitb.notices import default_warn
 
 ENV = "UNITB_SWEEP_TRIAL"
@@ -30,6 +30,7 @@ class TrialInfo:
     params: Mapping[str, Any] = field(default_factory=dict)
     logdir: Optional[str] = None  # the trial's run folder (``<logdir>/<sweep>/trial-NNN``), or its URL
     local: Optional[str] = None  # the agent's local folder for the trial, where a run's place is noted
+    metric: Optional[str] = None  # the sweep's metric: a non-finite value of it is noted for the agent
 
     def hparams(self) -> Dict[str, Any]:
         """What a trial's runs add to their hparams: the sweep's parameters by name, and which
@@ -39,20 +40,33 @@ class TrialInfo:
     def environment(self) -> Dict[str, str]:
         """The environment variable the agent sets for the trial's process."""
         env = {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
-                                "logdir": self.logdir, "local": self.local})}
+                                "logdir": self.logdir, "local": self.local, "metric": self.metric})}
         if self.logdir:  # for a script that chooses its own folder (``--out $UNITB_SWEEP_LOGDIR``)
             env[LOGDIR_ENV] = self.logdir
         return env
 
+    def _home(self) -> Optional[str]:
+        home = self.local or self.logdir
+        return None if not home or storage.is_url(home) else os.path.abspath(home)
+
+    def note_nonfinite(self, tag: str, value: float, step: int) -> None:
+        """Tell the agent the sweep's metric was NaN or infinite at ``step``: the run writes only
+        finite values, so the agent would otherwise judge the trial on an earlier one."""
+        home = self._home()
+        if tag != self.metric or home is None:
+            return
+        path = os.path.join(home, TRIAL_NONFINITE)
+        if tag not in json_files.read_dict(path):  # the first one is what the agent reports
+            json_files.write(path, {tag: [int(step), repr(float(value))]})
 
     def note_run(self, run_dir: str) -> None:
         """Name the local folder a run of the trial writes, where the agent follows the metric:
         one the entry point chose outside the trial's own (the mmengine hook writes beside
         mmengine's ``vis_data``), or the spool of a run that goes to a store."""
-        home = self.local or self.logdir
-        if not home or storage.is_url(home):
+        home = self._home()
+        if home is None:
             return
-        home, run_dir = os.path.abspath(home), os.path.abspath(run_dir)
+        run_dir = os.path.abspath(run_dir)
         if run_dir == home or run_dir.startswith(home + os.sep):
             return
         path = os.path.join(home, TRIAL_RUNS)
@@ -72,8 +86,8 @@ def current() -> Optional[TrialInfo]:
     try:
         data = json.loads(text)
         info = TrialInfo(sweep=str(data["sweep"]), number=int(data["trial"]), params=dict(data.get("params") or {}),
-                         logdir=data.get("logdir"), local=data.get("local"))
-        for name in ("logdir", "local"):
+                         logdir=data.get("logdir"), local=data.get("local"), metric=data.get("metric"))
+        for name in ("logdir", "local", "metric"):
             if getattr(info, name) is not None and not isinstance(getattr(info, name), str):
                 raise TypeError(f"{name} {getattr(info, name)!r}")
         return info

@@ -13,15 +13,24 @@ follows the metric the trial's run writes, and tells Optuna how the trial went.
   queues its parameters again, so the next agent of the sweep runs them first.
 - Agents share nothing but the study: a grid's agents take combinations by trial number, and a
   combination or a ``run_cap`` slot taken twice in a race is skipped, never run twice.
-- With a database, agents beat Optuna's heartbeat: a trial whose agent died is failed by the next
-  agent and runs again as a trial of its own. A database that does not answer is waited for
-  (:meth:`Agent._patiently`), the running trial going on, its points kept until it answers.
+- A trial whose agent died is failed by the next agent that looks, and runs again as a trial of
+  its own (:mod:`unitb.sweep.liveness`: at once on the same host, after three missed heartbeats
+  from another). The trial's process ends with its agent (:mod:`unitb.sweep.tether`). A sweep
+  is never done while a trial it counts still runs: its agent may yet die.
+- A database that does not answer is waited for (:meth:`Agent._patiently`), the running trial
+  going on, its points kept until it answers. Nobody could beat meanwhile, so an agent that saw
+  the database away takes no trial for dead until every agent had time to beat again.
+- A trial another agent failed anyway (taken for dead) runs on: its run is kept beside the
+  retry's, what it did is kept with the sweep, and its agent goes on to the next trial.
+- A metric that becomes NaN or infinite stops the trial (as a prune does) and fails it, naming
+  the step: such a trial is never ranked.
 """
 from __future__ import annotations
 
 import functools
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -32,12 +41,13 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from unitb.files import json_files
-from unitb.files.names import TRIAL_ARGS, TRIAL_STDERR, TRIAL_STDOUT
+from unitb.files.names import TRIAL_ARGS, TRIAL_NONFINITE, TRIAL_STDERR, TRIAL_STDOUT
 from unitb.log.sweep_trial import TrialInfo
-from unitb.sweep import space
+from unitb.sweep import liveness, space
 from unitb.sweep.command import command_line, nested
 from unitb.sweep.follow import MetricFollower
-from unitb.sweep.study import HEARTBEAT_SECONDS, Sweep
+from unitb.sweep.study import GRACE_BEATS, HEARTBEAT_SECONDS, Sweep, retry_elsewhere
+from unitb.sweep.tether import tethered
 
 PATIENCE_SECONDS = 1800  # how long an agent waits for a database that does not answer
 STDERR_TAIL = 2000  # characters of a failed trial's stderr kept with it
@@ -48,6 +58,8 @@ NOT_INHERITED = ("WANDB_SERVICE", "WANDB_RUN_ID", "WANDB_SWEEP_ID")
 SKIPPED, INTERRUPTED, ERROR, RUN, VALUES, EXIT_CODE, OUTPUT, RERUN_OF = (
     "unitb.skipped", "unitb.interrupted", "unitb.error", "unitb.run", "unitb.values", "unitb.exit_code", "unitb.output",
     "unitb.rerun_of")
+# Study user attribute prefix: what a trial did after another agent failed it (``LATE + "7"``).
+LATE = "unitb.late."
 
 
 WAIT = "wait"  # Agent.finished: nothing to start now, but the sweep may yet need this agent
@@ -63,6 +75,10 @@ class _Skipped(Exception):
 
 class _Interrupted(Exception):
     """The agent was stopped while the trial ran."""
+
+
+class _TakenForDead(Exception):
+    """Another agent failed the trial while it ran (a database outage made it look dead)."""
 
 
 def counted(trials: List[Any]) -> List[Any]:
@@ -115,10 +131,19 @@ class Agent:
         self._stopping = threading.Event()
         self._process: Optional[subprocess.Popen] = None
         self._away = False  # the database did not answer the last call
+        self._back_at: Optional[float] = None  # when it answered again (monotonic)
         self._in_trial = False  # the current optimize() call reached the objective
+        self._taken = False  # another agent failed the running trial
+        self._storage: Any = None
+        self._beats = liveness.BeatWatch(self.dead_after)
         self._dims = space.dimensions(sweep.config)
         assert sweep.config.metric is not None  # unitb.sweep.study.create refuses a sweep without one
         self._metric = sweep.config.metric
+
+    @property
+    def dead_after(self) -> float:
+        """Seconds without a beat after which an agent on another host is taken for dead."""
+        return float(max(GRACE_BEATS * self.heartbeat, 2))
 
     def stop(self) -> None:
         """Stop the running trial (SIGTERM, then SIGKILL after ``grace_seconds``) and start no other."""
@@ -142,21 +167,23 @@ class Agent:
         optuna.logging.set_verbosity(logging.ERROR)  # the agent says how each trial went itself
         # A grid's agents share the sweep's seed; other samplers get one of their own, so two
         # agents never draw the same points.
-        study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31),
-                                 optuna_storage=self.sweep.storage(self.heartbeat, self.retries))
-        catch = (TrialFailed, _Skipped, _Interrupted)
+        self._storage = self.sweep.storage(self.heartbeat, self.retries)
+        study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31), optuna_storage=self._storage)
+        catch = (TrialFailed, _Skipped, _Interrupted, _TakenForDead)
         while not self.stopping and (self.count is None or self.ran < self.count):
             reason = self._patiently(lambda: self.finished(study))
-            if reason == WAIT:  # the last combinations run elsewhere: one may die and need this agent
+            if reason == WAIT:  # the last trials run elsewhere: one may die and need this agent
                 self._stopping.wait(min(self.heartbeat, 5.0))
                 continue
             if reason:
                 self.say(f"sweep {self.sweep.ident}: {reason}")
                 break
-            self._in_trial = False
+            self._in_trial = self._taken = False
             try:
                 study.optimize(self._objective(study), n_trials=1, catch=catch)
             except Exception as exc:
+                if self._taken:  # Optuna cannot record an outcome for a trial already failed
+                    continue
                 if self._in_trial or not storage_error(exc):
                     raise
                 self._patiently(lambda: study.get_trials(deepcopy=False))  # no trial began: ask again
@@ -190,40 +217,88 @@ class Agent:
     def _database_back(self) -> None:
         if self._away:
             self._away = False
+            self._back_at = time.monotonic()
+            self._beats.restart()
             self.say(f"sweep {self.sweep.ident}: the sweep's database answers again")
+
+    def _just_back(self) -> bool:
+        """Whether the database came back so recently that other agents may not have beaten yet."""
+        return self._back_at is not None and time.monotonic() - self._back_at < self.dead_after + self.heartbeat
 
     def finished(self, study) -> Optional[str]:
         """Why no further trial should start (None while one should; :data:`WAIT` while the only
-        work left runs under other agents that may yet die: a database sweep's heartbeat tells)."""
-        import optuna
-        from optuna.storages import fail_stale_trials
+        work left runs under other agents, which may yet die and leave it to this one)."""
         from optuna.trial import TrialState
 
-        with warnings.catch_warnings():  # "experimental" in Optuna's words since 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)  # a dead agent's trial fails here and its parameters are queued again
+        self.fail_dead_agents(study)
         config = self.sweep.config
         trials = study.get_trials(deepcopy=False)
         taken = counted(trials)
         waiting = [t for t in trials if t.state == TrialState.WAITING]
-        if config.run_cap is not None and len(taken) >= config.run_cap:
-            return f"run_cap reached ({config.run_cap} trials)"
-        if config.method == "grid" and not waiting and \
-                len({_combination(t.params) for t in taken}) >= config.grid_size():
-            if self.sweep.in_database and any(t.state == TrialState.RUNNING for t in taken):
-                return WAIT
-            return f"every combination of the grid ran ({config.grid_size()})"
+        running = any(t.state == TrialState.RUNNING for t in taken)
         target = self._metric.target
         best = [t.value for t in taken if t.state == TrialState.COMPLETE and t.value is not None]
         if target is not None and best:
             reached = max(best) >= target if self._metric.goal == "maximize" else min(best) <= target
             if reached:
                 return f"the metric's target {target} is reached"
-        return None
+        done = None
+        if config.run_cap is not None and len(taken) >= config.run_cap:
+            done = f"run_cap reached ({config.run_cap} trials)"
+        elif config.method == "grid" and not waiting and \
+                len({_combination(t.params) for t in taken}) >= config.grid_size():
+            done = f"every combination of the grid ran ({config.grid_size()})"
+        if done and running:
+            return WAIT
+        return done
+
+    def fail_dead_agents(self, study) -> None:
+        """Fail each running trial whose agent died, and queue its parameters again: Optuna's
+        heartbeat in a database, and for every storage an agent on this host that no longer
+        runs, or (a journal, which has no heartbeat) one elsewhere whose beat stopped."""
+        import optuna
+        from optuna.storages import fail_stale_trials
+        from optuna.trial import TrialState
+
+        if self._just_back():
+            return
+        if self.sweep.in_database:
+            with warnings.catch_warnings():  # "experimental" in Optuna's words since 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                fail_stale_trials(study)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            who = trial.system_attrs.get(liveness.AGENT_ATTR)
+            if isinstance(who, dict) and liveness.on_this_host(who):
+                if liveness.alive(who):
+                    continue
+                reason = f"its agent ({liveness.describe(who)}) died; the trial's process was stopped with it"
+            elif self.sweep.in_database:
+                continue  # Optuna's heartbeat tells
+            elif self._beats.stale(trial._trial_id, trial.system_attrs.get(liveness.BEAT_ATTR)):
+                reason = (f"its agent ({liveness.describe(who) if isinstance(who, dict) else 'unknown'}) has not "
+                          f"beaten for {self.dead_after:g} s: the host or the agent died")
+            else:
+                continue
+            self._fail_dead(study, trial, reason)
+
+    def _fail_dead(self, study, trial, reason: str) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, ERROR, reason)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                return
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+            return  # it ended, or another agent failed it first
+        retry_elsewhere(self.retries)(study, storage.get_trial(trial._trial_id))
+        self.say(f"trial {trial.number}: failed — {reason}; its parameters run again")
 
     def _objective(self, study) -> Callable[[Any], float]:
         def objective(trial) -> float:
             self._in_trial = True
+            self._storage.set_trial_system_attr(trial._trial_id, liveness.AGENT_ATTR, liveness.mark())
             values = space.suggest(trial, self._dims)
             self._refuse_extra(study, trial)
             folder = self.sweep.trial_folder(trial.number)
@@ -255,36 +330,43 @@ class Agent:
         os.makedirs(local, exist_ok=True)
         args_file = os.path.join(local, TRIAL_ARGS)
         json_files.write(args_file, nested(values))
-        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local)
+        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local, self._metric.name)
         words = command_line(self.sweep.config, values, args_file)
         with open(os.path.join(local, TRIAL_STDOUT), "wb") as out, \
                 open(os.path.join(local, TRIAL_STDERR), "wb") as err:
             try:
                 process = subprocess.Popen(words, env=child_environment(info), stdout=out, stderr=err,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
+                                           stdin=subprocess.DEVNULL, start_new_session=True,
+                                           preexec_fn=tethered())
             except OSError as exc:
                 self._fail(trial, f"could not start {words[0]!r}: {exc}")
         self._process = process
         follower = MetricFollower(local, self._metric.name)
         try:
-            last, pruned_at, interrupted = self._follow(trial, process, follower)
+            outcome = self._follow(trial, process, follower)
         finally:
             self._process = None
+        last = outcome.last
+        name = f"trial {trial.number} ({_short(values)})"
+        if self._taken or self._finished_elsewhere(trial):
+            self._record_late(trial, name, outcome, process.returncode)
         # Waited for: Optuna records the outcome once this returns, so the database must answer.
         self._patiently(lambda: trial.set_user_attr(EXIT_CODE, process.returncode))
         if self.sweep.in_store:
             trial.set_user_attr(OUTPUT, local)  # the host's folder holding the trial's output
-        name = f"trial {trial.number} ({_short(values)})"
-        if interrupted:
+        if outcome.interrupted:
             trial.set_user_attr(INTERRUPTED, True)
             study = trial.study
             study.enqueue_trial(dict(trial.params), user_attrs={RERUN_OF: trial.number})
             self.say(f"{name}: interrupted; its parameters run again when an agent continues the sweep")
             raise _Interrupted()
-        if pruned_at is not None:
-            self.say(f"{name}: pruned at step {pruned_at} ({self._metric.name} = {last[1]:.6g})" if last else
+        if outcome.nonfinite is not None:
+            step, value = outcome.nonfinite
+            self._fail(trial, f"{self._metric.name} was {_number(value)} at step {step}; the trial was stopped there")
+        if outcome.pruned_at is not None:
+            self.say(f"{name}: pruned at step {outcome.pruned_at} ({self._metric.name} = {last[1]:.6g})" if last else
                      f"{name}: pruned")
-            raise optuna.TrialPruned(f"pruned at step {pruned_at}")
+            raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
         if process.returncode != 0:
             tail = stderr_tail(os.path.join(local, TRIAL_STDERR))
             self._fail(trial, f"exited with code {process.returncode}" + (f"; its stderr ends:\n{tail}" if tail
@@ -298,37 +380,83 @@ class Agent:
         self.say(f"{name}: {self._metric.name} = {last[1]:.6g} at step {last[0]}")
         return last[1]
 
-    def _follow(self, trial, process: subprocess.Popen, follower: MetricFollower
-                ) -> Tuple[Optional[Tuple[int, float]], Optional[int], bool]:
-        """Report the metric as it comes until the process ends; returns the last point, the step
-        a prune stopped the trial at (None if it was not), and whether :meth:`stop` did."""
-        last: Optional[Tuple[int, float]] = None
+    def _finished_elsewhere(self, trial) -> bool:
+        state = self._patiently(lambda: self._storage.get_trial(trial._trial_id).state)
+        self._taken = self._taken or state.is_finished()
+        return self._taken
+
+    def _record_late(self, trial, name: str, outcome: "_Outcome", returncode: Optional[int]) -> None:
+        """What a trial another agent failed went on to do, kept with the sweep (the trial itself
+        can no longer be changed); then on to the next trial."""
+        last = outcome.last
+        if outcome.nonfinite is not None:
+            did = f"{self._metric.name} was {_number(outcome.nonfinite[1])} at step {outcome.nonfinite[0]}"
+        elif outcome.interrupted:
+            did = "it was interrupted"
+        elif outcome.pruned_at is not None:
+            did = f"it was pruned at step {outcome.pruned_at}"
+        elif returncode != 0:
+            did = f"it exited with code {returncode}"
+        elif last is None:
+            did = f"it never wrote {self._metric.name}"
+        else:
+            did = f"it completed: {self._metric.name} = {last[1]:.6g} at step {last[0]}"
+        record = {"outcome": did, "exit_code": returncode, "step": last[0] if last else None,
+                  "value": last[1] if last else None}
+        self._patiently(lambda: trial.study.set_user_attr(f"{LATE}{trial.number}", record))
+        self.say(f"{name}: another agent took it for dead and ran its parameters again; it went on and {did}; "
+                 "both runs are kept")
+        raise _TakenForDead(did)
+
+    def _follow(self, trial, process: subprocess.Popen, follower: MetricFollower) -> "_Outcome":
+        """Report the metric as it comes until the process ends; a prune, :meth:`stop` or a
+        non-finite metric stop the trial on the way."""
+        outcome = _Outcome()
         reported: Set[int] = set()
         pending: List[Tuple[int, float]] = []  # points the database has not taken yet
-        pruned_at: Optional[int] = None
         stopped_at: Optional[float] = None
-        interrupted = False
+        beat, beaten_at = 0, time.monotonic()
         while True:
             exited = process.poll() is not None
             fresh = follower.poll()  # read after the exit check: an exited process's last points are in
+            bad = next(((step, value) for step, value in fresh if not math.isfinite(value)), None) \
+                or _dropped(follower.folder, self._metric.name)
+            if bad is not None and outcome.nonfinite is None:
+                outcome.nonfinite = bad
+                fresh = [(step, value) for step, value in fresh if math.isfinite(value) and step < bad[0]]
             if fresh:
-                last = fresh[-1]
+                outcome.last = fresh[-1]
             pending += [(step, value) for step, value in fresh if step not in reported and step >= 0]
             judged = self._report(trial, pending, reported, wait=exited)
             if exited:
-                return last, pruned_at, interrupted
-            if judged and fresh and stopped_at is None and not self._done_by(last) and trial.should_prune():
-                pruned_at, stopped_at = last[0] if last else None, time.monotonic()
+                return outcome
+            if outcome.nonfinite is not None and stopped_at is None:
+                stopped_at = time.monotonic()
+                _signal(process, signal.SIGTERM)
+            if judged and fresh and stopped_at is None and not self._done_by(outcome.last) and trial.should_prune():
+                outcome.pruned_at, stopped_at = outcome.last[0] if outcome.last else None, time.monotonic()
                 _signal(process, signal.SIGTERM)
             if self.stopping and stopped_at is None:
-                interrupted, stopped_at = True, time.monotonic()
+                outcome.interrupted, stopped_at = True, time.monotonic()
                 _signal(process, signal.SIGTERM)
             if stopped_at is not None and time.monotonic() - stopped_at > self.grace_seconds:
                 _signal(process, signal.SIGKILL, group=True)
+            if not self.sweep.in_database and time.monotonic() - beaten_at >= self.heartbeat:
+                beat, beaten_at = beat + 1, time.monotonic()
+                self._beat(trial, beat)
             try:
                 process.wait(self.poll_seconds)  # wakes at the exit: the next trial starts at once
             except subprocess.TimeoutExpired:
                 pass
+
+    def _beat(self, trial, beat: int) -> None:
+        """The journal's heartbeat: a counter the agents on other hosts watch move."""
+        import optuna
+
+        try:
+            self._storage.set_trial_system_attr(trial._trial_id, liveness.BEAT_ATTR, beat)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._taken = True
 
     def _done_by(self, last: Optional[Tuple[int, float]]) -> bool:
         """Whether the trial reached Hyperband's ``max_iter``: it has run as long as any trial
@@ -338,8 +466,11 @@ class Agent:
 
     def _report(self, trial, pending: List[Tuple[int, float]], reported: Set[int], wait: bool) -> bool:
         """Report the ``pending`` points to Optuna; while the database does not answer they stay
-        pending (and the trial runs on), unless ``wait``. Returns whether all were taken."""
-        while pending:
+        pending (and the trial runs on), unless ``wait``. Returns whether all were taken. A trial
+        another agent failed takes no more points: they stay in its run."""
+        import optuna
+
+        while pending and not self._taken:
             step, value = pending[0]
             try:
                 if wait:
@@ -347,6 +478,9 @@ class Agent:
                 else:
                     trial.report(value, step)
                     self._database_back()
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self._taken = True
+                break
             except Exception as exc:
                 if wait or not storage_error(exc):
                     raise
@@ -354,12 +488,45 @@ class Agent:
                 return False
             reported.add(step)
             pending.pop(0)
+        if self._taken:
+            pending.clear()
+            return False
         return True
 
     def _fail(self, trial, message: str) -> None:
         trial.set_user_attr(ERROR, message)
         self.say(f"trial {trial.number}: failed — {message}")
         raise TrialFailed(message)
+
+
+class _Outcome:
+    """How a trial's process went, as its agent followed it."""
+
+    def __init__(self) -> None:
+        self.last: Optional[Tuple[int, float]] = None  # the metric's last (step, value)
+        self.pruned_at: Optional[int] = None
+        self.interrupted = False
+        self.nonfinite: Optional[Tuple[int, float]] = None  # the first non-finite metric point
+
+
+def _dropped(folder: str, metric: str) -> Optional[Tuple[int, float]]:
+    """The first non-finite value of ``metric`` a unitb entry point left out of the trial's run
+    (it writes only finite values) and noted in the trial's folder for the agent."""
+    path = os.path.join(folder, TRIAL_NONFINITE)
+    if not os.path.exists(path):
+        return None
+    seen = json_files.read_dict(path).get(metric)
+    if not isinstance(seen, list) or len(seen) != 2:
+        return None
+    try:
+        return int(seen[0]), float(seen[1])
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("infinite" if value > 0 else "-infinite") if math.isinf(value) \
+        else f"{value:.6g}"
 
 
 def storage_error(exc: BaseException) -> bool:

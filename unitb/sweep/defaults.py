@@ -3,7 +3,8 @@ sweep machinery read them, so building the command's parser loads no sweep code.
 from __future__ import annotations
 
 DEFAULT_LOGDIR = "runs"  # where ``unitb sweep`` creates sweeps
-# A database sweep's agents beat every HEARTBEAT_SECONDS while a trial runs; a running trial
-# whose agent has not beaten for three beats is failed by the next agent that starts a trial,
-# and its parameters run again (``retries`` times) as a trial of their own.
+# Agents beat every HEARTBEAT_SECONDS while a trial runs; a running trial whose agent has not
+# beaten for GRACE_BEATS beats is failed by the next agent that looks, and its parameters run
+# again (``retries`` times) as a trial of their own.
 HEARTBEAT_SECONDS = 30
+GRACE_BEATS = 3

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from unitb.sweep.agent import ERROR, EXIT_CODE, INTERRUPTED, RERUN_OF, RUN, SKIPPED, VALUES
+from unitb.sweep import liveness
+from unitb.sweep.agent import ERROR, EXIT_CODE, INTERRUPTED, LATE, RERUN_OF, RUN, SKIPPED, VALUES
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,22 @@ STALE = "its agent stopped answering (no heartbeat): the host or the agent died"
 _ORDER = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4, "interrupted": 5}
 
 
+def _gone(trial) -> str:
+    """Why a running trial is not running: its agent on this host is gone ('' when it runs, or
+    runs elsewhere: only its heartbeat can tell, and the agents read it)."""
+    who = trial.system_attrs.get(liveness.AGENT_ATTR)
+    if trial.state.name != "RUNNING" or not isinstance(who, dict) or not liveness.on_this_host(who):
+        return ""
+    if liveness.alive(who):
+        return ""
+    return f"its agent ({liveness.describe(who)}) is gone; the next agent fails it and runs its parameters again"
+
+
 def _state(trial) -> str:
     if trial.user_attrs.get(INTERRUPTED):
         return "interrupted"
+    if _gone(trial):
+        return "failed"
     return {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting",
             "FAIL": "failed"}[trial.state.name]
 
@@ -38,9 +52,14 @@ def _value(trial) -> Optional[float]:
     return float(steps[max(steps)]) if steps else None
 
 
-def _note(trial, state: str) -> str:
+def _note(trial, state: str, late: Dict[str, Any]) -> str:
     if state == "pruned" and trial.intermediate_values:
         return f"pruned at step {max(trial.intermediate_values)}"
+    if _gone(trial):
+        return _gone(trial)
+    if state == "failed" and isinstance(late.get(str(trial.number)), dict):
+        reason = trial.user_attrs.get(ERROR) or STALE
+        return f"{reason}; yet it went on and {late[str(trial.number)].get('outcome')} (its run is kept)"
     if state == "failed":
         if ERROR not in trial.user_attrs and EXIT_CODE not in trial.user_attrs:
             return STALE  # failed by another agent's heartbeat check
@@ -56,6 +75,7 @@ def trial_rows(study, goal: str = "minimize") -> List[TrialRow]:
     """Every trial but the skipped ones, best first: complete by the metric, then pruned ones
     (by their value at the prune), running, waiting, failed, interrupted."""
     rows = []
+    late = {key[len(LATE):]: value for key, value in study.user_attrs.items() if key.startswith(LATE)}
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get(SKIPPED):
             continue
@@ -66,7 +86,7 @@ def trial_rows(study, goal: str = "minimize") -> List[TrialRow]:
             if end is not None:
                 seconds = (end - trial.datetime_start).total_seconds()
         rows.append(TrialRow(trial.number, state, dict(trial.user_attrs.get(VALUES) or trial.params), _value(trial),
-                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state)))
+                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state, late)))
     sign = -1.0 if goal == "maximize" else 1.0
 
     def key(row: TrialRow):

@@ -25,9 +25,9 @@ from typing import Any, Dict, Mapping, Optional
 
 from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
-from unitb.sweep import space
+from unitb.sweep import journal, space
 from unitb.sweep.config import SweepConfig, SweepConfigError, parse
-from unitb.sweep.defaults import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
+from unitb.sweep.defaults import DEFAULT_LOGDIR, GRACE_BEATS, HEARTBEAT_SECONDS
 
 _ID_LETTERS = string.ascii_lowercase + string.digits
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -37,6 +37,10 @@ CONFIG_ATTR, SEED_ATTR, FOLDER_ATTR = "unitb.config", "unitb.seed", "unitb.folde
 
 class SweepNotFound(LookupError):
     """No sweep of that id in that folder or storage."""
+
+
+class SweepExists(FileExistsError):
+    """A sweep of that name is in that storage already (another create may have just made it)."""
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Sweep:
 
     def storage(self, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1):
         """An Optuna storage object for this sweep's study (one per agent)."""
-        return open_storage(self.storage_url, heartbeat, retries)
+        return open_storage(self.storage_url, heartbeat, retries, self.ident)
 
     def study(self, seed: Optional[int] = None, optuna_storage=None):
         """The study, with the sampler and pruner the configuration names. ``seed``: the
@@ -98,32 +102,68 @@ class Sweep:
         return os.path.join(storage.spool_root(), "sweeps", self.ident, f"trial-{number:03d}")
 
 
-def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1):
+def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1, ident: str = ""):
     """A journal file's path (anything without ``://``) or a database URL Optuna takes (its
     agents beat every ``heartbeat`` seconds; a dead one's trial runs again ``retries`` times)."""
     import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
 
-    if "://" in url:
-        class PatientRDBStorage(optuna.storages.RDBStorage):
-            """A beat the database does not take is tried again at the next one: Optuna's
-            heartbeat thread would end at the first error and the live trial look dead."""
+    if "://" not in url:
+        # Optuna's own lock for the journal (a symlink made atomically) holds on shared file systems too.
+        return optuna.storages.JournalStorage(journal.backend(url, ident))
 
-            def record_heartbeat(self, trial_id: int) -> None:
-                try:
-                    super().record_heartbeat(trial_id)
-                except Exception:  # the database away for a while; the agent says so
-                    pass
+    class PatientRDBStorage(optuna.storages.RDBStorage):
+        """A beat the database does not take is tried again at the next one: Optuna's
+        heartbeat thread would end at the first error and the live trial look dead."""
 
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                super().record_heartbeat(trial_id)
+            except Exception:  # the database away for a while; the agent says so
+                pass
+
+    def connect():
         with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's words since 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return PatientRDBStorage(
-                url, heartbeat_interval=heartbeat, grace_period=max(3 * heartbeat, 2),
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(retries),
+                url, heartbeat_interval=heartbeat, grace_period=max(GRACE_BEATS * heartbeat, 2),
+                heartbeat_stale_trial_callback=retry_elsewhere(retries),
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    # Optuna's own lock for the journal (a symlink made atomically) holds on shared file systems too.
-    return optuna.storages.JournalStorage(JournalFileBackend(url))
+
+    # Processes meeting an empty database each create Optuna's tables; all but one then find
+    # them made (a unique or "already exists" error): they look again and take those.
+    for attempt in range(5):
+        try:
+            return connect()
+        except Exception as exc:
+            if attempt == 4 or not _schema_race(exc):
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+    raise AssertionError("unreachable")
+
+
+def _schema_race(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(word in text for word in ("integrityerror", "uniqueviolation", "already exists", "duplicate"))
+
+
+def retry_elsewhere(retries: int):
+    """What happens to a trial failed because its agent died: its parameters run again (at most
+    ``retries`` times) as a new trial that keeps the grid's place and the parameters, but nothing
+    of the dead agent's (who ran it, why it failed, its exit)."""
+    import optuna
+
+    def retry(study, trial) -> None:
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if retries is not None and len(history) > retries:
+            return
+        system = {key: value for key, value in trial.system_attrs.items() if not key.startswith("unitb.")}
+        system.update(failed_trial=trial.number, retry_history=history)
+        user = {key: value for key, value in trial.user_attrs.items()
+                if key not in ("unitb.error", "unitb.exit_code", "unitb.run", "unitb.output")}
+        study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
+                                            distributions=trial.distributions, user_attrs=user, system_attrs=system))
+
+    return retry
 
 
 def new_id() -> str:
@@ -159,8 +199,14 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
                                   "choose another --name")
         os.makedirs(folder, exist_ok=True)
     url = database or os.path.join(folder, SWEEP_JOURNAL)
-    study = optuna.create_study(study_name=ident, storage=open_storage(url),
-                                direction="maximize" if config.metric.goal == "maximize" else "minimize")
+    try:
+        study = optuna.create_study(study_name=ident, storage=open_storage(url, ident=ident),
+                                    direction="maximize" if config.metric.goal == "maximize" else "minimize")
+    except optuna.exceptions.DuplicatedStudyError:
+        raise SweepExists(f"a sweep {ident!r} exists already in {_where(url)}"
+                          + (f" (its folder: {_folder_of(ident, url)})" if _folder_of(ident, url) else "")
+                          + f": run its agents (unitb sweep agent {ident}"
+                          + (f" --storage {url}" if database else "") + ") or choose another --name") from None
     seed = random.SystemRandom().randrange(2 ** 31)
     study.set_user_attr(CONFIG_ATTR, dict(raw))
     study.set_user_attr(SEED_ATTR, seed)
@@ -170,6 +216,37 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
         json_files.write(os.path.join(folder, SWEEP_FILE),
                          {"sweep": ident, "storage": database or SWEEP_JOURNAL}, durable=True)
     return Sweep(ident, folder, config, dict(raw), seed, url)
+
+
+def _where(url: str) -> str:
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"  # no password in a message
+
+
+def _folder_of(ident: str, url: str) -> str:
+    """The folder of the sweep ``ident`` in ``url`` ('' while its creator has not said it yet)."""
+    import optuna
+
+    try:
+        return str(optuna.load_study(study_name=ident, storage=open_storage(url, ident=ident))
+                   .user_attrs.get(FOLDER_ATTR) or "")
+    except Exception:
+        return ""
+
+
+def journal_path(ident: str, logdir: str = DEFAULT_LOGDIR) -> str:
+    """The journal file of the sweep ``ident`` (its folder, or an id under ``logdir``), found
+    without reading it: ``unitb sweep repair`` must reach a journal Optuna cannot read."""
+    folder = ident if os.path.isfile(os.path.join(ident, SWEEP_FILE)) else os.path.join(logdir, ident)
+    pointer = json_files.read_dict(os.path.join(folder, SWEEP_FILE))
+    if not pointer:
+        raise SweepNotFound(f"no sweep {ident!r}: {folder} holds no {SWEEP_FILE}")
+    kept = str(pointer.get("storage", SWEEP_JOURNAL))
+    if "://" in kept:
+        raise ValueError(f"sweep {ident!r} keeps its trials in a database ({_where(kept)}), not a journal file")
+    return os.path.join(folder, kept)
 
 
 def find(ident: str, logdir: str = DEFAULT_LOGDIR, database: Optional[str] = None) -> Sweep:
@@ -188,7 +265,7 @@ def find(ident: str, logdir: str = DEFAULT_LOGDIR, database: Optional[str] = Non
         storage_url = database
     study_name = str(pointer.get("sweep", os.path.basename(os.path.normpath(ident))))
     try:
-        summary = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+        summary = optuna.load_study(study_name=study_name, storage=open_storage(storage_url, ident=study_name))
     except KeyError as exc:
         raise SweepNotFound(f"no sweep {study_name!r} in {storage_url}") from exc
     attrs = summary.user_attrs

@@ -139,6 +139,8 @@ class RunLogger:
         self._warn = warn
         self.max_log_mb = max_log_mb
         self.raise_on_nonfinite = bool(raise_on_nonfinite)
+        # Told of each non-finite scalar left out (tag, value, step): a sweep's trial tells its agent.
+        self.on_nonfinite: Optional[Callable[[str, float, int], None]] = None
         self._warned: Set[Tuple[str, str]] = set()
         self._heavy_writes = 0
         self.heavy_stopped = False
@@ -272,9 +274,18 @@ class RunLogger:
             self.warn_once("nan-number", tag, f"{tag} is not a number ({type(value).__name__}); skipped")
             return False
         if not math.isfinite(number):
+            self.left_out(tag, number, step)
             self._nonfinite(step, anomaly_kind, tag)
             return False
         return self._write("scalar", lambda: self.sink.write_scalar(tag, number, int(step)))
+
+    def left_out(self, tag: str, value: float, step: int) -> None:
+        """A non-finite scalar was not written: whoever asked (:attr:`on_nonfinite`) is told."""
+        if self.on_nonfinite is not None:
+            try:
+                self.on_nonfinite(tag, value, int(step))
+            except Exception as exc:  # never into training
+                self.warn_once("nonfinite-note", tag, f"could not note the non-finite {tag} ({exc})")
 
     def grad_norms(self, step: int, global_norm: object, layers: Optional[Mapping[str, object]] = None,
                    pre_clip: object = None) -> None:
