@@ -137,6 +137,7 @@ def repair_locked(path: str) -> List[str]:
 
 def backend(path: str, ident: str = ""):
     """Optuna's journal file backend for ``path``, mending torn tails and naming torn records."""
+    path = os.path.abspath(path)  # named in messages, and the same file whatever the working folder
     from optuna.storages.journal import JournalFileBackend
     from optuna.storages.journal._file import get_lock_file
 

@@ -195,8 +195,8 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
     else:
         folder = os.path.abspath(os.path.join(logdir, ident))
         if os.path.exists(os.path.join(folder, SWEEP_FILE)):
-            raise FileExistsError(f"{folder} holds a sweep already: run its agents (unitb sweep agent {ident}) or "
-                                  "choose another --name")
+            raise SweepExists(f"a sweep {ident!r} exists already in {folder}: run its agents (unitb sweep agent "
+                              f"{ident}) or choose another --name")
         os.makedirs(folder, exist_ok=True)
     url = database or os.path.join(folder, SWEEP_JOURNAL)
     try:
