@@ -108,7 +108,17 @@ def test_a_grid_enumerates_each_combination():
 
 
 @pytest.mark.parametrize("data, named", [
-    ({**GUIDE, "controller": {"type": "local"}}, "unknown key(s) controller"),
+    ({**GUIDE, "controller": {"type": "remote"}}, "controller must be {type: local}"),
+    ({**GUIDE, "job": "team/project/job:v1"}, "job: W&B's servers run these"),
+    ({**GUIDE, "parameters": {"learning rate": {"values": [0.1]}}},
+     "parameters: 'learning rate' is not a parameter name W&B takes"),
+    ({**GUIDE, "parameters": {"opt": {"parameters": {"1lr": {"values": [0.1]}}}}},
+     "parameters.opt: '1lr' is not a parameter name"),
+    ({**GUIDE, "parameters": {"x": {"distribution": "int_uniform", "min": 0.0, "max": 1.0}}},
+     "parameters.x: int_uniform takes integer min and max"),
+    ({**GUIDE, "parameters": {"a.b": {"value": 1}, "a": {"parameters": {"b": {"value": 2}}}}},
+     "parameters.a.b is given twice"),
+    ({**GUIDE, "metric": {"name": "acc", "impute": "median"}}, "metric.impute must be one of latest, best, worst"),
     ({**GUIDE, "method": "hyperopt"}, "method must be one of grid, random, bayes"),
     ({**GUIDE, "parameters": {"lr": {"distribution": "loguniform", "min": 0, "max": 1}}},
      "parameters.lr: unknown distribution 'loguniform'"),
@@ -144,18 +154,62 @@ def test_a_file_that_is_not_a_mapping(tmp_path):
         config.load(str(path))
 
 
-def test_the_command_macros():
-    sweep = config.parse({**GUIDE, "command": ["${env}", "${interpreter}", "${program}", "${args}", "--",
-                                               "${args_no_hyphens}", "${args_no_boolean_flags}", "${args_json}",
-                                               "${args_json_file}"]})
-    values = {"lr": 0.001, "amp": True, "ema": False, "optimizer.type": "SGD"}
-    words = command.command_line(sweep, values, args_json_file="/tmp/trial-001.json", interpreter="/venv/bin/python")
-    assert words == ["/usr/bin/env", "/venv/bin/python", "train.py",
-                     "--lr=0.001", "--amp=True", "--ema=False", "--optimizer.type=SGD", "--",
-                     "lr=0.001", "amp=True", "ema=False", "optimizer.type=SGD",
-                     "--lr=0.001", "--amp", "--optimizer.type=SGD",
-                     '{"lr": 0.001, "amp": true, "ema": false, "optimizer": {"type": "SGD"}}',
-                     "/tmp/trial-001.json"]
+# Shaped as W&B's own example sweep files: a nested group (its sweep-nested-cli example), whole
+# and fractional quantization, flags, a list, a name with a dot (mmengine's --cfg-options).
+WANDB_SHAPED = {
+    "program": "train.py", "method": "random", "metric": {"name": "loss", "impute": "worst"},
+    "controller": {"type": "local"},
+    "parameters": {
+        "optimizer": {"parameters": {"lr": {"value": 0.0001}, "nadam": {"parameters": {"beta": {"value": 0.9}}}}},
+        "batch_size": {"distribution": "q_uniform", "min": 8, "max": 64, "q": 8},
+        "width": {"distribution": "q_log_uniform_values", "min": 16, "max": 256, "q": 32},
+        "momentum": {"distribution": "q_uniform", "min": 0.8, "max": 0.9, "q": 0.05},
+        "amp": {"value": True}, "ema": {"value": False}, "layers": {"value": [64, "relu"]},
+        "optim_wrapper.optimizer.type": {"value": "SGD"},
+    },
+}
+ALL_MACROS = ["${env}", "${interpreter}", "${program}", "${args}", "--", "${args_no_hyphens}",
+              "${args_no_boolean_flags}", "${args_no_equals}", "${args_append_hydra}", "${args_override_hydra}",
+              "${args_json}", "${args_json_file}"]
+
+
+def test_the_arguments_are_the_ones_wandbs_agent_builds():
+    """Every macro gives the words W&B's own agent builds (its argument builder, run offline)
+    from the values a trial gets; whole q gives whole numbers, as W&B's sampler does."""
+    pytest.importorskip("optuna")
+    utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
+    import optuna
+
+    from unitb.sweep import space
+
+    sweep = config.parse({**WANDB_SHAPED, "command": ALL_MACROS})
+    assert sweep.notes == ("metric.impute: worst taken; unitb gives the sampler no value for a trial that failed or "
+                           "still runs (Optuna leaves failed trials out)",
+                           "controller: local taken; unitb's controller is always local (the agents and the study)")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(5):
+        values = space.suggest(study.ask(), space.dimensions(sweep))
+        assert isinstance(values["batch_size"], int) and values["batch_size"] % 8 == 0
+        assert isinstance(values["width"], int) and values["width"] % 32 == 0
+        assert isinstance(values["momentum"], float)
+        arguments = sweep.arguments(values)
+        assert arguments["optimizer"] == {"lr": 0.0001, "nadam": {"beta": 0.9}}
+        theirs = utils.create_sweep_command_args({"args": {name: {"value": value}
+                                                           for name, value in arguments.items()}})
+        words = command.command_line(sweep, values, args_json_file="/tmp/a.json", interpreter="/venv/bin/python")
+        assert words == ["/usr/bin/env", "/venv/bin/python", "train.py", *theirs["args"], "--",
+                         *theirs["args_no_hyphens"], *theirs["args_no_boolean_flags"], *theirs["args_no_equals"],
+                         *theirs["args_append_hydra"], *theirs["args_override_hydra"], *theirs["args_json"],
+                         "/tmp/a.json"]
+    assert "--optimizer={'lr': 0.0001, 'nadam': {'beta': 0.9}}" in words
+    assert "--optim_wrapper.optimizer.type=SGD" in words and "--layers=[64, 'relu']" in words
+
+
+def test_a_grid_of_whole_steps_gives_whole_numbers():
+    sweep = config.parse({"method": "grid", "program": "t.py", "parameters": {
+        "batch_size": {"distribution": "q_uniform", "min": 8, "max": 32, "q": 8}}})
+    assert [type(v) for v in sweep.parameters[0].grid_values()] == [int] * 4
+    assert sweep.parameters[0].grid_values() == [8, 16, 24, 32]
 
 
 def test_an_mmpose_sweep_passes_cfg_options(tmp_path):

@@ -290,3 +290,53 @@ def test_a_torn_journal_is_mended_and_a_torn_middle_is_named_and_repaired(tmp_pa
     repaired = unitb(tmp_path, "sweep", "repair", ident)
     assert repaired.returncode == 0 and "set aside" in repaired.stdout
     assert unitb(tmp_path, "sweep", "status", ident).returncode == 0
+
+
+NESTED_TRIAL = textwrap.dedent('''
+    import argparse, ast, json, os, sys, time
+    sys.modules["tensorflow"] = None
+    import unitb
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    parser = argparse.ArgumentParser()  # as W&B's nested example parses its agent's arguments
+    parser.add_argument("--optimizer", type=ast.literal_eval)
+    parser.add_argument("--batch_size", type=int)
+    args = parser.parse_args()
+    assert unitb.sweep_params() == {"optimizer": args.optimizer, "batch_size": args.batch_size}
+    writer = EventFileWriter(os.environ["UNITB_SWEEP_LOGDIR"])
+    value = args.optimizer["lr"] * args.batch_size + args.optimizer["nadam"]["beta"]
+    writer.add_event(Event(step=1, wall_time=time.time(),
+                           summary=Summary(value=[Summary.Value(tag="loss", simple_value=value)])))
+    writer.close()
+''')
+
+
+def test_wandbs_nested_and_quantized_parameters_reach_the_script_as_wandbs_agent_gives_them(tmp_path):
+    (tmp_path / "trial.py").write_text(NESTED_TRIAL)
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent('''
+        program: trial.py
+        method: random
+        run_cap: 2
+        controller:
+          type: local
+        metric: {name: loss, goal: minimize, impute: worst}
+        parameters:
+          optimizer:
+            parameters:
+              lr: {values: [0.0001, 0.001]}
+              nadam:
+                parameters:
+                  beta: {value: 0.9}
+          batch_size: {distribution: q_uniform, min: 8, max: 32, q: 8}
+    '''))
+    done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--name", "nested", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("controller: local taken") == 1
+    trials = sweep_study.find("nested", str(tmp_path / "runs")).study().get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        args = json.load(open(tmp_path / "runs" / "nested" / f"trial-{trial.number:03d}" / ".unitb-trial-args.json"))
+        assert args["optimizer"]["nadam"] == {"beta": 0.9} and args["batch_size"] in (8, 16, 24, 32)
+        assert trial.value == pytest.approx(args["optimizer"]["lr"] * args["batch_size"] + 0.9)

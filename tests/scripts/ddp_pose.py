@@ -39,4 +39,9 @@ state = {}
 runner.register_hook(Witness(), priority="VERY_HIGH")
 runner.train()
 print(json.dumps({"rank": int(os.environ["RANK"]), "has_session": state["has_session"], "probe": state["probe"],
-                  "wrapped": type(runner.model).__name__, "witness": witness}))
+                  "wrapped": type(runner.model).__name__, "witness": witness}), flush=True)
+# Both ranks leave the group together and tear it down before the interpreter does: a gloo group
+# still alive at exit, its peer already gone, can end a rank in std::terminate ("terminate called
+# without an active exception", SIGABRT) while its C++ threads are destroyed.
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()

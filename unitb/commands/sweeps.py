@@ -164,8 +164,15 @@ def _find(args: argparse.Namespace) -> study.Sweep:
     return study.find(args.sweep, args.logdir, args.storage)
 
 
+def _said(sweep: study.Sweep) -> study.Sweep:
+    """The configuration's notes (what W&B's format has and means nothing here), said once at create."""
+    for note in sweep.config.notes:
+        print(f"unitb sweep: {note}", file=sys.stderr)
+    return sweep
+
+
 def cmd_create(args: argparse.Namespace) -> int:
-    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage)
+    sweep = _said(study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage))
     print(sweep.ident)
     print(f"unitb sweep: created {sweep.folder} ({sweep.config.method}"
           + (f", {sweep.config.grid_size()} combinations" if sweep.config.method == "grid" else "")
@@ -181,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.agents < 1:
         print("unitb sweep run: --agents must be at least 1", file=sys.stderr)
         return 2
-    sweep = study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage)
+    sweep = _said(study.create(load_raw(args.config), name=args.name, logdir=args.logdir, database=args.storage))
     print(f"unitb sweep: {sweep.ident} in {sweep.folder}, {args.agents} agent(s)", file=sys.stderr)
     return _agents(sweep, args.agents, args.count, args.heartbeat, args.retries)
 

@@ -34,15 +34,20 @@ def host_rss_mb() -> Optional[float]:
         return None
 
 
+def _perf_counter() -> float:
+    """The clock, looked up at each call (a test gives the module another ``time``)."""
+    return time.perf_counter()
+
+
 class SpeedMeter:
     """Averages over the iterations between two scalar points."""
 
     def __init__(self, device_peak_mb: Optional[Callable[[], Optional[float]]] = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Optional[Callable[[], float]] = None):
         """``device_peak_mb``: the adapter's reader of peak accelerator memory since its last
         call (None on a CPU-only run, and then the family is simply absent)."""
         self.device_peak_mb = device_peak_mb
-        self.clock = clock
+        self.clock = clock or _perf_counter
         self._time: Optional[float] = None
         self._step: Optional[int] = None
         self._samples = 0

@@ -31,6 +31,7 @@ class TrialInfo:
     logdir: Optional[str] = None  # the trial's run folder (``<logdir>/<sweep>/trial-NNN``), or its URL
     local: Optional[str] = None  # the agent's local folder for the trial, where a run's place is noted
     metric: Optional[str] = None  # the sweep's metric: a non-finite value of it is noted for the agent
+    arguments: Optional[Mapping[str, Any]] = None  # the values as W&B hands them to a run (groups as dicts)
 
     def hparams(self) -> Dict[str, Any]:
         """What a trial's runs add to their hparams: the sweep's parameters by name, and which
@@ -40,7 +41,8 @@ class TrialInfo:
     def environment(self) -> Dict[str, str]:
         """The environment variable the agent sets for the trial's process."""
         env = {ENV: json.dumps({"sweep": self.sweep, "trial": self.number, "params": dict(self.params),
-                                "logdir": self.logdir, "local": self.local, "metric": self.metric})}
+                                "logdir": self.logdir, "local": self.local, "metric": self.metric,
+                                "arguments": None if self.arguments is None else dict(self.arguments)})}
         if self.logdir:  # for a script that chooses its own folder (``--out $UNITB_SWEEP_LOGDIR``)
             env[LOGDIR_ENV] = self.logdir
         return env
@@ -86,10 +88,13 @@ def current() -> Optional[TrialInfo]:
     try:
         data = json.loads(text)
         info = TrialInfo(sweep=str(data["sweep"]), number=int(data["trial"]), params=dict(data.get("params") or {}),
-                         logdir=data.get("logdir"), local=data.get("local"), metric=data.get("metric"))
+                         logdir=data.get("logdir"), local=data.get("local"), metric=data.get("metric"),
+                         arguments=data.get("arguments"))
         for name in ("logdir", "local", "metric"):
             if getattr(info, name) is not None and not isinstance(getattr(info, name), str):
                 raise TypeError(f"{name} {getattr(info, name)!r}")
+        if info.arguments is not None and not isinstance(info.arguments, dict):
+            raise TypeError(f"arguments {info.arguments!r}")
         return info
     except (ValueError, KeyError, TypeError) as exc:
         if not _said.get(text):
@@ -100,7 +105,10 @@ def current() -> Optional[TrialInfo]:
 
 
 def sweep_params() -> Optional[Dict[str, Any]]:
-    """The trial's parameters inside a sweep's trial (``{"lr": 0.01, "optimizer.type": "SGD"}``,
-    nested names dotted), None outside one: the counterpart of ``wandb.config``."""
+    """The trial's parameters inside a sweep's trial, None outside one: the counterpart of
+    ``wandb.config``, shaped as W&B's agent hands them over (``{"lr": 0.01, "optimizer": {"lr":
+    0.1}}`` for a nested group; a name with a dot in it stays one key)."""
     info = current()
-    return None if info is None else dict(info.params)
+    if info is None:
+        return None
+    return dict(info.arguments) if info.arguments is not None else dict(info.params)

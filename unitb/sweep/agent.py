@@ -44,7 +44,7 @@ from unitb.files import json_files
 from unitb.files.names import TRIAL_ARGS, TRIAL_NONFINITE, TRIAL_STDERR, TRIAL_STDOUT
 from unitb.log.sweep_trial import TrialInfo
 from unitb.sweep import liveness, space
-from unitb.sweep.command import command_line, nested
+from unitb.sweep.command import command_line
 from unitb.sweep.follow import MetricFollower
 from unitb.sweep.study import GRACE_BEATS, HEARTBEAT_SECONDS, Sweep, retry_elsewhere
 from unitb.sweep.tether import tethered
@@ -329,8 +329,9 @@ class Agent:
 
         os.makedirs(local, exist_ok=True)
         args_file = os.path.join(local, TRIAL_ARGS)
-        json_files.write(args_file, nested(values))
-        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local, self._metric.name)
+        json_files.write(args_file, self.sweep.config.arguments(values))
+        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local, self._metric.name,
+                         self.sweep.config.arguments(values))
         words = command_line(self.sweep.config, values, args_file)
         with open(os.path.join(local, TRIAL_STDOUT), "wb") as out, \
                 open(os.path.join(local, TRIAL_STDERR), "wb") as err:

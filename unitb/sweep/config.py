@@ -3,9 +3,13 @@
 A team's ``sweep.yaml`` (or JSON) is taken as W&B documents it: ``method`` (grid, random, bayes),
 ``metric`` (name, goal, target), ``parameters`` (``value``, ``values``, ``min``/``max`` and the
 ``distribution`` names W&B defines, nested ``parameters`` too), ``early_terminate`` (hyperband),
-``run_cap``, ``program`` and ``command`` with W&B's macros; ``name``, ``description``, ``project``
-and ``entity`` are kept as given. Anything else — a key, a distribution, a macro — is a
-:class:`SweepConfigError` that names it and where it stands, so nothing is half understood.
+``run_cap``, ``program`` and ``command`` with W&B's macros; ``name``, ``description``, ``project``,
+``entity``, ``apiVersion`` and ``kind`` are kept as given. ``controller`` and ``metric.impute``
+are taken and said once (unitb's controller is always local; a failed trial is never imputed a
+value). What W&B's own schema refuses — a parameter name that is not a flag, ``int_uniform``
+over non-integers — is refused here too, and so is what only W&B's servers run (Launch jobs,
+custom schedulers): a :class:`SweepConfigError` that names it and where it stands, so nothing
+is half understood.
 """
 from __future__ import annotations
 
@@ -13,13 +17,18 @@ import json
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
 TOP_KEYS = ("program", "method", "metric", "parameters", "early_terminate", "run_cap", "command", "name",
-            "description", "project", "entity")
+            "description", "project", "entity", "controller", "apiVersion", "kind")
+# Keys of W&B's schema that only its servers act on.
+SERVER_KEYS = ("job", "image_uri", "scheduler", "metrics")
+# What W&B's schema takes as a parameter's name: a command-line flag.
+PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # What each distribution needs and takes besides ``distribution`` (W&B's names and meanings).
 DISTRIBUTIONS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "constant": (("value",), ()),
@@ -43,7 +52,8 @@ DISTRIBUTIONS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 # Distributions a grid can enumerate.
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 MACROS = ("${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphens}", "${args_json}",
-          "${args_json_file}", "${args_no_boolean_flags}")
+          "${args_json_file}", "${args_no_boolean_flags}", "${args_no_equals}", "${args_append_hydra}",
+          "${args_override_hydra}")
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
 
 
@@ -60,11 +70,18 @@ class Metric:
 
 @dataclass(frozen=True)
 class Parameter:
-    """One searched (or fixed) value. ``name`` is dotted for a nested parameter (``optimizer.lr``)."""
+    """One searched (or fixed) value. ``name`` is dotted for a nested parameter (``optimizer.lr``);
+    ``path`` tells a nested one (``("optimizer", "lr")``) from a name with a dot in it
+    (``("optimizer.lr",)``, as mmengine's ``--cfg-options`` takes them)."""
 
     name: str
     distribution: str
     settings: Mapping[str, Any] = field(default_factory=dict)  # value(s), min, max, q, mu, sigma, a, b…
+    path: Tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> Tuple[str, ...]:
+        return self.path or (self.name,)
 
     def grid_values(self) -> List[Any]:
         """Every value a grid takes, in order."""
@@ -76,11 +93,18 @@ class Parameter:
         if self.distribution == "int_uniform":
             return list(range(int(s["min"]), int(s["max"]) + 1))
         if self.distribution == "q_uniform":
-            q = float(s.get("q", 1.0))
+            q = s.get("q", 1.0)
             count = int(math.floor((float(s["max"]) - float(s["min"])) / q + 1e-9)) + 1
-            return [round(float(s["min"]) + i * q, 12) for i in range(count)]
+            return [quantized(float(s["min"]) + i * q, q) for i in range(count)]
         raise SweepConfigError(f"parameters.{self.name}: a grid cannot enumerate distribution {self.distribution!r}; "
                                f"give it values, or use one of {', '.join(GRID_DISTRIBUTIONS)}")
+
+
+def quantized(value: float, q: float) -> float:
+    """``value`` rounded to a multiple of ``q``, as W&B rounds its ``q_*`` distributions: a whole
+    number (an ``int``) when ``q`` is written as one (``q: 8``), as W&B's agent hands it over."""
+    rounded = round(value / q) * q
+    return int(rounded) if isinstance(q, int) and not isinstance(q, bool) else round(rounded, 12)
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,20 @@ class SweepConfig:
     description: Optional[str] = None
     project: Optional[str] = None
     entity: Optional[str] = None
+    notes: Tuple[str, ...] = ()  # what was taken from W&B's format but means nothing here, said once
+
+    def arguments(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """A trial's values as W&B's agent hands them to a run: by top-level name, a nested
+        group as a dict (``{"optimizer": {"lr": 0.01}}``), a dotted name as it is."""
+        paths = {parameter.name: parameter.keys for parameter in self.parameters}
+        out: Dict[str, Any] = {}
+        for name, value in values.items():
+            *groups, last = paths.get(name, (name,))
+            target = out
+            for group in groups:
+                target = target.setdefault(group, {})
+            target[last] = value
+        return out
 
     def grid_size(self) -> int:
         """How many combinations a grid sweep has."""
@@ -145,6 +183,10 @@ def load_raw(path: str) -> Dict[str, Any]:
 
 def parse(data: Mapping[str, Any]) -> SweepConfig:
     """Check every key of a sweep configuration (a dict as W&B takes it) and build it."""
+    served = sorted(set(map(str, data)) & set(SERVER_KEYS))
+    if served:
+        raise SweepConfigError(f"{', '.join(served)}: W&B's servers run these (Launch jobs, custom schedulers, "
+                               "several metrics); unitb's local controller runs program/command with one metric")
     unknown = sorted(set(map(str, data)) - set(TOP_KEYS))
     if unknown:
         raise SweepConfigError(f"unknown key(s) {', '.join(unknown)}; a sweep configuration takes "
@@ -152,8 +194,11 @@ def parse(data: Mapping[str, Any]) -> SweepConfig:
     method = data.get("method")
     if method not in METHODS:
         raise SweepConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    metric = _metric(data.get("metric"))
-    parameters = tuple(_parameters(data.get("parameters"), ""))
+    notes: List[str] = []
+    metric = _metric(data.get("metric"), notes)
+    _controller(data.get("controller"), notes)
+    parameters = tuple(_parameters(data.get("parameters"), ()))
+    _no_twice(parameters)
     if not parameters:
         raise SweepConfigError("parameters: a sweep needs at least one parameter")
     early = _hyperband(data.get("early_terminate"))
@@ -171,8 +216,10 @@ def parse(data: Mapping[str, Any]) -> SweepConfig:
     if program is None and "${program}" in command:
         raise SweepConfigError("program is missing: the command runs ${program}")
     config = SweepConfig(method=method, parameters=parameters, metric=metric, early_terminate=early,
-                         run_cap=run_cap, program=program, command=command,
+                         run_cap=run_cap, program=program, command=command, notes=tuple(notes),
                          **{key: _text(data, key) for key in ("name", "description", "project", "entity")})
+    for key in ("apiVersion", "kind"):
+        _text(data, key)
     if method == "grid":
         for parameter in parameters:
             parameter.grid_values()  # a parameter a grid cannot enumerate is named now
@@ -186,14 +233,30 @@ def _text(data: Mapping[str, Any], key: str) -> Optional[str]:
     return value
 
 
-def _metric(value: Any) -> Optional[Metric]:
+def _controller(value: Any, notes: List[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping) or value.get("type") not in ("local", "cloud") or set(value) != {"type"}:
+        raise SweepConfigError(f"controller must be {{type: local}} (or cloud), got {value!r}")
+    notes.append(f"controller: {value['type']} taken; unitb's controller is always local (the agents and the study)")
+
+
+def _metric(value: Any, notes: List[str]) -> Optional[Metric]:
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise SweepConfigError(f"metric must be a mapping {{name, goal}}, got {value!r}")
-    unknown = sorted(set(map(str, value)) - {"name", "goal", "target"})
+    unknown = sorted(set(map(str, value)) - {"name", "goal", "target", "impute", "impute_while_running"})
     if unknown:
-        raise SweepConfigError(f"metric: unknown key(s) {', '.join(unknown)}; it takes name, goal, target")
+        raise SweepConfigError(f"metric: unknown key(s) {', '.join(unknown)}; it takes name, goal, target, impute, "
+                               "impute_while_running")
+    for key, allowed in (("impute", ("latest", "best", "worst")),
+                         ("impute_while_running", ("latest", "best", "worst", "false"))):
+        if key in value:
+            if value[key] not in allowed:
+                raise SweepConfigError(f"metric.{key} must be one of {', '.join(allowed)}, got {value[key]!r}")
+            notes.append(f"metric.{key}: {value[key]} taken; unitb gives the sampler no value for a trial that "
+                         "failed or still runs (Optuna leaves failed trials out)")
     name, goal, target = value.get("name"), value.get("goal", "minimize"), value.get("target")
     if not isinstance(name, str) or not name:
         raise SweepConfigError(f"metric.name must name the metric a run logs, got {name!r}")
@@ -208,23 +271,38 @@ def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _parameters(value: Any, prefix: str) -> List[Parameter]:
-    where = f"parameters{'.' + prefix[:-1] if prefix else ''}"
+def _parameters(value: Any, path: Tuple[str, ...]) -> List[Parameter]:
+    where = ".".join(("parameters", *path))
     if not isinstance(value, Mapping):
         raise SweepConfigError(f"{where} must be a mapping of parameter names, got {value!r}")
+    if not value and path:
+        raise SweepConfigError(f"{where}: a nested group needs at least one parameter")
     out: List[Parameter] = []
     for name, spec in value.items():
-        full = f"{prefix}{name}"
+        full = ".".join((*path, str(name)))
+        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+            raise SweepConfigError(f"{where}: {name!r} is not a parameter name W&B takes: a trial gets it as a flag "
+                                   "(--name=value), so letters, digits, '_', '.', '-', not starting with a digit")
         if not isinstance(spec, Mapping):
             raise SweepConfigError(f"parameters.{full} must be a mapping (value, values, min/max, distribution…), "
                                    f"got {spec!r}")
         if "parameters" in spec:  # a nested group: its values arrive as a dict under this name
             if set(spec) != {"parameters"}:
                 raise SweepConfigError(f"parameters.{full}: a nested group takes only parameters")
-            out += _parameters(spec["parameters"], full + ".")
+            out += _parameters(spec["parameters"], (*path, name))
             continue
-        out.append(_parameter(full, spec))
+        found = _parameter(full, spec)
+        out.append(Parameter(found.name, found.distribution, found.settings, (*path, name) if path else ()))
     return out
+
+
+def _no_twice(parameters: Tuple[Parameter, ...]) -> None:
+    seen: Dict[str, Parameter] = {}
+    for parameter in parameters:
+        if parameter.name in seen:
+            raise SweepConfigError(f"parameters.{parameter.name} is given twice: as a nested group and as a name "
+                                   "with a dot")
+        seen[parameter.name] = parameter
 
 
 def _parameter(name: str, spec: Mapping[str, Any]) -> Parameter:
@@ -273,8 +351,9 @@ def _check_settings(where: str, distribution: str, s: Mapping[str, Any]) -> None
             raise SweepConfigError(f"{where}.{key} must be a number, got {s[key]!r}")
     if "min" in s and s["min"] > s["max"]:
         raise SweepConfigError(f"{where}: min {s['min']} is above max {s['max']}")
-    if distribution == "int_uniform" and not all(float(s[k]).is_integer() for k in ("min", "max")):
-        raise SweepConfigError(f"{where}: int_uniform takes whole min and max")
+    if distribution == "int_uniform" and not all(isinstance(s[k], int) for k in ("min", "max")):
+        raise SweepConfigError(f"{where}: int_uniform takes integer min and max (as W&B's schema does), got "
+                               f"{s['min']!r} and {s['max']!r}")
     if distribution.endswith("_values") and s["min"] <= 0:
         raise SweepConfigError(f"{where}: {distribution} takes min and max above 0 (they are values, not logs)")
     for key in ("q", "sigma", "a", "b"):

@@ -24,7 +24,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping
 
-from unitb.sweep.config import Parameter, SweepConfig, SweepConfigError
+from unitb.sweep.config import Parameter, SweepConfig, SweepConfigError, quantized
 
 QUANTILE_EDGE = 1e-6  # a normal's quantile stays inside (0, 1)
 
@@ -43,7 +43,7 @@ class Dimension:
 
 
 def _rounded(q: float) -> Callable[[float], float]:
-    return lambda value: round(round(value / q) * q, 12)
+    return lambda value: quantized(value, q)
 
 
 def dimension(parameter: Parameter) -> Dimension:
@@ -67,9 +67,9 @@ def dimension(parameter: Parameter) -> Dimension:
     if kind == "uniform":
         return Dimension(parameter, FloatDistribution(float(s["min"]), float(s["max"])), same)
     if kind == "q_uniform":
-        q = float(s.get("q", 1.0))
-        high = parameter.grid_values()[-1]  # the last step at or below max, as a grid counts them
-        return Dimension(parameter, FloatDistribution(float(s["min"]), high, step=q), _rounded(q))
+        q = s.get("q", 1.0)
+        high = float(parameter.grid_values()[-1])  # the last step at or below max, as a grid counts them
+        return Dimension(parameter, FloatDistribution(float(s["min"]), high, step=float(q)), _rounded(q))
     if kind in ("log_uniform_values", "inv_log_uniform_values"):
         return Dimension(parameter, FloatDistribution(float(s["min"]), float(s["max"]), log=True), same)
     if kind in ("log_uniform", "inv_log_uniform"):
@@ -81,10 +81,10 @@ def dimension(parameter: Parameter) -> Dimension:
         low, high = float(s["min"]), float(s["max"])
         if kind == "q_log_uniform":
             low, high = math.exp(low), math.exp(high)
-        return Dimension(parameter, FloatDistribution(low, high, log=True), _rounded(float(s.get("q", 1.0))))
+        return Dimension(parameter, FloatDistribution(low, high, log=True), _rounded(s.get("q", 1.0)))
     if kind in ("normal", "q_normal", "log_normal", "q_log_normal"):
         normal = statistics.NormalDist(float(s.get("mu", 0.0)), float(s.get("sigma", 1.0)))
-        step = float(s.get("q", 1.0)) if kind.startswith("q_") else None
+        step = s.get("q", 1.0) if kind.startswith("q_") else None
 
         def from_quantile(u: float) -> float:
             value = normal.inv_cdf(u)
