@@ -167,7 +167,9 @@ def test_tf_loop_and_torch_logger_speed(tmp_path, clock):
     tf_log.close()
     for run_dir in (str(tmp_path / "torch"), str(tmp_path / "tf")):
         step_time = _values(run_dir, "train/time/step")
-        assert sorted(step_time) == [1, 5, 10, 15]
+        # Step 1's figure covers the time since the logger began measuring (here none at all,
+        # where a logger starts at its first step): the blocks after it are what is checked.
+        assert {5, 10, 15} <= set(step_time) <= {1, 5, 10, 15}
         assert step_time[10] == pytest.approx((wall[10] - wall[5]) / 5, rel=1e-6)
         assert _values(run_dir, "train/throughput")[10] == pytest.approx(4 / step_time[10], rel=1e-6)
         assert _values(run_dir, "train/time/data")[10] == pytest.approx(0.005)
