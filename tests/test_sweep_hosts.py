@@ -171,25 +171,31 @@ def test_a_sweep_in_object_storage_puts_every_trial_run_in_the_bucket(tmp_path, 
     assert f"{logdir}/st/trial-" in status.stdout and "2 done" in status.stdout
 
 
-def test_the_database_away_for_a_while_loses_nothing(tmp_path, postgres):
-    """The server stops while a trial runs and comes back: the trial goes on, the agent says so
-    once and waits, and every point and outcome reaches the study."""
+def test_the_database_away_for_a_while_loses_nothing_and_kills_no_one(tmp_path, postgres):
+    """The server stops while trials run, for twice as long as a dead agent's grace (heartbeat 1 s,
+    three beats), and comes back: the trials go on, each agent says so once and waits, nobody's
+    trial is taken for dead (nobody could beat meanwhile), and every point and outcome reaches
+    the study."""
     url = postgres.database("away")
     ident = create(tmp_path, url, "away")
-    agent = start_agents(tmp_path, ident, url, 1)[0]
-    shared = tmp_path / "shared" / ident
+    (tmp_path / "trial.py").write_text(TRIAL.replace("1.5 if", "4.0 if"))  # the slow one: 12 s
+    agents = start_agents(tmp_path, ident, url, 2)
     deadline = time.monotonic() + 120
-    while not any(json.load(open(p.parent / ".unitb-trial-args.json")) == {"x": 3, "y": 20}
-                  for p in shared.glob("trial-*/pids.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    postgres.pause()  # mid-trial: the slow combination writes for 4.5 s
-    time.sleep(3)
+    study = sweep_study.find(ident, database=url).study()
+    while sum(t.state.name == "COMPLETE" for t in study.get_trials()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # The slow trial runs under one agent; the other, its work done, checks every beat for a dead one.
+    postgres.pause()
+    time.sleep(8)
     postgres.resume()
-    out, err = agent.communicate(timeout=240)
-    assert agent.returncode == 0, err[-3000:]
-    assert err.count("the sweep's database does not answer") == 1 and "answers again" in err
+    for agent in agents:
+        out, err = agent.communicate(timeout=240)
+        assert agent.returncode == 0, err[-3000:]
+        assert err.count("the sweep's database does not answer") <= 1 and "Traceback" not in err
+        assert "took it for dead" not in err and "has not beaten" not in err
     trials = sweep_study.find(ident, database=url).study().get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    assert sorted(t.state.name for t in trials if not t.user_attrs.get("unitb.skipped")) == ["COMPLETE"] * 6
+    assert not [t for t in trials if "failed_trial" in t.system_attrs]
     slow = next(t for t in trials if t.params == {"x": 3, "y": 20})
     assert slow.intermediate_values == {1: 61.0, 2: 62.0, 3: 63.0} and slow.value == 63.0
 

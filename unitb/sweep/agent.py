@@ -222,8 +222,10 @@ class Agent:
             self.say(f"sweep {self.sweep.ident}: the sweep's database answers again")
 
     def _just_back(self) -> bool:
-        """Whether the database came back so recently that other agents may not have beaten yet."""
-        return self._back_at is not None and time.monotonic() - self._back_at < self.dead_after + self.heartbeat
+        """Whether the database is only now answering again (this call is the first since it was
+        away), or came back so recently that other agents may not have beaten yet."""
+        return self._away or (self._back_at is not None
+                              and time.monotonic() - self._back_at < self.dead_after + self.heartbeat)
 
     def finished(self, study) -> Optional[str]:
         """Why no further trial should start (None while one should; :data:`WAIT` while the only
