@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,34 +18,12 @@ import pytest
 pytest.importorskip("optuna")
 pytest.importorskip("yaml")
 
+from sweep_trials import grid_trial  # noqa: E402
 from unitb.files.names import SWEEP_JOURNAL  # noqa: E402
 from unitb.sweep import study as sweep_study  # noqa: E402
 from unitb.sweep.agent import LATE  # noqa: E402
 
-# A trial that is not unitb's: TensorBoard's own writer (pure-Python file layer), the metric
-# x * y + step at steps 1..3. It leaves its pid and its agent's; (2, 20) takes a while.
-TRIAL = textwrap.dedent('''
-    import argparse, json, os, sys, time
-    sys.modules["tensorflow"] = None
-    from tensorboard.compat.proto.event_pb2 import Event
-    from tensorboard.compat.proto.summary_pb2 import Summary
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--x", type=int); parser.add_argument("--y", type=int)
-    args = parser.parse_args()
-    folder = os.environ["UNITB_SWEEP_LOGDIR"]
-    with open(os.path.join(folder, "pids.json"), "w") as handle:
-        json.dump({"trial": os.getpid(), "agent": os.getppid()}, handle)
-    writer = EventFileWriter(folder)
-    slow = (args.x, args.y) == (2, 20) and not os.path.exists(os.path.join(folder, "..", "fast"))
-    for step in (1, 2, 3):
-        time.sleep(3.0 if slow else 0.1)
-        summary = Summary(value=[Summary.Value(tag="val/score", simple_value=args.x * args.y + step)])
-        writer.add_event(Event(step=step, wall_time=time.time(), summary=summary))
-        writer.flush()
-    writer.close()
-''')
+TRIAL = grid_trial((2, 20), 3.0, quick=0.1)
 GRID = {"program": "trial.py", "method": "grid", "metric": {"name": "val/score", "goal": "maximize"},
         "parameters": {"x": {"values": [1, 2]}, "y": {"values": [10, 20]}}}
 
@@ -146,6 +125,32 @@ def test_an_agent_killed_alone_leaves_a_trial_the_next_agent_fails_and_runs_agai
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err[-3000:]
     trials = sweep_study.find(ident, str(tmp_path / "runs")).study().get_trials()
+    completed = sorted((t.params["x"], t.params["y"]) for t in trials if t.state.name == "COMPLETE")
+    assert completed == [(1, 10), (1, 20), (2, 10), (2, 20)]
+
+
+@pytest.mark.skipif(not shutil.which("unshare") or os.geteuid() != 0, reason="needs unshare, as root")
+def test_an_agent_on_another_host_is_found_dead_by_its_beat_in_the_journal(tmp_path):
+    """Another host sharing the journal file, stood in for by a process namespace of its own (its
+    pids mean nothing here): it dies whole (a lost node). The agent here cannot look at its pid;
+    the beat it stopped moving tells, after three beats, and the combination runs again."""
+    ident = make_sweep(tmp_path, "elsewhere")
+    folder = tmp_path / "runs" / ident
+    remote = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "unitb", "sweep",
+                               "agent", ident, "--heartbeat", "1"], cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trial_folder, _ = wait_for_slow_trial(folder)
+    local = start_agent(tmp_path, ident)
+    if not (trial_folder / "pids.json").exists() or json.load(open(trial_folder / "pids.json"))["agent"] > 10:
+        pytest.skip("the slow trial went to this host's agent")  # pids in a new namespace start at 1
+    os.killpg(remote.pid, signal.SIGKILL)  # the namespace's first process dies: every process in it does
+    remote.wait(10)
+    out, err = local.communicate(timeout=120)
+    assert local.returncode == 0, err[-3000:]
+    trials = sweep_study.find(ident, str(tmp_path / "runs")).study().get_trials()
+    dead = next(t for t in trials if str(trial_folder).endswith(f"trial-{t.number:03d}"))
+    assert dead.state.name == "FAIL"
+    assert "has not beaten for 3 s: the host or the agent died" in dead.user_attrs["unitb.error"]
     completed = sorted((t.params["x"], t.params["y"]) for t in trials if t.state.name == "COMPLETE")
     assert completed == [(1, 10), (1, 20), (2, 10), (2, 20)]
 

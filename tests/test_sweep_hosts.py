@@ -15,33 +15,11 @@ import pytest
 pytest.importorskip("optuna")
 pytest.importorskip("yaml")
 
+from sweep_trials import grid_trial  # noqa: E402
 from unitb.read import reader  # noqa: E402
 from unitb.sweep import study as sweep_study  # noqa: E402
 
-# A trial that is not unitb's: TensorBoard's own writer (with its pure-Python file layer), the
-# metric x * y written at steps 1..3. It leaves its pid and its agent's pid in its folder; the
-# combination (3, 20) takes a while, the others a moment.
-TRIAL = textwrap.dedent('''
-    import argparse, json, os, sys, time
-    sys.modules["tensorflow"] = None
-    from tensorboard.compat.proto.event_pb2 import Event
-    from tensorboard.compat.proto.summary_pb2 import Summary
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--x", type=int); parser.add_argument("--y", type=int)
-    args = parser.parse_args()
-    folder = os.environ["UNITB_SWEEP_LOGDIR"]
-    with open(os.path.join(folder, "pids.json"), "w") as handle:
-        json.dump({"trial": os.getpid(), "agent": os.getppid()}, handle)
-    writer = EventFileWriter(folder)
-    for step in (1, 2, 3):
-        time.sleep(1.5 if (args.x, args.y) == (3, 20) else 0.2)
-        summary = Summary(value=[Summary.Value(tag="val/score", simple_value=args.x * args.y + step)])
-        writer.add_event(Event(step=step, wall_time=time.time(), summary=summary))
-        writer.flush()
-    writer.close()
-''')
+TRIAL = grid_trial((3, 20), 1.5, quick=0.2)
 GRID = {"program": "trial.py", "method": "grid", "metric": {"name": "val/score", "goal": "maximize"},
         "parameters": {"x": {"values": [1, 2, 3]}, "y": {"values": [10, 20]}}}
 
@@ -178,7 +156,7 @@ def test_the_database_away_for_a_while_loses_nothing_and_kills_no_one(tmp_path, 
     the study."""
     url = postgres.database("away")
     ident = create(tmp_path, url, "away")
-    (tmp_path / "trial.py").write_text(TRIAL.replace("1.5 if", "4.0 if"))  # the slow one: 12 s
+    (tmp_path / "trial.py").write_text(grid_trial((3, 20), 4.0))  # the slow one: 12 s
     agents = start_agents(tmp_path, ident, url, 2)
     deadline = time.monotonic() + 120
     study = sweep_study.find(ident, database=url).study()
