@@ -168,6 +168,8 @@ class Agent:
         # A grid's agents share the sweep's seed; other samplers get one of their own, so two
         # agents never draw the same points.
         self._storage = self.sweep.storage(self.heartbeat, self.retries)
+        if hasattr(self._storage, "holds_stale"):  # a database: its stale check waits out an outage too
+            self._storage.holds_stale = self._just_back
         study = self.sweep.study(seed=random.SystemRandom().randrange(2 ** 31), optuna_storage=self._storage)
         catch = (TrialFailed, _Skipped, _Interrupted, _TakenForDead)
         while not self.stopping and (self.count is None or self.ran < self.count):
@@ -331,9 +333,9 @@ class Agent:
 
         os.makedirs(local, exist_ok=True)
         args_file = os.path.join(local, TRIAL_ARGS)
-        json_files.write(args_file, self.sweep.config.arguments(values))
-        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local, self._metric.name,
-                         self.sweep.config.arguments(values))
+        arguments = self.sweep.config.arguments(values)
+        json_files.write(args_file, arguments)
+        info = TrialInfo(self.sweep.ident, trial.number, values, folder, local, self._metric.name, arguments)
         words = command_line(self.sweep.config, values, args_file)
         with open(os.path.join(local, TRIAL_STDOUT), "wb") as out, \
                 open(os.path.join(local, TRIAL_STDERR), "wb") as err:
@@ -422,11 +424,12 @@ class Agent:
         while True:
             exited = process.poll() is not None
             fresh = follower.poll()  # read after the exit check: an exited process's last points are in
-            bad = next(((step, value) for step, value in fresh if not math.isfinite(value)), None) \
-                or _dropped(follower.folder, self._metric.name)
-            if bad is not None and outcome.nonfinite is None:
-                outcome.nonfinite = bad
-                fresh = [(step, value) for step, value in fresh if math.isfinite(value) and step < bad[0]]
+            if outcome.nonfinite is None:
+                outcome.nonfinite = next(((step, value) for step, value in fresh if not math.isfinite(value)),
+                                         None) or _dropped(follower.folder, self._metric.name)
+            if outcome.nonfinite is not None:  # nothing from the first non-finite point on is reported
+                fresh = [(step, value) for step, value in fresh
+                         if math.isfinite(value) and step < outcome.nonfinite[0]]
             if fresh:
                 outcome.last = fresh[-1]
             pending += [(step, value) for step, value in fresh if step not in reported and step >= 0]
@@ -528,8 +531,11 @@ def _dropped(folder: str, metric: str) -> Optional[Tuple[int, float]]:
 
 
 def _number(value: float) -> str:
-    return "NaN" if math.isnan(value) else ("infinite" if value > 0 else "-infinite") if math.isinf(value) \
-        else f"{value:.6g}"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "infinite" if value > 0 else "-infinite"
+    return f"{value:.6g}"
 
 
 def storage_error(exc: BaseException) -> bool:

@@ -36,10 +36,10 @@ def _gone(trial) -> str:
     return f"its agent ({liveness.describe(who)}) is gone; the next agent fails it and runs its parameters again"
 
 
-def _state(trial) -> str:
+def _state(trial, gone: str) -> str:
     if trial.user_attrs.get(INTERRUPTED):
         return "interrupted"
-    if _gone(trial):
+    if gone:
         return "failed"
     return {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting",
             "FAIL": "failed"}[trial.state.name]
@@ -52,11 +52,11 @@ def _value(trial) -> Optional[float]:
     return float(steps[max(steps)]) if steps else None
 
 
-def _note(trial, state: str, late: Dict[str, Any]) -> str:
+def _note(trial, state: str, late: Dict[str, Any], gone: str) -> str:
     if state == "pruned" and trial.intermediate_values:
         return f"pruned at step {max(trial.intermediate_values)}"
-    if _gone(trial):
-        return _gone(trial)
+    if gone:
+        return gone
     if state == "failed" and isinstance(late.get(str(trial.number)), dict):
         reason = trial.user_attrs.get(ERROR) or STALE
         return f"{reason}; yet it went on and {late[str(trial.number)].get('outcome')} (its run is kept)"
@@ -79,14 +79,15 @@ def trial_rows(study, goal: str = "minimize") -> List[TrialRow]:
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get(SKIPPED):
             continue
-        state = _state(trial)
+        gone = _gone(trial)
+        state = _state(trial, gone)
         seconds = None
         if trial.datetime_start is not None:
             end = trial.datetime_complete
             if end is not None:
                 seconds = (end - trial.datetime_start).total_seconds()
         rows.append(TrialRow(trial.number, state, dict(trial.user_attrs.get(VALUES) or trial.params), _value(trial),
-                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state, late)))
+                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state, late, gone)))
     sign = -1.0 if goal == "maximize" else 1.0
 
     def key(row: TrialRow):

@@ -21,7 +21,7 @@ import string
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
@@ -113,7 +113,15 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1,
 
     class PatientRDBStorage(optuna.storages.RDBStorage):
         """A beat the database does not take is tried again at the next one: Optuna's
-        heartbeat thread would end at the first error and the live trial look dead."""
+        heartbeat thread would end at the first error and the live trial look dead. While
+        ``holds_stale()`` (an agent that has just seen the database away) no trial is stale:
+        every caller of the stale check — the agent's, and the one Optuna's ``optimize`` runs
+        before each trial — goes through here."""
+
+        holds_stale: Callable[[], bool] = staticmethod(lambda: False)
+
+        def _get_stale_trial_ids(self, study_id: int) -> List[int]:
+            return [] if self.holds_stale() else super()._get_stale_trial_ids(study_id)
 
         def record_heartbeat(self, trial_id: int) -> None:
             try:
@@ -203,8 +211,9 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
         study = optuna.create_study(study_name=ident, storage=open_storage(url, ident=ident),
                                     direction="maximize" if config.metric.goal == "maximize" else "minimize")
     except optuna.exceptions.DuplicatedStudyError:
+        where = _folder_of(ident, url)
         raise SweepExists(f"a sweep {ident!r} exists already in {_where(url)}"
-                          + (f" (its folder: {_folder_of(ident, url)})" if _folder_of(ident, url) else "")
+                          + (f" (its folder: {where})" if where else "")
                           + f": run its agents (unitb sweep agent {ident}"
                           + (f" --storage {url}" if database else "") + ") or choose another --name") from None
     seed = random.SystemRandom().randrange(2 ** 31)
