@@ -368,10 +368,10 @@ class Agent:
         if outcome.nonfinite is not None:
             step, value = outcome.nonfinite
             self._fail(trial, f"{self._metric.name} was {_number(value)} at step {step}; the trial was stopped there")
-        if outcome.pruned_at is not None:
-            self.say(f"{name}: pruned at step {outcome.pruned_at} ({self._metric.name} = {last[1]:.6g})" if last else
-                     f"{name}: pruned")
-            raise optuna.TrialPruned(f"pruned at step {outcome.pruned_at}")
+        if outcome.pruned is not None:
+            step, value = outcome.pruned
+            self.say(f"{name}: pruned at step {step} ({self._metric.name} = {value:.6g})")
+            raise optuna.TrialPruned(f"pruned at step {step}")
         if process.returncode != 0:
             tail = stderr_tail(os.path.join(local, TRIAL_STDERR))
             self._fail(trial, f"exited with code {process.returncode}" + (f"; its stderr ends:\n{tail}" if tail
@@ -398,8 +398,8 @@ class Agent:
             did = f"{self._metric.name} was {_number(outcome.nonfinite[1])} at step {outcome.nonfinite[0]}"
         elif outcome.interrupted:
             did = "it was interrupted"
-        elif outcome.pruned_at is not None:
-            did = f"it was pruned at step {outcome.pruned_at}"
+        elif outcome.pruned is not None:
+            did = f"it was pruned at step {outcome.pruned[0]}"
         elif returncode != 0:
             did = f"it exited with code {returncode}"
         elif last is None:
@@ -433,14 +433,16 @@ class Agent:
             if fresh:
                 outcome.last = fresh[-1]
             pending += [(step, value) for step, value in fresh if step not in reported and step >= 0]
-            judged = self._report(trial, pending, reported, wait=exited)
+            # A trial that ran to its end completes: a prune found in its last points only
+            # records where it stood at each rung, for the trials that come after it.
+            pruned = self._report(trial, pending, reported, wait=exited, judge=stopped_at is None)
             if exited:
                 return outcome
             if outcome.nonfinite is not None and stopped_at is None:
                 stopped_at = time.monotonic()
                 _signal(process, signal.SIGTERM)
-            if judged and fresh and stopped_at is None and not self._done_by(outcome.last) and trial.should_prune():
-                outcome.pruned_at, stopped_at = outcome.last[0] if outcome.last else None, time.monotonic()
+            if pruned is not None and stopped_at is None:
+                outcome.pruned, stopped_at = pruned, time.monotonic()
                 _signal(process, signal.SIGTERM)
             if self.stopping and stopped_at is None:
                 outcome.interrupted, stopped_at = True, time.monotonic()
@@ -464,18 +466,25 @@ class Agent:
         except optuna.exceptions.UpdateFinishedTrialError:
             self._taken = True
 
-    def _done_by(self, last: Optional[Tuple[int, float]]) -> bool:
-        """Whether the trial reached Hyperband's ``max_iter``: it has run as long as any trial
-        runs, and no bracket stops it there."""
+    def _done_by(self, step: int) -> bool:
+        """Whether a point at ``step`` reached Hyperband's ``max_iter``: the trial has run as long
+        as any trial runs, and no bracket stops it there."""
         hyperband = self.sweep.config.early_terminate
-        return bool(last and hyperband and hyperband.max_iter and last[0] >= hyperband.max_iter)
+        return bool(hyperband and hyperband.max_iter and step >= hyperband.max_iter)
 
-    def _report(self, trial, pending: List[Tuple[int, float]], reported: Set[int], wait: bool) -> bool:
+    def _report(self, trial, pending: List[Tuple[int, float]], reported: Set[int], wait: bool,
+                judge: bool = False) -> Optional[Tuple[int, float]]:
         """Report the ``pending`` points to Optuna; while the database does not answer they stay
-        pending (and the trial runs on), unless ``wait``. Returns whether all were taken. A trial
-        another agent failed takes no more points: they stay in its run."""
+        pending (and the trial runs on), unless ``wait``. A trial another agent failed takes no
+        more points: they stay in its run.
+
+        With ``judge`` the pruner judges the trial after each point, as if the agent had read each
+        the moment it was written: how often the agent reads the run (a busy machine reads it
+        late, many points at once) never changes which trials stop. Returns the point the first
+        prune came at."""
         import optuna
 
+        pruned: Optional[Tuple[int, float]] = None
         while pending and not self._taken:
             step, value = pending[0]
             try:
@@ -491,13 +500,24 @@ class Agent:
                 if wait or not storage_error(exc):
                     raise
                 self._database_away(exc)
-                return False
+                return pruned
             reported.add(step)
             pending.pop(0)
+            if judge and pruned is None and not self._done_by(step) and self._prunes(trial):
+                pruned = step, value
         if self._taken:
             pending.clear()
+        return pruned
+
+    def _prunes(self, trial) -> bool:
+        """The pruner's word on the trial; a database away says no (the trial runs on)."""
+        try:
+            return trial.should_prune()
+        except Exception as exc:
+            if not storage_error(exc):
+                raise
+            self._database_away(exc)
             return False
-        return True
 
     def _fail(self, trial, message: str) -> None:
         trial.set_user_attr(ERROR, message)
@@ -510,7 +530,7 @@ class _Outcome:
 
     def __init__(self) -> None:
         self.last: Optional[Tuple[int, float]] = None  # the metric's last (step, value)
-        self.pruned_at: Optional[int] = None
+        self.pruned: Optional[Tuple[int, float]] = None  # the point the pruner stopped the trial at
         self.interrupted = False
         self.nonfinite: Optional[Tuple[int, float]] = None  # the first non-finite metric point
 
