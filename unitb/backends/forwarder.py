@@ -28,95 +28,20 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, field
-from importlib import util as import_util
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from unitb.files import json_files
 from unitb.files.names import BACKENDS_STATE
-from unitb.backends.mlflow_backend import MlflowBackend
-from unitb.backends.wandb_backend import WandbBackend
+from unitb.backends.base import Backend, Point
+from unitb.backends.registry import make_backend
 from unitb.folder import step_index
 from unitb.read import reader
 from unitb.read import records as records_io
 from unitb.write import background
 
 STATE_FILE = BACKENDS_STATE
-NAMES = ("tensorboard", "wandb", "mlflow")
-PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
-# The keywords each backend takes (backends={"wandb": {...}}): the few a user sets in practice.
-KEYWORDS = {
-    "wandb": ("project", "entity", "name", "group", "tags", "notes", "dir", "mode"),
-    "mlflow": ("tracking_uri", "experiment", "run_name", "tags", "artifact_location", "parent_run"),
-}
 
 _LIVE: "weakref.WeakSet[Forwarder]" = weakref.WeakSet()
-
-Point = Tuple[str, str, object]  # (tag, kind, decoded value) of one record at a step
-
-
-def installed(package: str) -> bool:
-    """Whether ``package`` can be imported (a module blocked in ``sys.modules`` counts as missing)."""
-    try:
-        return import_util.find_spec(package) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def check_backends(value: object) -> Dict[str, Dict[str, object]]:
-    """``backends=`` as ``{name: options}`` for the extra backends (TensorBoard is always on).
-
-    Takes a sequence of names (``("wandb", "mlflow")``) or a mapping of name to its options
-    (``{"wandb": {"project": "pose"}, "mlflow": {"tracking_uri": "http://…"}}``). An unknown
-    name or keyword, or a backend whose package is not installed, is a ValueError now rather
-    than a silent gap later."""
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        value = (value,)
-    if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, Iterable):
-        items = [(name, {}) for name in value]
-    else:
-        raise ValueError(f"backends must be names or a mapping of name to options, got {value!r}")
-    out: Dict[str, Dict[str, object]] = {}
-    missing: List[str] = []
-    for name, options in items:
-        if name not in NAMES:
-            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
-        if name == "tensorboard":
-            continue
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(KEYWORDS[name]))
-        if unknown:
-            raise ValueError(f"backends[{name!r}] got unknown option(s) {', '.join(unknown)}; "
-                             f"valid: {', '.join(KEYWORDS[name])}")
-        if not installed(PACKAGES[name]):
-            missing.append(name)
-        out[name] = options
-    if missing:  # every missing package in one message, so one pip command fixes them all
-        packages = ", ".join(PACKAGES[name] for name in missing)
-        raise ValueError(f"backends {', '.join(map(repr, missing))} need packages that are not installed "
-                         f"({packages}): pip install 'unitb[{','.join(missing)}]'")
-    return out
-
-
-class Backend(Protocol):
-    """One destination. ``open`` decides how this run continues there (see the module rules)
-    and returns the last step it already holds (-1: none)."""
-    name: str
-    in_order: bool  # takes steps in increasing order only (W&B); else late records are sent too
-
-    def open(self, state: Dict[str, object], start_step: int, run_name: str) -> int: ...
-    def send(self, steps: List[Tuple[int, List[Point]]]) -> None: ...  # consecutive steps, in order
-    def state(self) -> Dict[str, object]: ...
-    def close(self) -> None: ...
-
-
-def make_backend(name: str, options: Mapping[str, object], warn: Callable[[str], None]) -> Backend:
-    if name == "wandb":
-        return WandbBackend(options, warn)
-    return MlflowBackend(options, warn)
 
 
 def read_state(folder: str) -> Dict[str, Dict[str, object]]:

@@ -7,13 +7,15 @@ within its limits of 1000 metrics and 100 params). MLflow is imported only when 
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from unitb.backends.points import PointErrors, image_of
+from unitb.backends.base import Backend, installed, register_backend
+from unitb.backends.points import image_of
 from unitb.read.reader import session_values
 
 EXPERIMENT = "unitb"
@@ -28,12 +30,15 @@ def metric_key(tag: str) -> str:
     return _KEY.sub("_", tag)
 
 
-class MlflowBackend(PointErrors):
+@register_backend
+class MlflowBackend(Backend):
     name = "mlflow"
+    keywords = ("tracking_uri", "experiment", "run_name", "tags", "artifact_location", "parent_run")
+    package = extra = "mlflow"
     in_order = False  # a metric point carries its own step
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
-        super().__init__(warn)
+        super().__init__(options, warn)
         self.options: Dict[str, Any] = dict(options)
         self.client: Any = None  # mlflow.MlflowClient, once open
         self.run_id: Optional[str] = None
@@ -41,6 +46,30 @@ class MlflowBackend(PointErrors):
         self._params: Dict[str, str] = {}
         self._experiment_id: Optional[str] = None  # set for a run nested under a parent_run
         self._created_parent: Optional[str] = None  # a parent run this trial created
+
+    @classmethod
+    def in_sweep(cls, options: Mapping[str, object], sweep: str) -> Dict[str, object]:
+        """A trial's run goes under a parent run named after the sweep, unless the script chose
+        otherwise. (W&B needs nothing here: its runs join the sweep's group through
+        ``WANDB_RUN_GROUP``, which the agent sets for any W&B user in the trial, unitb or not.)"""
+        return {"parent_run": sweep, **options}
+
+    @classmethod
+    def local_options(cls, folder: str, project: str, given: Mapping[str, object]) -> Dict[str, object]:
+        """A SQLite store under ``folder``, its images and texts beside it (not in the working
+        directory); a given ``tracking_uri`` (a server) replaces both."""
+        where = os.path.abspath(folder)
+        if given.get("tracking_uri"):
+            return {"experiment": project, **given}
+        if not installed("sqlalchemy"):
+            raise ValueError("the demo's MLflow store is a SQLite file, which mlflow-skinny cannot open: "
+                             "pip install 'unitb[mlflow]' (full mlflow), or pass --tracking-uri of a server")
+        return {"experiment": project, "tracking_uri": f"sqlite:///{where}/mlflow.db",
+                "artifact_location": f"file://{where}/mlflow-artifacts", **given}
+
+    @classmethod
+    def where_to_look(cls, options: Mapping[str, object], command: Callable[[str, str], str]) -> Optional[str]:
+        return f"MLflow: {command('mlflow', 'mlflow')} ui --backend-store-uri {options['tracking_uri']}"
 
     def open(self, state: Dict[str, Any], start_step: int, run_name: str) -> int:
         from mlflow import MlflowClient
@@ -149,7 +178,7 @@ class MlflowBackend(PointErrors):
         """A scalar or hparams record into ``metrics``/``params``; images and text are sent now."""
         from mlflow.entities import Metric, Param
 
-        with self._skipped_on_error(tag, kind):
+        with self.skipped_on_error(tag, kind):
             if kind == "scalar":
                 metrics.append(Metric(metric_key(tag), float(value), now, step))
             elif kind == "hparams":

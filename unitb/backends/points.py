@@ -1,33 +1,10 @@
 """Records read back from an event file, in the forms the backends take."""
 from __future__ import annotations
 
-import contextlib
 import io
-from typing import Callable, Dict, Iterator, Set, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
-
-
-class PointErrors:
-    """One record a backend cannot take is skipped with one warning per tag kind; the run
-    goes on sending the rest (a backend that cannot be reached at all is the forwarder's
-    concern: it stops sending to it)."""
-
-    name = "backend"
-
-    def __init__(self, warn: Callable[[str], None]):
-        self._warn = warn
-        self._said: Set[str] = set()
-
-    @contextlib.contextmanager
-    def _skipped_on_error(self, tag: str, kind: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:
-            if kind not in self._said:
-                self._said.add(kind)
-                self._warn(f"unitb: {self.name} did not take the {kind} {tag!r} ({type(exc).__name__}: {exc}); "
-                           f"such records are skipped there, the rest is sent")
 
 
 def image_of(value: Dict[str, object]):

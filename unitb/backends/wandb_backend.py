@@ -21,7 +21,8 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from unitb.backends.points import PointErrors, histogram_of, image_of
+from unitb.backends.base import Backend, register_backend
+from unitb.backends.points import histogram_of, image_of
 from unitb.read.reader import session_values
 
 OWNER = "unitb"
@@ -85,17 +86,30 @@ def logged_steps(path: Optional[str]) -> Optional[int]:
         return None
 
 
-class WandbBackend(PointErrors):
+@register_backend
+class WandbBackend(Backend):
     name = "wandb"
+    keywords = ("project", "entity", "name", "group", "tags", "notes", "dir", "mode")
+    package = extra = "wandb"
     in_order = True  # run.log(step=) drops a step lower than the last one
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
-        super().__init__(warn)
+        super().__init__(options, warn)
         self.options: Dict[str, Any] = dict(options)
         self.run: Any = None  # the wandb Run, once open
         self.run_id: Optional[str] = None
         self.project: Optional[str] = None
         self.log_file: Optional[str] = None  # this run's transaction log (run-<id>.wandb)
+
+    @classmethod
+    def local_options(cls, folder: str, project: str, given: Mapping[str, object]) -> Dict[str, object]:
+        """Offline (no account needed) unless ``WANDB_MODE`` says otherwise, its files under ``folder``."""
+        return {"project": project, "dir": os.path.abspath(folder), "mode": os.environ.get("WANDB_MODE", "offline"),
+                **given}
+
+    @classmethod
+    def where_to_look(cls, options: Mapping[str, object], command: Callable[[str, str], str]) -> Optional[str]:
+        return f"W&B ({options['mode']}): wandb sync {options['dir']}/wandb/offline-run-* uploads them to your account"
 
     def open(self, state: Dict[str, Any], start_step: int, run_name: str) -> int:
         kwargs: Dict[str, Any] = {key: self.options[key] for key in ("entity", "group", "tags", "notes", "dir", "mode")
@@ -151,7 +165,7 @@ class WandbBackend(PointErrors):
 
         row: Dict[str, object] = {}
         for tag, kind, value in points:
-            with self._skipped_on_error(tag, kind):
+            with self.skipped_on_error(tag, kind):
                 if kind == "scalar":
                     row[tag] = value
                 elif kind == "image" and value:

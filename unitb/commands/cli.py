@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from unitb.commands import arguments
 from unitb.files import storage
@@ -196,16 +196,29 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def push_to_backends(args: argparse.Namespace) -> int:
-    """``unitb push RUN --to wandb|mlflow``: each run below RUN, at its TensorBoard steps."""
-    from unitb.backends import forwarder as backends
+    """``unitb push RUN --to NAME``: each run below RUN, at its TensorBoard steps, to any
+    registered backend (:mod:`unitb.backends.registry`)."""
+    from unitb.backends import forwarder, registry
     from unitb.notices import default_warn
 
+    # The built-in backends' flags; any backend's keyword is also --option NAME.KEY=VALUE.
     given = {"wandb": {"project": args.project, "entity": args.entity, "mode": args.wandb_mode, "dir": args.wandb_dir,
                        "name": args.name},
              "mlflow": {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "run_name": args.name}}
+    chosen: Dict[str, Dict[str, object]] = {
+        name: {k: v for k, v in given.get(name, {}).items() if v is not None} for name in args.to}
+    for option in args.option:
+        target, _, value = option.partition("=")
+        name, _, key = target.partition(".")
+        if not (name and key and _):
+            print(f"unitb push: --option takes NAME.KEY=VALUE, got {option!r}", file=sys.stderr)
+            return 2
+        if name not in chosen:
+            print(f"unitb push: --option {option!r} is for {name!r}, which no --to names", file=sys.stderr)
+            return 2
+        chosen[name][key] = value
     try:
-        settings = backends.check_backends({name: {k: v for k, v in given[name].items() if v is not None}
-                                            for name in args.to})
+        settings = registry.check_backends(chosen)
     except ValueError as exc:
         print(f"unitb push: {exc}", file=sys.stderr)
         return 2
@@ -214,7 +227,7 @@ def push_to_backends(args: argparse.Namespace) -> int:
         print(f"unitb push: no run (event files) below {args.local}", file=sys.stderr)
         return 2
     for run in found:
-        sent = backends.push(run, settings, default_warn)
+        sent = forwarder.push(run, settings, default_warn)
         print(f"unitb: {run} -> " + ", ".join(f"{name} up to step {step}" for name, step in sorted(sent.items())))
     return 0
 
@@ -278,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("local", help="a run folder, or a folder of runs with --to")
     push.add_argument("url", nargs="?", help="s3://… or gs://… (without --to)")
     push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying (default: 60)")
-    push.add_argument("--to", action="append", choices=("wandb", "mlflow"), help="a backend (repeat for both)")
+    push.add_argument("--to", action="append", metavar="BACKEND",
+                      help="a backend: wandb, mlflow, or one an installed package registers (repeat for several)")
+    push.add_argument("--option", action="append", default=[], metavar="BACKEND.KEY=VALUE",
+                      help="one of a backend's options, for any backend (repeat)")
     push.add_argument("--name", help="the backend run's name (default: the run folder's name)")
     push.add_argument("--project", help="W&B project (default: unitb)")
     push.add_argument("--entity", help="W&B entity")

@@ -21,7 +21,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from unitb.commands.arguments import TORCH_CHOICES
 from unitb.read import diff as diff_mod
 from unitb.backends import forwarder
-from unitb.backends.forwarder import check_backends, installed
+from unitb.backends import registry
 from unitb.notices import default_warn
 from unitb.write import hparams
 
@@ -171,24 +171,17 @@ def verdict(report: "diff_mod.DiffReport", layouts: Sequence["diff_mod.RunLayout
 
 
 def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -> Dict[str, Dict[str, object]]:
-    """The demo's W&B and MLflow settings: W&B offline (no account needed) unless WANDB_MODE
-    says otherwise, its files under ``out``; MLflow in a SQLite file under ``out`` unless a
-    tracking URI is given."""
-    options: Dict[str, Dict[str, object]] = {}
-    if "wandb" in names:
-        options["wandb"] = {"project": "unitb-demo", "dir": os.path.abspath(out),
-                            "mode": os.environ.get("WANDB_MODE", "offline")}
-    if "mlflow" in names:
-        options["mlflow"] = {"experiment": "unitb-demo",
-                             "tracking_uri": tracking_uri or f"sqlite:///{os.path.abspath(out)}/mlflow.db"}
-        if not tracking_uri:  # the images and texts beside the store, not in the working directory
-            options["mlflow"]["artifact_location"] = f"file://{os.path.abspath(out)}/mlflow-artifacts"
-    if not options:
+    """The demo's backend settings: each backend kept on this machine under ``out`` where it can
+    (W&B offline, MLflow in a SQLite file; :meth:`~unitb.backends.base.Backend.local_options`),
+    MLflow on the server of ``tracking_uri`` if one is given. Checked before anything is trained."""
+    if not names:
         return {}
-    checked = check_backends(options)  # before anything is trained or created: one message for all
-    if "mlflow" in checked and not tracking_uri and not installed("sqlalchemy"):
-        raise ValueError("the demo's MLflow store is a SQLite file, which mlflow-skinny cannot open: "
-                         "pip install 'unitb[mlflow]' (full mlflow), or pass --tracking-uri of a server")
+    registry.check_backends(names)  # a package missing: one message for all, before anything else
+    given: Dict[str, Dict[str, object]] = {"mlflow": {"tracking_uri": tracking_uri}} if tracking_uri else {}
+    known = registry.backends()
+    options = {name: known[name].local_options(out, "unitb-demo", given.get(name, {}))
+               for name in names if name in known}
+    checked = registry.check_backends(options)
     os.makedirs(out, exist_ok=True)
     return checked
 
@@ -199,8 +192,8 @@ def send_to_backends(run_dirs: Sequence[str], settings: Dict[str, Dict[str, obje
     for run_dir in run_dirs:
         sent = forwarder.push(run_dir, settings, default_warn)
         print(f"sent {run_dir}: " + ", ".join(f"{name} up to step {step}" for name, step in sorted(sent.items())))
-    if "wandb" in settings:
-        print(f"W&B ({settings['wandb']['mode']}): wandb sync {settings['wandb']['dir']}/wandb/offline-run-* uploads "
-              "them to your account")
-    if "mlflow" in settings:
-        print(f"MLflow: {runnable('mlflow', 'mlflow')} ui --backend-store-uri {settings['mlflow']['tracking_uri']}")
+    known = registry.backends()
+    for name, options in settings.items():
+        line = known[name].where_to_look(options, runnable)
+        if line:
+            print(line)

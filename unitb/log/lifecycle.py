@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
+from unitb.backends import registry
 from unitb.folder.claim import FolderBusy
 from unitb.log import sweep_trial
 from unitb.log.opening import open_folder
@@ -66,15 +67,12 @@ class RunLife:
         return merged(values, self.trial.hparams() if self.trial is not None else None)
 
     def backends(self) -> Optional[Mapping[str, Mapping[str, object]]]:
-        """The backends' settings; a trial's MLflow run goes under a parent run named after the
-        sweep unless the script chose otherwise. (Its W&B run joins the sweep's group through
-        ``WANDB_RUN_GROUP``, which the agent sets for any W&B user in the trial, unitb or not.)"""
+        """The backends' settings; inside a sweep's trial each backend groups the sweep's
+        trials its own way (:meth:`unitb.backends.base.Backend.in_sweep`)."""
         chosen = self.options.backends
-        if self.trial is None or not isinstance(chosen, dict) or "mlflow" not in chosen:
+        if self.trial is None or not isinstance(chosen, dict):
             return chosen
-        settings: Dict[str, Dict[str, object]] = {name: dict(options or {}) for name, options in chosen.items()}
-        settings["mlflow"].setdefault("parent_run", self.trial.sweep)
-        return settings
+        return registry.in_sweep(chosen, self.trial.sweep)
 
     # ------------------------------------------------------------------ opening
     def open(self, sink: Sink, *, start_step: int = 0, url: Optional[str] = None, mirror=None,

@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
-from unitb.backends.forwarder import check_backends
+from unitb.backends.registry import check_backends
 from unitb.log.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
 from unitb.log.profiling import check_profile_steps
 
