@@ -29,17 +29,15 @@ from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, probe_for
 from tf_adapter.sink import TFSummarySink
 from tf_adapter.step_returns import StepReturns, overrides_train_step
-from tf_adapter.session import check_logdir, keras_config_text, write_header
-from unitb.folder.claim import FolderBusy
-from unitb.log.lifecycle import RunLife
+from tf_adapter.session import keras_config_text, write_header
+from unitb.log.lifecycle import LivesARun, RunLife
 from unitb.log.options import LogOptions, show_options
 from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
-from unitb.write.writer import RunLogger
 from unitb.notices import default_warn
 
 
-class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
+class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
     """unitb for Keras ``fit``. Parameters and defaults are those of the mmengine hook.
 
     ``image_data`` / ``val_image_data``: optional input batches (N x H x W x C) drawn as
@@ -74,9 +72,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             if "profile_steps" in kwargs:
                 raise ValueError("TFCallback: give profile_steps or profile_batch (its Keras name), not both")
             kwargs["profile_steps"] = kwargs.pop("profile_batch")
-        self.life = RunLife("TFCallback", kwargs, measure.device_peak_mb)
+        self.life = RunLife("TFCallback", "tensorflow-keras", kwargs, measure.device_peak_mb, is_chief=measure.is_chief)
         self.store, self.options = self.life.store, self.life.options
-        self.logdir = check_logdir(self.life.logdir(logdir), self.store, "TFCallback")
+        self.logdir = self.life.logdir(logdir)
         # embedding_layer's inputs: validation images x, or (x, labels) for the points' labels.
         self.embedding = LayerEmbedding(self.options.embedding_layer, embedding_data) \
             if self.options.embedding_layer else None
@@ -85,24 +83,12 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         self.images = FitImages(image_data, gt_keypoints, val_image_data, val_gt_keypoints, predict_keypoints,
                                 predict_heatmaps, skeleton)
         self.points = FitPoints(self.life, self.images, hparams or {}, self.activations, own=self)
-        self._mirror = None  # a URL run's uploader, still sending the last fit's events
-        self._forwarder = None  # the backends' forwarder (unitb.backends.forwarder), kept from one fit to the next
         self._chief = True
         self._probe: Optional[GradProbe] = None
         self._fit_open = False
         self._window = 1  # steps_per_execution
         self._model_summaries = ModelSummaries()
         self._markers = StepMarkers()  # the profiled steps, marked for the PROFILE tab's step time
-
-    @property
-    def run(self) -> Optional[RunLogger]:
-        """This fit's writer (None between fits)."""
-        return self.life.run
-
-    @property
-    def run_dir(self) -> Optional[str]:
-        """The folder (or URL) the run went to: ``logdir``, or its next free version."""
-        return self.life.run_dir
 
     def _own_closed(self):
         return "TFCallback writes during fit(): log_* was called outside one" if self._chief else None
@@ -115,7 +101,7 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
 
     # ------------------------------------------------------------------ set-up
     def on_train_begin(self, logs=None) -> None:
-        self._chief = measure.is_chief()
+        self._chief = self.life.chief()
         self._fit_open = False  # the run opens at the first epoch: after BackupAndRestore restored
 
     def _begin_fit(self, epoch: int) -> None:
@@ -135,30 +121,26 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
             default_warn(f"TFCallback: steps_per_execution grew to {self._window} after the first fit; gradient "
                          f"norms are measured in the first {self._probe.window} steps of a block")
         if self.run is None:
+            # A model that continues goes on in the folder this callback chose before; a fresh
+            # one starts from the folder the user named (and its next free version).
+            folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
+            run = self.life.open_in_training(folder, step, TFSummarySink, scope="fit")
+            if run is None:  # a live writer holds the folder a resume continues, or it cannot be opened
+                return
             try:
-                # A model that continues goes on in the folder this callback chose before; a fresh
-                # one starts from the folder the user named (and its next free version).
-                folder = self.run_dir if (step > 0 and self.run_dir) else self.logdir
-                self.life.open_in(folder, step, TFSummarySink, forwarder=self._forwarder)
-                self._forwarder = self.run.folder.forwarder
                 if step == 0:
-                    write_header(self.run, self.options, model, config_text=keras_config_text(
-                        model, self.params or {}))
+                    write_header(run, self.options, model, config_text=keras_config_text(model, self.params or {}))
                 self.points.hparams_due = step == 0
                 if self.options.log_graph and step == 0:
-                    write_model_graph(self.run.sink, model, self.run.warn_once)
-            except FolderBusy as exc:  # a live writer holds the folder a resume continues
-                self.life.refused(exc, "fit")
-                self.life.close()
-                return
+                    write_model_graph(run.sink, model, run.warn_once)
             except Exception as exc:
-                default_warn(f"TFCallback: could not open {self.logdir} ({exc}); logging is off")
-                self.life.close()
+                default_warn(f"TFCallback: could not open {folder} ({exc}); logging is off")
+                self.life.close_writer()
                 return
         self.points.begin(model, self.params or {}, self._probe, self._window, step,
                           StepReturns() if overrides_train_step(model) else None)
         self.life.speed.start(step)
-        if self.life.profiler is None:  # one window for the callback's run, over all its fits
+        if not self.life.profiling():  # one window for the callback's run, over all its fits
             self.life.start_profiler(step_profiler, self.run.sink.logdir)
         try:  # tf.summary calls in the model and its train step land in this run (model_summaries)
             self._model_summaries.enter(model, self._probe, self.run.sink.logdir)
@@ -196,12 +178,10 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         steps = (self.params or {}).get("steps")
         if steps:
             size = max(1, min(size, int(steps) - batch))
-        if self.life.profiler is not None:
+        if self.life.profiling():
             self._markers.end()
-            self.life.profiler.after_step(end)
-            self.life.profiler.before_block(end + 1, end + size)
-            if self.life.profiler.window.active:
-                self._markers.begin(end + 1)
+        if self.life.before_block(end, end + 1, end + size):
+            self._markers.begin(end + 1)
         grads_due, record = self.points.plan_block(end, size)
         if self._probe is not None:
             if any(grads_due) or any(record):
@@ -230,9 +210,9 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         logs = logs or {}
         step = int(self._probe.counter.numpy())
         self.points.clock.end(step, (self.params or {}).get("steps"))  # data of unknown length: now it is known
-        if self.life.profiler is not None:
+        if self.life.profiling():
             self._markers.end()
-            self.life.profiler.after_step(step)
+        self.life.after_step(step)
 
         self._guard(lambda: self.points.write_hparams_once(step))
         # The epoch's last block: its train values come with the epoch's logs.
@@ -250,25 +230,17 @@ class TFCallback(keras.callbacks.Callback, OwnValuesAPI):
         """Close this fit's writer (and its thread); a later fit() opens a new event file
         in the same run folder and continues at the step the model is at."""
         self._model_summaries.exit()
-        if self.life.profiler is not None:
+        if self.life.profiling():
             self._markers.end()
-            self.life.profiler.close()  # a fit that ends inside the window writes what it traced
+        self.life.stop_tracing()  # a fit that ends inside the window writes what it traced
         if self._probe is not None:
             self._probe.fit_ended()
         self._fit_open = False
-        if self.run is not None:
-            self._mirror = self.run.folder.mirror
-            self.life.close_writer(wait_for_upload=False)  # uploads and backends go on in the background
+        self.life.close_writer(wait_for_upload=False)  # uploads and backends go on in the background
 
     def close(self) -> None:
         """Close the writer; a URL run makes its last upload now (else at the interpreter's exit)."""
         self.life.close()
-        if self._forwarder is not None:
-            self._forwarder.close()
-            self._forwarder = None
-        if self._mirror is not None:
-            self._mirror.close()
-            self._mirror = None
 
 
 show_options(TFCallback.__init__, LogOptions, StoreOptions)

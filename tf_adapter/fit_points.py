@@ -21,8 +21,6 @@ from tf_adapter.session import keras_hparams, render_images, write_heatmaps
 from tf_adapter.step_returns import StepReturns
 from unitb import schema
 from unitb.log.lifecycle import RunLife
-from unitb.log.train_step import write_train_step
-from unitb.write.hparams import merged
 
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
@@ -109,8 +107,8 @@ class FitPoints:
         done = step - start_step
         samples = int(self.probe.samples.numpy()) - start_samples
         batch_size = samples // done if done > 0 and samples > 0 else None
-        self.life.run.hparams(self.life.hparams(merged(keras_hparams(self.model, self.params, self.window, batch_size),
-                                                       self.extra_hparams)))
+        self.life.run.hparams(self.life.hparams(keras_hparams(self.model, self.params, self.window, batch_size),
+                                                self.extra_hparams))
 
     def observe(self, end: int, epoch_logs: Optional[Mapping[str, object]]) -> None:
         """Write what was due up to iteration ``end``, which has just completed."""
@@ -157,13 +155,13 @@ class FitPoints:
             lr = measure.learning_rate_at(applying_optimizer(optimizer), step - 1)
         if scale is None and getattr(optimizer, "dynamic_scale", None) is not None:
             scale = optimizer.dynamic_scale
-        speed = None
+        samples = None
         if opts.log_speed:  # over the iterations since the last point, up to ``end`` where it is observed
-            samples = int(self.probe.samples.numpy()) if self.probe is not None else 0
-            speed = self.life.speed.point(end, samples=samples - self.samples_seen)
-            self.samples_seen = samples
-        write_train_step(run, opts, step, logs, learning_rates={"0": lr} if lr is not None else None,
-                         epoch=self.clock.at(step, self.params.get("steps")), loss_scale=scale, speed=speed)
+            counted = int(self.probe.samples.numpy()) if self.probe is not None else 0
+            samples, self.samples_seen = counted - self.samples_seen, counted
+        self.life.write_step(step, logs, learning_rates={"0": lr} if lr is not None else None,
+                             epoch=self.clock.at(step, self.params.get("steps")), loss_scale=scale,
+                             speed_at=end, samples=samples)
 
     def epoch_end(self, epoch: int, step: int, logs: Mapping[str, object]) -> None:
         """After epoch ``epoch`` (0-based), at ``step``: validation metrics and images, weight

@@ -24,19 +24,16 @@ from tf_adapter.graph import write_model_graph
 from tf_adapter.loop_step import LoopGradients, write_in_graph
 from tf_adapter.profiler import step_profiler
 from tf_adapter.sink import TFSummarySink
-from tf_adapter.session import check_logdir, render_images, write_header, write_heatmaps
+from tf_adapter.session import render_images, write_header, write_heatmaps
 from unitb import schema
-from unitb.write.hparams import merged
-from unitb.log.lifecycle import RunLife
+from unitb.log.lifecycle import LivesARun, RunLife, check_start_step
 from unitb.log.options import LogOptions, show_options
 from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
-from unitb.folder.claim import FolderBusy
 from unitb.write.writer import RunLogger
-from unitb.log.train_step import write_train_step
 
 
-class TFLogger(OwnValuesAPI):
+class TFLogger(LivesARun, OwnValuesAPI):
     """Log a custom TF loop. Losses: ``{'total': ..., 'coord': ..., ...}`` ('total' or
     'loss' -> ``train/loss``, the others -> ``train/loss/{name}``). Only the chief writes.
 
@@ -48,12 +45,10 @@ class TFLogger(OwnValuesAPI):
     def __init__(self, logdir: str, checkpoint_manager=None, start_step: Optional[int] = None,
                  model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs):
-        self.life = RunLife("TFLogger", kwargs, measure.device_peak_mb)
+        self.life = RunLife("TFLogger", "tensorflow-loop", kwargs, measure.device_peak_mb, is_chief=measure.is_chief)
         self.store, self.options = self.life.store, self.life.options
-        self.logdir = check_logdir(self.life.logdir(logdir), self.store, "TFLogger")
-        if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int)
-                                       or start_step < 0):
-            raise ValueError(f"start_step must be a non-negative int or None, got {start_step!r}")
+        self.logdir = self.life.logdir(logdir)
+        start_step = check_start_step(start_step, allow_none=True)
         self.checkpoint_manager = checkpoint_manager
         self.start_step = start_step
         self.model = model
@@ -61,7 +56,7 @@ class TFLogger(OwnValuesAPI):
         self.config = config
         self.hparams = dict(hparams or {})
         self.skeleton = skeleton
-        self.enabled = measure.is_chief()
+        self.enabled = self.life.chief()
         self._opened = False
         self._gradients = LoopGradients(self.options, self._model_name)
         self.life.step = start_step or 0  # the last step logged eagerly: where log_scalar & co. land
@@ -78,26 +73,18 @@ class TFLogger(OwnValuesAPI):
             resume_step = self.start_step
             if resume_step is None and self.checkpoint_manager is not None:
                 resume_step = self.checkpoint_manager.restored_step
-            try:
-                run = self.life.open_in(self.logdir, resume_step, TFSummarySink)
-            except FolderBusy as exc:  # opened inside the training loop: one warning, training goes on
-                self.life.refused(exc)
+            run = self.life.open_in_training(self.logdir, resume_step, TFSummarySink)
+            if run is None:  # opened inside the training loop: one warning, training goes on
                 self.enabled = False
                 return None
             self.life.start_profiler(step_profiler, run.sink.logdir, at_step=resume_step or 0)
             if not resume_step:
-                shared = {"framework": "tensorflow-loop", **({"model": self._model_name} if self._model_name else {})}
-                hparams = self.life.hparams(merged(shared, self.hparams))
+                hparams = self.life.hparams({"model": self._model_name} if self._model_name else None, self.hparams)
                 write_header(run, self.options, self.model, self.config, hparams)
                 if self.options.log_graph and self.model is not None:
                     with tf.init_scope():  # eager even when the first step runs inside a tf.function
                         write_model_graph(run.sink, self.model, run.warn_once)
         return self.life.run
-
-    @property
-    def run_dir(self) -> Optional[str]:
-        """The folder (or URL) chosen at first use (``logdir``, or its next free version)."""
-        return self.life.run_dir
 
     def _ready(self) -> bool:
         """Whether this process logs, opening the run at first use (a resume refused by a live
@@ -140,13 +127,12 @@ class TFLogger(OwnValuesAPI):
             self.life.speed.add_samples(int(batch_size))
         if data_time is not None:
             self.life.speed.add_data_time(float(data_time))
-        if opts.scalar_policy.should_log(step):
-            write_train_step(run, opts, step, losses={k: _host(v) for k, v in (losses or {}).items()},
-                             metrics={k: _host(v) for k, v in (metrics or {}).items()},
-                             learning_rates={"0": _host(learning_rate)} if learning_rate is not None else None,
-                             epoch=_host(epoch) if epoch is not None else None,
-                             loss_scale=_host(loss_scale) if loss_scale is not None else None,
-                             speed=self.life.speed.point(step) if opts.log_speed else None)
+        if self.life.step_due(step):
+            self.life.write_step(step, losses={k: _host(v) for k, v in (losses or {}).items()},
+                                 metrics={k: _host(v) for k, v in (metrics or {}).items()},
+                                 learning_rates={"0": _host(learning_rate)} if learning_rate is not None else None,
+                                 epoch=_host(epoch) if epoch is not None else None,
+                                 loss_scale=_host(loss_scale) if loss_scale is not None else None)
         if opts.log_grad_norm and grads is not None and opts.grad_policy.should_log(step):
             self._gradients.write_eager(run, step, grads, variables, loss_scale)
 

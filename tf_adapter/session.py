@@ -2,7 +2,6 @@
 header from a Keras model, its config text and hparams, and images drawn from TF batches."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
@@ -11,26 +10,9 @@ from tf_adapter import measure
 from tf_adapter.probe import applying_optimizer
 from unitb import schema
 from unitb.write import render
-from unitb.files import storage
 from unitb.log import train_step
 from unitb.log.options import LogOptions
-from unitb.store.remote_folder import StoreOptions
 from unitb.write.writer import RunLogger
-
-
-def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: str = "unitb") -> str:
-    """Create ``logdir`` now, so an unusable path fails at construction, naming the path. A
-    URL is checked for a file system that serves it (nothing is sent to the store yet)."""
-    path = storage.check_location(logdir, (store or StoreOptions()).storage_options, owner)
-    if storage.is_url(path):
-        return path
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot create logdir {path!r}: {exc}") from exc
-    if not os.access(path, os.W_OK):
-        raise ValueError(f"logdir {path!r} is not writable")
-    return path
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
@@ -88,7 +70,7 @@ def keras_hparams(model, params: Mapping[str, object], steps_per_execution: int,
     policy = measure.precision_policy(model)
     steps, epochs = params.get("steps"), params.get("epochs")
     values: Dict[str, object] = {
-        "framework": "tensorflow-keras", "model": model.name, "optimizer": type(opt).__name__,
+        "model": model.name, "optimizer": type(opt).__name__,
         "batch_size": batch_size, "epochs": epochs, "steps_per_execution": steps_per_execution,
         "mixed_precision_policy": policy, "amp": policy.startswith("mixed"),
         # 0 when the data's length is unknown at start (a generator, a tf.data pipeline without

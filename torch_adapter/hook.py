@@ -64,8 +64,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self.extra_hparams = dict(hparams or {})
         if backend_args is not None and not isinstance(backend_args, dict):
             raise ValueError(f"backend_args must be a dict or None, got {backend_args!r}")
-        self.life = RunLife("EnhancedTensorBoardHook", kwargs, measure.device_peak_mb, _warn, _info,
-                            storage_options=backend_args)
+        self.life = RunLife("EnhancedTensorBoardHook", "pytorch-mmengine", kwargs, measure.device_peak_mb, _warn,
+                            _info, storage_options=backend_args, is_chief=is_main_process)
         self.store, self.options = self.life.store, self.life.options
         # As in mmengine's LoggerHook: ``out_dir`` (a URL, or a folder) receives ``<work_dir
         # name>/<timestamp>/vis_data``, uploaded in the background; ``backend_args``: the store's options.
@@ -96,8 +96,9 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
 
     # ------------------------------------------------------------------ set-up
     def before_train(self, runner) -> None:
-        if not is_main_process():
+        if not self.life.chief():
             return
+        self.life.close_with(self.folder.close, after_uploads=True)  # mmengine's out_dir, after the run's own
         try:
             sink = self.folder.open_sink(runner)
             backend = mmengine_internals.tensorboard_backend(runner)
@@ -108,6 +109,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             self.life.open(sink, start_step=int(runner.iter), url=mirror.url if mirror is not None else None,
                            mirror=mirror, run_name=mmengine_runner.run_name(runner))
             self.session = TorchSession(self.life)
+            self.life.close_with(self.session.stop)
             self.session.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
             self.session.start(model, runner.optim_wrapper, config_text=mmengine_runner.config_text(runner, backend),
@@ -181,16 +183,13 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             _warn(f"EnhancedTensorBoardHook: weight histograms failed ({type(exc).__name__}: {exc})")
 
     def after_train(self, runner) -> None:
-        self.life.end_profiler()
-        if self.session is not None:
-            self.session.stop()
+        self.life.end_training()
 
     def after_run(self, runner) -> None:
         """Stop the writer thread (mmengine's writer itself stays open: it is not ours), then
         make the last uploads to ``out_dir``."""
         self.session = None
         self.life.close()
-        self.folder.close()
 
     # ------------------------------------------------------------------ validation
     def before_val_epoch(self, runner) -> None:

@@ -13,7 +13,6 @@ steps), so it does not matter whether ``zero_grad`` runs before or after ``log_s
 """
 from __future__ import annotations
 
-import os
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -25,10 +24,8 @@ from torch_adapter.images import ImageBatch
 from torch_adapter.profiler import step_profiler
 from torch_adapter.session import ShardPeer, TorchSession
 from torch_adapter.sink import SummaryWriterSink
-from unitb.files import storage
 from unitb.log import train_step
-from unitb.write.hparams import merged
-from unitb.log.lifecycle import RunLife
+from unitb.log.lifecycle import LivesARun, RunLife, check_start_step
 from unitb.log.options import LogOptions, show_options
 from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
@@ -39,7 +36,7 @@ def _is_chief() -> bool:
                 and torch.distributed.get_rank() != 0)
 
 
-class TorchLogger(OwnValuesAPI):
+class TorchLogger(LivesARun, OwnValuesAPI):
     """Log a plain PyTorch loop in the unitb schema. Only rank 0 writes. Under sharded training
     (FSDP ``fully_shard``) the other ranks take part in one all-reduce on gradient-norm steps,
     so the logged norm is that of the whole gradient, not of rank 0's shard.
@@ -57,57 +54,42 @@ class TorchLogger(OwnValuesAPI):
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
                  start_step: int = 0, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
-        self.life = RunLife("TorchLogger", kwargs, measure.device_peak_mb)
+        self.life = RunLife("TorchLogger", "pytorch", kwargs, measure.device_peak_mb, is_chief=_is_chief)
         self.options = self.life.options
-        self.logdir = storage.check_location(self.life.logdir(logdir), self.life.store.storage_options, "TorchLogger")
-        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
-            raise ValueError(f"start_step must be a non-negative int, got {start_step!r}")
+        self.enabled = self.life.chief()
+        self.logdir = self.life.logdir(logdir, create=self.enabled)
+        start_step = check_start_step(start_step)
         if grad_scaler is not None and not hasattr(grad_scaler, "get_scale"):
             raise ValueError(f"grad_scaler must be a torch.amp.GradScaler, got {type(grad_scaler).__name__}")
         self.grad_scaler = grad_scaler
         self.model = model
         self.optimizer = optimizer
-        self.enabled = _is_chief()
         self.session: Optional[TorchSession] = None
         self._peer: Optional[ShardPeer] = None
         self.life.step = start_step
         self._graph: Optional[FirstInput] = None
+        self.life.close_with(self._close_own_parts)
         if not self.enabled:
             if model is not None and self.options.log_grad_norm and any(
                     measure.is_sharded(p) for p in model.parameters()):
                 self._peer = ShardPeer(model, optimizer, self.options)  # joins the norm's all-reduce
                 self._peer.arm(start_step + 1)
             return
-        if not storage.is_url(self.logdir):
-            try:
-                os.makedirs(self.logdir, exist_ok=True)
-            except OSError as exc:
-                raise ValueError(f"cannot create logdir {self.logdir!r}: {exc}") from exc
         # A resume that a live writer refuses raises FolderBusy here: nothing has run yet.
         run = self.life.open_in(self.logdir, start_step, SummaryWriterSink.open)
         self.session = TorchSession(self.life)
         if model is not None:
-            shared = {"framework": "pytorch", "model": type(measure.unwrap_model(model)).__name__,
+            shared = {"model": type(measure.unwrap_model(model)).__name__,
                       "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}
-            self.session.start(model, optimizer, config_text=config, hparams=self.life.hparams(merged(shared, hparams)),
+            self.session.start(model, optimizer, config_text=config, hparams=self.life.hparams(shared, hparams),
                                write_header=start_step == 0)
             if self.options.log_graph:
                 self._graph = FirstInput(model)  # traced at the first logged step after the first forward
         elif start_step == 0 and (hparams or config or self.life.trial is not None):
             # Without a model there is nothing to measure, but the run's own values still count.
-            train_step.write_header(run, self.options, config_text=config,
-                                    hparams=self.life.hparams(merged({"framework": "pytorch"}, hparams)))
+            train_step.write_header(run, self.options, config_text=config, hparams=self.life.hparams(hparams))
         self.life.start_profiler(step_profiler, run.sink.logdir, at_step=start_step)
         self.session.arm(start_step + 1)
-
-    @property
-    def run(self):
-        return self.life.run
-
-    @property
-    def run_dir(self) -> Optional[str]:
-        """The folder (or URL) the run went to (``logdir``, or its next free version)."""
-        return self.life.run_dir
 
     def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
                  metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None,
@@ -173,8 +155,7 @@ class TorchLogger(OwnValuesAPI):
     def _own_target(self):
         return (self.session.run if self.session is not None else None), self.life.step
 
-    def close(self) -> None:
-        self.life.end_profiler()
+    def _close_own_parts(self) -> None:
         if self._graph is not None:
             self._graph.remove()  # the model was never called: nothing to trace
             self._graph = None
@@ -184,6 +165,8 @@ class TorchLogger(OwnValuesAPI):
         if self.session is not None:
             self.session.stop()
             self.session = None
+
+    def close(self) -> None:
         self.life.close()
 
     def __enter__(self) -> "TorchLogger":

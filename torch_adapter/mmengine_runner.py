@@ -44,7 +44,7 @@ def trained_with(runner, extra: Optional[Mapping[str, object]] = None) -> Dict[s
     """What the run was trained with (:mod:`unitb.write.hparams`): the shared names, the config's
     model / codec / optimizer / schedule / train_cfg sections flattened, then ``extra``."""
     wrapper = runner.optim_wrapper
-    values: Dict[str, object] = {"framework": "pytorch-mmengine", "max_steps": runner.max_iters,
+    values: Dict[str, object] = {"max_steps": runner.max_iters,
                                  "model": type(measure.unwrap_model(runner.model)).__name__,
                                  "amp": getattr(wrapper, "loss_scaler", None) is not None}
     if is_epoch_based(runner):

@@ -18,7 +18,6 @@ from unitb.write import render
 from unitb.log import train_step
 from unitb.log.lifecycle import RunLife
 from unitb.log.options import LogOptions
-from unitb.log.train_step import write_train_step
 from unitb.write.writer import RunLogger, as_number
 
 
@@ -49,6 +48,7 @@ class TorchSession:
 
     def __init__(self, life: RunLife):
         assert life.run is not None, "open the run before the session"
+        self.life = life
         self.options = life.options
         self.run: RunLogger = life.run
         self.speed = life.speed
@@ -112,15 +112,14 @@ class TorchSession:
         labelled with that iteration, and no warning is given."""
         opts, run = self.options, self.run
         scaling = loss_scaler is not None and _scaler_enabled(loss_scaler)
-        if opts.scalar_policy.should_log(step):
+        if self.life.step_due(step):
             rates = None
             if opts.log_lr:
                 rates = self._rates if self._rates is not None else (
                     measure.learning_rates(optimizer) if optimizer is not None else None)
             log_vars, losses, metrics = measure.on_host(log_vars, losses, metrics)  # one copy per device
-            write_train_step(run, opts, step, log_vars, losses=losses, metrics=metrics, learning_rates=rates,
-                             epoch=epoch, loss_scale=float(loss_scaler.get_scale()) if scaling else None,
-                             speed=self.speed.point(step) if opts.log_speed else None)
+            self.life.write_step(step, log_vars, losses=losses, metrics=metrics, learning_rates=rates, epoch=epoch,
+                                 loss_scale=float(loss_scaler.get_scale()) if scaling else None)
         if self.due.armed and self.probe is not None:
             result = self.probe.result
             missing = self.due.settle(result is not None, may_skip=scaling or update_may_skip)

@@ -2,25 +2,30 @@
 
 The mmengine hook, ``TorchLogger``, ``TFCallback`` and ``TFLogger`` differ in when their
 framework tells them things; what they do then is here, once: the options (refusing what the
-entry point cannot do), the run folder opened with its writer, the header at step 0, the speed
-meter, the profiler window, the step the user's own values land at, and the close order
-(profiler, then writer, then the folder's uploads and backends). An entry point keeps only the
-translation of its framework's events, and the measuring only its framework can do.
+entry point cannot do), the logdir and start-step checks, who writes (the chief), the run folder
+opened with its writer, the hparams with the framework's name, a training step's scalars (the
+due check, the speed, the write), the speed meter, the profiler window, the step the user's own
+values land at, and one close order (profiler, the entry point's own parts, writer, then the
+folder's uploads and backends, also those kept from one Keras fit to the next). An entry point
+keeps only the translation of its framework's events, and the measuring only its framework can do.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Optional, Tuple
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from unitb.backends import registry
+from unitb.files import storage
 from unitb.folder.claim import FolderBusy
 from unitb.log import sweep_trial
-from unitb.log.opening import open_folder
+from unitb.log.opening import OpenedFolder, open_folder
 from unitb.log.options import LogOptions, refuse_unsupported
 from unitb.log.profiling import StepProfiler
 from unitb.log.speed import SpeedMeter
 from unitb.notices import default_info, default_warn
 from unitb.store.remote_folder import StoreOptions, open_run_folder
 from unitb.write.hparams import merged
+from unitb.log.train_step import write_train_step
 from unitb.write.writer import RunLogger, Sink
 
 # Inside a sweep's trial the writer flushes every second, so the agent following the run judges
@@ -30,23 +35,52 @@ TRIAL_FLUSH_SECS = 1.0
 MakeProfiler = Callable[[Tuple[int, int], str, Callable[[str, str, str], None]], StepProfiler]
 
 
+def check_start_step(value: object, allow_none: bool = False) -> Optional[int]:
+    """A resume's step: the optimizer steps already taken (0: a fresh run; None, where allowed:
+    whatever a checkpoint manager restores)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"start_step must be a non-negative int{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def check_logdir(logdir: object, store: Optional[StoreOptions] = None, owner: str = "unitb",
+                 create: bool = True) -> str:
+    """Create ``logdir`` now (``create``), so an unusable path fails at construction, naming the
+    path. A URL is checked for a file system that serves it (nothing is sent to the store yet)."""
+    path = storage.check_location(logdir, (store or StoreOptions()).storage_options, owner)
+    if storage.is_url(path) or not create:
+        return path
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create logdir {path!r}: {exc}") from exc
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"logdir {path!r} is not writable")
+    return path
+
+
 class RunLife:
-    """The options and the open run of one entry point (``owner`` names it in messages).
+    """The options and the open run of one entry point (``owner`` names it in messages;
+    ``framework`` is the run's ``framework`` hparam).
 
     ``kwargs`` are the entry point's keyword arguments: the store's options and
     :class:`~unitb.log.options.LogOptions` are taken from them, and an option ``owner`` cannot
     serve is refused with a ``ValueError`` (:data:`unitb.log.options.UNSUPPORTED`).
     ``device_memory``: the framework's peak accelerator memory in MB since the last call, for
-    ``train/memory/device_mb``."""
+    ``train/memory/device_mb``. ``is_chief``: whether this process is the one that writes (rank 0,
+    the chief worker), asked when the entry point starts."""
 
-    def __init__(self, owner: str, kwargs: Dict[str, object],
+    def __init__(self, owner: str, framework: str, kwargs: Dict[str, object],
                  device_memory: Optional[Callable[[], Optional[float]]] = None,
                  warn: Callable[[str], None] = default_warn, info: Callable[[str], None] = default_info,
-                 storage_options: Optional[Mapping[str, object]] = None):
+                 storage_options: Optional[Mapping[str, object]] = None,
+                 is_chief: Callable[[], bool] = lambda: True):
         refuse_unsupported(owner, kwargs)
         if storage_options is not None:  # the entry point's own name for them (the hook's backend_args)
             kwargs["storage_options"] = storage_options
-        self.owner = owner
+        self.owner, self.framework = owner, framework
         self.store = StoreOptions.pop_from(kwargs)
         self.options = LogOptions.from_kwargs(owner, kwargs)
         self.warn, self.info = warn, info
@@ -56,15 +90,28 @@ class RunLife:
         self.step = 0  # the last training step: where log_scalar & co. land
         self.profiler: Optional[StepProfiler] = None
         self.trial = sweep_trial.current()  # inside a sweep's trial: its parameters and run folder
+        self._is_chief = is_chief
+        self._own_parts: List[Callable[[], None]] = []  # the entry point's, closed before the writer
+        self._last: List[Callable[[], None]] = []  # closed after the writer and the uploads
+        self._folder: Optional[OpenedFolder] = None
+        self._kept_forwarder = None  # a Keras fit's backends and uploads, going on until the next fit
+        self._kept_mirror = None
+
+    def chief(self) -> bool:
+        """Whether this process writes: only the chief (rank 0) does, in distributed runs."""
+        return bool(self._is_chief())
 
     # ------------------------------------------------------------------ a sweep's trial
-    def logdir(self, given: str) -> str:
-        """Where the run goes: the trial's folder inside a sweep, else ``given``."""
-        return self.trial.logdir if self.trial is not None and self.trial.logdir else given
+    def logdir(self, given: str, create: bool = True) -> str:
+        """Where the run goes: the trial's folder inside a sweep, else ``given``, checked (and
+        made, with ``create``) now: :func:`check_logdir`."""
+        chosen = self.trial.logdir if self.trial is not None and self.trial.logdir else given
+        return check_logdir(chosen, self.store, self.owner, create=create)
 
-    def hparams(self, values: Optional[Mapping[str, object]]) -> Dict[str, object]:
-        """The run's hparams, with a trial's parameters, sweep and number over them."""
-        return merged(values, self.trial.hparams() if self.trial is not None else None)
+    def hparams(self, *layers: Optional[Mapping[str, object]]) -> Dict[str, object]:
+        """The run's hparams: the framework's name, then ``layers`` (later ones win), then a
+        trial's parameters, sweep and number over them."""
+        return merged({"framework": self.framework}, *layers, self.trial.hparams() if self.trial is not None else None)
 
     def backends(self) -> Optional[Mapping[str, Mapping[str, object]]]:
         """The backends' settings; inside a sweep's trial each backend groups the sweep's
@@ -81,7 +128,10 @@ class RunLife:
         backends' ``forwarder`` of an earlier writer into the same folder is kept."""
         folder = open_folder(sink.logdir, url=url, mirror=mirror, backends=self.backends(),
                              start_step=start_step, warn=self.warn, backend_timeout=self.options.backend_timeout,
-                             run_name=run_name, forwarder=forwarder)
+                             run_name=run_name, forwarder=forwarder or self._kept_forwarder)
+        if folder.forwarder is self._kept_forwarder:
+            self._kept_forwarder = None  # the new writer's folder goes on with it, and closes it
+        self._folder = folder
         self.run = RunLogger(sink, warn=self.warn, max_log_mb=self.options.max_log_mb,
                              raise_on_nonfinite=self.options.raise_on_nonfinite,
                              async_writes=self.options.async_writes, folder=folder,
@@ -97,20 +147,27 @@ class RunLife:
         self.speed.start(start_step)
         return self.run
 
-    def open_in(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink],
-                    forwarder=None) -> RunLogger:
+    def open_in(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink]) -> RunLogger:
         """Pick the folder (a fresh run never writes over another; a resume claims its folder and
         sets aside what the interrupted run wrote after ``start_step``), then :meth:`open`.
         Raises :class:`~unitb.folder.claim.FolderBusy` when a live writer holds it."""
         where = open_run_folder(logdir, start_step, self.store, self.warn, self.info, self.owner,
                                 self.options.resume_wait)
-        return self.open(make_sink(where.local), start_step=start_step or 0, url=where.url, mirror=where.mirror,
-                         forwarder=forwarder)
+        return self.open(make_sink(where.local), start_step=start_step or 0, url=where.url, mirror=where.mirror)
 
-    def refused(self, exc: FolderBusy, scope: str = "run") -> None:
-        """A resume a live writer refused, inside training: said once, and this ``scope`` (the run,
-        or a Keras fit) logs nothing."""
-        self.warn(f"{exc}; logging is off for this {scope}")
+    def open_in_training(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink],
+                         scope: str = "run") -> Optional[RunLogger]:
+        """:meth:`open_in` once training runs: a folder a live writer holds (a resume refused), or
+        one that cannot be opened, is one warning, and this ``scope`` (the run, or a Keras fit)
+        logs nothing; training goes on."""
+        try:
+            return self.open_in(logdir, start_step, make_sink)
+        except FolderBusy as exc:
+            self.warn(f"{exc}; logging is off for this {scope}")
+        except Exception as exc:
+            self.warn(f"{self.owner}: could not open {logdir} ({exc}); logging is off")
+        self.close_writer()
+        return None
 
     def start_profiler(self, make: MakeProfiler, folder: str, at_step: Optional[int] = None) -> None:
         """The ``profile_steps`` window, traced into ``folder``; ``at_step``: the step training
@@ -131,21 +188,99 @@ class RunLife:
         if self.profiler is not None:
             self.profiler.after_step(self.step)
 
+    def profiling(self) -> bool:
+        """Whether a ``profile_steps`` window is still to come or open."""
+        return self.profiler is not None
+
+    def before_block(self, done: int, first: int, last: int) -> bool:
+        """Steps up to ``done`` are done and ``first..last`` run next as one block (a Keras
+        ``steps_per_execution``): whether the profiler traces them."""
+        self.after_step(done)
+        if self.profiler is None:
+            return False
+        self.profiler.before_block(first, last)
+        return self.profiler.window.active
+
+    def step_due(self, step: int) -> bool:
+        """Whether step ``step``'s scalars are due (``scalar_interval``)."""
+        return self.options.scalar_policy.should_log(step)
+
+    def write_step(self, step: int, log_vars: Optional[Mapping[str, object]] = None, *,
+                   speed_at: Optional[int] = None, samples: Optional[int] = None, **values) -> None:
+        """Step ``step``'s scalars (:func:`~unitb.log.train_step.write_train_step`: ``losses``,
+        ``metrics``, ``learning_rates``, ``epoch``, ``loss_scale``), with the speed over the steps
+        since the last point, measured up to ``speed_at`` (``step`` unless a point is written
+        after its block ran on), over ``samples`` counted there (else those added)."""
+        if self.run is None:
+            return
+        speed = None
+        if self.options.log_speed:
+            at = step if speed_at is None else speed_at
+            speed = self.speed.point(at) if samples is None else self.speed.point(at, samples=samples)
+        write_train_step(self.run, self.options, step, log_vars, speed=speed, **values)
+
     # ------------------------------------------------------------------ closing
-    def end_profiler(self) -> None:
-        """A window still open at the end of training writes what it traced."""
+    def close_with(self, close: Callable[[], None], after_uploads: bool = False) -> None:
+        """Close one of the entry point's own parts with the run: before the writer (its last
+        records still land), or ``after_uploads`` (another folder's uploads, such as mmengine's
+        ``out_dir``). Each is called once."""
+        (self._last if after_uploads else self._own_parts).append(close)
+
+    def stop_tracing(self) -> None:
+        """A window still open writes what it traced now; one not reached yet stays for later
+        steps (a Keras fit's end, with another fit to come: one window over all fits)."""
         if self.profiler is not None:
             self.profiler.close()
-            self.profiler = None
+
+    def end_profiler(self) -> None:
+        """A window still open at the end of training writes what it traced."""
+        self.stop_tracing()
+        self.profiler = None
+
+    def end_training(self) -> None:
+        """Training is over: the profiler, then the entry point's own parts (probes, hooks)."""
+        self.end_profiler()
+        parts, self._own_parts = self._own_parts, []
+        for close in parts:
+            close()
 
     def close_writer(self, wait_for_upload: bool = True) -> None:
-        """The writer, then the folder's last upload and the backends (``wait_for_upload=False``:
-        those two finish in the background; a Keras fit's end, with another fit to come)."""
+        """The writer, then the folder's last upload and the backends. ``wait_for_upload=False``
+        (a Keras fit's end, with another fit to come): those two go on in the background, kept
+        here until the next writer into the folder or :meth:`close`."""
         if self.run is not None:
+            if not wait_for_upload and self._folder is not None:
+                self._kept_forwarder, self._kept_mirror = self._folder.forwarder, self._folder.mirror
             self.run.close(wait_for_upload=wait_for_upload)
             self.run = None
 
-    def close(self, wait_for_upload: bool = True) -> None:
-        """The profiler, then :meth:`close_writer`."""
-        self.end_profiler()
-        self.close_writer(wait_for_upload)
+    def close(self) -> None:
+        """The one close order: :meth:`end_training`, the writer, the backends and the last
+        upload (also those a Keras fit left going), then what closes after them."""
+        self.end_training()
+        self.close_writer()
+        if self._kept_forwarder is not None:
+            self._kept_forwarder.close()  # before the last upload, which carries its state
+            self._kept_forwarder = None
+        if self._kept_mirror is not None:
+            self._kept_mirror.close()
+            self._kept_mirror = None
+        last, self._last = self._last, []
+        for close in last:
+            close()
+
+
+class LivesARun:
+    """What every entry point shows of its run (its :class:`RunLife` is ``life``)."""
+
+    life: RunLife
+
+    @property
+    def run(self) -> Optional[RunLogger]:
+        """The run's writer while it is open."""
+        return self.life.run
+
+    @property
+    def run_dir(self) -> Optional[str]:
+        """The folder (or URL) the run went to: ``logdir``, or its next free version."""
+        return self.life.run_dir
