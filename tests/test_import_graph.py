@@ -95,8 +95,9 @@ def test_the_graph_sees_imports_inside_functions(tmp_path):
     a = {"p.a": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a"}}
     assert cycles(a) == [["p.a", "p.b"]]
     graph = import_graph()
-    # resume.py imports the reader at module level; the reader never imports resume.
-    assert "unitb.read.reader" in graph["unitb.folder.resume"] and "unitb.folder.resume" not in graph["unitb.read.reader"]
+    # resume.py imports the event-file listing at module level; the listing never imports resume.
+    assert "unitb.files.event_files" in graph["unitb.folder.resume"]
+    assert "unitb.folder.resume" not in graph["unitb.files.event_files"]
 
 
 # The core's rooms, lowest first (docs/module_map.py, which draws them): a module imports only
@@ -153,3 +154,46 @@ def test_the_module_maps_are_the_tree():
     done = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "module_map.py"), "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_rooms_that_write_run_folders_list_event_files_without_the_reader():
+    """Folders, stores and the run's life need which files are event files, not the reading
+    API: that sits in the lowest room (``files/event_files.py``), so they never load the reader."""
+    graph = import_graph()
+    users = sorted(module for module, imports in graph.items()
+                   if module.startswith(("unitb.folder.", "unitb.store.", "unitb.log."))
+                   and "unitb.read.reader" in imports)
+    assert users == []
+
+
+ENTRY_POINTS = ("torch_adapter/logger.py", "torch_adapter/hook.py", "torch_adapter/session.py",
+                "tf_adapter/logger.py", "tf_adapter/callback.py", "tf_adapter/fit_points.py")
+# What a run's life does once, in unitb/log/lifecycle.py: an entry point that spells one of these
+# does again what RunLife does (the logdir, the resume refusal, the framework's hparam, the
+# scalars' due check and write, the profiler's window).
+LIFECYCLE_WORDS = {"makedirs", "check_location", "FolderBusy", "write_train_step", "scalar_policy", "framework",
+                   "profiler", "refused"}
+
+
+def _spelled(path: str) -> Set[str]:
+    """Names, attributes and string constants of a module's code (docstrings and comments left out)."""
+    tree = ast.parse(open(os.path.join(ROOT, path)).read())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    words: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.add(node.value)
+        elif isinstance(node, ast.alias):
+            words.add(node.name.rsplit(".", 1)[-1])
+    return words
+
+
+def test_entry_points_translate_and_leave_the_run_s_life_to_one_object():
+    found = {path: sorted(_spelled(path) & LIFECYCLE_WORDS) for path in ENTRY_POINTS}
+    assert {path: words for path, words in found.items() if words} == {}

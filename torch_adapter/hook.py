@@ -29,8 +29,7 @@ from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.mmengine_validation import ValidationPass
 from torch_adapter.profiler import step_profiler
 from torch_adapter.session import TorchSession
-from unitb.files import storage
-from unitb.log.lifecycle import RunLife
+from unitb.log.lifecycle import RunLife, check_logdir
 from unitb.log.options import LogOptions, show_options
 from unitb.log.own_values import OwnValuesAPI
 from unitb.store.remote_folder import StoreOptions
@@ -72,8 +71,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self.backend_args = backend_args
         if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
             raise ValueError(f"out_dir must be a URL, a folder or None, got {out_dir!r}")
-        self.out_dir = None if out_dir is None else storage.check_location(
-            out_dir, self.store.storage_options, "EnhancedTensorBoardHook")
+        self.out_dir = None if out_dir is None else check_logdir(out_dir, self.store, "EnhancedTensorBoardHook",
+                                                                 create=False)
         # The Runner builds hooks before it loads a checkpoint: resume=True and load_from then
         # work on torch >= 2.6's weights-only torch.load, with the check on for everything else.
         try:
@@ -218,7 +217,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
 
     def _own_closed(self):
         return ("EnhancedTensorBoardHook writes between before_train and after_run: log_* was called outside "
-                "them") if is_main_process() else None
+                "them") if self.life.chief() else None
 
     def _own_target(self):
         return (self.session.run if self.session is not None else None), self.life.step

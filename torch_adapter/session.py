@@ -96,7 +96,7 @@ class TorchSession:
         if self.probe is not None:
             self.probe.result = None
         self._rates = None
-        if optimizer is not None and self.options.log_lr and self.options.scalar_policy.should_log(step):
+        if optimizer is not None and self.options.log_lr and self.life.step_due(step):
             self._rates = measure.learning_rates(optimizer)
 
     def step_end(self, step: int, log_vars: Optional[Mapping[str, object]] = None, optimizer=None, *,

@@ -35,6 +35,7 @@ from unitb.files.names import BACKENDS_STATE
 from unitb.backends.base import Backend, Point
 from unitb.backends.registry import make_backend
 from unitb.folder import step_index
+from unitb.files.event_files import event_files
 from unitb.read import reader
 from unitb.read import records as records_io
 from unitb.write import background
@@ -131,7 +132,7 @@ class Forwarder:
         at once is about a block of each file, whatever the run's length (a record more than a
         block out of step order in its file reaches a backend that takes steps in order late,
         as in a live run)."""
-        files = reader.event_files(self.folder)
+        files = event_files(self.folder)
         self.start_step = max([step_index.last_step(path) for path in files] + [0])
         self._open_backends()
         streams = {path: self._read_blocks(path) for path in files}
@@ -192,7 +193,7 @@ class Forwarder:
             self._save_state()
 
     def _read_new(self) -> None:
-        for path in reader.event_files(self.folder):
+        for path in event_files(self.folder):
             if os.path.getsize(path) > self._files.setdefault(path, FollowedFile()).offset:
                 for _ in self._read_blocks(path):
                     pass

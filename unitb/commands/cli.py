@@ -28,12 +28,20 @@ from unitb.read import logdir, reader
 # only other commands need are loaded by those commands, so a start-up loads what it uses.
 
 
+def _not_a_folder(path: str, urls: bool = False) -> Optional[str]:
+    """What to say when ``path`` is not a folder (nor, with ``urls``, a store's URL); None when it is."""
+    if (urls and storage.is_url(path)) or os.path.isdir(path):
+        return None
+    return f"unitb: {path} is not a directory"
+
+
 def _runs_of(path: str) -> Tuple[Optional[List[Tuple[str, str]]], Optional[str]]:
     """What ``path`` is to the reading commands: a run (event files directly in it): ``(None,
     None)``; a folder that holds runs below it (a sweep's, a team's): ``(runs, None)``, from one
     listing; otherwise ``(None, error)``."""
-    if not storage.is_url(path) and not os.path.isdir(path):
-        return None, f"unitb: {path} is not a directory"
+    missing = _not_a_folder(path, urls=True)
+    if missing:
+        return None, missing
     try:
         if reader.event_files(path):
             return None, None
@@ -95,8 +103,9 @@ def _export_parquet(args: argparse.Namespace) -> int:
     if not args.output:
         print("unitb export: --format parquet writes a file: give it with -o OUT.parquet", file=sys.stderr)
         return 2
-    if not storage.is_url(args.run) and not os.path.isdir(args.run):
-        print(f"unitb: {args.run} is not a directory", file=sys.stderr)
+    missing = _not_a_folder(args.run, urls=True)
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
     try:
         runs, rows = tables.write_parquet(args.run, args.output)
@@ -132,8 +141,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from unitb.files import safe_paths
     from unitb.folder import resume
 
-    if not os.path.isdir(args.path):
-        print(f"unitb: {args.path} is not a directory", file=sys.stderr)
+    missing = _not_a_folder(args.path)
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
     sets = resume.removals(args.path)
     if not sets:

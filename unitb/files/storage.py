@@ -134,16 +134,21 @@ def listdir(url: str, options: Optional[Mapping[str, Any]] = None) -> List[Tuple
     """``(name, kind)`` directly inside a URL (kind ``file`` or ``directory``), fresh from the
     store; [] when absent."""
     fs, path, _prefix = _fs_for(url, options)
-    try:
-        fs.invalidate_cache(path)
-    except Exception:
-        pass
+    _forget_cached(fs, path)
     try:
         entries = fs.ls(path, detail=True)
     except FileNotFoundError:
         return []
     return [(entry["name"].rstrip("/").rsplit("/", 1)[-1], "directory" if entry.get("type") == "directory" else "file")
             for entry in entries]
+
+
+def _forget_cached(fs, path: Optional[str] = None) -> None:
+    """A listing sees the store as it is now, not what fsspec cached (of ``path``, or of all)."""
+    try:
+        fs.invalidate_cache(path) if path is not None else fs.invalidate_cache()
+    except Exception:
+        pass
 
 
 def walk_files(url: str, options: Optional[Mapping[str, Any]] = None) -> List[str]:
@@ -190,10 +195,7 @@ def signatures(fs, root: str) -> Dict[str, Tuple[int, Optional[str]]]:
     """``{path below root: (size, MD5 hex or None)}`` of every object below ``root``, fresh
     from the store. The MD5 is the object's ETag where the store makes it the content's MD5
     (S3 and its kin for a single-part upload; GCS reports ``md5Hash``); None elsewhere."""
-    try:
-        fs.invalidate_cache()
-    except Exception:
-        pass
+    _forget_cached(fs)
     try:
         found = fs.find(root, detail=True)
     except FileNotFoundError:

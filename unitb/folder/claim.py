@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 
 from unitb.files.names import CLAIM
 from unitb.files import storage
-from unitb.read.reader import other_event_files
+from unitb.files.event_files import other_event_files
 
 try:
     import fcntl

@@ -28,12 +28,13 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from unitb.files.copying import copy_bytes
 from unitb.files import json_files
 from unitb.files import safe_paths
 from unitb.folder import step_index
 from unitb.files.names import COMPACT_TMP, REMOVED, RESUME_JOURNAL, RESUMED_MARK
 from unitb.notices import default_warn
-from unitb.read.reader import event_files, is_event_file
+from unitb.files.event_files import event_files, is_event_file
 from unitb.read.records import split_at_step
 
 JOURNAL, TMP_NAME, TRASH = RESUME_JOURNAL, COMPACT_TMP, REMOVED
@@ -233,13 +234,7 @@ def _rewrite(files: List[str], source_dir: str, target_dir: str, resume_step: in
                     if end <= start:
                         continue
                     handle.seek(start)
-                    remaining = end - start
-                    while remaining:
-                        chunk = handle.read(min(remaining, 8 << 20))
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        remaining -= len(chunk)
+                    copy_bytes(handle, out, end - start)
         out.flush()
         os.fsync(out.fileno())
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 from unitb.files import json_files
 from unitb.files.names import STEP_INDEX
 from unitb.read import columns
-from unitb.read import reader
+from unitb.files.event_files import event_files
 from unitb.read import records
 
 INDEX = STEP_INDEX
@@ -58,7 +58,7 @@ def update(folder: str) -> None:
     thread calls this at each flush) and save the index."""
     index = _load(folder)
     fresh: Dict[str, Dict[str, int]] = {}
-    for path in reader.event_files(folder):
+    for path in event_files(folder):
         name = os.path.basename(path)
         try:
             stat = os.stat(path)

@@ -15,7 +15,7 @@ import re
 from typing import Callable, List, Optional, Set, Tuple
 
 from unitb.folder import claim, resume
-from unitb.read.reader import event_files
+from unitb.files.event_files import event_files
 
 _VERSION = re.compile(r"^(?P<base>.+)-(?P<n>\d+)$")
 

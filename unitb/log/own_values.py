@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from unitb import schema
-from unitb.read import reader
+from unitb.files.png import png_pixels
 from unitb.write import projector
 from unitb.write import protos
 from unitb.write import render
@@ -128,7 +128,7 @@ class OwnValues:
             except Exception as exc:
                 self._skip(tag, f"could not draw the figure ({type(exc).__name__}: {exc})")
                 return
-            self.run.tagged_image(tag, int(step), lambda: reader.png_pixels(buffer.getvalue()), tag)
+            self.run.tagged_image(tag, int(step), lambda: png_pixels(buffer.getvalue()), tag)
             return
         try:
             import matplotlib.pyplot as plt

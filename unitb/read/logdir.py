@@ -14,11 +14,11 @@ import shutil
 import tempfile
 from typing import IO, Dict, Iterator, List, Optional, Tuple
 
+from unitb.files.copying import copy_bytes
 from unitb.files import storage
 from unitb.read import diff, parallel, reader
 from unitb.read.row_text import CSV_HEADER, RunText, csv_line
 
-_COPY_BYTES = 1 << 20
 
 
 def runs_below(root: str) -> List[Tuple[str, str]]:
@@ -99,12 +99,7 @@ def _copy(source: IO[bytes], target: IO[bytes], count: int) -> None:
         return
     except (AttributeError, OSError, io.UnsupportedOperation):
         source.seek(offset)
-    while count > 0:
-        data = source.read(min(_COPY_BYTES, count))
-        if not data:
-            return
-        target.write(data)
-        count -= len(data)
+    copy_bytes(source, target, count)
 
 
 def export_run(run_dir: str, fmt: str, out: IO[bytes]) -> None:

@@ -9,14 +9,13 @@ mid-write) ends that file quietly: everything before it is returned.
 """
 from __future__ import annotations
 
-import os
-import re
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
 import numpy as np
 
-from unitb.files import storage
-from unitb.files.names import EXPERIMENT_SUFFIX, REMOVED
+from unitb.files.event_files import (EVENT_FILE_MARK, event_files, find_runs, is_event_file,  # noqa: F401
+                                     other_event_files)
+from unitb.files.png import png_pixels
 from unitb.read import columns
 from unitb.read.columns import TagTable
 from unitb.read.records import event_batches
@@ -25,8 +24,6 @@ __all__ = ["Row", "ScalarRows", "EVENT_FILE_MARK", "is_event_file", "event_files
            "find_runs", "iter_events", "row_chunks", "iter_rows", "read_run", "tag_summary", "steps_by_tag",
            "decoded_values", "tag_scalars", "scalar_arrays", "scalars", "hparams", "decode_png", "png_pixels",
            "summarize", "session_values"]
-
-EVENT_FILE_MARK = "tfevents"
 
 _PLUGIN_KIND = {
     "scalars": "scalar",
@@ -51,55 +48,6 @@ class Row(NamedTuple):
     file: str = ""
 
 
-
-
-def is_event_file(name: str) -> bool:
-    base = os.path.basename(name)
-    return EVENT_FILE_MARK in base and not base.endswith(EXPERIMENT_SUFFIX)
-
-
-def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:
-    """Numbers compare as numbers: writer ``...pid.10`` comes after ``...pid.9``."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name))
-
-
-def event_files(run_dir: str, storage_options: Optional[Mapping[str, Any]] = None) -> List[str]:
-    """Event files directly inside ``run_dir``, in writing order: by the timestamp in the
-    name, then by the writer's counter read as a number (plain string order would put a
-    process's 10th writer before its 9th when both opened in the same second). ``run_dir``
-    may be a URL (``s3://…``, reached with ``storage_options`` or the environment): the files
-    come back as URLs."""
-    if storage.is_url(run_dir):
-        files = [name for name, kind in storage.listdir(run_dir, storage_options)
-                 if kind == "file" and is_event_file(name)]
-        return [storage.join(run_dir, n) for n in sorted(files, key=_natural_key)]
-    try:
-        names = sorted(os.listdir(run_dir), key=_natural_key)
-    except FileNotFoundError:
-        return []
-    return [os.path.join(run_dir, n) for n in names
-            if is_event_file(n) and os.path.isfile(os.path.join(run_dir, n))]
-
-
-
-def other_event_files(run_dir: str, own: Iterable[str] = ()) -> List[str]:
-    """Event files in ``run_dir`` other than ``own`` (those a live writer of this run opened):
-    the files of another run."""
-    mine = {os.path.abspath(p) for p in own}
-    return [p for p in event_files(run_dir) if os.path.abspath(p) not in mine]
-
-def find_runs(root: str) -> List[str]:
-    """Every directory under ``root`` (itself included) that holds event files; what resumes set
-    aside (``.unitb-removed/``) is no run, on disk or in a store."""
-    if storage.is_url(root):
-        return sorted({f.rsplit("/", 1)[0] for f in storage.walk_files(root) if is_event_file(f)
-                       and f"/{REMOVED}/" not in f})
-    runs = []
-    for current, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != REMOVED]
-        if any(is_event_file(f) for f in files):
-            runs.append(current)
-    return sorted(runs)
 
 
 FILE_RECORDS = 1 << 40  # record numbers of a run: file i's records are numbered from i * FILE_RECORDS
@@ -409,15 +357,6 @@ def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
 def decode_png(image_value: dict, index: int = 0) -> np.ndarray:
     """An image row's ``index``-th PNG as an H x W x C uint8 array."""
     return png_pixels(image_value["png"][index])
-
-
-def png_pixels(data: bytes) -> np.ndarray:
-    """PNG bytes as an H x W x 3 uint8 array."""
-    import io
-
-    from PIL import Image as PILImage
-
-    return np.asarray(PILImage.open(io.BytesIO(data)).convert("RGB"))
 
 
 def summarize(rows: Iterable) -> List[Dict[str, object]]:

@@ -25,6 +25,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from unitb.files.copying import copy_bytes
 from unitb.write import background
 from unitb.files import json_files
 from unitb.files import safe_paths
@@ -36,7 +37,6 @@ from unitb.folder.resume import removed_name
 
 STATE = MIRROR_STATE
 REUPLOAD_MB = 64
-_CHUNK = 8 << 20
 _SKIP = {STATE, STATE + ".tmp", RESUME_JOURNAL, RESUME_JOURNAL + ".tmp", COMPACT_TMP, CLAIM, BACKENDS_STATE + ".tmp",
          STEP_INDEX, STEP_INDEX + ".tmp"}  # the step index names this machine's inodes: no use elsewhere
 
@@ -169,14 +169,7 @@ class Mirror:
         source = os.path.join(self.local, rel)
         digest = hashlib.md5(usedforsecurity=False)
         with open(source, "rb") as src, self.fs.open(self._remote(rel), "wb") as dst:
-            left = size
-            while left > 0:
-                block = src.read(min(_CHUNK, left))
-                if not block:
-                    break
-                dst.write(block)
-                digest.update(block)
-                left -= len(block)
+            copy_bytes(src, dst, size, on_block=digest.update)
         with self._lock:
             self._md5[rel] = digest.hexdigest()
 

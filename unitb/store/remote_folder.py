@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Set
 
 from unitb.folder import claim
-from unitb.read import reader
+from unitb.files.event_files import event_files
 from unitb.folder import versions as runs
 from unitb.files import safe_paths
 from unitb.files import storage
@@ -72,7 +72,7 @@ def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None
     for name, kind in storage.listdir(parent, storage_options):
         number = runs.version_number(name, base)
         if kind == "directory" and number is not None and \
-                reader.event_files(storage.join(parent, name), storage_options):
+                event_files(storage.join(parent, name), storage_options):
             found.add(number)
     return found
 
@@ -172,6 +172,6 @@ def newest_earlier_folder(parent_url: str, before: str, leaf: str,
     names = (n for n, kind in entries if kind == "directory" and safe_paths.plain_name(n) and n < before)
     for name in sorted(names, reverse=True):
         candidate = storage.join(parent_url, name, leaf)
-        if reader.event_files(candidate, storage_options):
+        if event_files(candidate, storage_options):
             return name
     return None
