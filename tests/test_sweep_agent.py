@@ -3,6 +3,7 @@ tiny torch training, and the trials' event files read back."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -329,3 +330,27 @@ def test_ctrl_c_stops_the_trials_and_an_agent_continues_the_sweep(tmp_path):
     assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     assert sorted(t.params["lr"] for t in trials[2:]) == [0.05, 0.1]
     assert "every combination of the grid ran (2)" in again.stderr
+
+
+def test_an_agent_driven_from_python_leaves_the_sweeps_hparams_table(tmp_path, monkeypatch):
+    """A team that runs ``Agent`` itself (no ``unitb sweep run``) gets the HPARAMS summary too:
+    the sweep's parameter as a column, its metric first."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from unitb.files.names import EXPERIMENT_SUFFIX
+    from unitb.sweep.agent import Agent
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "train.py", TORCH_TRAINING)
+    sweep = sweep_study.create({"program": "train.py", "method": "grid", "metric": {"name": "val/loss", "goal": "minimize"},
+                                "parameters": {"lr": {"values": [0.01, 0.02]}, "steps": {"value": 4}}},
+                               name="py", logdir=str(tmp_path / "runs"))
+    said = []
+    assert Agent(sweep, None, say=said.append).run() == 2
+    (summary,) = [name for name in os.listdir(sweep.folder) if name.endswith(EXPERIMENT_SUFFIX)]
+    events = list(EventFileLoader(os.path.join(sweep.folder, summary)).Load())
+    (value,) = [v for event in events for v in event.summary.value]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).experiment
+    assert "lr" in [info.name for info in experiment.hparam_infos]
+    assert experiment.metric_infos[0].name.tag == "val/loss"

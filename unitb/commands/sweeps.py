@@ -16,12 +16,10 @@ import threading
 from typing import List, Optional
 
 from unitb.commands.demo import runnable
-from unitb.notices import default_warn
 from unitb.sweep import journal, report, study
 from unitb.sweep.agent import Agent
 from unitb.sweep.config import SweepConfigError, load_raw
 from unitb.sweep.status import progress, table, trial_rows
-from unitb.write import hparams
 
 
 class Console:
@@ -138,17 +136,10 @@ def _agents(sweep: study.Sweep, agents: int, count: Optional[int], heartbeat: in
 
 
 def _summary(sweep: study.Sweep) -> None:
-    """The HPARAMS experiment of the sweep's folder (its parameters as columns, its metric first)
-    and the table of trials."""
+    """The table of trials, and how to look at them (the agents wrote the HPARAMS summary)."""
     metric = sweep.config.metric
     assert metric is not None
     shared = [p.name for p in sweep.config.parameters]
-    if not sweep.in_store:
-        try:
-            hparams.write_experiment(sweep.folder, shared=shared, first_metrics=[metric.name])
-        except Exception as exc:
-            default_warn(f"unitb sweep: could not write the HPARAMS summary of {sweep.folder} "
-                         f"({type(exc).__name__}: {exc})")
     print(table(trial_rows(sweep.study(), metric.goal), metric.name))
     tensorboard = runnable("tensorboard", "tensorboard.main")
     if sweep.in_store:

@@ -17,6 +17,7 @@ PULL_PREFIX = ".unitb-pull-"  # a file `unitb pull` is still downloading
 # The experiment summary ``unitb hparams`` writes at a log root: read by TensorBoard's HPARAMS
 # tab, part of no run.
 EXPERIMENT_SUFFIX = ".unitb-experiment"
+EXPERIMENT_LOCK = ".unitb-experiment.lock"  # held while a log root's summary is replaced
 # The second event file a Keras fit writes for tf.summary calls inside the model
 # (tf_adapter.model_summaries); named here so the core (the mirror) can tell it apart.
 IN_MODEL_SUFFIX = ".in-model"

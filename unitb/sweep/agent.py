@@ -189,7 +189,18 @@ class Agent:
                 if self._in_trial or not storage_error(exc):
                     raise
                 self._patiently(lambda: study.get_trials(deepcopy=False))  # no trial began: ask again
+        self._summarize()
         return self.ran
+
+    def _summarize(self) -> None:
+        """The sweep's HPARAMS table, brought up to date with what this agent ran."""
+        if self.ran == 0:
+            return
+        try:
+            self.sweep.write_summary()
+        except Exception as exc:
+            self.say(f"unitb sweep: could not write the HPARAMS summary of {self.sweep.folder} "
+                     f"({type(exc).__name__}: {exc})")
 
     def _patiently(self, call: Callable[[], Any]) -> Any:
         """``call()``, waited for while the sweep's database does not answer: retried with a

@@ -77,6 +77,17 @@ class Sweep:
         """Whether the trials' runs go to an object store (``--logdir s3://…``)."""
         return storage.is_url(self.folder)
 
+    def write_summary(self) -> Optional[str]:
+        """The HPARAMS experiment of the sweep's folder: its parameters as columns (also where a
+        trial lacks one), its metric first, so TensorBoard opens on the sweep as a table. A sweep
+        in a store gets it where it is pulled (``unitb hparams``). Returns its path."""
+        from unitb.write import hparams
+
+        if self.in_store or self.config.metric is None:
+            return None
+        return hparams.write_experiment(self.folder, shared=[p.name for p in self.config.parameters],
+                                        first_metrics=[self.config.metric.name])
+
     def agent_command(self) -> str:
         """The command that starts one more agent of this sweep, on any host that sees its folder
         (or store) and its database: what ``create`` prints and a stopped ``run`` says."""

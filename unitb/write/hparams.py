@@ -19,11 +19,12 @@ unitb's own readers skip (:data:`unitb.files.names.EXPERIMENT_SUFFIX`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from unitb.files.names import EXPERIMENT_SUFFIX
+from unitb.files.names import EXPERIMENT_LOCK, EXPERIMENT_SUFFIX
 from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
 from unitb.read import reader
 from unitb.schema import HPARAM_KEYS
@@ -140,13 +141,27 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
     if not runs:
         return None
     columns, metrics = experiment_columns(runs, shared, first_metrics)
-    for name in os.listdir(logdir):
-        if name.endswith(EXPERIMENT_SUFFIX):
-            try:
-                os.remove(os.path.join(logdir, name))
-            except FileNotFoundError:  # another agent of the same sweep replaced it just now
-                pass
-    path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
     summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
-    protos.write_events(path, [(summary, 0)])
+    with _only_writer(logdir):  # the agents of one sweep end together: one summary is left, whole
+        for name in os.listdir(logdir):
+            if name.endswith(EXPERIMENT_SUFFIX):
+                os.remove(os.path.join(logdir, name))
+        path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
+        protos.write_events(path, [(summary, 0)])
     return path
+
+
+@contextlib.contextmanager
+def _only_writer(logdir: str) -> Iterator[None]:
+    """Hold the log root's summary lock (an ``flock``, gone with the process that held it)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock here: the last writer wins
+        yield
+        return
+    with open(os.path.join(logdir, EXPERIMENT_LOCK), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
