@@ -27,7 +27,7 @@ import warnings
 import torch
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of the script itself
 

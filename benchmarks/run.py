@@ -553,7 +553,7 @@ def bench_records(quick: bool) -> List[Row]:
     from torch_adapter.sink import SummaryWriterSink
     from unitb import schema
     from unitb.write import render
-    from unitb.log.own_values import OwnValues
+    from unitb.life.own_values import OwnValues
     from unitb.write.writer import RunLogger
 
     n = 200 if quick else 3000
@@ -814,7 +814,7 @@ def bench_sweep(quick: bool) -> List[Row]:
     import optuna
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from unitb.log.sweep_trial import TrialInfo
+    from unitb.life.sweep_trial import TrialInfo
     from unitb.sweep import space
     from unitb.sweep.agent import Agent, child_environment
     from unitb.sweep.config import parse
@@ -1151,11 +1151,11 @@ def bench_backends(quick: bool) -> List[Row]:
 
 READERS = {
     # name: (imports, body) run in a fresh process on RUN; the time is measured around the body
-    "unitb tags": ("from unitb.read import reader", "reader.tag_summary(RUN)"),
+    "unitb tags": ("from unitb import reader", "reader.tag_summary(RUN)"),
     "unitb export csv": ("import os\nfrom unitb.commands import cli", "cli.main(['export', RUN, '-o', os.devnull])"),
     "unitb diff (layout of one run)": ("from unitb.read import diff", "diff.layout_of(RUN)"),
-    "unitb reader.scalars()": ("from unitb.read import reader", "reader.scalars(RUN)"),
-    "unitb reader.scalar_arrays()": ("from unitb.read import reader", "reader.scalar_arrays(RUN)"),
+    "unitb reader.scalars()": ("from unitb import reader", "reader.scalars(RUN)"),
+    "unitb reader.scalar_arrays()": ("from unitb import reader", "reader.scalar_arrays(RUN)"),
     "tbparse SummaryReader(run).scalars": ("from tbparse import SummaryReader", "SummaryReader(RUN).scalars"),
     "EventAccumulator.Reload()": ("from tensorboard.backend.event_processing.event_accumulator import EventAccumulator",
                                   "EventAccumulator(RUN, size_guidance={'scalars': 0}).Reload()"),
@@ -1462,7 +1462,7 @@ def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
     """How long a resume's clean-up takes on the same run: without and with the step index."""
     import shutil
 
-    from unitb.folder import resume
+    from unitb.folder import set_aside
     from unitb.folder import step_index
 
     rows: List[Row] = []
@@ -1475,7 +1475,7 @@ def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.copytree(run, target)
                 started = time.perf_counter()
-                resume.truncate_run(target, resume_step)
+                set_aside.truncate_run(target, resume_step)
                 copies.append(time.perf_counter() - started)
             took = min(copies)
             if what == "no orphans":
@@ -1497,7 +1497,7 @@ def _resume_rows(run: str, root: str, events: int, trials: int, label: str,
     kept = None
     for _ in range(trials):
         started = time.perf_counter()
-        kept = resume.truncate_run(target, last_step + 1)
+        kept = set_aside.truncate_run(target, last_step + 1)
         indexed.append(time.perf_counter() - started)
     rows.append((f"resume start on the {label} run, no orphans, with the step index unitb's writer keeps",
                  f"{min(indexed) * 1000:.1f} ms (set aside: {kept is not None}); building the index once "

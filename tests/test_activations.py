@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 
 
 def _histograms(run_dir, tag):

@@ -14,7 +14,7 @@ import torch
 import unitb
 from unitb.backends import Backend, register_backend
 from unitb.backends import registry
-from unitb.read import reader
+from unitb import reader
 
 RECEIVED: List[tuple] = []  # (run id, step, tag, value) as the backend below took them
 OPENED: List[tuple] = []  # (state, start_step) each time it opened

@@ -15,7 +15,7 @@ import torch
 import unitb
 from unitb.backends import forwarder as backends
 from unitb.commands import cli
-from unitb.read import reader
+from unitb import reader
 from backend_stores import wandb_runs
 
 pytest.importorskip("wandb")

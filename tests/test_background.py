@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from event_sink import EventFileSink
-from unitb.read import reader
+from unitb import reader
 from unitb.write.writer import RunLogger
 from unitb.notices import UnitbWarning
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 from unitb.write import render
 
 
@@ -22,7 +22,7 @@ def _logger(kind, logdir):
     options = dict(log_speed=False, log_model_stats=False)
     if kind == "torch":
         logger = unitb.TorchLogger(logdir, **options)
-        return logger, logger.session.run
+        return logger, logger.recorder.run
     logger = unitb.TFLogger(logdir, start_step=0, **options)
     return logger, logger.run
 

@@ -121,7 +121,7 @@ def test_export_writes_what_csv_and_json_write_for_each_row(tmp_path, monkeypatc
 
     monkeypatch.setattr(row_text, "_arrow_available", lambda: compiled)
 
-    from unitb.read import reader
+    from unitb import reader
 
     writer = SummaryWriter(str(tmp_path))
     tags = ["a,b", 'q"x', "line\nbreak", " lead", "plain", "ünï"]

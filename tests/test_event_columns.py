@@ -10,7 +10,8 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from unitb.read import columns
 from unitb.write import protos
-from unitb.read import reader
+from unitb import reader
+from unitb.read import run_reader
 from unitb.read import records as records_io
 
 SCALARS = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
@@ -100,7 +101,7 @@ def _protobuf_rows(payloads):
     plugin_of = {}
     rows = []
     for payload in payloads:
-        rows.extend(tuple(r[:5]) for r in reader._event_rows(event_pb2.Event.FromString(payload), plugin_of, ""))
+        rows.extend(tuple(r[:5]) for r in run_reader._event_rows(event_pb2.Event.FromString(payload), plugin_of, ""))
     return rows
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from unitb.commands import cli
-from unitb.read import logdir, parallel, reader, row_text
+from unitb import reader
+from unitb.read import logdir, parallel, row_text
 
 pytest.importorskip("pyarrow")
 

@@ -3,7 +3,7 @@ unchanged where it is cold; from TFCallback (predict_heatmaps) and TFLogger.log_
 import numpy as np
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 from unitb.write import render
 
 

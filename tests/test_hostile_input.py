@@ -11,12 +11,12 @@ import boto3
 import pytest
 
 from unitb import UnitbWarning
-from unitb.read import reader
-from unitb.folder import resume
+from unitb import reader
+from unitb.folder import set_aside
 from unitb.files import safe_paths
 from unitb.commands.cli import main as cli_main
 from unitb.store.mirror import Mirror
-from unitb.store.remote_folder import newest_earlier_folder
+from unitb.store.run_location import newest_earlier_folder
 
 HOSTILE = ["../../escaped-dotdot", "sub/../../../escaped-nested", "/abs/escaped-absolute", "a\\..\\escaped-backslash",
            "./escaped-dot", "empty//escaped-empty", "..", "link/escaped-through-link"]
@@ -118,7 +118,7 @@ def _run_with_trash(tmp_path):
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="train/loss", simple_value=float(step))])
         writer.add_event(event_pb2.Event(step=step, wall_time=1.0 + step, summary=summary))
     writer.close()
-    cleanup = resume.truncate_run(str(folder), 3)
+    cleanup = set_aside.truncate_run(str(folder), 3)
     return folder, cleanup.trash
 
 
@@ -128,29 +128,29 @@ def test_a_manifest_naming_paths_elsewhere_restores_only_into_its_own_run(tmp_pa
     victim_dir.mkdir()
     victim = victim_dir / "events.out.tfevents.1.unitb-resumed-3"
     victim.write_bytes(b"the user's file")
-    manifest_path = os.path.join(trash, resume.MANIFEST)
+    manifest_path = os.path.join(trash, set_aside.MANIFEST)
     manifest = json.load(open(manifest_path))
     # A manifest pulled from a shared store (or edited): sources elsewhere, the written file elsewhere.
     manifest["files"] = [[str(victim_dir / "events.out.tfevents.9.elsewhere"), name] for _src, name in manifest["files"]]
     manifest["written"] = str(victim)
     json.dump(manifest, open(manifest_path, "w"))
-    restored = resume.restore(trash)
+    restored = set_aside.restore(trash)
     assert restored == [str(folder / "events.out.tfevents.9.elsewhere")]  # back into its own run only
     assert victim.read_bytes() == b"the user's file" and sorted(os.listdir(victim_dir)) == [victim.name]
     # ...and a manifest naming something that is no event file is refused whole.
     _other, trash2 = _run_with_trash(tmp_path / "second")
-    manifest_path = os.path.join(trash2, resume.MANIFEST)
+    manifest_path = os.path.join(trash2, set_aside.MANIFEST)
     manifest = json.load(open(manifest_path))
     manifest["files"] = [["../../.bashrc", name] for _src, name in manifest["files"]]
     json.dump(manifest, open(manifest_path, "w"))
     with pytest.raises(safe_paths.UnsafePath):
-        resume.restore(trash2)
+        set_aside.restore(trash2)
     assert os.path.exists(manifest_path)  # nothing moved, still listed
 
 
 def test_unitb_restore_reports_a_refused_manifest_and_goes_on(tmp_path, capsys):
     _folder, trash = _run_with_trash(tmp_path)
-    manifest_path = os.path.join(trash, resume.MANIFEST)
+    manifest_path = os.path.join(trash, set_aside.MANIFEST)
     manifest = json.load(open(manifest_path))
     manifest["files"] = [["/etc/passwd", name] for _src, name in manifest["files"]]
     json.dump(manifest, open(manifest_path, "w"))
@@ -166,12 +166,12 @@ def test_a_journal_naming_paths_elsewhere_is_set_aside_not_followed(tmp_path):
     kept = sorted(os.listdir(folder))
     journal = {"tmp": str(victim), "final": str(victim), "trash": str(tmp_path),
                "manifest": {"files": [[str(victim), "x"]], "resume_step": 3}}
-    (folder / resume.JOURNAL).write_text(json.dumps(journal))
+    (folder / set_aside.JOURNAL).write_text(json.dumps(journal))
     messages = []
-    resume.recover(str(folder), warn=messages.append)
+    set_aside.recover(str(folder), warn=messages.append)
     assert victim.read_text() == "keep me"
     assert len(messages) == 1 and "ignored the interrupted clean-up journal" in messages[0]
-    assert sorted(os.listdir(folder)) == sorted(kept + [resume.JOURNAL + ".refused"])
+    assert sorted(os.listdir(folder)) == sorted(kept + [set_aside.JOURNAL + ".refused"])
     assert [s for s, _ in reader.scalars(str(folder))["train/loss"]] == [1, 2, 3]
 
 

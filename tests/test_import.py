@@ -16,7 +16,7 @@ def test_reading_a_run_loads_no_framework(tmp_path):
     from unitb.write import protos
     writer = EventFileWriter(str(tmp_path))
     writer.close()
-    code = (f"import sys, unitb.read.reader as r; r.read_run({str(tmp_path)!r}); "
+    code = (f"import sys, unitb.read.run_reader as r; r.read_run({str(tmp_path)!r}); "
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -95,7 +95,7 @@ def test_a_pytorch_run_never_loads_tensorflow(tmp_path):
     files read back as before."""
     import os
 
-    from unitb.read import reader
+    from unitb import reader
 
     assert _run(NO_TF_TORCH, tmp_path / "torch") == "False"
     assert [s for s, _ in reader.scalars(str(tmp_path / "torch"))["train/loss"]] == [1, 2, 3, 4, 5]
@@ -106,7 +106,7 @@ def test_a_pytorch_run_never_loads_tensorflow(tmp_path):
 
 
 def test_tensorflow_used_on_purpose_after_torch_adapter_still_works(tmp_path):
-    from unitb.read import reader
+    from unitb import reader
 
     assert _run(TF_AFTER_TORCH, tmp_path) == "ok"
     assert reader.scalars(str(tmp_path / "plain"))["x"] == [(1, 1.0)]

@@ -95,9 +95,9 @@ def test_the_graph_sees_imports_inside_functions(tmp_path):
     a = {"p.a": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a"}}
     assert cycles(a) == [["p.a", "p.b"]]
     graph = import_graph()
-    # resume.py imports the event-file listing at module level; the listing never imports resume.
-    assert "unitb.files.event_files" in graph["unitb.folder.resume"]
-    assert "unitb.folder.resume" not in graph["unitb.files.event_files"]
+    # set_aside.py imports the event-file listing at module level; the listing never imports set_aside.
+    assert "unitb.files.event_files" in graph["unitb.folder.set_aside"]
+    assert "unitb.folder.set_aside" not in graph["unitb.files.event_files"]
 
 
 # The core's rooms, lowest first (docs/module_map.py, which draws them): a module imports only
@@ -130,10 +130,10 @@ def test_arrows_between_rooms_run_one_way():
 def test_the_public_paths_keep_working():
     import unitb
     from unitb import reader, resume, schema
-    from unitb.folder import resume as folder_resume
-    from unitb.read import reader as read_reader
+    from unitb.folder import set_aside
+    from unitb.read import run_reader
 
-    assert reader.read_run is read_reader.read_run and resume.restore is folder_resume.restore
+    assert reader.read_run is run_reader.read_run and resume.restore is set_aside.restore
     assert schema.TRAIN_LOSS == "train/loss"
     assert dir(unitb) == sorted(unitb.__all__)
     assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params",
@@ -161,14 +161,14 @@ def test_the_rooms_that_write_run_folders_list_event_files_without_the_reader():
     API: that sits in the lowest room (``files/event_files.py``), so they never load the reader."""
     graph = import_graph()
     users = sorted(module for module, imports in graph.items()
-                   if module.startswith(("unitb.folder.", "unitb.store.", "unitb.log."))
-                   and "unitb.read.reader" in imports)
+                   if module.startswith(("unitb.folder.", "unitb.store.", "unitb.life."))
+                   and "unitb.read.run_reader" in imports)
     assert users == []
 
 
-ENTRY_POINTS = ("torch_adapter/logger.py", "torch_adapter/hook.py", "torch_adapter/session.py",
+ENTRY_POINTS = ("torch_adapter/logger.py", "torch_adapter/hook.py", "torch_adapter/recorder.py",
                 "tf_adapter/logger.py", "tf_adapter/callback.py", "tf_adapter/fit_points.py")
-# What a run's life does once, in unitb/log/lifecycle.py: an entry point that spells one of these
+# What a run's life does once, in unitb/life/lifecycle.py: an entry point that spells one of these
 # does again what RunLife does (the logdir, the resume refusal, the framework's hparam, the
 # scalars' due check and write, the profiler's window).
 LIFECYCLE_WORDS = {"makedirs", "check_location", "FolderBusy", "write_train_step", "scalar_policy", "framework",

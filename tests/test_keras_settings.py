@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 
 
 def _data(n=64, seed=0):

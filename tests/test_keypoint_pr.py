@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from unitb.read import diff
-from unitb.write import keypoints
-from unitb.read import reader
+from unitb.write import oks_matching
+from unitb import reader
 
 
 def test_oks_equals_cocoeval():
@@ -32,7 +32,7 @@ def test_oks_equals_cocoeval():
         evaluation.params.imgIds = [1]
         evaluation._prepare()
         expected = evaluation.computeOks(1, 1)[0][0]
-        assert keypoints.oks(pred, gt, visible, area) == pytest.approx(expected, rel=1e-9)
+        assert oks_matching.oks(pred, gt, visible, area) == pytest.approx(expected, rel=1e-9)
 
 
 def test_the_hook_writes_the_keypoint_pr_curve_at_each_validation(tmp_path):

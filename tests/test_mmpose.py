@@ -12,7 +12,7 @@ pytest.importorskip("xtcocotools")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples", "mmpose"))
 
-from unitb.read import reader
+from unitb import reader
 from unitb.write import render  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 import unitb
-from unitb.read import reader
+from unitb import reader
 
 TRACES = []
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import unitb
-from unitb.read import reader
-from unitb.folder import resume
+from unitb import reader
+from unitb.folder import set_aside
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
@@ -138,7 +138,7 @@ def test_keras_restart_after_a_kill_keeps_every_step_once(tmp_path, mode):
     assert grads == list(range(1, 17))
     assert [r.step for r in reader.read_run(run_dir) if r.tag == "model/total_parameters"] == [0]
     # The orphans are kept, outside what TensorBoard reads, and the message says where.
-    (trash,) = resume.removals(run_dir)
+    (trash,) = set_aside.removals(run_dir)
     assert "resume-8" in trash
     message = restarted.stderr.replace("\n", " ")
     assert "resumed at step 8: moved" in message and ("of step 9," in message or "of steps 9.." in message)
@@ -189,8 +189,8 @@ def test_mmengine_resume_into_a_new_timestamp_folder(tmp_path):
     assert _accumulator_steps(second_dir) == list(range(1, 17))
     assert reader.find_runs(work) == sorted([failed_dir, second_dir])  # the earlier folder shows nothing twice
     assert [r.step for r in reader.read_run(second_dir) if r.tag == "model/total_parameters"] == [0]
-    (trash,) = resume.removals(work)
+    (trash,) = set_aside.removals(work)
     assert trash.startswith(first_dir)
     # And everything can be put back where it was.
-    resume.restore(trash)
+    set_aside.restore(trash)
     assert _loss(first_dir) == before

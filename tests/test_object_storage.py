@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from unitb import UnitbWarning
-from unitb.read import reader
+from unitb import reader
 from unitb.files import storage
 from unitb.commands.cli import main as cli_main
 
@@ -223,10 +223,10 @@ def test_custom_tf_loop_resumes_from_the_store_on_a_fresh_machine(s3_env, moto_s
     # What was set aside can be pulled back whole.
     pulled = tmp_path / "pulled"
     assert cli_main(["pull", url, str(pulled), "--include-removed"]) == 0
-    from unitb.folder import resume
+    from unitb.folder import set_aside
 
-    (trash,) = resume.removals(str(pulled))
-    resume.restore(trash)
+    (trash,) = set_aside.removals(str(pulled))
+    set_aside.restore(trash)
     assert sorted(set(_loss_steps(str(pulled)))) == list(range(1, 31))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from unitb import UnitbWarning
 from unitb.read import diff
-from unitb.read import reader
+from unitb import reader
 
 
 def _by_tag(folder):

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from unitb.read import reader
-from unitb.folder import versions as runs
+from unitb import reader
+from unitb.folder import versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "parallel_start.py")
@@ -65,7 +65,7 @@ def test_torch_and_keras_jobs_started_together_get_a_folder_each(tmp_path):
     jobs = [("torch", 1), ("torch", 2), ("torch", 3), ("keras", 4), ("keras", 5), ("tfloop", 6)]
     out = _launch(jobs, logdir, tmp_path)
     folders = _check_one_run_per_job(out, "train/job")
-    assert sorted(folders.values()) == sorted(runs.version_path(logdir, n) for n in range(1, len(jobs) + 1))
+    assert sorted(folders.values()) == sorted(versions.version_path(logdir, n) for n in range(1, len(jobs) + 1))
     # Every job but the first to claim says where it went (why depends on timing: the folder was
     # claimed by a job started with it, or that job has already written there).
     moved = [err for _kind, _out, err in out.values() if "this fresh run (step 0) writes to" in err]
@@ -80,6 +80,6 @@ def test_url_runs_started_together_claim_a_version_each_in_the_store(s3_env, mot
             for i in range(len(jobs))]
     out = _launch(jobs, url, tmp_path, envs)
     folders = _check_one_run_per_job(out, "train/loss")  # read back from the store
-    assert sorted(folders.values()) == sorted(runs.version_path(url, n) for n in range(1, len(jobs) + 1))
+    assert sorted(folders.values()) == sorted(versions.version_path(url, n) for n in range(1, len(jobs) + 1))
     claims = [k for k in moto_store.objects(s3_env + "/runs") if k.endswith(".unitb-claim")]
     assert len(claims) == len(jobs)

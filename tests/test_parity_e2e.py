@@ -12,7 +12,7 @@ from tb_server import tensorboard
 from unitb import schema
 from unitb.commands import demo
 from unitb.read import diff
-from unitb.read import reader
+from unitb import reader
 
 TORCH_RUN = "mmpose-topdown" if demo.mmpose_installed() else "mmengine-pose"
 RUNS = (TORCH_RUN, "keras-fit", "tf-yolo-loop")

@@ -1,7 +1,7 @@
 import pytest
 
-from unitb.log.options import LogOptions
-from unitb.log.policy import DenseThenSparse, EveryNEpochs, EveryNSteps, check_interval
+from unitb.life.options import LogOptions
+from unitb.life.policy import DenseThenSparse, EveryNEpochs, EveryNSteps, check_interval
 
 
 def test_every_n_steps_logs_first_step_and_multiples():

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from unitb.log.profiling import ProfileWindow, StepProfiler
+from unitb.life.profiling import ProfileWindow, StepProfiler
 
 
 def test_the_window_starts_and_stops_once_at_its_steps():

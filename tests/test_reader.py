@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from unitb.read import reader
+from unitb import reader
 
 
 def _write_torch(path):

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from unitb.read import reader
-from unitb.folder import resume
+from unitb import reader
+from unitb.folder import set_aside
 
 
 def _write(path, steps, value):
@@ -25,40 +25,40 @@ def _loss(path):
 
 def test_truncate_drops_only_steps_after_the_checkpoint(tmp_path):
     _write(tmp_path, range(1, 10), lambda s: float(s))
-    cleanup = resume.truncate_run(str(tmp_path), 5)
+    cleanup = set_aside.truncate_run(str(tmp_path), 5)
     assert (cleanup.dropped, cleanup.first, cleanup.last) == (4, 6, 9)
     assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 6)]
     _write(tmp_path, range(6, 9), lambda s: 100.0 + s)  # the resumed run
     assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 6)] + [(s, 100.0 + s) for s in range(6, 9)]
-    assert not [n for n in os.listdir(tmp_path) if "unitb-compact" in n or n == resume.JOURNAL]
+    assert not [n for n in os.listdir(tmp_path) if "unitb-compact" in n or n == set_aside.JOURNAL]
 
 
 def test_nothing_to_drop_leaves_files_untouched(tmp_path):
     _write(tmp_path, range(1, 4), float)
     before = sorted(os.listdir(tmp_path))
-    assert resume.truncate_run(str(tmp_path), 3) is None
+    assert set_aside.truncate_run(str(tmp_path), 3) is None
     assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_crash_before_the_swap_keeps_the_old_files(tmp_path):
     _write(tmp_path, range(1, 10), float)
     old = reader.event_files(str(tmp_path))
-    (tmp_path / resume.TMP_NAME).write_bytes(b"partial")
-    (tmp_path / resume.JOURNAL).write_text(json.dumps({"old": [os.path.basename(p) for p in old]}))
+    (tmp_path / set_aside.TMP_NAME).write_bytes(b"partial")
+    (tmp_path / set_aside.JOURNAL).write_text(json.dumps({"old": [os.path.basename(p) for p in old]}))
     assert len(_loss(tmp_path)) == 9  # readable meanwhile
-    resume.recover(str(tmp_path))
+    set_aside.recover(str(tmp_path))
     assert reader.event_files(str(tmp_path)) == old and len(_loss(tmp_path)) == 9
-    assert resume.truncate_run(str(tmp_path), 4).dropped == 5
+    assert set_aside.truncate_run(str(tmp_path), 4).dropped == 5
     assert [s for s, _ in _loss(tmp_path)] == [1, 2, 3, 4]
 
 
 def _journal_for(tmp_path, old, resume_step):
     """The journal truncate_run writes before it renames anything."""
-    trash = os.path.join(str(tmp_path), resume.TRASH, f"x-resume-{resume_step}")
-    final = os.path.join(str(tmp_path), resume._compacted_name(old[0], resume_step))
-    moves = [[p, os.path.join(trash, resume.removed_name(os.path.basename(p)))] for p in old]
+    trash = os.path.join(str(tmp_path), set_aside.TRASH, f"x-resume-{resume_step}")
+    final = os.path.join(str(tmp_path), set_aside._compacted_name(old[0], resume_step))
+    moves = [[p, os.path.join(trash, set_aside.removed_name(os.path.basename(p)))] for p in old]
     manifest = {"resume_step": resume_step, "dropped": 5, "dropped_steps": [5, 9], "written": final, "files": moves}
-    (tmp_path / resume.JOURNAL).write_text(json.dumps({"tmp": str(tmp_path / resume.TMP_NAME), "final": final,
+    (tmp_path / set_aside.JOURNAL).write_text(json.dumps({"tmp": str(tmp_path / set_aside.TMP_NAME), "final": final,
                                                        "trash": trash, "manifest": manifest}))
     return final, trash
 
@@ -71,10 +71,10 @@ def test_crash_after_the_swap_is_finished_on_next_start(tmp_path):
     with open(old[0], "rb") as src, open(final, "wb") as dst:
         dst.write(src.read())
     assert len(reader.read_run(str(tmp_path))) > 0  # still a readable run
-    resume.recover(str(tmp_path))
+    set_aside.recover(str(tmp_path))
     assert reader.event_files(str(tmp_path)) == [final]
-    assert not (tmp_path / resume.JOURNAL).exists()
-    assert sorted(os.listdir(trash)) == sorted([resume.MANIFEST] + [resume.removed_name(os.path.basename(p))
+    assert not (tmp_path / set_aside.JOURNAL).exists()
+    assert sorted(os.listdir(trash)) == sorted([set_aside.MANIFEST] + [set_aside.removed_name(os.path.basename(p))
                                                                     for p in old])
 
 
@@ -82,24 +82,24 @@ def test_orphans_are_kept_outside_what_tensorboard_reads_and_can_be_restored(tmp
     from tensorboard.backend.event_processing import event_accumulator
 
     _write(tmp_path, range(1, 10), lambda s: float(s))
-    cleanup = resume.truncate_run(str(tmp_path), 5)
-    assert os.path.dirname(cleanup.trash) == str(tmp_path / resume.TRASH)
+    cleanup = set_aside.truncate_run(str(tmp_path), 5)
+    assert os.path.dirname(cleanup.trash) == str(tmp_path / set_aside.TRASH)
     assert not [n for n in os.listdir(cleanup.trash) if "tfevents" in n]
     acc = event_accumulator.EventAccumulator(str(tmp_path))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5]
-    assert resume.removals(str(tmp_path)) == [cleanup.trash]
-    restored = resume.restore(cleanup.trash)
+    assert set_aside.removals(str(tmp_path)) == [cleanup.trash]
+    restored = set_aside.restore(cleanup.trash)
     assert len(restored) == 1
     assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 10)]
-    assert resume.removals(str(tmp_path)) == []
+    assert set_aside.removals(str(tmp_path)) == []
 
 
 def test_a_fresh_start_is_never_a_truncation(tmp_path):
     _write(tmp_path, range(0, 5), float)
     for bad in (0, -1, True):
         with pytest.raises(ValueError):
-            resume.truncate_run(str(tmp_path), bad)
+            set_aside.truncate_run(str(tmp_path), bad)
     assert [s for s, _ in _loss(tmp_path)] == [0, 1, 2, 3, 4]
 
 
@@ -108,38 +108,38 @@ def test_carry_history_into_a_new_folder(tmp_path):
     old_dir.mkdir(parents=True)
     new_dir.mkdir(parents=True)
     _write(old_dir, range(1, 10), float)
-    cleanup = resume.carry_history(str(old_dir), str(new_dir), 6)
+    cleanup = set_aside.carry_history(str(old_dir), str(new_dir), 6)
     assert (cleanup.dropped, cleanup.first, cleanup.last) == (3, 7, 9)
     assert reader.event_files(str(old_dir)) == []
     assert [s for s, _ in _loss(new_dir)] == [1, 2, 3, 4, 5, 6]
-    resume.restore(cleanup.trash)
+    set_aside.restore(cleanup.trash)
     assert [s for s, _ in _loss(old_dir)] == list(range(1, 10)) and _loss(new_dir) == []
 
 
 KILL_DURING_CLEANUP = """
 import os, sys
-from unitb.folder import resume
+from unitb.folder import set_aside
 run_dir, point = sys.argv[1], sys.argv[2]
-real_replace, real_write = os.replace, resume._write_json
+real_replace, real_write = os.replace, set_aside._write_json
 calls = {"replace": 0}
 
 def replace(src, dst):
     calls["replace"] += 1
-    if point == "before-swap" and src.endswith(resume.TMP_NAME):
+    if point == "before-swap" and src.endswith(set_aside.TMP_NAME):
         os._exit(9)
     real_replace(src, dst)
     if point == "after-swap" and dst.endswith(tuple("0123456789")) and "unitb-resumed" in dst:
         os._exit(9)
-    if point == "mid-move" and resume.TRASH in dst:
+    if point == "mid-move" and set_aside.TRASH in dst:
         os._exit(9)
 
 def write_json(path, data):
-    if point == "before-journal" and path.endswith(resume.JOURNAL):
+    if point == "before-journal" and path.endswith(set_aside.JOURNAL):
         os._exit(9)
     real_write(path, data)
 
-os.replace, resume._write_json = replace, write_json
-resume.truncate_run(run_dir, 4)
+os.replace, set_aside._write_json = replace, write_json
+set_aside.truncate_run(run_dir, 4)
 """
 
 
@@ -155,13 +155,13 @@ def test_a_kill_at_any_point_of_the_clean_up_loses_nothing(tmp_path, point):
     assert killed.returncode == 9
     steps = [s for s, _ in _loss(tmp_path)]
     assert set(range(1, 5)) <= set(steps)  # every step up to the resume point stays readable meanwhile
-    cleanup = resume.truncate_run(str(tmp_path), 4)  # the next start: finish or roll back, then clean
+    cleanup = set_aside.truncate_run(str(tmp_path), 4)  # the next start: finish or roll back, then clean
     assert _loss(tmp_path) == [(s, float(s)) for s in range(1, 5)]
-    assert not (tmp_path / resume.JOURNAL).exists() and not (tmp_path / resume.TMP_NAME).exists()
+    assert not (tmp_path / set_aside.JOURNAL).exists() and not (tmp_path / set_aside.TMP_NAME).exists()
     kept = {}
-    for trash in resume.removals(str(tmp_path)):
+    for trash in set_aside.removals(str(tmp_path)):
         for name in os.listdir(trash):
-            if name != resume.MANIFEST:
+            if name != set_aside.MANIFEST:
                 kept.update(_loss_of_file(os.path.join(trash, name)))
     assert kept == dict(before)  # the moved originals still hold every step
     assert cleanup is None or (cleanup.dropped, cleanup.first, cleanup.last) == (5, 5, 9)

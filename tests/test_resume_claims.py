@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from unitb.read import reader
+from unitb import reader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "resume_writer.py")

@@ -5,7 +5,7 @@ from unitb import schema
 
 def test_canonical_tags_for_every_family():
     assert schema.TRAIN_LOSS == "train/loss"
-    from unitb.log.train_step import split_train_values
+    from unitb.life.train_step import split_train_values
 
     assert split_train_values({"total": 1.0}).total_name == "total"  # alone, a total name is train/loss
     assert split_train_values({"loss": 1.0}).total_name == "loss"

@@ -15,8 +15,8 @@ import mmengine_pose
 import unitb
 from tb_server import tensorboard
 from unitb import schema
-from unitb.log import speed as speed_module
-from unitb.read import reader
+from unitb.life import speed as speed_module
+from unitb import reader
 
 SPEED = ("train/time/step", "train/throughput", "train/memory/host_mb")
 

@@ -8,9 +8,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 from unitb.read import records as records_io
-from unitb.folder import resume
+from unitb.folder import set_aside
 from unitb.folder import step_index
 
 
@@ -38,15 +38,15 @@ def reads(monkeypatch):
     def counting(path, step):
         calls.append(path)
         return original(path, step)
-    monkeypatch.setattr(resume, "split_at_step", counting)
+    monkeypatch.setattr(set_aside, "split_at_step", counting)
     return calls
 
 
 def test_a_resume_at_the_last_step_reads_nothing_whole(tmp_path, reads):
     run_dir = _run(str(tmp_path / "run"), 12)
     assert os.path.exists(os.path.join(run_dir, step_index.INDEX))
-    assert resume.truncate_run(run_dir, 12) is None and reads == []
-    assert resume.truncate_run(run_dir, 8) is not None and len(reads) == 1  # orphans: the whole path, as before
+    assert set_aside.truncate_run(run_dir, 12) is None and reads == []
+    assert set_aside.truncate_run(run_dir, 8) is not None and len(reads) == 1  # orphans: the whole path, as before
     assert [s for s, _ in reader.scalars(run_dir)["train/loss"]] == list(range(1, 9))
 
 
@@ -57,7 +57,7 @@ def test_records_after_the_last_index_update_are_still_found(tmp_path, reads):
     for step in (7, 8):
         writer.add_scalar("train/loss", 0.5, step)
     writer.close()
-    assert resume.truncate_run(run_dir, 6) is not None  # the new file has no entry: read whole
+    assert set_aside.truncate_run(run_dir, 6) is not None  # the new file has no entry: read whole
     assert [s for s, _ in reader.scalars(run_dir)["train/loss"]] == list(range(1, 7))
 
     run_dir = _run(str(tmp_path / "again"), 6)
@@ -65,7 +65,7 @@ def test_records_after_the_last_index_update_are_still_found(tmp_path, reads):
     with open(path, "ab") as handle, open(_late_records(tmp_path), "rb") as late:
         handle.write(late.read())  # appended to an indexed file after its last update
     assert step_index.highest_step(path) == 9
-    assert resume.truncate_run(run_dir, 6) is not None
+    assert set_aside.truncate_run(run_dir, 6) is not None
     assert [s for s, _ in reader.scalars(run_dir)["train/loss"]] == list(range(1, 7))
 
 

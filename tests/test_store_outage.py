@@ -12,7 +12,7 @@ import torch
 
 from s3_store import MotoStore
 from unitb import UnitbWarning
-from unitb.read import reader
+from unitb import reader
 from unitb.files import storage
 from unitb.commands.cli import main as cli_main
 

@@ -19,7 +19,7 @@ pytest.importorskip("optuna")
 pytest.importorskip("yaml")
 pytest.importorskip("torch")
 
-from unitb.read import reader  # noqa: E402
+from unitb import reader  # noqa: E402
 from unitb.sweep import study as sweep_study  # noqa: E402
 from unitb.sweep.status import trial_rows  # noqa: E402
 
@@ -37,7 +37,7 @@ TORCH_TRAINING = textwrap.dedent('''
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--worse_per_trial", type=float, default=0.0)
     args = parser.parse_args()
-    from unitb.log.sweep_trial import current
+    from unitb.life.sweep_trial import current
     handicap = args.worse_per_trial * current().number if args.worse_per_trial else 0.0  # later trials are worse
     torch.manual_seed(0)
     x = torch.randn(64, 3)

@@ -13,7 +13,7 @@ yaml = pytest.importorskip("yaml")
 pytest.importorskip("optuna")
 
 from unitb.commands import demo  # noqa: E402
-from unitb.read import reader  # noqa: E402
+from unitb import reader  # noqa: E402
 from unitb.sweep import study as sweep_study  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ pytest.importorskip("optuna")
 pytest.importorskip("yaml")
 
 from sweep_trials import grid_trial  # noqa: E402
-from unitb.read import reader  # noqa: E402
+from unitb import reader  # noqa: E402
 from unitb.sweep import study as sweep_study  # noqa: E402
 
 TRIAL = grid_trial((3, 20), 1.5, quick=0.2)

@@ -1,4 +1,4 @@
-"""A sweep's trial as the training script sees it (unitb/log/sweep_trial.py): handed over in the
+"""A sweep's trial as the training script sees it (unitb/life/sweep_trial.py): handed over in the
 environment, it reaches every entry point with nothing added to the script — its parameters,
 sweep and trial number in the run's hparams (read back from the event file), the run in the
 trial's folder — and ``unitb.sweep_params()`` returns the parameters (None outside a sweep)."""
@@ -11,7 +11,7 @@ import pytest
 
 import unitb
 from unitb import reader
-from unitb.log import sweep_trial
+from unitb.life import sweep_trial
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 

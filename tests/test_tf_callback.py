@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 
 
 def _data(n=32, seed=0):

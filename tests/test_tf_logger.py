@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import unitb
-from unitb.read import reader
+from unitb import reader
 from tb_server import tensorboard
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")

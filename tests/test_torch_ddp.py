@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tb_server import free_port
-from unitb.read import reader
+from unitb import reader
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "ddp_pose.py")
 
@@ -22,8 +22,8 @@ def test_two_process_ddp_writes_one_event_file_from_rank_zero(tmp_path):
     reports = {r["rank"]: r for r in (json.loads(line) for line in out.stdout.splitlines() if line.startswith("{"))}
     assert set(reports) == {0, 1}
     assert reports[0]["wrapped"] == "MMDistributedDataParallel"
-    assert reports[0]["has_session"] and reports[0]["probe"]
-    assert not reports[1]["has_session"] and not reports[1]["probe"]  # no writer, no logging work
+    assert reports[0]["has_recorder"] and reports[0]["probe"]
+    assert not reports[1]["has_recorder"] and not reports[1]["probe"]  # no writer, no logging work
     files = reader.event_files(str(tmp_path / "tb"))
     assert len(files) == 1
     rows = reader.read_run(str(tmp_path / "tb"))

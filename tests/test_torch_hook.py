@@ -9,7 +9,7 @@ from mmengine.registry import HOOKS
 
 import mmengine_pose
 from synthetic import keypoint_images
-from unitb.read import reader
+from unitb import reader
 from unitb.write import render
 
 
@@ -264,6 +264,6 @@ def test_the_mmengine_internals_unitb_relies_on_are_there(tmp_path):
     backend.add_scalars({"loss": 1.0}, step=1, file_path="scalars.json")  # LoggerHook's call: dropped
     backend.add_scalars({"mine": 2.0}, step=1)  # a user's call: kept
     backend.close()
-    from unitb.read import reader
+    from unitb import reader
 
     assert set(reader.scalars(str(tmp_path / "vis"))) == {"mine"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from torch_adapter import TorchLogger
-from unitb.read import reader
+from unitb import reader
 from unitb.write import render
 
 

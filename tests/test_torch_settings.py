@@ -9,7 +9,7 @@ from mmengine.registry import OPTIM_WRAPPERS
 
 import mmengine_pose
 import unitb
-from unitb.read import reader
+from unitb import reader
 
 
 def _values(run_dir, tag):

@@ -9,8 +9,8 @@ import warnings
 
 
 from unitb import UnitbWarning
-from unitb.read import reader
-from unitb.log.train_step import split_train_values
+from unitb import reader
+from unitb.life.train_step import split_train_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def test_the_total_is_chosen_by_a_fixed_order_and_nothing_is_dropped():
 
 SCRIPT = """
 import sys, warnings
-from unitb.log.train_step import split_train_values
+from unitb.life.train_step import split_train_values
 split = split_train_values(losses=dict(total=2.0, loss=1.0))
 print(split.total)
 """
@@ -93,7 +93,7 @@ def test_log_graph_writes_the_graph_on_every_entry_point(tmp_path):
     import keras
     import unitb
     from torch_adapter import TorchLogger
-    from unitb.read import reader
+    from unitb import reader
 
     def graphs(folder):
         return [r for r in reader.read_run(str(folder)) if r.kind == "graph"]
@@ -150,7 +150,7 @@ def test_help_shows_every_parameter_with_its_default():
     from dataclasses import fields
 
     import unitb
-    from unitb.log.options import LogOptions
+    from unitb.life.options import LogOptions
 
     for entry in (unitb.TFCallback, unitb.TFLogger, unitb.TorchLogger, unitb.EnhancedTensorBoardHook):
         params = inspect.signature(entry).parameters

@@ -29,11 +29,11 @@ from tf_adapter.profiler import StepMarkers, step_profiler
 from tf_adapter.probe import GradProbe, probe_for
 from tf_adapter.sink import TFSummarySink
 from tf_adapter.step_returns import StepReturns, overrides_train_step
-from tf_adapter.session import keras_config_text, write_header
-from unitb.log.lifecycle import LivesARun, RunLife
-from unitb.log.options import LogOptions, show_options
-from unitb.log.own_values import OwnValuesAPI
-from unitb.store.remote_folder import StoreOptions
+from tf_adapter.model_records import keras_config_text, write_header
+from unitb.life.lifecycle import LivesARun, RunLife
+from unitb.life.options import LogOptions, show_options
+from unitb.life.own_values import OwnValuesAPI
+from unitb.store.run_location import StoreOptions
 from unitb.notices import default_warn
 
 
@@ -49,11 +49,11 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
     A fresh model (step 0) into a ``logdir`` that holds another run writes to ``logdir-2``
     (``-3``...) instead, and warns once; a model that resumes (step > 0) continues the newest
     version and sets aside the steps a crashed run wrote after its checkpoint
-    (:mod:`unitb.folder.versions`, :mod:`unitb.folder.resume`). ``run_dir`` is the folder chosen.
+    (:mod:`unitb.folder.versions`, :mod:`unitb.folder.set_aside`). ``run_dir`` is the folder chosen.
 
     ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
     local spool and uploaded in the background (``storage_options``, ``spool_dir``,
-    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.remote_folder`).
+    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.run_location`).
 
     Cost: work happens only around due points (:mod:`tf_adapter.fit_points`): one small host
     transfer per logged block; ``on_train_batch_end`` only hands a custom ``train_step``'s values

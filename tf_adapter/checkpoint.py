@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import tensorflow as tf
 
-from unitb.log.policy import check_interval
+from unitb.life.policy import check_interval
 
 
 class CheckpointManager:

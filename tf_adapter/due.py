@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from unitb.log.options import LogOptions
+from unitb.life.options import LogOptions
 
 
 class DuePlan:

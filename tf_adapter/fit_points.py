@@ -4,7 +4,7 @@ Keras runs ``steps_per_execution`` steps out of sight, so the callback cannot wr
 happen: before a block that holds a due point it arms the probe (which measures and keeps rows
 in the graph), and when the next block begins (or the epoch ends) it reads what was kept — one
 small host transfer per logged block — and writes it at the steps it belongs to: the step's
-values (:func:`unitb.log.train_step.write_train_step`), gradient norms, activations, images,
+values (:func:`unitb.life.train_step.write_train_step`), gradient norms, activations, images,
 and the hparams at the first point (Keras tells callbacks no batch size; the samples counted in
 the graph give it).
 """
@@ -17,10 +17,10 @@ import numpy as np
 from tf_adapter import measure
 from tf_adapter.due import DuePlan, EpochClock
 from tf_adapter.probe import GradProbe, applying_optimizer
-from tf_adapter.session import keras_hparams, render_images, write_heatmaps
+from tf_adapter.model_records import keras_hparams, render_images, write_heatmaps
 from tf_adapter.step_returns import StepReturns
 from unitb import schema
-from unitb.log.lifecycle import RunLife
+from unitb.life.lifecycle import RunLife
 
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE

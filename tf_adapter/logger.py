@@ -24,12 +24,12 @@ from tf_adapter.graph import write_model_graph
 from tf_adapter.loop_step import LoopGradients, write_in_graph
 from tf_adapter.profiler import step_profiler
 from tf_adapter.sink import TFSummarySink
-from tf_adapter.session import render_images, write_header, write_heatmaps
+from tf_adapter.model_records import render_images, write_header, write_heatmaps
 from unitb import schema
-from unitb.log.lifecycle import LivesARun, RunLife, check_start_step
-from unitb.log.options import LogOptions, show_options
-from unitb.log.own_values import OwnValuesAPI
-from unitb.store.remote_folder import StoreOptions
+from unitb.life.lifecycle import LivesARun, RunLife, check_start_step
+from unitb.life.options import LogOptions, show_options
+from unitb.life.own_values import OwnValuesAPI
+from unitb.store.run_location import StoreOptions
 from unitb.write.writer import RunLogger
 
 

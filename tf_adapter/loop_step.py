@@ -1,6 +1,6 @@
 """One step of a custom TF loop as ``TFLogger`` writes it: eagerly from host values, or, inside the
 loop's own ``tf.function``, as summary ops recorded where the interval policy says so — with the
-eager step's tag mapping (:func:`unitb.log.train_step.step_scalars`) in both cases."""
+eager step's tag mapping (:func:`unitb.life.train_step.step_scalars`) in both cases."""
 from __future__ import annotations
 
 from typing import List, Mapping, Optional, Sequence, Tuple
@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from tf_adapter import measure
 from unitb import schema
-from unitb.log.layers import select_layers
-from unitb.log.options import LogOptions
-from unitb.log.train_step import split_train_values, step_scalars, warn_other_totals
+from unitb.life.layers import select_layers
+from unitb.life.options import LogOptions
+from unitb.life.train_step import split_train_values, step_scalars, warn_other_totals
 from unitb.write.writer import RunLogger, grad_norm_scalars
 
 

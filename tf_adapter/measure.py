@@ -10,7 +10,7 @@ import keras
 
 from tf_adapter import keras_internals
 from unitb import schema
-from unitb.log.layers import select_layers, unique_names
+from unitb.life.layers import select_layers, unique_names
 
 
 def variable_name(variable, model_name: Optional[str] = None) -> str:

@@ -26,7 +26,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from tf_adapter import keras_internals, measure
-from unitb.log.layers import unique_names
+from unitb.life.layers import unique_names
 
 ATTRIBUTE = "_unitb_probe"
 

@@ -1,4 +1,4 @@
-"""How TensorFlow profiles ``profile_steps`` (:class:`unitb.log.profiling.StepProfiler` decides when):
+"""How TensorFlow profiles ``profile_steps`` (:class:`unitb.life.profiling.StepProfiler` decides when):
 a ``tf.profiler`` trace under the run folder's ``plugins/profile/<time>/``, where TensorBoard's
 PROFILE tab (``pip install tensorboard-plugin-profile``) finds it. Under ``steps_per_execution``
 the trace covers whole blocks (Keras hands control back once a block)."""
@@ -8,7 +8,7 @@ from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
 
-from unitb.log.profiling import StepProfiler
+from unitb.life.profiling import StepProfiler
 
 
 def step_profiler(steps: Optional[Tuple[int, int]], folder: str,

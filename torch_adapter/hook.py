@@ -24,15 +24,15 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from torch_adapter import measure, mmengine_internals, mmengine_runner
-from torch_adapter.mmengine_folder import MMEngineRunFolder
+from torch_adapter.mmengine_vis_dir import MMEngineVisDir
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.mmengine_validation import ValidationPass
 from torch_adapter.profiler import step_profiler
-from torch_adapter.session import TorchSession
-from unitb.log.lifecycle import RunLife, check_logdir
-from unitb.log.options import LogOptions, show_options
-from unitb.log.own_values import OwnValuesAPI
-from unitb.store.remote_folder import StoreOptions
+from torch_adapter.recorder import TorchRecorder
+from unitb.life.lifecycle import RunLife, check_logdir
+from unitb.life.options import LogOptions, show_options
+from unitb.life.own_values import OwnValuesAPI
+from unitb.store.run_location import StoreOptions
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -50,7 +50,7 @@ def _info(message: str) -> None:
 @HOOKS.register_module(force=True)
 class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     """Gradient norms, weight histograms, validation metrics, images, learning rates, model
-    statistics and losses in the unitb schema; see :class:`unitb.log.options.LogOptions` for the
+    statistics and losses in the unitb schema; see :class:`unitb.life.options.LogOptions` for the
     full list of parameters and their defaults."""
 
     priority = "VERY_LOW"
@@ -80,7 +80,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: could not allow-list mmengine's checkpoint contents for torch.load "
                   f"({type(exc).__name__}: {exc}); resume=True may need TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
-        self.folder = MMEngineRunFolder(self.out_dir, self.store, _warn, _info, self.options.resume_wait)
+        self.folder = MMEngineVisDir(self.out_dir, self.store, _warn, _info, self.options.resume_wait)
         self.skeleton = [tuple(pair) for pair in skeleton] if skeleton else None
         if not isinstance(keep_mmengine_scalars, bool):
             raise ValueError(f"keep_mmengine_scalars must be True or False, got {keep_mmengine_scalars!r}")
@@ -88,7 +88,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         # in unitb's schema: by default they stay out of TensorBoard (scalars.json keeps them).
         self.keep_mmengine_scalars = keep_mmengine_scalars
         self._iter_end: Optional[float] = None
-        self.session: Optional[TorchSession] = None
+        self.recorder: Optional[TorchRecorder] = None
         self.images = MMEngineImages(self.options)
         self.validation = ValidationPass(self.options, self.images)
         self._graph_done = False
@@ -107,33 +107,33 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
             mirror = self.folder.start_mirrors(runner, sink)
             self.life.open(sink, start_step=int(runner.iter), url=mirror.url if mirror is not None else None,
                            mirror=mirror, run_name=mmengine_runner.run_name(runner))
-            self.session = TorchSession(self.life)
-            self.life.close_with(self.session.stop)
-            self.session.skeleton = self.skeleton
+            self.recorder = TorchRecorder(self.life)
+            self.life.close_with(self.recorder.stop)
+            self.recorder.skeleton = self.skeleton
             model = measure.unwrap_model(runner.model)
-            self.session.start(model, runner.optim_wrapper, config_text=mmengine_runner.config_text(runner, backend),
+            self.recorder.start(model, runner.optim_wrapper, config_text=mmengine_runner.config_text(runner, backend),
                                hparams=self.life.hparams(mmengine_runner.trained_with(runner, self.extra_hparams)),
                                write_header=runner.iter == 0)
             self.life.start_profiler(step_profiler, sink.logdir)
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: set-up failed ({type(exc).__name__}: {exc}); logging is off "
                   "for this run, training goes on")
-            self.session = None
+            self.recorder = None
 
     # ------------------------------------------------------------------ training
     def before_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
-        if self.session is None:
+        if self.recorder is None:
             return
         now = time.perf_counter()
         if self._iter_end is not None:  # the loop fetched this batch since the last iteration ended
-            self.session.speed.add_data_time(now - self._iter_end)
-        self.session.arm(runner.iter + 1, runner.optim_wrapper)
-        self.images.keep_first_batch(data_batch, self.session.run.warn_once)
+            self.recorder.speed.add_data_time(now - self._iter_end)
+        self.recorder.arm(runner.iter + 1, runner.optim_wrapper)
+        self.images.keep_first_batch(data_batch, self.recorder.run.warn_once)
         self.life.before_step(runner.iter + 1)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
-        if self.session is None:
+        if self.recorder is None:
             return
         try:
             self._after_train_iter(runner, batch_idx, data_batch, outputs)
@@ -148,36 +148,37 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         self.life.after_step(step)
         samples = measure.batch_size(data_batch)
         if samples:
-            self.session.speed.add_samples(samples)
+            self.recorder.speed.add_samples(samples)
         wrapper = runner.optim_wrapper
         per_epoch, epoch_based = mmengine_runner.iters_per_epoch(runner), mmengine_runner.is_epoch_based(runner)
         epoch = mmengine_runner.fractional_epoch(runner, batch_idx, step, per_epoch, epoch_based)
-        self.session.step_end(step, outputs or {}, wrapper, epoch=epoch, pre_clip=mmengine_runner.pre_clip_norm(runner),
-                              loss_scaler=getattr(wrapper, "loss_scaler", None),  # AmpOptimWrapper
-                              update_may_skip=mmengine_runner.update_may_skip(runner))
+        self.recorder.step_end(step, outputs or {}, wrapper, epoch=epoch,
+                               pre_clip=mmengine_runner.pre_clip_norm(runner),
+                               loss_scaler=getattr(wrapper, "loss_scaler", None),  # AmpOptimWrapper
+                               update_may_skip=mmengine_runner.update_may_skip(runner))
         if self.images.train_due(step):
-            self.session.image("train", step, lambda: self.images.train_batch(runner.model))
+            self.recorder.image("train", step, lambda: self.images.train_batch(runner.model))
         if self.options.log_graph and not self._graph_done:
             self._graph_done = True
-            write_graph(self.session.run.sink, runner.model, data_batch, self.session.run.warn_once)
+            write_graph(self.recorder.run.sink, runner.model, data_batch, self.recorder.run.warn_once)
         if not epoch_based and per_epoch and step % per_epoch == 0:
-            self.session.epoch_end(step, step // per_epoch, runner.model)
+            self.recorder.epoch_end(step, step // per_epoch, runner.model)
         self._iter_end = time.perf_counter()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Everything logged up to a checkpoint is on disk (and, with ``out_dir``, sent soon)
         once the checkpoint is: a restart from it finds no gap."""
-        if self.session is not None:
+        if self.recorder is not None:
             try:
-                self.session.run.flush()
+                self.recorder.run.flush()
             except Exception as exc:
                 _warn(f"EnhancedTensorBoardHook: flush before the checkpoint failed ({type(exc).__name__}: {exc})")
 
     def after_train_epoch(self, runner) -> None:
-        if self.session is None or not mmengine_runner.is_epoch_based(runner):
+        if self.recorder is None or not mmengine_runner.is_epoch_based(runner):
             return
         try:
-            self.session.epoch_end(runner.iter, runner.epoch + 1, runner.model)
+            self.recorder.epoch_end(runner.iter, runner.epoch + 1, runner.model)
         except Exception as exc:
             _warn(f"EnhancedTensorBoardHook: weight histograms failed ({type(exc).__name__}: {exc})")
 
@@ -187,29 +188,29 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     def after_run(self, runner) -> None:
         """Stop the writer thread (mmengine's writer itself stays open: it is not ours), then
         make the last uploads to ``out_dir``."""
-        self.session = None
+        self.recorder = None
         self.life.close()
 
     # ------------------------------------------------------------------ validation
     def before_val_epoch(self, runner) -> None:
-        self.validation.start(runner.model, self.session)
+        self.validation.start(runner.model, self.recorder)
         self._iter_end = None
-        if self.session is not None:
-            self.session.speed.pause()  # validation time is not training-step time
+        if self.recorder is not None:
+            self.recorder.speed.pause()  # validation time is not training-step time
 
     def after_val_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
                        outputs: Optional[Sequence] = None) -> None:
-        if self.session is not None:
-            self.validation.add(self.session, runner.model, batch_idx, data_batch, outputs)
+        if self.recorder is not None:
+            self.validation.add(self.recorder, runner.model, batch_idx, data_batch, outputs)
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        if self.session is None:
+        if self.recorder is None:
             return
-        self.session.speed.resume()
+        self.recorder.speed.resume()
         try:
             if metrics is None and self.options.log_val_metrics:
                 metrics = mmengine_runner.hub_metrics(runner)
-            self.validation.finish(self.session, runner.iter, metrics or {})  # at the updates completed
+            self.validation.finish(self.recorder, runner.iter, metrics or {})  # at the updates completed
         except FloatingPointError:
             raise
         except Exception as exc:
@@ -220,7 +221,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
                 "them") if self.life.chief() else None
 
     def _own_target(self):
-        return (self.session.run if self.session is not None else None), self.life.step
+        return (self.recorder.run if self.recorder is not None else None), self.life.step
 
 
 show_options(EnhancedTensorBoardHook.__init__, LogOptions, StoreOptions, leave_out=("storage_options", "spool_dir"))

@@ -22,13 +22,13 @@ from torch_adapter import measure
 from torch_adapter.graph import FirstInput
 from torch_adapter.images import ImageBatch
 from torch_adapter.profiler import step_profiler
-from torch_adapter.session import ShardPeer, TorchSession
+from torch_adapter.recorder import ShardPeer, TorchRecorder
 from torch_adapter.sink import SummaryWriterSink
-from unitb.log import train_step
-from unitb.log.lifecycle import LivesARun, RunLife, check_start_step
-from unitb.log.options import LogOptions, show_options
-from unitb.log.own_values import OwnValuesAPI
-from unitb.store.remote_folder import StoreOptions
+from unitb.life import train_step
+from unitb.life.lifecycle import LivesARun, RunLife, check_start_step
+from unitb.life.options import LogOptions, show_options
+from unitb.life.own_values import OwnValuesAPI
+from unitb.store.run_location import StoreOptions
 
 
 def _is_chief() -> bool:
@@ -42,13 +42,13 @@ class TorchLogger(LivesARun, OwnValuesAPI):
     so the logged norm is that of the whole gradient, not of rank 0's shard.
 
     ``start_step``: the optimizer steps already taken when resuming from a checkpoint; the
-    run directory is cleaned of any steps written after it (see :mod:`unitb.folder.resume`). With
+    run directory is cleaned of any steps written after it (see :mod:`unitb.folder.set_aside`). With
     ``start_step=0`` into a folder that holds another run, the run goes to ``logdir-2``
     (``-3``...): ``run_dir`` is the folder chosen (see :mod:`unitb.folder.versions`).
 
     ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
     local spool and uploaded in the background (``storage_options``, ``spool_dir``,
-    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.remote_folder`).
+    ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.run_location`).
     """
 
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
@@ -64,7 +64,7 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         self.grad_scaler = grad_scaler
         self.model = model
         self.optimizer = optimizer
-        self.session: Optional[TorchSession] = None
+        self.recorder: Optional[TorchRecorder] = None
         self._peer: Optional[ShardPeer] = None
         self.life.step = start_step
         self._graph: Optional[FirstInput] = None
@@ -77,11 +77,11 @@ class TorchLogger(LivesARun, OwnValuesAPI):
             return
         # A resume that a live writer refuses raises FolderBusy here: nothing has run yet.
         run = self.life.open_in(self.logdir, start_step, SummaryWriterSink.open)
-        self.session = TorchSession(self.life)
+        self.recorder = TorchRecorder(self.life)
         if model is not None:
             shared = {"model": type(measure.unwrap_model(model)).__name__,
                       "amp": grad_scaler is not None, **measure.optimizer_hparams(optimizer)}
-            self.session.start(model, optimizer, config_text=config, hparams=self.life.hparams(shared, hparams),
+            self.recorder.start(model, optimizer, config_text=config, hparams=self.life.hparams(shared, hparams),
                                write_header=start_step == 0)
             if self.options.log_graph:
                 self._graph = FirstInput(model)  # traced at the first logged step after the first forward
@@ -89,7 +89,7 @@ class TorchLogger(LivesARun, OwnValuesAPI):
             # Without a model there is nothing to measure, but the run's own values still count.
             train_step.write_header(run, self.options, config_text=config, hparams=self.life.hparams(hparams))
         self.life.start_profiler(step_profiler, run.sink.logdir, at_step=start_step)
-        self.session.arm(start_step + 1)
+        self.recorder.arm(start_step + 1)
 
     def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
                  metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None,
@@ -101,36 +101,36 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         if self._peer is not None:
             self._peer.step_end(loss_scaler=self.grad_scaler)
             self._peer.arm(step + 1)
-        if self.session is None:
+        if self.recorder is None:
             return
         if batch_size:
-            self.session.speed.add_samples(int(batch_size))
+            self.recorder.speed.add_samples(int(batch_size))
         if data_time is not None:
-            self.session.speed.add_data_time(float(data_time))
+            self.recorder.speed.add_data_time(float(data_time))
         all_losses = dict(losses or {})
         if loss is not None:
             all_losses["loss"] = loss
-        self.session.step_end(step, None, self.optimizer, losses=all_losses, metrics=metrics, epoch=epoch,
+        self.recorder.step_end(step, None, self.optimizer, losses=all_losses, metrics=metrics, epoch=epoch,
                               loss_scaler=self.grad_scaler)
-        if self._graph is not None and self._graph.write(self.session.run.sink, self.session.run.warn_once):
+        if self._graph is not None and self._graph.write(self.recorder.run.sink, self.recorder.run.warn_once):
             self._graph = None
         self.life.after_step(step)
-        self.session.arm(step + 1)  # the probe measures inside the next optimizer.step()
+        self.recorder.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:
         """Call after each completed epoch (1-based): weight histograms per weight_hist_interval."""
-        if self.session is not None and self.model is not None:
-            self.session.epoch_end(step, epoch, self.model)
+        if self.recorder is not None and self.model is not None:
+            self.recorder.epoch_end(step, epoch, self.model)
 
     def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
-        if self.session is not None:
-            self.session.val_end(step, metrics)
+        if self.recorder is not None:
+            self.recorder.val_end(step, metrics)
 
     def log_images(self, split: str, step: int, images, gt_keypoints: Optional[Sequence] = None,
                    pred_keypoints: Optional[Sequence] = None, pred_scores: Optional[Sequence] = None,
                    mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> None:
         """Log a batch (N x C x H x W tensor or array) with GT (green) / predicted (red) keypoints."""
-        if self.session is None:
+        if self.recorder is None:
             return
         limit = self.options.max_train_images
 
@@ -143,17 +143,17 @@ class TorchLogger(LivesARun, OwnValuesAPI):
                     s.detach().cpu() if isinstance(s, torch.Tensor) else s) for s in list(seq)[:limit]]
             return ImageBatch(images=array, mean=mean, std=std, gt=as_list(gt_keypoints) or [],
                               pred=as_list(pred_keypoints) or [], scores=as_list(pred_scores) or [])
-        self.session.image(split, step, batch)
+        self.recorder.image(split, step, batch)
 
     def flush(self) -> None:
-        if self.session is not None:
-            self.session.run.flush()
+        if self.recorder is not None:
+            self.recorder.run.flush()
 
     def _own_closed(self):
         return "TorchLogger: log_* after close()" if self.enabled else None
 
     def _own_target(self):
-        return (self.session.run if self.session is not None else None), self.life.step
+        return (self.recorder.run if self.recorder is not None else None), self.life.step
 
     def _close_own_parts(self) -> None:
         if self._graph is not None:
@@ -162,9 +162,9 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         if self._peer is not None:
             self._peer.stop()
             self._peer = None
-        if self.session is not None:
-            self.session.stop()
-            self.session = None
+        if self.recorder is not None:
+            self.recorder.stop()
+            self.recorder = None
 
     def close(self) -> None:
         self.life.close()

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from torch_adapter import torch_internals
-from unitb.log.layers import select_layers
+from unitb.life.layers import select_layers
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -15,7 +15,7 @@ import torch
 from torch_adapter import images as image_utils
 from torch_adapter import measure
 from torch_adapter.graph import write_module_graph
-from unitb.log.options import LogOptions
+from unitb.life.options import LogOptions
 
 Warn = Callable[[str, str, str], None]  # RunLogger.warn_once(key, detail, message)
 

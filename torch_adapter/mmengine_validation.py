@@ -8,10 +8,10 @@ from typing import Mapping, Optional
 from torch_adapter import measure, pose_matches
 from torch_adapter.layer_features import LayerFeatures
 from torch_adapter.mmengine_images import MMEngineImages
-from torch_adapter.session import TorchSession
+from torch_adapter.recorder import TorchRecorder
 from unitb import schema
-from unitb.log.options import LogOptions
-from unitb.log.own_values import OwnValues
+from unitb.life.options import LogOptions
+from unitb.life.own_values import OwnValues
 from unitb.write import protos
 
 
@@ -23,34 +23,34 @@ class ValidationPass:
         self.pr_curves = options.log_pr_curves  # off for the run once matching failed (options stay as given)
         self.features = LayerFeatures(options.embedding_layer) if options.embedding_layer else None
 
-    def start(self, model, session: Optional[TorchSession]) -> None:
+    def start(self, model, recorder: Optional[TorchRecorder]) -> None:
         self.images.start_val()
         self.matches.start()
-        if self.features is not None and session is not None:
-            self.features.start(measure.unwrap_model(model), session.run.warn_once)
+        if self.features is not None and recorder is not None:
+            self.features.start(measure.unwrap_model(model), recorder.run.warn_once)
 
-    def add(self, session: TorchSession, model, batch_idx: int, data_batch, outputs) -> None:
+    def add(self, recorder: TorchRecorder, model, batch_idx: int, data_batch, outputs) -> None:
         """One validation batch: its images, its keypoints matched by OKS, its features."""
-        self.images.keep_val_batch(model, batch_idx, data_batch, outputs, session.run.warn_once)
+        self.images.keep_val_batch(model, batch_idx, data_batch, outputs, recorder.run.warn_once)
         before = len(self.matches.similarities)
         if self.pr_curves or self.features is not None:
             try:
                 self.matches.add(outputs)
             except Exception as exc:  # a model whose samples look otherwise: no curve, one warning
-                session.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
+                recorder.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
                                       f"({type(exc).__name__}: {exc}); val/pr/keypoints_* skipped")
                 self.pr_curves = False
         if self.features is not None:
             self.features.add_batch(data_batch, [f"{oks:.2f}" for oks in self.matches.similarities[before:]])
 
-    def finish(self, session: TorchSession, step: int, metrics: Mapping[str, float]) -> None:
+    def finish(self, recorder: TorchRecorder, step: int, metrics: Mapping[str, float]) -> None:
         """Write the pass at ``step``: metrics, images, embedding, PR curves."""
         if self.options.log_val_metrics:
-            session.val_end(step, metrics)
+            recorder.val_end(step, metrics)
         val_images = self.images.take_val()
         if val_images is not None:
-            session.image("val", step, val_images)
-        own = OwnValues(session.run)
+            recorder.image("val", step, val_images)
+        own = OwnValues(recorder.run)
         matched = self.matches.take()
         kept = self.features.finish() if self.features is not None else None
         if kept is not None:

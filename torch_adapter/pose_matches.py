@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from torch_adapter.images import _field
-from unitb.write import keypoints
+from unitb.write import oks_matching
 
 # COCO's AP50 and AP75 thresholds: a model good enough to match everything at 0.5 still has a curve at 0.75.
 OKS_THRESHOLDS = (0.5, 0.75)
@@ -44,13 +44,13 @@ class KeypointMatches:
             for i in range(min(len(gt), len(pred))):
                 seen = None if visible is None else visible.reshape(len(gt), -1)[i]
                 box = None if boxes is None or len(boxes) <= i else boxes.reshape(len(gt), -1)[i]
-                area = keypoints.object_area(gt[i], seen, box)
-                self.similarities.append(keypoints.oks(pred[i], gt[i], seen, area))
+                area = oks_matching.object_area(gt[i], seen, box)
+                self.similarities.append(oks_matching.oks(pred[i], gt[i], seen, area))
                 self.scores.append(float(np.mean(scores[i])))
 
     def take(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         """{tag: (labels, scores)} of the epoch at each OKS threshold ({} when nothing was matched)."""
-        out = {TAG.format(t * 100): keypoints.matched_at(self.similarities, self.scores, t)
+        out = {TAG.format(t * 100): oks_matching.matched_at(self.similarities, self.scores, t)
                for t in OKS_THRESHOLDS} if self.similarities else {}
         self.start()
         return out

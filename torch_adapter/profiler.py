@@ -1,4 +1,4 @@
-"""How PyTorch profiles ``profile_steps`` (:class:`unitb.log.profiling.StepProfiler` decides when):
+"""How PyTorch profiles ``profile_steps`` (:class:`unitb.life.profiling.StepProfiler` decides when):
 a ``torch.profiler`` trace written into the run folder as
 ``profile/steps-START-STOP.<host>.<pid>.pt.trace.json`` — Chrome trace format, opened by Perfetto
 (ui.perfetto.dev) or chrome://tracing. CPU activity always, CUDA kernels too when CUDA is
@@ -11,7 +11,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from unitb.log.profiling import StepProfiler
+from unitb.life.profiling import StepProfiler
 
 
 def step_profiler(steps: Optional[Tuple[int, int]], folder: str,

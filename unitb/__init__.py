@@ -22,7 +22,7 @@ from importlib import import_module as _import_module
 
 from unitb import reader, resume, schema
 from unitb.folder.claim import FolderBusy
-from unitb.log.sweep_trial import sweep_params
+from unitb.life.sweep_trial import sweep_params
 from unitb.notices import UnitbWarning
 
 __version__ = "0.1.0"

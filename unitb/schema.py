@@ -39,7 +39,7 @@ HPARAM_KEYS: Tuple[str, ...] = ("framework", "model", "optimizer", "learning_rat
                                 "epochs", "amp")
 
 # Names of a step's total loss, in the order that decides when several are present: the first
-# one present is ``train/loss``, the others stay components (``unitb.log.train_step``).
+# one present is ``train/loss``, the others stay components (``unitb.life.train_step``).
 TOTAL_LOSS_NAMES: Tuple[str, ...] = ("loss", "total_loss", "total")
 
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]+")

@@ -7,7 +7,7 @@ import torch
 
 from torch_adapter import TorchLogger
 from unitb import UnitbWarning, schema
-from unitb.read import reader
+from unitb import reader
 from unitb.write.writer import RunLogger
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from unitb.read import reader
+from unitb import reader
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
 FLUSH_SECS = 5.0  # RunLogger's default flush interval

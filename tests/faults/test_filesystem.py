@@ -11,7 +11,7 @@ import torch
 import unitb
 from torch_adapter import TorchLogger
 from unitb import UnitbWarning
-from unitb.read import reader
+from unitb import reader
 
 
 def _steps(run_dir, tag="train/loss"):

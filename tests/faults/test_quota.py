@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 
 from unitb import UnitbWarning, schema
-from unitb.read import reader
+from unitb import reader
 from unitb.write.writer import RunLogger
 
 

@@ -29,16 +29,16 @@ class Witness(Hook):
                 [p.grad.norm() for g in opt.param_groups for p in g["params"] if p.grad is not None])))))
 
 
-    def after_train(self, runner):  # before the hook's after_run lets its session go
+    def after_train(self, runner):  # before the hook's after_run lets its recorder go
         hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
-        state["has_session"] = hook.session is not None
-        state["probe"] = hook.session is not None and hook.session.probe is not None
+        state["has_recorder"] = hook.recorder is not None
+        state["probe"] = hook.recorder is not None and hook.recorder.probe is not None
 
 
 state = {}
 runner.register_hook(Witness(), priority="VERY_HIGH")
 runner.train()
-print(json.dumps({"rank": int(os.environ["RANK"]), "has_session": state["has_session"], "probe": state["probe"],
+print(json.dumps({"rank": int(os.environ["RANK"]), "has_recorder": state["has_recorder"], "probe": state["probe"],
                   "wrapped": type(runner.model).__name__, "witness": witness}), flush=True)
 # Both ranks leave the group together and tear it down before the interpreter does: a gloo group
 # still alive at exit, its peer already gone, can end a rank in std::terminate ("terminate called

@@ -45,7 +45,7 @@ for step in range(1, 7):
     logger.log_step(step, loss=loss.item())
 logger.close()
 with open(os.path.join(sys.argv[2], f"report{rank}.json"), "w") as handle:  # stdout of ranks interleaves
-    json.dump({"rank": rank, "writes": logger.run_dir is not None, "peer": logger.session is None,
+    json.dump({"rank": rank, "writes": logger.run_dir is not None, "peer": logger.recorder is None,
                "witness": witness, "shard_only": shard_only}, handle)
 # Both ranks leave together: rank 0 is still closing its writer when rank 1 is done, and gloo can
 # abort a process that tears its group down while the peer's connection is still in use.

@@ -26,7 +26,7 @@ class HardCrash(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if runner.iter + 1 == crash_at:
             unitb_hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
-            unitb_hook.session.run.flush()
+            unitb_hook.recorder.run.flush()
             runner.visualizer.get_backend("TensorboardVisBackend").experiment.flush()
             deadline = time.monotonic() + 30
             while unitb_hook.folder.mirrors and unitb_hook.folder.mirrors[-1].pending() and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ class HardCrash(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if runner.iter + 1 == crash_at:
             unitb_hook = next(h for h in runner.hooks if type(h).__name__ == "EnhancedTensorBoardHook")
-            unitb_hook.session.run.flush()  # what the 5 s flush timer would have written by then
+            unitb_hook.recorder.run.flush()  # what the 5 s flush timer would have written by then
             runner.visualizer.get_backend("TensorboardVisBackend").experiment.flush()
             os._exit(3)
 

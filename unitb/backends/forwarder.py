@@ -36,7 +36,7 @@ from unitb.backends.base import Backend, Point
 from unitb.backends.registry import make_backend
 from unitb.folder import step_index
 from unitb.files.event_files import event_files
-from unitb.read import reader
+from unitb.read import run_reader
 from unitb.read import records as records_io
 from unitb.write import background
 
@@ -205,7 +205,7 @@ class Forwarder:
         # The offset is the loop's own target: where the next read starts, after each block.
         for events, followed.offset in records_io.events_after(path, followed.offset):  # noqa: B020
             highest = -1
-            for tag, step, kind, value in reader.decoded_values(events, self._plugin_of):
+            for tag, step, kind, value in run_reader.decoded_values(events, self._plugin_of):
                 self._buffer.add(step, (tag, kind, value))
                 highest = max(highest, step)
             yield highest

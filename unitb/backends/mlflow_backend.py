@@ -16,7 +16,7 @@ import numpy as np
 
 from unitb.backends.base import Backend, installed, register_backend
 from unitb.backends.points import image_of
-from unitb.read.reader import session_values
+from unitb.read.run_reader import session_values
 
 EXPERIMENT = "unitb"
 METRIC_BATCH, PARAM_BATCH = 1000, 100  # log_batch's limits per call

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from unitb.backends.base import Backend, register_backend
 from unitb.backends.points import histogram_of, image_of
-from unitb.read.reader import session_values
+from unitb.read.run_reader import session_values
 
 OWNER = "unitb"
 MAX_BINS = 512  # wandb.Histogram refuses more

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from unitb.commands import arguments
 from unitb.files import storage
 from unitb.read import diff as diff_mod
-from unitb.read import logdir, reader
+from unitb.read import logdir, run_reader
 
 # The reading commands (tags, export, diff) are what people run most and wait on: the modules
 # only other commands need are loaded by those commands, so a start-up loads what it uses.
@@ -43,7 +43,7 @@ def _runs_of(path: str) -> Tuple[Optional[List[Tuple[str, str]]], Optional[str]]
     if missing:
         return None, missing
     try:
-        if reader.event_files(path):
+        if run_reader.event_files(path):
             return None, None
         runs = logdir.runs_below(path)
     except Exception as exc:  # a store that does not answer, missing credentials ...
@@ -57,7 +57,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 2
     if runs is None:
-        table = reader.tag_summary(args.run)
+        table = run_reader.tag_summary(args.run)
         width = max([len(str(e["tag"])) for e in table] + [3])
         print(f"{'tag'.ljust(width)}  {'kind':<14} {'count':>6} {'first':>8} {'last':>8}")
         for entry in table:
@@ -139,20 +139,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from unitb.files import safe_paths
-    from unitb.folder import resume
+    from unitb.folder import set_aside
 
     missing = _not_a_folder(args.path)
     if missing:
         print(missing, file=sys.stderr)
         return 2
-    sets = resume.removals(args.path)
+    sets = set_aside.removals(args.path)
     if not sets:
         print(f"unitb: nothing set aside below {args.path}")
         return 0
     refused = 0
     for trash in sets:
         try:
-            with open(os.path.join(trash, resume.MANIFEST)) as handle:
+            with open(os.path.join(trash, set_aside.MANIFEST)) as handle:
                 manifest = json.load(handle)
             first, last = manifest.get("dropped_steps", [0, 0])
         except (OSError, ValueError, TypeError, AttributeError) as exc:
@@ -165,7 +165,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             print(what)
             continue
         try:
-            restored = resume.restore(trash)
+            restored = set_aside.restore(trash)
         except safe_paths.UnsafePath as exc:
             print(f"unitb: {trash}: refused, its manifest {exc}; nothing was moved", file=sys.stderr)
             refused += 1
@@ -232,7 +232,7 @@ def push_to_backends(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"unitb push: {exc}", file=sys.stderr)
         return 2
-    found = reader.find_runs(args.local) if os.path.isdir(args.local) else []
+    found = run_reader.find_runs(args.local) if os.path.isdir(args.local) else []
     if not found:
         print(f"unitb push: no run (event files) below {args.local}", file=sys.stderr)
         return 2

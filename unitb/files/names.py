@@ -7,9 +7,9 @@ from __future__ import annotations
 
 CLAIM = ".unitb-claim"  # the writer that holds the folder (unitb.folder.claim)
 STEP_INDEX = ".unitb-steps.json"  # the highest step of each event file (unitb.folder.step_index)
-RESUME_JOURNAL = ".unitb-resume.json"  # a resume's clean-up in progress (unitb.folder.resume)
+RESUME_JOURNAL = ".unitb-resume.json"  # a resume's clean-up in progress (unitb.folder.set_aside)
 COMPACT_TMP = ".unitb-compact.tmp"  # the event file a resume compacts, before it is put in place
-REMOVED = ".unitb-removed"  # what resumes set aside, to restore (unitb.folder.resume)
+REMOVED = ".unitb-removed"  # what resumes set aside, to restore (unitb.folder.set_aside)
 BACKENDS_STATE = ".unitb-backends.json"  # what W&B/MLflow hold of the run (unitb.backends.forwarder)
 MIRROR_STATE = ".unitb-mirror.json"  # what the store holds of a URL run (unitb.store.mirror)
 RESUMED_MARK = ".unitb-resumed-"  # in the name of the event file a resume compacted

@@ -6,7 +6,7 @@
   both runs side by side.
 - A **resumed** run (a restored step ``S >= 1``) continues the newest version of the folder
   (``runs/exp-3`` when it exists and holds events, else ``runs/exp``), where its own earlier
-  steps are; orphans after ``S`` are set aside there (:mod:`unitb.folder.resume`).
+  steps are; orphans after ``S`` are set aside there (:mod:`unitb.folder.set_aside`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import os
 import re
 from typing import Callable, List, Optional, Set, Tuple
 
-from unitb.folder import claim, resume
+from unitb.folder import claim, set_aside
 from unitb.files.event_files import event_files
 
 _VERSION = re.compile(r"^(?P<base>.+)-(?P<n>\d+)$")
@@ -127,11 +127,11 @@ def prepare_run_dir(logdir: str, resume_step: Optional[int], warn: Callable[[str
     """Pick the folder (:func:`choose_run_dir`) and, on a real resume, claim it (waiting up to
     ``resume_wait`` seconds for a live writer to let go, :func:`unitb.folder.claim.claim_for_resume`)
     and set aside the steps the interrupted run wrote after ``resume_step``
-    (:func:`unitb.folder.resume.truncate_run`). Every adapter that opens its own writer starts here."""
+    (:func:`unitb.folder.set_aside.truncate_run`). Every adapter that opens its own writer starts here."""
     folder = choose_run_dir(logdir, resume_step, warn, owner)
     if resume_step:
         claim.claim_for_resume(folder, resume_wait, owner)
-        cleanup = resume.truncate_run(folder, int(resume_step))
+        cleanup = set_aside.truncate_run(folder, int(resume_step))
         if cleanup is not None:
             warn(f"{owner}: {cleanup.describe(int(resume_step), folder)}")
     return folder

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from unitb import schema
-from unitb.read.reader import Row, steps_by_tag
+from unitb.read.run_reader import Row, steps_by_tag
 
 # Families whose presence depends on configuration, not on the framework.
 OPTIONAL_FAMILIES = frozenset({

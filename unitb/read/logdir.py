@@ -16,7 +16,7 @@ from typing import IO, Dict, Iterator, List, Optional, Tuple
 
 from unitb.files.copying import copy_bytes
 from unitb.files import storage
-from unitb.read import diff, parallel, reader
+from unitb.read import diff, parallel, run_reader
 from unitb.read.row_text import CSV_HEADER, RunText, csv_line
 
 
@@ -24,8 +24,8 @@ from unitb.read.row_text import CSV_HEADER, RunText, csv_line
 def runs_below(root: str) -> List[Tuple[str, str]]:
     """``(name, folder)`` of every run below ``root`` (itself included, named ``.``), from one
     listing; what resumes set aside and a log root's experiment summary (``unitb hparams``) are
-    no runs (``reader.find_runs``)."""
-    found = reader.find_runs(root)
+    no runs (``run_reader.find_runs``)."""
+    found = run_reader.find_runs(root)
     if storage.is_url(root):
         base = root.rstrip("/")
         return [(run[len(base):].strip("/") or ".", run) for run in found]
@@ -33,7 +33,7 @@ def runs_below(root: str) -> List[Tuple[str, str]]:
 
 
 def _summary(run: Tuple[str, str]) -> List[Dict[str, object]]:
-    return reader.tag_summary(run[1])
+    return run_reader.tag_summary(run[1])
 
 
 def tag_summaries(root: str, runs: List[Tuple[str, str]]) -> Iterator[Tuple[str, List[Dict[str, object]]]]:

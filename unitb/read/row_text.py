@@ -20,13 +20,13 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from unitb.read import reader
+from unitb.read import run_reader
 from unitb.read.arrow_arrays import mask, numbers, string, strings
 
 CSV_HEADER = ("tag", "step", "wall_time", "kind", "value")
 
 
-def row_value(row: reader.Row) -> object:
+def row_value(row: run_reader.Row) -> object:
     """What a row's value column holds: the number or text itself, a summary of the others."""
     if row.kind == "scalar":
         return row.value
@@ -48,13 +48,13 @@ def csv_line(cells: tuple) -> str:
     return line.getvalue()
 
 
-def csv_cells(row: reader.Row) -> tuple:
+def csv_cells(row: run_reader.Row) -> tuple:
     value = row_value(row)
     return (row.tag, row.step, "%.6f" % row.wall_time, row.kind,
             value if isinstance(value, (int, float, str)) or value is None else json.dumps(value))
 
 
-def json_object(row: reader.Row, run: Optional[str] = None) -> str:
+def json_object(row: run_reader.Row, run: Optional[str] = None) -> str:
     fields: Dict[str, object] = {} if run is None else {"run": run}
     fields.update({"tag": row.tag, "step": row.step, "wall_time": row.wall_time, "kind": row.kind,
                    "value": row_value(row)})
@@ -75,15 +75,15 @@ class RunText:
 
     def pieces(self, run_dir: str) -> Iterator[bytes]:
         """The run's rows as text: CSV lines, or JSON objects each followed by ``,\\n``."""
-        for chunk in reader.row_chunks(run_dir, arrays=True):
-            if isinstance(chunk, reader.ScalarRows):
+        for chunk in run_reader.row_chunks(run_dir, arrays=True):
+            if isinstance(chunk, run_reader.ScalarRows):
                 yield self.scalars(chunk)
             elif self.fmt == "csv":
                 yield (self._prefix + csv_line(csv_cells(chunk))).encode()
             else:
                 yield (json_object(chunk, self.run) + ",\n").encode()
 
-    def scalars(self, chunk: reader.ScalarRows) -> bytes:
+    def scalars(self, chunk: run_reader.ScalarRows) -> bytes:
         """A stretch of scalar rows (columns as from ``row_chunks(arrays=True)``)."""
         for tag in chunk.tag_names if chunk.tag_names is not None else set(chunk.tags):
             if tag not in self._quoted:
@@ -92,7 +92,7 @@ class RunText:
         values = np.asarray(chunk.values, np.float64)
         walls = np.asarray(chunk.wall_times, np.float64)
         if self.fmt == "json" and not (np.isfinite(values).all() and np.isfinite(walls).all()):
-            return "".join(json_object(reader.Row(tag, step, wall, "scalar", value), self.run) + ",\n"
+            return "".join(json_object(run_reader.Row(tag, step, wall, "scalar", value), self.run) + ",\n"
                            for tag, step, wall, value in zip(list(chunk.tags), np.asarray(chunk.steps).tolist(),
                                                              walls.tolist(), values.tolist())).encode()
         if self.compiled:
@@ -115,7 +115,7 @@ def _arrow_available() -> bool:
     return True
 
 
-def _arrow_lines(fmt: str, chunk: reader.ScalarRows, quoted: Dict[str, str], values: np.ndarray,
+def _arrow_lines(fmt: str, chunk: run_reader.ScalarRows, quoted: Dict[str, str], values: np.ndarray,
                  walls: np.ndarray) -> bytes:
     """The lines of a stretch of scalars, every column formatted and joined by Arrow."""
     import pyarrow as pa

@@ -18,7 +18,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from unitb.read import logdir, parallel, reader
+from unitb.read import logdir, parallel, run_reader
 from unitb.read.arrow_arrays import nullable, numbers, strings
 
 HPARAMS_SUFFIX = ".hparams.parquet"
@@ -57,8 +57,8 @@ def _run_part(job: Tuple[str, str, str]) -> Tuple[str, int, Dict[str, Any]]:
                                            numbers(numbers_, np.float64)], schema=schema)
 
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, schema) as stream:
-        for chunk in reader.row_chunks(folder, arrays=True):
-            if isinstance(chunk, reader.ScalarRows):
+        for chunk in run_reader.row_chunks(folder, arrays=True):
+            if isinstance(chunk, run_reader.ScalarRows):
                 count = len(chunk.tags)
                 tags = pc.take(strings(list(chunk.tag_names or [])), numbers(chunk.tag_ids, np.int64))
                 stream.write_batch(batch(count, tags, chunk.steps, chunk.wall_times, chunk.values))
@@ -67,7 +67,7 @@ def _run_part(job: Tuple[str, str, str]) -> Tuple[str, int, Dict[str, Any]]:
                 stream.write_batch(batch(1, strings([chunk.tag]), [chunk.step], [chunk.wall_time], [chunk.value]))
                 rows += 1
             elif chunk.kind == "hparams":
-                values.update(reader.session_values(chunk.value))
+                values.update(run_reader.session_values(chunk.value))
     return path, rows, values
 
 

@@ -33,7 +33,7 @@ from unitb.files import storage
 from unitb.notices import default_info, default_warn
 from unitb.files.names import (BACKENDS_STATE, CLAIM, COMPACT_TMP, IN_MODEL_SUFFIX, MIRROR_STATE, REMOVED,
                                 RESUME_JOURNAL, STEP_INDEX)
-from unitb.folder.resume import removed_name
+from unitb.folder.set_aside import removed_name
 
 STATE = MIRROR_STATE
 REUPLOAD_MB = 64

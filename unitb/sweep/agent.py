@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from unitb.files import json_files
 from unitb.files.names import TRIAL_ARGS, TRIAL_NONFINITE, TRIAL_STDERR, TRIAL_STDOUT
-from unitb.log.sweep_trial import TrialInfo
+from unitb.life.sweep_trial import TrialInfo
 from unitb.sweep import liveness, space
 from unitb.sweep.command import command_line
 from unitb.sweep.follow import MetricFollower

@@ -13,7 +13,7 @@ from typing import Dict, List, Set, Tuple
 
 from unitb.files import json_files
 from unitb.files.names import REMOVED, TRIAL_RUNS
-from unitb.read import reader, records
+from unitb.read import run_reader, records
 
 
 @dataclass
@@ -35,8 +35,8 @@ class MetricFollower:
         """Every tag the trial's runs wrote (read once, to name them when the metric never came)."""
         found: Set[str] = set()
         for root in self.folders():
-            for run in reader.find_runs(root):
-                found.update(str(entry["tag"]) for entry in reader.tag_summary(run))
+            for run in run_reader.find_runs(root):
+                found.update(str(entry["tag"]) for entry in run_reader.tag_summary(run))
         return sorted(found)
 
     def folders(self) -> List[str]:
@@ -57,7 +57,7 @@ class MetricFollower:
                 continue  # set aside or removed between the listing and now
             # The offset is the loop's own target: where the next read starts, after each block.
             for events, followed.offset in records.events_holding(path, self._needle, followed.offset):  # noqa: B020
-                points += reader.tag_scalars(events, self.tag, followed.plugin_of, set())
+                points += run_reader.tag_scalars(events, self.tag, followed.plugin_of, set())
         return points
 
     def _event_files(self) -> List[str]:
@@ -65,5 +65,5 @@ class MetricFollower:
         for root in self.folders():
             for current, dirs, files in os.walk(root):
                 dirs[:] = sorted(d for d in dirs if d != REMOVED)
-                found += [os.path.join(current, name) for name in sorted(files) if reader.is_event_file(name)]
+                found += [os.path.join(current, name) for name in sorted(files) if run_reader.is_event_file(name)]
         return found

@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 
 from unitb.files.names import EXPERIMENT_LOCK, EXPERIMENT_SUFFIX
 from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
-from unitb.read import reader
+from unitb.read import run_reader
 from unitb.schema import HPARAM_KEYS
 from unitb.write import protos
 
@@ -84,11 +84,11 @@ def run_columns(run_dir: str, also: Sequence[str] = ()) -> Tuple[Dict[str, objec
     at step 0 that the SCALARS tab can hide: its "Ignore outliers" default drops the largest
     run's only point from the y-range)."""
     metrics = []
-    for entry in reader.tag_summary(run_dir):
+    for entry in run_reader.tag_summary(run_dir):
         tag, kind = str(entry["tag"]), entry["kind"]
         if kind == "scalar" and (tag == "train/loss" or tag.startswith("val/") or tag in MODEL_SIZE or tag in also):
             metrics.append(tag)
-    return reader.hparams(run_dir), metrics
+    return run_reader.hparams(run_dir), metrics
 
 
 # TensorBoard's HPARAMS tab ticks 5 hyperparameter columns (those declared ``differs`` first, by
@@ -137,7 +137,7 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
     """Write the log root's experiment summary (see the module docstring) for every run below
     ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run).
     A sweep passes its parameters as ``shared`` and its metric as ``first_metrics``."""
-    runs = reader.find_runs(logdir)
+    runs = run_reader.find_runs(logdir)
     if not runs:
         return None
     columns, metrics = experiment_columns(runs, shared, first_metrics)

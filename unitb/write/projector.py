@@ -1,7 +1,7 @@
 """Embeddings for TensorBoard's PROJECTOR tab, written the same way from both frameworks.
 
 ``log_embedding(tag, features, metadata=None, images=None)`` (every entry point, through
-:mod:`unitb.log.own_values`) writes, below the run folder::
+:mod:`unitb.life.own_values`) writes, below the run folder::
 
     projector/<tag>/<step>/tensors.tsv     N x D features, tab-separated
     projector/<tag>/<step>/metadata.tsv    one label per point (several columns: a header row first)

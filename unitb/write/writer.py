@@ -39,8 +39,8 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class FolderLife(Protocol):
-    """What the writer tells the folder it writes into (:class:`unitb.log.opening.OpenedFolder`):
+class OpenedFolderLike(Protocol):
+    """What the writer tells the folder it writes into (:class:`unitb.life.opening.OpenedFolder`):
     the writer flushed, closed, or has heavy records to queue."""
 
     @property
@@ -127,13 +127,13 @@ class RunLogger:
 
     def __init__(self, sink: Sink, *, warn: Callable[[str], None] = default_warn,
                  max_log_mb: Optional[float] = None, raise_on_nonfinite: bool = False,
-                 async_writes: bool = True, flush_secs: float = 5.0, folder: Optional[FolderLife] = None):
+                 async_writes: bool = True, flush_secs: float = 5.0, folder: Optional[OpenedFolderLike] = None):
         if max_log_mb is not None and (isinstance(max_log_mb, bool) or not isinstance(max_log_mb, (int, float))
                                        or max_log_mb <= 0):
             raise ValueError(f"max_log_mb must be a positive number or None, got {max_log_mb!r}")
         self.sink = sink
         # The folder's own life (step index, claim, backends, a URL run's mirror): not the
-        # writer's job (unitb.log.opening); None for a writer that only writes.
+        # writer's job (unitb.life.opening); None for a writer that only writes.
         self.folder = folder
         self.run_dir = folder.run_dir if folder is not None else getattr(sink, "logdir", None)
         self._warn = warn
@@ -302,7 +302,7 @@ class RunLogger:
 
     def speed(self, step: int, values: Mapping[str, object]) -> None:
         """``train/time/*``, ``train/throughput``, ``train/memory/*`` (canonical tags, see
-        :class:`unitb.log.speed.SpeedMeter`)."""
+        :class:`unitb.life.speed.SpeedMeter`)."""
         for tag, value in values.items():
             self.scalar(tag, value, step)
 

@@ -17,15 +17,15 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from unitb.backends import registry
 from unitb.files import storage
 from unitb.folder.claim import FolderBusy
-from unitb.log import sweep_trial
-from unitb.log.opening import OpenedFolder, open_folder
-from unitb.log.options import LogOptions, refuse_unsupported
-from unitb.log.profiling import StepProfiler
-from unitb.log.speed import SpeedMeter
+from unitb.life import sweep_trial
+from unitb.life.opening import OpenedFolder, open_folder
+from unitb.life.options import LogOptions, refuse_unsupported
+from unitb.life.profiling import StepProfiler
+from unitb.life.speed import SpeedMeter
 from unitb.notices import default_info, default_warn
-from unitb.store.remote_folder import StoreOptions, open_run_folder
+from unitb.store.run_location import StoreOptions, choose_run_location
 from unitb.write.hparams import merged
-from unitb.log.train_step import write_train_step
+from unitb.life.train_step import write_train_step
 from unitb.write.writer import RunLogger, Sink
 
 # Inside a sweep's trial the writer flushes every second, so the agent following the run judges
@@ -66,8 +66,8 @@ class RunLife:
     ``framework`` is the run's ``framework`` hparam).
 
     ``kwargs`` are the entry point's keyword arguments: the store's options and
-    :class:`~unitb.log.options.LogOptions` are taken from them, and an option ``owner`` cannot
-    serve is refused with a ``ValueError`` (:data:`unitb.log.options.UNSUPPORTED`).
+    :class:`~unitb.life.options.LogOptions` are taken from them, and an option ``owner`` cannot
+    serve is refused with a ``ValueError`` (:data:`unitb.life.options.UNSUPPORTED`).
     ``device_memory``: the framework's peak accelerator memory in MB since the last call, for
     ``train/memory/device_mb``. ``is_chief``: whether this process is the one that writes (rank 0,
     the chief worker), asked when the entry point starts."""
@@ -151,7 +151,7 @@ class RunLife:
         """Pick the folder (a fresh run never writes over another; a resume claims its folder and
         sets aside what the interrupted run wrote after ``start_step``), then :meth:`open`.
         Raises :class:`~unitb.folder.claim.FolderBusy` when a live writer holds it."""
-        where = open_run_folder(logdir, start_step, self.store, self.warn, self.info, self.owner,
+        where = choose_run_location(logdir, start_step, self.store, self.warn, self.info, self.owner,
                                 self.options.resume_wait)
         return self.open(make_sink(where.local), start_step=start_step or 0, url=where.url, mirror=where.mirror)
 
@@ -207,7 +207,7 @@ class RunLife:
 
     def write_step(self, step: int, log_vars: Optional[Mapping[str, object]] = None, *,
                    speed_at: Optional[int] = None, samples: Optional[int] = None, **values) -> None:
-        """Step ``step``'s scalars (:func:`~unitb.log.train_step.write_train_step`: ``losses``,
+        """Step ``step``'s scalars (:func:`~unitb.life.train_step.write_train_step`: ``losses``,
         ``metrics``, ``learning_rates``, ``epoch``, ``loss_scale``), with the speed over the steps
         since the last point, measured up to ``speed_at`` (``step`` unless a point is written
         after its block ran on), over ``samples`` counted there (else those added)."""

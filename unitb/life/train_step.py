@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from unitb import schema
-from unitb.log.options import LogOptions
+from unitb.life.options import LogOptions
 from unitb.write.writer import RunLogger, undefined_metric
 from unitb.schema import TOTAL_LOSS_NAMES
 

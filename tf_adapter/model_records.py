@@ -1,4 +1,4 @@
-"""What TFCallback and TFLogger share beside the run's life (:mod:`unitb.log.lifecycle`): the
+"""What TFCallback and TFLogger share beside the run's life (:mod:`unitb.life.lifecycle`): the
 header from a Keras model, its config text and hparams, and images drawn from TF batches."""
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from tf_adapter import measure
 from tf_adapter.probe import applying_optimizer
 from unitb import schema
 from unitb.write import render
-from unitb.log import train_step
-from unitb.log.options import LogOptions
+from unitb.life import train_step
+from unitb.life.options import LogOptions
 from unitb.write.writer import RunLogger
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None) -> None:
-    """The run's header (:func:`unitb.log.train_step.write_header`) from a Keras model: its
+    """The run's header (:func:`unitb.life.train_step.write_header`) from a Keras model: its
     statistics, and its JSON config when no config text is given."""
     if not config_text and model is not None and hasattr(model, "to_json"):
         config_text = model_config_text(model)

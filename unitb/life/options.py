@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from unitb.backends.registry import check_backends
-from unitb.log.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
-from unitb.log.profiling import check_profile_steps
+from unitb.life.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
+from unitb.life.profiling import check_profile_steps
 
 
 @dataclass
@@ -52,7 +52,7 @@ class LogOptions:
     # Serialise and write on a background thread (unitb.write.background); False writes inline.
     async_writes: bool = True
     # (start, stop): a profiler trace of training steps start..stop (unitb's step axis) into the
-    # run folder (unitb.log.profiling); None: no profiling, and no cost.
+    # run folder (unitb.life.profiling); None: no profiling, and no cost.
     profile_steps: Optional[Tuple[int, int]] = None
     # Extra backends beside TensorBoard: ("wandb", "mlflow") or {"wandb": {"project": ...}, ...}
     # (unitb.backends.forwarder); they get what the event files get, at the same steps, off the training thread.

@@ -1,5 +1,6 @@
-"""Open a run whose logdir is a URL: the same folder rules as a local run (:mod:`unitb.folder.versions`),
-decided on what the store *and* the local spool hold, then a :class:`~unitb.store.mirror.Mirror`.
+"""Where a run is written: a local folder, or for a logdir that is a URL, a local spool and the
+:class:`~unitb.store.mirror.Mirror` that uploads it, chosen by the same folder rules as a local run
+(:mod:`unitb.folder.versions`) decided on what the store *and* the spool hold.
 
 - Fresh run (step 0): ``s3://b/runs/exp`` when no version of it holds a run, else one past
   the newest (``exp-2``…), in the store or in this machine's spool.
@@ -19,16 +20,16 @@ from typing import Any, Callable, Mapping, Optional, Set
 
 from unitb.folder import claim
 from unitb.files.event_files import event_files
-from unitb.folder import versions as runs
+from unitb.folder import versions
 from unitb.files import safe_paths
 from unitb.files import storage
 from unitb.store.mirror import Mirror
-from unitb.folder import resume
+from unitb.folder import set_aside
 
 
 @dataclass
-class ChosenFolder:
-    """The folder a run writes into, as :func:`open_run_folder` chose it."""
+class RunLocation:
+    """The folder a run writes into, as :func:`choose_run_location` chose it."""
 
     url: str  # where the run is: the folder or URL version chosen (``…/exp-2`` beside another run)
     local: str  # the folder the writers write into (a URL run's spool folder)
@@ -70,25 +71,25 @@ def store_versions(url: str, storage_options: Optional[Mapping[str, Any]] = None
     parent, _, base = url.rpartition("/")
     found = set()
     for name, kind in storage.listdir(parent, storage_options):
-        number = runs.version_number(name, base)
+        number = versions.version_number(name, base)
         if kind == "directory" and number is not None and \
                 event_files(storage.join(parent, name), storage_options):
             found.add(number)
     return found
 
 
-def open_run_folder(logdir: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                    info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> ChosenFolder:
+def choose_run_location(logdir: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
+                        info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> RunLocation:
     """Where every adapter that opens its own writer starts: a local logdir goes through
     :func:`unitb.folder.versions.prepare_run_dir`, a URL through :func:`open_url_run`."""
     if storage.is_url(logdir):
         return open_url_run(logdir, resume_step, store, warn, info, owner, resume_wait)
-    folder = runs.prepare_run_dir(logdir, resume_step, warn, owner, resume_wait)
-    return ChosenFolder(url=folder, local=folder, mirror=None)
+    folder = versions.prepare_run_dir(logdir, resume_step, warn, owner, resume_wait)
+    return RunLocation(url=folder, local=folder, mirror=None)
 
 
 def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn: Callable[[str], None],
-                 info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> ChosenFolder:
+                 info: Callable[[str], None], owner: str = "unitb", resume_wait: float = 60.0) -> RunLocation:
     url = storage.normalize_url(url)
     spool = storage.spool_path(url, store.spool_dir)
     try:
@@ -98,9 +99,9 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
         warn(f"{owner}: could not list {url} ({type(exc).__name__}: {exc}); going on with what this machine's "
              f"spool ({spool}) holds; uploads start when the store answers")
         in_store, reachable = set(), False
-    taken = in_store | runs.taken_versions(spool)
+    taken = in_store | versions.taken_versions(spool)
     if resume_step:
-        chosen = runs.version_path(url, max(taken, default=1))
+        chosen = versions.version_path(url, max(taken, default=1))
     else:
         chosen = claim_url_version(url, taken, store, reachable, warn, owner)
         if chosen != url:
@@ -119,13 +120,13 @@ def open_url_run(url: str, resume_step: Optional[int], store: StoreOptions, warn
             warn(f"{owner}: could not fetch {chosen} ({type(exc).__name__}: {exc}); steps before {resume_step} "
                  "stay in the store as they are, and its orphans (if any) are not set aside")
 
-    before = set(resume.removals(local))
-    folder = runs.prepare_run_dir(local, resume_step, warn, owner, resume_wait)
-    if set(resume.removals(local)) - before:
-        info(f"{owner}: the store's copy of {chosen} gets the same clean-up (set aside under its {resume.TRASH}/, "
+    before = set(set_aside.removals(local))
+    folder = versions.prepare_run_dir(local, resume_step, warn, owner, resume_wait)
+    if set(set_aside.removals(local)) - before:
+        info(f"{owner}: the store's copy of {chosen} gets the same clean-up (set aside under its {set_aside.TRASH}/, "
              f"nothing deleted that is not there); to put it back from any machine: "
              f"`unitb pull {chosen} DIR --include-removed` then `unitb restore DIR`")
-    return ChosenFolder(url=chosen, local=folder, mirror=mirror.start())
+    return RunLocation(url=chosen, local=folder, mirror=mirror.start())
 
 
 def claim_url_version(url: str, taken: Set[int], store: StoreOptions, reachable: bool,
@@ -149,7 +150,7 @@ def claim_url_version(url: str, taken: Set[int], store: StoreOptions, reachable:
             claim.release(local)  # another machine claimed it first
         return won
 
-    return runs.claim_from(url, max(taken) + 1 if taken else 1, claim_both)
+    return versions.claim_from(url, max(taken) + 1 if taken else 1, claim_both)
 
 
 def mirror_folder(local: str, url: str, store: StoreOptions, warn: Callable[[str], None],

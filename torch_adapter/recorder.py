@@ -1,7 +1,7 @@
 """The PyTorch side of a run: what the mmengine hook and TorchLogger share.
 
 Both entry points only translate their framework's events into calls on a
-:class:`TorchSession`; measuring is in :mod:`torch_adapter.measure`, naming and guarding
+:class:`TorchRecorder`; measuring is in :mod:`torch_adapter.measure`, naming and guarding
 in the core (:class:`unitb.write.writer.RunLogger`).
 """
 from __future__ import annotations
@@ -15,16 +15,16 @@ from torch_adapter.images import ImageBatch
 from torch_adapter.activations import ActivationProbe
 from unitb import schema
 from unitb.write import render
-from unitb.log import train_step
-from unitb.log.lifecycle import RunLife
-from unitb.log.options import LogOptions
+from unitb.life import train_step
+from unitb.life.lifecycle import RunLife
+from unitb.life.options import LogOptions
 from unitb.write.writer import RunLogger, as_number
 
 
 class DueGradients:
     """When the gradient probe measures: at due steps, and, when a due step applied no update
     (a loss-scaler skip, an accumulating micro-batch), at the next update that is applied.
-    Shared by the writing session and, under sharded training, by the other ranks, which
+    Shared by the writing recorder and, under sharded training, by the other ranks, which
     must measure (and all-reduce) at exactly the same steps."""
 
     def __init__(self, options: LogOptions):
@@ -43,11 +43,11 @@ class DueGradients:
         return missing
 
 
-class TorchSession:
+class TorchRecorder:
     """What the hook and ``TorchLogger`` measure with torch, written into the run ``life`` opened."""
 
     def __init__(self, life: RunLife):
-        assert life.run is not None, "open the run before the session"
+        assert life.run is not None, "open the run before the recorder"
         self.life = life
         self.options = life.options
         self.run: RunLogger = life.run
@@ -104,7 +104,7 @@ class TorchSession:
                  epoch: Optional[float] = None, pre_clip: object = None, loss_scaler=None,
                  update_may_skip: bool = False) -> None:
         """Write what is due at ``step``: ``log_vars`` (losses and metrics told apart by name, as
-        mmengine gives them), ``losses`` and ``metrics`` (:func:`unitb.log.train_step.write_train_step`).
+        mmengine gives them), ``losses`` and ``metrics`` (:func:`unitb.life.train_step.write_train_step`).
         ``loss_scaler``: a ``torch.amp.GradScaler`` (mmengine's
         ``AmpOptimWrapper.loss_scaler``), whose scale is logged and which may skip an update
         (inf/NaN gradients). ``update_may_skip``: the iteration may apply no update at all

@@ -1,8 +1,8 @@
 """Where an mmengine run's TensorBoard events go: the folder rules of :mod:`unitb.folder.versions` and
-:mod:`unitb.folder.resume` applied to the folder mmengine chose, and the mirrors to ``out_dir``.
+:mod:`unitb.folder.set_aside` applied to the folder mmengine chose, and the mirrors to ``out_dir``.
 
 mmengine opens ``TensorboardVisBackend``'s writer itself, in ``work_dir/<timestamp>/vis_data``
-(or a fixed ``save_dir``), before any hook runs. So, unlike the other entry points, the hook
+(or a fixed ``save_dir``), before any hook versions. So, unlike the other entry points, the hook
 cannot pick the folder first; it adjusts afterwards:
 
 - a **fresh** run whose folder holds another run (a fixed ``save_dir``; here or, with
@@ -21,18 +21,18 @@ from typing import Callable, List, Optional, Set
 from torch_adapter import mmengine_internals
 from torch_adapter.sink import SummaryWriterSink
 from unitb.folder import claim
-from unitb.read import reader
-from unitb.folder import resume
-from unitb.folder import versions as runs
+from unitb.read import run_reader
+from unitb.folder import set_aside
+from unitb.folder import versions
 from unitb.folder import step_index
 from unitb.files import storage
 from unitb.store.mirror import Mirror
-from unitb.store.remote_folder import StoreOptions, mirror_folder, newest_earlier_folder, store_versions
+from unitb.store.run_location import StoreOptions, mirror_folder, newest_earlier_folder, store_versions
 
 OWNER = "EnhancedTensorBoardHook"
 
 
-class MMEngineRunFolder:
+class MMEngineVisDir:
     """The hook's run folder and its mirrors (``out_dir``). ``warn``/``info``: mmengine's logger."""
 
     def __init__(self, out_dir: Optional[str], store: StoreOptions, warn: Callable[[str], None],
@@ -47,7 +47,7 @@ class MMEngineRunFolder:
     def open_sink(self, runner) -> SummaryWriterSink:
         """The TensorboardVisBackend's writer (or our own at the same place), in a folder
         that holds no other run on a fresh start, with the history of an interrupted run
-        cleaned up on a resume."""
+        cleaned up on a set_aside."""
         backend = mmengine_internals.tensorboard_backend(runner)
         writer = backend.experiment if backend is not None else None
         if writer is not None:
@@ -104,10 +104,10 @@ class MMEngineRunFolder:
             return sink  # no other run there, and none started at the same moment claimed it
 
         old_dir = sink.logdir
-        taken = in_store | runs.taken_versions(old_dir) | {1}
-        new_dir = runs.claim_from(old_dir, max(taken) + 1)
+        taken = in_store | versions.taken_versions(old_dir) | {1}
+        new_dir = versions.claim_from(old_dir, max(taken) + 1)
         where = f"{old_dir} ({self._remote_for(runner, old_dir)} in the store)" if in_store else old_dir
-        others = in_store or reader.other_event_files(old_dir, own)
+        others = in_store or run_reader.other_event_files(old_dir, own)
         why = "already holds another run" if others else "was claimed by another run started at the same moment"
         self._warn(f"{OWNER}: {where} {why}; this fresh run (step 0) writes to {new_dir} and leaves it untouched. "
                    "Resume from a checkpoint (resume=True) to continue that run instead.")
@@ -129,9 +129,9 @@ class MMEngineRunFolder:
         run wrote after S; into mmengine's new ``work_dir/<timestamp>/vis_data``, carry the
         previous timestamp folder's steps up to S over, so one clean curve shows."""
         step = int(runner.iter)
-        if reader.other_event_files(sink.logdir, sink.open_files()):
+        if run_reader.other_event_files(sink.logdir, sink.open_files()):
             claim.claim_for_resume(sink.logdir, self.resume_wait, OWNER)  # no live writer of the old run there
-            cleanup = resume.truncate_run(sink.logdir, step, exclude=sink.open_files())
+            cleanup = set_aside.truncate_run(sink.logdir, step, exclude=sink.open_files())
             where = sink.logdir
         else:
             previous = previous_timestamp_folder(sink.logdir)
@@ -139,7 +139,7 @@ class MMEngineRunFolder:
             if previous:
                 claim.claim_for_resume(previous, self.resume_wait, OWNER)  # the interrupted job has let go
                 try:
-                    cleanup = resume.carry_history(previous, sink.logdir, step)
+                    cleanup = set_aside.carry_history(previous, sink.logdir, step)
                 finally:
                     claim.release(previous)  # its event files moved on with the history
             where = previous
@@ -191,7 +191,7 @@ def holds_training_steps(folder: str) -> bool:
     """Whether ``folder``'s event files hold a record past step 0. A start that failed before
     training (a checkpoint that would not load) leaves a folder with only the config text at
     step 0: it is not the run a resume continues."""
-    return any(step_index.last_step(path) >= 1 for path in reader.event_files(folder))
+    return any(step_index.last_step(path) >= 1 for path in run_reader.event_files(folder))
 
 
 def previous_timestamp_folder(vis_dir: str) -> Optional[str]:
@@ -207,7 +207,7 @@ def previous_timestamp_folder(vis_dir: str) -> Optional[str]:
     for name in reversed(names):
         candidate = osp.join(work_dir, name, leaf)
         if name < stamp and osp.isdir(candidate):
-            resume.recover(candidate)  # a clean-up interrupted by a kill is finished first
+            set_aside.recover(candidate)  # a clean-up interrupted by a kill is finished first
             if holds_training_steps(candidate):
                 return candidate
     return None
