@@ -2,6 +2,7 @@
 tags, steps and values, read back from what each backend stored; each step once across a
 resume; a backend that is down costs one warning and nothing else."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -75,6 +76,8 @@ def test_a_torch_run_reaches_wandb_and_mlflow_with_tensorboards_steps(tmp_path, 
     assert run.scalars() == tb
     assert run.kinds() == {"samples/crop": "image-file", "samples/hist": "histogram", "notes/what": "html-file"}
     assert run.config["depth"] == 2 and run.config["learning_rate"] == pytest.approx(0.05)
+    # W&B's own folder says which unitb run it holds: offline-run-<time>-<run name>-<random>
+    assert re.fullmatch(r"offline-run-\d{8}_\d{6}-run-[0-9a-f]{8}", os.path.basename(os.path.dirname(run.path)))
 
     (found,) = _only_run(mlflow_server, "t1")
     assert found.info.run_name == "run" and found.info.status == "FINISHED"
@@ -239,6 +242,10 @@ def test_unitb_push_sends_a_finished_run_once(tmp_path, wandb_offline, mlflow_se
     assert _wandb_seen(wandb_offline) == tb
     (found,) = _only_run(mlflow_server, "t5")
     assert mlflow_server.history(found.info.run_id) == tb
+    # MLflow shows the training's own start and end, not the push's: the run's first and last event times.
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    times = [event.wall_time for path in reader.event_files(logger.run_dir) for event in EventFileLoader(path).Load()]
+    assert (found.info.start_time, found.info.end_time) == (int(min(times) * 1000), int(max(times) * 1000))
     assert cli.main(argv) == 0  # again: the same backend runs, nothing sent twice
     assert _wandb_seen(wandb_offline) == tb
     (again,) = _only_run(mlflow_server, "t5")

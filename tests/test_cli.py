@@ -99,6 +99,16 @@ def test_missing_run_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "no event files" in out.stderr
 
 
+def test_version_and_each_command_s_own_help_page():
+    from importlib import metadata
+
+    out = _cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"unitb {metadata.version('unitb')}"
+    page = _cli("demo", "--help").stdout
+    assert "Train tiny PyTorch and TensorFlow models into comparable runs." in page and "(default: 64)" in page
+    assert "Create a sweep and run K agents on this machine." in _cli("sweep", "run", "--help").stdout
+
+
 def test_demo_picks_mmpose_only_when_installed(monkeypatch):
     from unitb.commands import demo
 

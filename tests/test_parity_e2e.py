@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from unitb.files.names import EXPERIMENT_FOLDER
+
 from tb_server import tensorboard
 from unitb import schema
 from unitb.commands import demo
@@ -60,7 +62,8 @@ def test_demo_runs_have_parity_by_unitb_diff(demo_root):
 def test_tensorboard_server_shows_one_layout(demo_root, load_fast):
     with tensorboard(demo_root, load_fast=load_fast, expect_runs=3) as tb:
         runs = tb.get("/data/runs")
-        assert sorted(runs) == sorted(RUNS + (".",))  # "." holds the HPARAMS experiment summary only
+        # the HPARAMS experiment summary is a run named for what it holds
+        assert sorted(runs) == sorted(RUNS + (EXPERIMENT_FOLDER,))
         scalar_tags = tb.get("/data/plugin/scalars/tags")
         histogram_tags = tb.get("/data/plugin/histograms/tags")
         image_tags = tb.get("/data/plugin/images/tags")
@@ -100,7 +103,7 @@ def test_hparams_tab_opens_on_the_shared_hyperparameters_and_every_val_metric(de
     batch_size, and lists train/loss, val/loss and every val/* metric of both frameworks; unitb's
     own logging knobs and the runs' own long config keys are not columns (the TEXT tab has them)."""
     with tensorboard(demo_root, expect_runs=3) as tb:
-        assert "." in tb.get("/data/runs")  # the experiment summary at the root
+        assert EXPERIMENT_FOLDER in tb.get("/data/runs")  # the experiment summary, a run named for it
         experiment = tb.post("/data/plugin/hparams/experiment", {"experimentName": "", "includeMetrics": True})
         infos = experiment["hparamInfos"]
         names = [info["name"] for info in infos]

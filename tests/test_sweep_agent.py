@@ -114,7 +114,7 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
     """))
     done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--agents", "2", "--name", "grid")
     assert done.returncode == 0, done.stderr
-    sweep = sweep_study.find("grid", str(tmp_path / "runs"))
+    sweep = sweep_study.find("grid", str(tmp_path / "sweeps"))
     trials = sweep.study().get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     combos = sorted((t.params["lr"], t.params["width"]) for t in trials)
@@ -122,7 +122,7 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
 
     chosen = {}
     for trial in trials:
-        run = str(tmp_path / "runs" / "grid" / f"trial-{trial.number:03d}")
+        run = str(tmp_path / "sweeps" / "grid" / f"trial-{trial.number:03d}")
         assert reader.find_runs(run) == [run]  # its own folder, nothing shared
         values = reader.hparams(run)
         assert (values["lr"], values["width"], values["sweep"], values["trial"]) == (
@@ -148,7 +148,7 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
     best = min(chosen, key=chosen.get)
     assert html.index(f"<tr class=\"best\"><td>{best}</td><td>complete</td>") < html.index("Optimization History")
     # The whole sweep as two Parquet tables, queried with DuckDB as the README shows.
-    exported = unitb(tmp_path, "export", "runs/grid", "--format", "parquet", "-o", "grid.parquet")
+    exported = unitb(tmp_path, "export", "sweeps/grid", "--format", "parquet", "-o", "grid.parquet")
     assert exported.returncode == 0, exported.stderr
     duckdb = pytest.importorskip("duckdb")
     with duckdb.connect() as db:
@@ -198,7 +198,7 @@ def test_bayes_with_hyperband_prunes_and_the_pruned_run_is_kept_whole(tmp_path):
     """))
     done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--agents", "2", "--name", "hb")
     assert done.returncode == 0, done.stderr
-    sweep = sweep_study.find("hb", str(tmp_path / "runs"))
+    sweep = sweep_study.find("hb", str(tmp_path / "sweeps"))
     trials = sweep.study().get_trials()
     assert len(trials) == 6
     pruned = [t for t in trials if t.state.name == "PRUNED"]
@@ -214,6 +214,30 @@ def test_bayes_with_hyperband_prunes_and_the_pruned_run_is_kept_whole(tmp_path):
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert complete and all(t.value == pytest.approx(last_value(t.user_attrs["unitb.run"], "val/loss"), rel=1e-6)
                             for t in complete)
+
+
+def test_a_sweep_whose_trials_all_fail_says_why_and_exits_non_zero(tmp_path):
+    write(tmp_path, "train.py", "import sys\nprint('reading the data', file=sys.stderr)\nraise SystemExit(3)\n")
+    write(tmp_path, "sweep.yaml", textwrap.dedent("""
+        program: train.py
+        method: grid
+        metric: {name: val/acc, goal: maximize}
+        parameters:
+          lr: {values: [0.1, 0.2]}
+    """))
+    done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--name", "down")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == ("unitb sweep: no trial completed (2 of 2 failed); the first, trial 0: exited with code 3; its "
+                    "stderr ends: … reading the data"), last
+    assert "Look at them" not in done.stdout  # nothing to look at
+    # A program that is not there is refused at create, naming where it was looked for.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    refused = unitb(elsewhere, "sweep", "create", str(tmp_path / "sweep.yaml"))
+    assert refused.returncode == 2
+    assert f"program: 'train.py' is not a file in {elsewhere}" in refused.stderr
+    assert not (elsewhere / "sweeps").exists()
 
 
 def test_a_crashing_trial_and_one_that_never_writes_the_metric_fail_and_the_agent_goes_on(tmp_path):
@@ -237,7 +261,7 @@ def test_a_crashing_trial_and_one_that_never_writes_the_metric_fail_and_the_agen
     """))
     done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--name", "bad")
     assert done.returncode == 0, done.stderr
-    sweep = sweep_study.find("bad", str(tmp_path / "runs"))
+    sweep = sweep_study.find("bad", str(tmp_path / "sweeps"))
     by_mode = {t.params["mode"]: t for t in sweep.study().get_trials()}
     crash, silent, good = by_mode["crash"], by_mode["silent"], by_mode["good"]
     assert crash.state.name == "FAIL" and crash.user_attrs["unitb.exit_code"] == 1
@@ -282,7 +306,7 @@ def test_the_seed_example_config_runs_as_written_with_a_program(tmp_path):
     assert len(ident) == 8 and f"unitb sweep agent {ident}" in created.stderr
     ran = unitb(tmp_path, "sweep", "agent", ident, "--count", "3")
     assert ran.returncode == 0, ran.stderr
-    trials = sweep_study.find(ident, str(tmp_path / "runs")).study().get_trials()
+    trials = sweep_study.find(ident, str(tmp_path / "sweeps")).study().get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     for t in trials:
         assert 0.0001 <= t.params["lr"] <= 0.01 and t.params["dropout"] in (0.1, 0.2, 0.3)
@@ -304,7 +328,7 @@ def test_ctrl_c_stops_the_trials_and_an_agent_continues_the_sweep(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "unitb", "sweep", "run", "sweep.yaml", "--agents", "2",
                                 "--name", "stop"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    folder = tmp_path / "runs" / "stop"
+    folder = tmp_path / "sweeps" / "stop"
     deadline = time.monotonic() + 120
     # Wait until both trials have written a point, then press Ctrl-C.
     while time.monotonic() < deadline:
@@ -316,7 +340,7 @@ def test_ctrl_c_stops_the_trials_and_an_agent_continues_the_sweep(tmp_path):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "unitb sweep agent" in out and "interrupted" in err
-    sweep = sweep_study.find("stop", str(tmp_path / "runs"))
+    sweep = sweep_study.find("stop", str(tmp_path / "sweeps"))
     trials = sweep.study().get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL", "WAITING", "WAITING"]
     assert all(t.user_attrs.get("unitb.interrupted") for t in trials[:2])
@@ -338,18 +362,19 @@ def test_an_agent_driven_from_python_leaves_the_sweeps_hparams_table(tmp_path, m
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from unitb.files.names import EXPERIMENT_SUFFIX
+    from unitb.files.names import EXPERIMENT_FOLDER, EXPERIMENT_SUFFIX
     from unitb.sweep.agent import Agent
 
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "train.py", TORCH_TRAINING)
     sweep = sweep_study.create({"program": "train.py", "method": "grid", "metric": {"name": "val/loss", "goal": "minimize"},
                                 "parameters": {"lr": {"values": [0.01, 0.02]}, "steps": {"value": 4}}},
-                               name="py", logdir=str(tmp_path / "runs"))
+                               name="py", logdir=str(tmp_path / "sweeps"))
     said = []
     assert Agent(sweep, None, say=said.append).run() == 2
-    (summary,) = [name for name in os.listdir(sweep.folder) if name.endswith(EXPERIMENT_SUFFIX)]
-    events = list(EventFileLoader(os.path.join(sweep.folder, summary)).Load())
+    folder = os.path.join(sweep.folder, EXPERIMENT_FOLDER)  # a folder TensorBoard lists by what it holds
+    (summary,) = [name for name in os.listdir(folder) if name.endswith(EXPERIMENT_SUFFIX)]
+    events = list(EventFileLoader(os.path.join(folder, summary)).Load())
     (value,) = [v for event in events for v in event.summary.value]
     experiment = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).experiment
     assert "lr" in [info.name for info in experiment.hparam_infos]

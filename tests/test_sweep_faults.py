@@ -75,7 +75,7 @@ def test_an_agent_killed_with_its_group_stops_its_trial_and_the_sweep_runs_it_ag
     group mid-trial. Its trial (a session of its own) ends within seconds; the other agent does
     not call the grid done, fails the dead agent's trial naming it, and runs the combination."""
     ident = make_sweep(tmp_path, "dead")
-    folder = tmp_path / "runs" / ident
+    folder = tmp_path / "sweeps" / ident
     agents = [start_agent(tmp_path, ident) for _ in range(2)]
     trial_folder, pids = wait_for_slow_trial(folder)
     victim = next(agent for agent in agents if agent.pid == pids["agent"])
@@ -90,7 +90,7 @@ def test_an_agent_killed_with_its_group_stops_its_trial_and_the_sweep_runs_it_ag
     out, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err[-3000:]
     assert "Traceback" not in err
-    trials = sweep_study.find(ident, str(tmp_path / "runs")).study().get_trials()
+    trials = sweep_study.find(ident, str(tmp_path / "sweeps")).study().get_trials()
     dead = next(t for t in trials if str(trial_folder).endswith(f"trial-{t.number:03d}"))
     assert dead.state.name == "FAIL"
     assert dead.user_attrs["unitb.error"].startswith(f"its agent (pid {pids['agent']} on ")
@@ -109,7 +109,7 @@ def test_an_agent_killed_alone_leaves_a_trial_the_next_agent_fails_and_runs_agai
     """The only agent is SIGKILLed; its trial stops with it, status never shows it running, and
     an agent started again runs what is left, the dead trial's combination included."""
     ident = make_sweep(tmp_path, "alone")
-    folder = tmp_path / "runs" / ident
+    folder = tmp_path / "sweeps" / ident
     agent = start_agent(tmp_path, ident)
     trial_folder, pids = wait_for_slow_trial(folder)
     agent.send_signal(signal.SIGKILL)
@@ -124,7 +124,7 @@ def test_an_agent_killed_alone_leaves_a_trial_the_next_agent_fails_and_runs_agai
     again = start_agent(tmp_path, ident)
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err[-3000:]
-    trials = sweep_study.find(ident, str(tmp_path / "runs")).study().get_trials()
+    trials = sweep_study.find(ident, str(tmp_path / "sweeps")).study().get_trials()
     completed = sorted((t.params["x"], t.params["y"]) for t in trials if t.state.name == "COMPLETE")
     assert completed == [(1, 10), (1, 20), (2, 10), (2, 20)]
 
@@ -135,7 +135,7 @@ def test_an_agent_on_another_host_is_found_dead_by_its_beat_in_the_journal(tmp_p
     pids mean nothing here): it dies whole (a lost node). The agent here cannot look at its pid;
     the beat it stopped moving tells, after three beats, and the combination runs again."""
     ident = make_sweep(tmp_path, "elsewhere")
-    folder = tmp_path / "runs" / ident
+    folder = tmp_path / "sweeps" / ident
     remote = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "unitb", "sweep",
                                "agent", ident, "--heartbeat", "1"], cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,7 +147,7 @@ def test_an_agent_on_another_host_is_found_dead_by_its_beat_in_the_journal(tmp_p
     remote.wait(10)
     out, err = local.communicate(timeout=120)
     assert local.returncode == 0, err[-3000:]
-    trials = sweep_study.find(ident, str(tmp_path / "runs")).study().get_trials()
+    trials = sweep_study.find(ident, str(tmp_path / "sweeps")).study().get_trials()
     dead = next(t for t in trials if str(trial_folder).endswith(f"trial-{t.number:03d}"))
     assert dead.state.name == "FAIL"
     assert "has not beaten for 3 s: the host or the agent died" in dead.user_attrs["unitb.error"]
@@ -160,10 +160,10 @@ def test_a_trial_another_agent_failed_runs_on_and_its_outcome_is_kept(tmp_path):
     and its parameters queued again while it runs. Its agent goes on without a traceback, keeps
     what the trial did with the sweep, and runs the retry too."""
     ident = make_sweep(tmp_path, "taken")
-    folder = tmp_path / "runs" / ident
+    folder = tmp_path / "sweeps" / ident
     agent = start_agent(tmp_path, ident)
     trial_folder, _ = wait_for_slow_trial(folder)
-    sweep = sweep_study.find(ident, str(tmp_path / "runs"))
+    sweep = sweep_study.find(ident, str(tmp_path / "sweeps"))
     study = sweep.study()
     number = int(trial_folder.name.split("-")[1])
     trial = study.get_trials()[number]
@@ -214,7 +214,7 @@ def test_two_creates_of_one_name_one_wins_and_the_other_says_where_it_lives(tmp_
         assert err.startswith(f"unitb sweep create: a sweep 'same{round_}' exists already in "), err
         assert len(err.strip().splitlines()) == 1
         if storage == "journal":
-            assert str(tmp_path / "runs" / f"same{round_}") in err
+            assert str(tmp_path / "sweeps" / f"same{round_}") in err
     if storage == "postgres":  # two different sweeps meeting one empty database: one schema, both made
         url = request.getfixturevalue("postgres").database("empty")
         both = [_start_at(tmp_path, at, ["sweep", "create", "sweep.json", "--name", name, "--storage", url])
@@ -257,7 +257,7 @@ def test_a_metric_that_turns_nan_or_infinite_fails_its_trial_at_that_step(tmp_pa
                                          "parameters: {mode: {values: [torch_nan, inf, ok]}}\n")
     done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--name", "nf", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    trials = {t.params["mode"]: t for t in sweep_study.find("nf", str(tmp_path / "runs")).study().get_trials()}
+    trials = {t.params["mode"]: t for t in sweep_study.find("nf", str(tmp_path / "sweeps")).study().get_trials()}
     assert trials["torch_nan"].state.name == "FAIL"
     assert trials["torch_nan"].user_attrs["unitb.error"] == "val/loss was NaN at step 4; the trial was stopped there"
     assert trials["inf"].state.name == "FAIL"
@@ -268,7 +268,7 @@ def test_a_metric_that_turns_nan_or_infinite_fails_its_trial_at_that_step(tmp_pa
 
 def test_a_torn_journal_is_mended_and_a_torn_middle_is_named_and_repaired(tmp_path):
     ident = make_sweep(tmp_path, "torn", {**GRID, "parameters": {"x": {"values": [1]}, "y": {"values": [10, 20]}}})
-    journal = tmp_path / "runs" / ident / SWEEP_JOURNAL
+    journal = tmp_path / "sweeps" / ident / SWEEP_JOURNAL
     done = unitb(tmp_path, "sweep", "agent", ident)
     assert done.returncode == 0, done.stderr
     whole = journal.read_bytes()
@@ -278,7 +278,7 @@ def test_a_torn_journal_is_mended_and_a_torn_middle_is_named_and_repaired(tmp_pa
     assert status.returncode == 0, status.stderr
     assert f"{journal} ended in a torn record (40 bytes from byte {len(whole)}" in status.stderr
     assert journal.read_bytes() == whole
-    assert (tmp_path / "runs" / ident / f"{SWEEP_JOURNAL}.torn-{len(whole)}").read_bytes().startswith(b'{"op_code":5')
+    assert (tmp_path / "sweeps" / ident / f"{SWEEP_JOURNAL}.torn-{len(whole)}").read_bytes().startswith(b'{"op_code":5')
     assert "2 done, 0 running" in status.stdout and "running" not in rows(status)
     # The last record cut in the middle: the trial it finished is not shown as running.
     journal.write_bytes(whole[:-25])
@@ -339,9 +339,9 @@ def test_wandbs_nested_and_quantized_parameters_reach_the_script_as_wandbs_agent
     done = unitb(tmp_path, "sweep", "run", "sweep.yaml", "--name", "nested", timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("controller: local taken") == 1
-    trials = sweep_study.find("nested", str(tmp_path / "runs")).study().get_trials()
+    trials = sweep_study.find("nested", str(tmp_path / "sweeps")).study().get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     for trial in trials:
-        args = json.load(open(tmp_path / "runs" / "nested" / f"trial-{trial.number:03d}" / ".unitb-trial-args.json"))
+        args = json.load(open(tmp_path / "sweeps" / "nested" / f"trial-{trial.number:03d}" / ".unitb-trial-args.json"))
         assert args["optimizer"]["nadam"] == {"beta": 0.9} and args["batch_size"] in (8, 16, 24, 32)
         assert trial.value == pytest.approx(args["optimizer"]["lr"] * args["batch_size"] + 0.9)

@@ -143,7 +143,7 @@ def test_a_sweep_in_object_storage_puts_every_trial_run_in_the_bucket(tmp_path, 
         assert reader.scalars(run)["val/loss"] == [(4, 1.0 / trial.params["lr"])]  # read from the bucket
         values = reader.hparams(run)
         assert (values["lr"], values["sweep"], values["trial"]) == (trial.params["lr"], "st", trial.number)
-    assert f"unitb pull {logdir}/st runs/st" in done.stdout
+    assert f"unitb pull {logdir}/st sweeps/st" in done.stdout
     status = subprocess.run([sys.executable, "-m", "unitb", "sweep", "status", "st", "--storage", url],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert f"{logdir}/st/trial-" in status.stdout and "2 done" in status.stdout

@@ -48,6 +48,11 @@ class Backend:
     package: ClassVar[Optional[str]] = None  # the module it needs installed, if any
     extra: ClassVar[Optional[str]] = None  # unitb's pip extra that installs ``package``
     in_order: ClassVar[bool] = False  # takes steps in increasing order only; else late records too
+    # The run's first and last event times (seconds since the epoch), set by the forwarder before
+    # open() and close() where it knows them (a run pushed after it ended), so the destination can
+    # show the training's own start and end rather than the forwarding's; None: now.
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
         self.options: Dict[str, object] = dict(options)

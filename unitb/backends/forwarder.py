@@ -28,7 +28,7 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from unitb.files import json_files
 from unitb.files.names import BACKENDS_STATE
@@ -95,6 +95,8 @@ class Forwarder:
         self._plugin_of: Dict[str, str] = {}
         self._buffer = StepBuffer()
         self._late = 0
+        self._started_at: Optional[float] = None  # the run's first event time, where it is known at open
+        self._last_event_at: Optional[float] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         if follow:
@@ -107,6 +109,7 @@ class Forwarder:
         for name, options in self._settings.items():
             try:
                 backend = make_backend(name, options, self._warn)
+                backend.started_at = self._started_at
                 self._sent[name] = backend.open(dict(state.get(name, {})), self.start_step, self.run_name)
                 self._sent_at_open[name] = self._sent[name]
                 self._backends.append(backend)
@@ -134,6 +137,7 @@ class Forwarder:
         as in a live run)."""
         files = event_files(self.folder)
         self.start_step = max([step_index.last_step(path) for path in files] + [0])
+        self._started_at = _first_event_time(files)
         self._open_backends()
         streams = {path: self._read_blocks(path) for path in files}
         highest = {path: -1 for path in files}
@@ -169,6 +173,7 @@ class Forwarder:
 
     def _close_backends(self) -> None:
         for backend in self._backends:
+            backend.ended_at = self._last_event_at
             self._finish(backend)
         self._save_state()
 
@@ -205,6 +210,8 @@ class Forwarder:
         # The offset is the loop's own target: where the next read starts, after each block.
         for events, followed.offset in records_io.events_after(path, followed.offset):  # noqa: B020
             highest = -1
+            if len(events):
+                self._last_event_at = max(self._last_event_at or 0.0, _wall_time(events[-1]))
             for tag, step, kind, value in run_reader.decoded_values(events, self._plugin_of):
                 self._buffer.add(step, (tag, kind, value))
                 highest = max(highest, step)
@@ -245,6 +252,24 @@ class Forwarder:
             write_state(self.folder, state)
         except OSError:
             pass  # a read-only run (a pushed URL): the backends' own ids are then not kept
+
+
+def _wall_time(event: Any) -> float:
+    return float(event.wall_time)
+
+
+def _first_event_time(files: List[str]) -> Optional[float]:
+    """When the run began: the earliest first event time of its files (each file's first block)."""
+    times = []
+    for path in files:
+        try:
+            for events, _end in records_io.events_after(path, 0):
+                if len(events):
+                    times.append(_wall_time(events[0]))
+                break
+        except Exception:
+            continue
+    return min(times) if times else None
 
 
 def close_all(timeout: float = 30.0) -> None:

@@ -96,7 +96,8 @@ class MlflowBackend(Backend):
         if parent:  # a sweep's trials, nested under one run named after the sweep
             self._experiment_id = experiment_id
             tags[PARENT_TAG] = self._parent(experiment_id, str(parent))
-        run = self.client.create_run(experiment_id, run_name=str(self.options.get("run_name") or run_name), tags=tags)
+        run = self.client.create_run(experiment_id, run_name=str(self.options.get("run_name") or run_name), tags=tags,
+                                     start_time=_ms(self.started_at))
         self.run_id = run.info.run_id
         if old:
             self.client.set_tag(old, "unitb.replaced_by", self.run_id)
@@ -198,4 +199,9 @@ class MlflowBackend(Backend):
     def close(self) -> None:
         if self.client is not None and self.run_id is not None:
             self._settle_parent()
-            self.client.set_terminated(self.run_id, status="FINISHED")
+            self.client.set_terminated(self.run_id, status="FINISHED", end_time=_ms(self.ended_at))
+
+
+def _ms(seconds: Optional[float]) -> Optional[int]:
+    """MLflow's times are milliseconds since the epoch (None: MLflow's now)."""
+    return None if seconds is None else int(seconds * 1000)

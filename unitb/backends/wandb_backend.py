@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import struct
 import time
 import uuid
@@ -30,6 +31,13 @@ MAX_BINS = 512  # wandb.Histogram refuses more
 CHECKED_VERSIONS = ("0.31.0",)
 _BLOCK = 32768  # the transaction log is LevelDB's log format: 7-byte chunk headers in 32 KiB blocks
 _MAGIC = b":W&B"
+
+
+def run_id(name: str) -> str:
+    """A new W&B run id that starts with the run's name, so W&B's folders
+    (``offline-run-<time>-<id>``) say which run each is; a random tail keeps it unique."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:40]
+    return f"{slug}-{uuid.uuid4().hex[:8]}" if slug else uuid.uuid4().hex[:12]
 
 
 def log_records(path: str) -> Iterator[bytes]:
@@ -135,7 +143,7 @@ class WandbBackend(Backend):
                     continue
                 return start_step
             self._warn(f"unitb: the W&B run {old} holds steps after {start_step}; a new W&B run gets this one")
-        self._opened(self._init(kwargs, id=uuid.uuid4().hex[:12]))
+        self._opened(self._init(kwargs, id=run_id(str(kwargs["name"]))))
         return -1
 
     @staticmethod

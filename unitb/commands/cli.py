@@ -265,15 +265,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     tracking_uri=args.tracking_uri)
 
 
+def _version() -> str:
+    """The installed unitb's version (a source tree that was never installed says so)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("unitb")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unitb", description="One TensorBoard layout for PyTorch and TensorFlow.")
+    parser.add_argument("--version", action="version", version=f"unitb {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    tags = sub.add_parser("tags", help="list the tags of a run, or of every run below a folder")
+    tags = arguments.command(sub, "tags", help="list the tags of a run, or of every run below a folder")
     tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files, or a folder of "
                       "runs (a sweep's, a log root): a row per run and tag")
     tags.set_defaults(func=cmd_tags)
-    export = sub.add_parser("export", help="export a run's rows, or every run's below a folder, as CSV, JSON or "
-                            "Parquet")
+    export = arguments.command(sub, "export", help="export a run's rows, or every run's below a folder, as CSV, "
+                               "JSON or Parquet")
     export.add_argument("run", help="a run folder (or a URL) holding event files, or a folder of runs (the run's "
                         "name is then the first column); parquet always has the run column")
     export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv",
@@ -281,23 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "hparams beside them in OUT.hparams.parquet")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
     export.set_defaults(func=cmd_export)
-    compare = sub.add_parser("diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
+    compare = arguments.command(sub, "diff", help="compare the layouts of two or more runs (exit 1 on mismatch)")
     compare.add_argument("runs", nargs="+", metavar="RUN",
                          help="two or more run folders (or URLs) holding event files; a folder of runs stands "
                          "for every run below it")
     compare.set_defaults(func=cmd_diff)
-    restore = sub.add_parser("restore", help="put back the event files a resume set aside (newest first)")
+    restore = arguments.command(sub, "restore", help="put back the event files a resume set aside (newest first)")
     restore.add_argument("path", help="a run folder or any folder above it")
     restore.add_argument("--list", action="store_true", help="only list what was set aside")
     restore.set_defaults(func=cmd_restore)
-    pull = sub.add_parser("pull", help="copy runs from an object store into a local folder (for TensorBoard)")
+    pull = arguments.command(sub, "pull", help="copy runs from an object store into a local folder (for TensorBoard)")
     pull.add_argument("url", help="s3://bucket/runs/exp (a run or a folder of runs)")
     pull.add_argument("dest", help="local folder")
     pull.add_argument("--every", type=float, default=0, metavar="SECONDS", help="keep pulling changes until Ctrl-C")
     pull.add_argument("--include-removed", action="store_true", help="also copy what resumes set aside")
     pull.set_defaults(func=cmd_pull)
-    push = sub.add_parser("push", help="upload a run's spool that could not reach its store (push LOCAL URL), "
-                          "or send runs to W&B / MLflow (push RUN --to wandb)")
+    push = arguments.command(sub, "push", help="upload a run's spool that could not reach its store (push LOCAL URL), "
+                             "or send runs to W&B / MLflow (push RUN --to wandb)")
     push.add_argument("local", help="a run folder, or a folder of runs with --to")
     push.add_argument("url", nargs="?", help="s3://… or gs://… (without --to)")
     push.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying (default: 60)")
@@ -313,17 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")
     push.add_argument("--experiment", help="MLflow experiment (default: unitb)")
     push.set_defaults(func=cmd_push)
-    hparams = sub.add_parser("hparams", help="write the experiment summary the HPARAMS tab opens on, for every run "
-                             "below a log root")
+    hparams = arguments.command(sub, "hparams", help="write the experiment summary the HPARAMS tab opens on, for "
+                                "every run below a log root")
     hparams.add_argument("logdir", help="the folder you point TensorBoard at")
     hparams.add_argument("--shared", action="append", default=[], metavar="NAME",
                          help="a hyperparameter to show even where some runs lack it (repeat)")
     hparams.add_argument("--metric", action="append", default=[], metavar="TAG",
                          help="a scalar to list first among the metrics, such as a sweep's (repeat)")
     hparams.set_defaults(func=cmd_hparams)
-    demo = sub.add_parser("demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
+    demo = arguments.command(sub, "demo", help="train tiny PyTorch and TensorFlow models into comparable runs")
     demo.add_argument("--out", default="runs", help="folder the runs are written into (default: runs)")
-    demo.add_argument("--steps", type=int, default=64, help="training steps (rounded up to a multiple of 8)")
+    demo.add_argument("--steps", type=int, default=64,
+                      help="training steps, rounded up to a multiple of 8 (default: 64)")
     demo.add_argument("--torch-example", choices=arguments.TORCH_CHOICES, default="auto",
                       help="the PyTorch run: mmpose when installed (auto), or force one")
     demo.add_argument("--backends", metavar="wandb,mlflow",

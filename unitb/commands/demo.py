@@ -11,6 +11,7 @@ never leaks into another's timing or state.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from unitb.commands.arguments import TORCH_CHOICES
 from unitb.read import diff as diff_mod
 from unitb.backends import forwarder
 from unitb.backends import registry
+from unitb.folder import versions
 from unitb.notices import default_warn
 from unitb.write import hparams
 
@@ -73,8 +75,6 @@ def runnable(tool: str, module: str) -> str:
     """How to start ``tool`` (a console script of this environment) exactly as printed: its
     name when the shell finds this environment's copy, else its full path, else ``python -m``
     (a venv that was never activated has its scripts off PATH)."""
-    import shlex
-
     here = os.path.join(os.path.dirname(sys.executable), tool)
     found = shutil.which(tool)
     if found and os.path.realpath(found) == os.path.realpath(here):
@@ -115,13 +115,11 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore::DeprecationWarning")
     for name, value in ONE_THREAD.items():
         env.setdefault(name, value)  # what the user set wins
-    owned = [os.path.join(out, e.name) for e in (MMPOSE, MMENGINE) + TF_EXAMPLES]
-    owned.append(os.path.join(out, "tf-yolo-loop-ckpt"))
-    stale = [path for path in owned if os.path.exists(path)]
-    if stale:  # the demo owns these folders: a second demo replaces them instead of stacking runs
-        print(f"replacing the previous demo runs in {out}/", flush=True)
-        for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
+    chosen = fresh_folder(out)
+    if chosen != os.path.normpath(out):  # a second demo keeps the first's runs, as every entry point does
+        print(f"the previous demo's runs stay in {out}/; this one writes to {chosen}/", flush=True)
+        out = chosen
+        settings = demo_backends(out, backends, tracking_uri)  # W&B's files and MLflow's store beside these runs
     run_dirs: List[str] = []
     for index, example in enumerate(examples, start=1):
         name = example.name
@@ -149,13 +147,26 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
         print(f"HPARAMS: {experiment} declares the shared hyperparameters, train/loss and every val/* metric "
               "of the three runs")
     print()
-    print(f"Look at them: {runnable('tensorboard', 'tensorboard.main')} --logdir {out} --host 127.0.0.1 --port 6006")
+    where = shlex.quote(os.path.abspath(out))  # works from any folder, as printed
+    print(f"Look at them: {runnable('tensorboard', 'tensorboard.main')} --logdir {where} --host 127.0.0.1 --port 6006")
     if settings:
         send_to_backends(run_dirs, settings)
     return 0 if report.ok else 1
 
 
 PARITY_FILE = "parity.txt"
+# The folders a demo writes below its --out: a folder holding any of them holds an earlier demo.
+DEMO_FOLDERS = tuple(e.name for e in (MMPOSE, MMENGINE) + TF_EXAMPLES) + ("tf-yolo-loop-ckpt",)
+
+
+def fresh_folder(out: str) -> str:
+    """``out``, or the first of ``out-2``, ``out-3``… that holds no earlier demo's runs."""
+    out, number = os.path.normpath(out), 1
+    while True:
+        folder = versions.version_path(out, number)
+        if not any(os.path.exists(os.path.join(folder, name)) for name in DEMO_FOLDERS):
+            return folder
+        number += 1
 
 
 def verdict(report: "diff_mod.DiffReport", layouts: Sequence["diff_mod.RunLayout"], details: str) -> str:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
-from typing import List, Optional
+from typing import List, Optional, Set
 
 from unitb.commands.demo import runnable
 from unitb.sweep import journal, report, study
 from unitb.sweep.agent import Agent
 from unitb.sweep.config import SweepConfigError, load_raw
-from unitb.sweep.status import progress, table, trial_rows
+from unitb.sweep.status import none_completed, progress, table, trial_rows
 
 
 class Console:
@@ -32,15 +33,15 @@ class Console:
         self.live = self.stream.isatty()
         self._lock = threading.Lock()
         self._line = ""
-        self._said = ""
+        self._said: Set[str] = set()
         self._stop = threading.Event()
         self._study = None
 
     def say(self, text: str) -> None:
         with self._lock:
-            if text == self._said:  # agents ending together say why once
+            if text in self._said:  # agents ending together say why once
                 return
-            self._said = text
+            self._said.add(text)
             self._clear()
             print(text, file=self.stream, flush=True)
             self._draw()
@@ -128,27 +129,35 @@ def _agents(sweep: study.Sweep, agents: int, count: Optional[int], heartbeat: in
     finally:
         signal.signal(signal.SIGINT, previous)
         console.close()
-    _summary(sweep)
+    finished = sweep.study()
+    failed = none_completed(finished)
+    _summary(sweep, finished, look=failed is None)
     if any(agent.stopping for agent in running):
         print(f"unitb sweep: stopped; continue with: {sweep.agent_command()}")
         return 130
+    if failed:  # a sweep with nothing to show says so, and a script or CI sees it in the exit code
+        print(f"unitb sweep: {failed}", file=sys.stderr)
+        return 1
     return 1 if errors else 0
 
 
-def _summary(sweep: study.Sweep) -> None:
-    """The table of trials, and how to look at them (the agents wrote the HPARAMS summary)."""
+def _summary(sweep: study.Sweep, finished, look: bool) -> None:
+    """The table of trials, and (``look``: a trial completed) how to look at them; the agents
+    wrote the HPARAMS summary."""
     metric = sweep.config.metric
     assert metric is not None
     shared = [p.name for p in sweep.config.parameters]
-    print(table(trial_rows(sweep.study(), metric.goal), metric.name))
+    print(table(trial_rows(finished, metric.goal), metric.name))
+    if not look:
+        return
     tensorboard = runnable("tensorboard", "tensorboard.main")
     if sweep.in_store:
-        local = os.path.join("runs", sweep.ident)
+        local = os.path.join(study.DEFAULT_LOGDIR, sweep.ident)
         names = " ".join(f"--shared {name}" for name in shared)
         print(f"Look at them: unitb pull {sweep.folder} {local} && unitb hparams {local} {names} --metric "
               f"{metric.name} && {tensorboard} --logdir {local}")
     else:
-        print(f"Look at them: {tensorboard} --logdir {sweep.folder}")
+        print(f"Look at them: {tensorboard} --logdir {shlex.quote(sweep.folder)}")
 
 
 def _find(args: argparse.Namespace) -> study.Sweep:

@@ -14,9 +14,10 @@ BACKENDS_STATE = ".unitb-backends.json"  # what W&B/MLflow hold of the run (unit
 MIRROR_STATE = ".unitb-mirror.json"  # what the store holds of a URL run (unitb.store.mirror)
 RESUMED_MARK = ".unitb-resumed-"  # in the name of the event file a resume compacted
 PULL_PREFIX = ".unitb-pull-"  # a file `unitb pull` is still downloading
-# The experiment summary ``unitb hparams`` writes at a log root: read by TensorBoard's HPARAMS
-# tab, part of no run.
+# The experiment summary ``unitb hparams`` writes below a log root: read by TensorBoard's HPARAMS
+# tab, part of no run; the folder is the name TensorBoard lists it under.
 EXPERIMENT_SUFFIX = ".unitb-experiment"
+EXPERIMENT_FOLDER = "hparams-columns"
 EXPERIMENT_LOCK = ".unitb-experiment.lock"  # held while a log root's summary is replaced
 # The second event file a Keras fit writes for tf.summary calls inside the model
 # (tf_adapter.model_summaries); named here so the core (the mirror) can tell it apart.

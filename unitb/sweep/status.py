@@ -136,3 +136,19 @@ def progress(study, ident: str, metric: str, goal: str = "minimize") -> str:
     if best is not None:
         line += f" — best {metric} {best.value:.6g} (trial {best.number})"
     return line
+
+
+def none_completed(study) -> Optional[str]:
+    """Why a sweep has nothing to show, in one line: no trial completed, and the first failed
+    trial's reason (its first line); None when a trial completed, or none ended yet."""
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SKIPPED)]
+    if any(t.state.name == "COMPLETE" for t in trials) or not any(t.state.is_finished() for t in trials):
+        return None
+    failed = sorted((t for t in trials if t.state.name == "FAIL"), key=lambda t: t.number)
+    if not failed:
+        return f"no trial completed ({len(trials)} trial(s), none of them ran to its end)"
+    first = failed[0]
+    reason = str(first.user_attrs.get(ERROR) or "no reason recorded").strip()
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    said = lines[0] + (f" … {lines[-1]}" if len(lines) > 1 else "")
+    return f"no trial completed ({len(failed)} of {len(trials)} failed); the first, trial {first.number}: {said}"

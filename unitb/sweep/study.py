@@ -190,6 +190,18 @@ def new_id() -> str:
     return "".join(random.SystemRandom().choice(_ID_LETTERS) for _ in range(8))
 
 
+def _check_program(config: SweepConfig) -> None:
+    """A trial runs ``program`` from the folder its agent starts in: a path that is no file here
+    is refused now, naming where it was looked for, rather than failing every trial."""
+    program = config.program
+    if not program or "${program}" not in config.command:
+        return
+    if not os.path.isfile(program):
+        raise SweepConfigError(f"program: {program!r} is not a file in {os.getcwd()} (agents run it from the folder "
+                               "they start in: create and run the sweep from the folder the path is relative to, "
+                               "or give an absolute path)")
+
+
 def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEFAULT_LOGDIR,
            database: Optional[str] = None) -> Sweep:
     """Create the sweep of configuration ``raw`` (as read from its file): its folder and study.
@@ -203,6 +215,7 @@ def create(raw: Mapping[str, Any], name: Optional[str] = None, logdir: str = DEF
     if config.metric is None:
         raise SweepConfigError("metric: unitb's sweeps need the metric a trial is judged by "
                                "(metric: {name: val/loss, goal: minimize})")
+    _check_program(config)
     if name is not None and not _PLAIN_NAME.match(name):
         raise ValueError(f"--name {name!r}: a sweep's name is a folder name (letters, digits, '.', '_', '-')")
     ident = name or new_id()

@@ -14,8 +14,10 @@ page, so a Keras run's list would hide the mmpose run's ``val/coco/AP``. What th
 declared once for a log root instead (:func:`write_experiment`, ``unitb hparams LOGDIR``, run by
 the demo): the shared names every entry point fills, the hyperparameters every run has (a sweep's
 parameters among them), and as metrics ``train/loss`` and every ``val/*`` scalar any run wrote —
-the union over the runs of both frameworks. It is one event file at the root (run ``.``), which
-unitb's own readers skip (:data:`unitb.files.names.EXPERIMENT_SUFFIX`).
+the union over the runs of both frameworks. It is one event file in a folder of its own below the
+root, so TensorBoard lists it under a name that says what it is
+(:data:`unitb.files.names.EXPERIMENT_FOLDER`), and unitb's own readers skip it
+(:data:`unitb.files.names.EXPERIMENT_SUFFIX`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import os
 import time
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from unitb.files.names import EXPERIMENT_LOCK, EXPERIMENT_SUFFIX
+from unitb.files.names import EXPERIMENT_FOLDER, EXPERIMENT_LOCK, EXPERIMENT_SUFFIX
 from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
 from unitb.read import run_reader
 from unitb.schema import HPARAM_KEYS
@@ -142,11 +144,14 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
         return None
     columns, metrics = experiment_columns(runs, shared, first_metrics)
     summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
+    folder = os.path.join(logdir, EXPERIMENT_FOLDER)
+    os.makedirs(folder, exist_ok=True)
     with _only_writer(logdir):  # the agents of one sweep end together: one summary is left, whole
-        for name in os.listdir(logdir):
-            if name.endswith(EXPERIMENT_SUFFIX):
-                os.remove(os.path.join(logdir, name))
-        path = os.path.join(logdir, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
+        for place in (logdir, folder):  # the root held it before it had a folder of its own
+            for name in os.listdir(place):
+                if name.endswith(EXPERIMENT_SUFFIX):
+                    os.remove(os.path.join(place, name))
+        path = os.path.join(folder, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
         protos.write_events(path, [(summary, 0)])
     return path
 
