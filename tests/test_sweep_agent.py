@@ -143,7 +143,8 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
     assert page.returncode == 0, page.stderr
     html = (tmp_path / "report.html").read_text()
     assert "plotly.js v" in html and not re.search(r"<script[^>]+src=", html)
-    for title in ("Optimization History Plot", "Parallel Coordinate Plot", "Hyperparameter Importances"):
+    for title in ("Optimization History Plot", "Intermediate Values Plot", "Parallel Coordinate Plot",
+                  "Hyperparameter Importances"):
         assert title in html
     best = min(chosen, key=chosen.get)
     assert html.index(f"<tr class=\"best\"><td>{best}</td><td>complete</td>") < html.index("Optimization History")
@@ -207,10 +208,15 @@ def test_bayes_with_hyperband_prunes_and_the_pruned_run_is_kept_whole(tmp_path):
         run = trial.user_attrs["unitb.run"]
         assert trial.user_attrs["unitb.exit_code"] == -signal.SIGTERM  # stopped, not killed
         steps, _ = reader.scalar_arrays(run)["val/loss"]
-        pruned_at = max(trial.intermediate_values)
+        pruned_at = max(trial.intermediate_values)  # the study's curve ends at the prune
+        assert f"pruned at step {pruned_at} (" in done.stderr
         # Everything logged up to the prune (and what followed until the signal) is in the run.
         assert list(steps) == list(range(2, int(steps.max()) + 1, 2)) and steps.max() >= pruned_at
         assert f"trial {trial.number} (" in done.stderr and "pruned at step" in done.stderr
+        # The table says a pruned trial's value is the one at its prune, and says it once.
+        row = next(line for line in done.stdout.splitlines() if line.split()[:2] == [str(trial.number), "pruned"])
+        assert f" at step {pruned_at} " in row
+    assert not re.search(r"^trial \d+: pruned", done.stdout, flags=re.M)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert complete and all(t.value == pytest.approx(last_value(t.user_attrs["unitb.run"], "val/loss"), rel=1e-6)
                             for t in complete)

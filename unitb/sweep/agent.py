@@ -443,7 +443,8 @@ class Agent:
                          if math.isfinite(value) and step < outcome.nonfinite[0]]
             if fresh:
                 outcome.last = fresh[-1]
-            pending += [(step, value) for step, value in fresh if step not in reported and step >= 0]
+            if outcome.pruned is None:  # a pruned trial's curve in the study ends at its prune
+                pending += [(step, value) for step, value in fresh if step not in reported and step >= 0]
             # A trial that ran to its end completes: a prune found in its last points only
             # records where it stood at each rung, for the trials that come after it.
             pruned = self._report(trial, pending, reported, wait=exited, judge=stopped_at is None)
@@ -492,7 +493,7 @@ class Agent:
         With ``judge`` the pruner judges the trial after each point, as if the agent had read each
         the moment it was written: how often the agent reads the run (a busy machine reads it
         late, many points at once) never changes which trials stop. Returns the point the first
-        prune came at."""
+        prune came at; a running trial's curve in the study ends there (its run keeps the rest)."""
         import optuna
 
         pruned: Optional[Tuple[int, float]] = None
@@ -516,6 +517,9 @@ class Agent:
             pending.pop(0)
             if judge and pruned is None and not self._done_by(step) and self._prunes(trial):
                 pruned = step, value
+                if not wait:  # the trial's curve in the study ends where it was judged (its run keeps the rest)
+                    pending.clear()
+                    break
         if self._taken:
             pending.clear()
         return pruned

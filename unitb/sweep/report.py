@@ -1,5 +1,6 @@
 """One HTML page for a sweep: its trials best first, and Optuna's plotly figures (optimization
-history, parallel coordinates, parameter importances). The page carries plotly.js itself, so it
+history, every trial's learning curve — pruned ones up to their prune —, parallel coordinates,
+parameter importances). The page carries plotly.js itself, so it
 opens on a cluster without internet and can be mailed as one file."""
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def figures(study, metric: str, searched: List[str]) -> List[str]:
     pieces: List[str] = []
     makers: List[Tuple[str, Callable[[Any], Any]]] = [
         ("optimization history", lambda s: visualization.plot_optimization_history(s, target_name=metric)),
+        # every trial's metric as the agent reported it, pruned ones up to their prune
+        ("learning curves", visualization.plot_intermediate_values),
         ("parallel coordinates", lambda s: visualization.plot_parallel_coordinate(s, params=searched,
                                                                                  target_name=metric)),
         ("parameter importances", lambda s: visualization.plot_param_importances(s, params=searched,

@@ -19,6 +19,7 @@ class TrialRow:
     seconds: Optional[float]
     run: str
     note: str  # why it failed, where it was pruned
+    pruned_at: Optional[int] = None  # the step ``value`` was taken at, for a pruned trial
 
 
 STALE = "its agent stopped answering (no heartbeat): the host or the agent died"
@@ -86,8 +87,9 @@ def trial_rows(study, goal: str = "minimize") -> List[TrialRow]:
             end = trial.datetime_complete
             if end is not None:
                 seconds = (end - trial.datetime_start).total_seconds()
+        pruned_at = max(trial.intermediate_values) if state == "pruned" and trial.intermediate_values else None
         rows.append(TrialRow(trial.number, state, dict(trial.user_attrs.get(VALUES) or trial.params), _value(trial),
-                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state, late, gone)))
+                             seconds, str(trial.user_attrs.get(RUN, "")), _note(trial, state, late, gone), pruned_at))
     sign = -1.0 if goal == "maximize" else 1.0
 
     def key(row: TrialRow):
@@ -105,22 +107,30 @@ def _text(value: Any) -> str:
 
 def cells(rows: List[TrialRow], metric: str, digits: int = 4, seconds: str = "s") -> Tuple[List[str], List[List[str]]]:
     """The header and the cells of the trials' table: trial, state, each parameter, the metric
-    (to ``digits`` significant digits), time (followed by ``seconds``), run folder."""
+    (to ``digits`` significant digits; a pruned trial's says the step it was taken at, which is
+    not a final value), time (followed by ``seconds``), run folder."""
     names = list(dict.fromkeys(name for row in rows for name in row.values))
     header = ["trial", "state", *names, metric, "time", "run"]
     body = [[str(row.number), row.state, *(_text(row.values.get(name, "")) for name in names),
-             "" if row.value is None else f"{row.value:.{digits}g}",
-             "" if row.seconds is None else f"{row.seconds:.1f}{seconds}", row.run] for row in rows]
+             _metric_cell(row, digits), "" if row.seconds is None else f"{row.seconds:.1f}{seconds}", row.run]
+            for row in rows]
     return header, body
 
 
+def _metric_cell(row: TrialRow, digits: int) -> str:
+    if row.value is None:
+        return ""
+    return f"{row.value:.{digits}g}" + (f" at step {row.pruned_at}" if row.pruned_at is not None else "")
+
+
 def table(rows: List[TrialRow], metric: str) -> str:
-    """A plain-text table: trial, state, each parameter, the metric, time, run folder, note."""
+    """A plain-text table: trial, state, each parameter, the metric, time, run folder; then why
+    each failed or waiting trial is so (a pruned one's step is in its metric cell)."""
     header, body = cells(rows, metric)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
     for row in rows:
-        if row.note and row.state in ("failed", "pruned", "waiting"):
+        if row.note and row.state in ("failed", "waiting"):
             first = row.note.splitlines()[0] if row.note.strip() else row.note
             lines.append(f"trial {row.number}: {first}")
     return "\n".join(lines)
