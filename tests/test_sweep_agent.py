@@ -165,6 +165,9 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
         experiment = tb.post("/data/plugin/hparams/experiment", {"experimentName": "", "includeMetrics": True})
         ticked = [info["name"] for info in experiment["hparamInfos"] if info.get("differs")]
         assert {"lr", "width"} <= set(ticked)  # the tab lists the ticked ones by name
+        headers = {info["name"]: info.get("displayName", "") for info in experiment["hparamInfos"]}
+        # the two learning rates read apart: the sweep's parameter and the optimizer's own at step 0
+        assert headers["lr"] == "lr (swept)" and headers["learning_rate"] == "learning_rate (the optimizer's, at step 0)"
         assert [info["name"]["tag"] for info in experiment["metricInfos"]][0] == "val/loss"
         groups = tb.post("/data/plugin/hparams/session_groups", {
             "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",

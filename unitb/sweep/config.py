@@ -83,6 +83,11 @@ class Parameter:
     def keys(self) -> Tuple[str, ...]:
         return self.path or (self.name,)
 
+    @property
+    def searched(self) -> bool:
+        """Whether the sweep varies it (a constant is handed over, not searched)."""
+        return self.distribution != "constant"
+
     def grid_values(self) -> List[Any]:
         """Every value a grid takes, in order."""
         s = self.settings

@@ -65,7 +65,7 @@ def write(sweep: Sweep, out: str) -> str:
     metric = sweep.config.metric
     assert metric is not None
     rows = trial_rows(study, metric.goal)
-    searched = [p.name for p in sweep.config.parameters if p.distribution != "constant"]
+    searched = [p.name for p in sweep.config.parameters if p.searched]
     title = f"Sweep {sweep.ident}"
     page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
             f"<style>{_STYLE}</style></head><body>",

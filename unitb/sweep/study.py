@@ -85,8 +85,9 @@ class Sweep:
 
         if self.in_store or self.config.metric is None:
             return None
-        return hparams.write_experiment(self.folder, shared=[p.name for p in self.config.parameters],
-                                        first_metrics=[self.config.metric.name])
+        names = [p.name for p in self.config.parameters]
+        return hparams.write_experiment(self.folder, shared=names, first_metrics=[self.config.metric.name],
+                                        swept=[p.name for p in self.config.parameters if p.searched])
 
     def agent_command(self) -> str:
         """The command that starts one more agent of this sweep, on any host that sees its folder

@@ -135,15 +135,22 @@ def experiment_columns(run_dirs: Sequence[str], shared: Sequence[str] = (),
     return columns, metrics
 
 
-def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Sequence[str] = ()) -> Optional[str]:
+# A column header where the name alone reads two ways: a sweep's ``lr`` beside the optimizer's own.
+LEARNING_RATE_LABEL = "learning_rate (the optimizer's, at step 0)"
+
+
+def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Sequence[str] = (),
+                     swept: Sequence[str] = ()) -> Optional[str]:
     """Write the log root's experiment summary (see the module docstring) for every run below
     ``logdir``, replacing an earlier one; returns its path (None when ``logdir`` holds no run).
-    A sweep passes its parameters as ``shared`` and its metric as ``first_metrics``."""
+    A sweep passes its parameters as ``shared`` and ``swept`` (their headers say so) and its
+    metric as ``first_metrics``."""
     runs = run_reader.find_runs(logdir)
     if not runs:
         return None
     columns, metrics = experiment_columns(runs, shared, first_metrics)
-    summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared))
+    labels = {"learning_rate": LEARNING_RATE_LABEL, **{name: f"{name} (swept)" for name in swept}}
+    summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared), labels=labels)
     folder = os.path.join(logdir, EXPERIMENT_FOLDER)
     os.makedirs(folder, exist_ok=True)
     with _only_writer(logdir):  # the agents of one sweep end together: one summary is left, whole

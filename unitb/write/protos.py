@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 
 def custom_scalars_summary(layout: Dict[str, List[Dict[str, Any]]]):
@@ -59,18 +59,19 @@ def hparams_summaries(hparams: Mapping[str, object]):
 
 
 def experiment_summary(columns: Mapping[str, "Sequence[object]"], metrics: "Sequence[str]",
-                       shown: "Sequence[str]" = ()):
+                       shown: "Sequence[str]" = (), labels: Optional[Mapping[str, str]] = None):
     """The hparams plugin's experiment ``Summary``: the hyperparameter columns (each with the
     values the runs have, so the tab can filter by them) and the metric columns the HPARAMS
     tab lists. The tab ticks the columns declared ``differs`` first: ``shown`` (see
-    :data:`unitb.write.hparams.SHOWN`)."""
+    :data:`unitb.write.hparams.SHOWN`). ``labels``: a column's header where its name alone could
+    be read two ways (the table shows it; the runs' values stay keyed by the name)."""
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from google.protobuf import struct_pb2
 
     experiment = api_pb2.Experiment(time_created_secs=time.time())
     for name, values in columns.items():
-        info = experiment.hparam_infos.add(name=name, differs=name in shown)
+        info = experiment.hparam_infos.add(name=name, differs=name in shown, display_name=(labels or {}).get(name, ""))
         if values and all(isinstance(v, bool) for v in values):
             info.type = api_pb2.DATA_TYPE_BOOL
         elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
