@@ -51,5 +51,6 @@ def test_the_demo_reaches_wandb_offline_and_a_sqlite_mlflow_store(tmp_path):
     found = client.search_runs([experiment.experiment_id])
     assert len(found) == 3
     assert all(client.get_metric_history(run.info.run_id, "train/loss") for run in found)
-    assert f"ui --backend-store-uri sqlite:///{out}/mlflow.db" in done.stdout
+    assert (f"ui --backend-store-uri sqlite:///{out}/mlflow.db --port 5000, then open "
+            f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs") in done.stdout
     assert (out / "mlflow-artifacts").is_dir()  # not ./mlruns in the working directory

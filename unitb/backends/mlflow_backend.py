@@ -25,6 +25,9 @@ PARAM_CHARS = 6000
 _KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
+UI_PORT = 5000  # mlflow ui's own default, named so the address printed beside it matches
+
+
 def metric_key(tag: str) -> str:
     """MLflow takes letters, digits, ``_ - . /`` and spaces in a key: anything else becomes ``_``."""
     return _KEY.sub("_", tag)
@@ -69,7 +72,20 @@ class MlflowBackend(Backend):
 
     @classmethod
     def where_to_look(cls, options: Mapping[str, object], command: Callable[[str, str], str]) -> Optional[str]:
-        return f"MLflow: {command('mlflow', 'mlflow')} ui --backend-store-uri {options['tracking_uri']}"
+        """The ``mlflow ui`` command and the address of the experiment's runs (MLflow's UI opens
+        on another page)."""
+        ui = command("mlflow", "mlflow")
+        line = f"MLflow: {ui} ui --backend-store-uri {options['tracking_uri']} --port {UI_PORT}"
+        try:
+            from mlflow import MlflowClient
+
+            found = MlflowClient(tracking_uri=str(options["tracking_uri"])).get_experiment_by_name(
+                str(options.get("experiment") or EXPERIMENT))
+        except Exception:
+            found = None
+        if found is None:
+            return line
+        return f"{line}, then open http://127.0.0.1:{UI_PORT}/#/experiments/{found.experiment_id}/runs"
 
     def open(self, state: Dict[str, Any], start_step: int, run_name: str) -> int:
         from mlflow import MlflowClient
