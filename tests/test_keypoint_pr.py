@@ -64,3 +64,31 @@ def test_the_pr_curve_can_be_switched_off(tmp_path):
 
     mmengine_pose.build_runner(str(tmp_path), steps=8, hook=dict(log_pr_curves=False)).train()
     assert not [r for r in reader.tag_summary(mmengine_pose.vis_dir(str(tmp_path))) if "/pr/" in r["tag"]]
+
+
+def test_tfcallback_writes_the_keypoint_pr_curve_from_its_validation_predictions(tmp_path):
+    """The Keras side draws the same curves from ``val_gt_keypoints`` and ``predict_keypoints``:
+    here two of four predictions sit on their poses and two far off, so at OKS 0.5 two are true."""
+    import keras
+
+    import unitb
+
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 16, 16, 3)).astype("float32")
+    gt = [rng.uniform(10, 50, size=(5, 2)) for _ in range(4)]
+    off = [0.0, 0.0, 40.0, 40.0]
+
+    def predict_keypoints(model, batch):
+        return np.stack([gt[i] + off[i] for i in range(len(batch))]), np.full((len(batch), 5), 0.9)
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = unitb.TFCallback(str(tmp_path / "run"), val_image_data=images, val_gt_keypoints=gt,
+                                predict_keypoints=predict_keypoints, log_speed=False)
+    model.fit(images, images.mean(axis=(1, 2, 3)), batch_size=2, epochs=2, verbose=0, callbacks=[callback],
+              validation_data=(images, images.mean(axis=(1, 2, 3))))
+    callback.close()
+    rows = [r for r in reader.read_run(callback.run_dir) if r.tag == "val/pr/keypoints_oks50/pr_curves"]
+    assert [r.step for r in rows] == [2, 4]  # after each epoch's validation, at the iterations completed
+    curve = np.asarray(rows[-1].value)
+    assert (curve[0, 0], curve[1, 0]) == (2, 2)  # true and false positives at threshold 0

@@ -21,6 +21,8 @@ from tf_adapter.model_records import keras_hparams, render_images, write_heatmap
 from tf_adapter.step_returns import StepReturns
 from unitb import schema
 from unitb.life.lifecycle import RunLife
+from unitb.life.own_values import OwnValues
+from unitb.write import oks_matching, protos
 
 LR_KEY = measure.MetricsFetch.LR  # the fetched LR travels with the logs under a key no metric can have
 SCALE_KEY = measure.MetricsFetch.LOSS_SCALE
@@ -43,17 +45,34 @@ class FitImages:
         return self.data[split][0] is not None
 
     def log(self, life: RunLife, model, split: str, step: int) -> None:
-        """Predict here (the model is not thread-safe mid-training), render on the writer thread."""
+        """Predict here (the model is not thread-safe mid-training), render on the writer thread;
+        validation's predictions against its ground truth also give the keypoint PR curves."""
         data, gt_keypoints = self.data[split]
         images = np.asarray(data)[: life.options.max_train_images]
         pred = scores = None
         if self.predict_keypoints is not None:
             pred, scores = self.predict_keypoints(model, images)
+            if split == schema.VAL and gt_keypoints is not None and life.options.log_pr_curves:
+                self._pr_curves(life, step, pred, scores, gt_keypoints)
         life.run.image(split, step, render_images(life.options, images, gt_keypoints=gt_keypoints,
                                                   pred_keypoints=pred, pred_scores=scores, skeleton=self.skeleton))
         if self.predict_heatmaps is not None:
             write_heatmaps(life.run, life.options, split, step, images,
                            lambda: self.predict_heatmaps(model, images))
+
+
+    @staticmethod
+    def _pr_curves(life: RunLife, step: int, pred, scores, gt_keypoints) -> None:
+        """``val/pr/keypoints_oks50`` and ``…_oks75``: each image's predicted pose against its
+        ground truth (K x 2, or K x 3 with visibility), as the mmengine hook draws them."""
+        matches = oks_matching.KeypointMatches()
+        for one_pred, one_scores, one_gt in zip(pred, scores, gt_keypoints):
+            gt = np.asarray(one_gt, dtype=np.float64)
+            visible = gt[..., 2] if gt.shape[-1] == 3 else None
+            matches.add(np.asarray(one_pred)[..., :2], gt[..., :2], np.asarray(one_scores), visible)
+        own = OwnValues(life.run)
+        for tag, (labels, matched_scores) in matches.take().items():
+            own.pr_curve(tag, labels, matched_scores, step, protos.PR_THRESHOLDS)
 
 
 def train_logs(logs: Optional[Mapping[str, object]]) -> Dict[str, object]:

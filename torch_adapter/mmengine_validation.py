@@ -35,7 +35,7 @@ class ValidationPass:
         before = len(self.matches.similarities)
         if self.pr_curves or self.features is not None:
             try:
-                self.matches.add(outputs)
+                self.matches.add_samples(outputs)
             except Exception as exc:  # a model whose samples look otherwise: no curve, one warning
                 recorder.run.warn_once("pr", "oks", f"could not match validation keypoints by OKS "
                                       f"({type(exc).__name__}: {exc}); val/pr/keypoints_* skipped")

@@ -27,7 +27,7 @@ class LogOptions:
     log_lr: bool = True
     log_model_stats: bool = True
     log_speed: bool = True  # train/time/*, train/throughput, train/memory/* at scalar_interval
-    log_pr_curves: bool = True  # val/pr/*: the mmengine hook's keypoints matched by OKS at each validation
+    log_pr_curves: bool = True  # val/pr/*: keypoints matched by OKS at each validation (hook, TFCallback)
     # A layer's name (torch module path / Keras layer name): its outputs on validation samples go to
     # the PROJECTOR as val/features (the hook: at each validation; TFCallback: embedding_data each epoch).
     embedding_layer: Optional[str] = None

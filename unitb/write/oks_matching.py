@@ -2,7 +2,7 @@
 for the keypoint PR curve (``val/pr/keypoints_oks50``): numpy only, both frameworks."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,3 +49,35 @@ def matched_at(similarities: Sequence[float], scores: Sequence[float],
     object reaches ``threshold``; scores are clipped into [0, 1]."""
     labels = np.asarray(similarities, dtype=np.float64) >= threshold
     return labels, np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+
+
+# COCO's AP50 and AP75 thresholds: a model good enough to match everything at 0.5 still has a curve at 0.75.
+OKS_THRESHOLDS = (0.5, 0.75)
+TAG = "val/pr/keypoints_oks{:.0f}"  # .format(threshold * 100)
+
+
+class KeypointMatches:
+    """The OKS of every validation prediction against its object over one validation pass, and
+    the PR curves drawn from them (``val/pr/keypoints_oks50``, ``…_oks75``). A prediction's score
+    is the mean of its keypoint scores."""
+
+    def __init__(self) -> None:
+        self.similarities: List[float] = []
+        self.scores: List[float] = []
+
+    def start(self) -> None:
+        self.similarities, self.scores = [], []
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, scores: np.ndarray, visible: Optional[np.ndarray] = None,
+            box: Optional[Sequence[float]] = None) -> None:
+        """One predicted pose (K x 2) and its keypoint scores against its object's pose (K x 2)."""
+        area = object_area(gt, visible, box)
+        self.similarities.append(oks(pred, gt, visible, area))
+        self.scores.append(float(np.mean(scores)))
+
+    def take(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """{tag: (labels, scores)} of the pass at each OKS threshold ({} when nothing was matched)."""
+        out = {TAG.format(t * 100): matched_at(self.similarities, self.scores, t)
+               for t in OKS_THRESHOLDS} if self.similarities else {}
+        self.start()
+        return out
