@@ -123,12 +123,12 @@ class RunLife:
 
     # ------------------------------------------------------------------ opening
     def open(self, sink: Sink, *, start_step: int = 0, url: Optional[str] = None, mirror=None,
-             run_name: Optional[str] = None, forwarder=None) -> RunLogger:
+             run_name: Optional[str] = None) -> RunLogger:
         """Start writing into ``sink``'s folder (a URL run: ``url``, uploaded by ``mirror``); the
-        backends' ``forwarder`` of an earlier writer into the same folder is kept."""
+        backends' forwarder an earlier writer into the same folder left going (a Keras fit's) goes on."""
         folder = open_folder(sink.logdir, url=url, mirror=mirror, backends=self.backends(),
                              start_step=start_step, warn=self.warn, backend_timeout=self.options.backend_timeout,
-                             run_name=run_name, forwarder=forwarder or self._kept_forwarder)
+                             run_name=run_name, forwarder=self._kept_forwarder)
         if folder.forwarder is self._kept_forwarder:
             self._kept_forwarder = None  # the new writer's folder goes on with it, and closes it
         self._folder = folder
