@@ -259,16 +259,15 @@ def _wall_time(event: Any) -> float:
 
 
 def _first_event_time(files: List[str]) -> Optional[float]:
-    """When the run began: the earliest first event time of its files (each file's first block)."""
+    """When the run began: the earliest of its files' first records (each read alone)."""
     times = []
     for path in files:
         try:
-            for events, _end in records_io.events_after(path, 0):
-                if len(events):
-                    times.append(_wall_time(events[0]))
-                break
-        except Exception:
+            event, _end = records_io.first_event(path)
+        except OSError:
             continue
+        if event is not None:
+            times.append(_wall_time(event))
     return min(times) if times else None
 
 

@@ -35,7 +35,7 @@ from unitb.folder import step_index
 from unitb.files.names import COMPACT_TMP, REMOVED, RESUME_JOURNAL, RESUMED_MARK
 from unitb.notices import default_warn
 from unitb.files.event_files import event_files, is_event_file
-from unitb.read.records import split_at_step
+from unitb.read.records import first_event, split_at_step
 
 JOURNAL, TMP_NAME, TRASH = RESUME_JOURNAL, COMPACT_TMP, REMOVED
 MANIFEST = "manifest.json"
@@ -152,18 +152,8 @@ def _plan(files: Sequence[str], resume_step: int):
 def _version_record_end(path: str) -> int:
     """End offset of the file's first record when it is the ``file_version`` header (the
     compacted file keeps the first file's header only), else 0."""
-    from tensorboard.compat.proto import event_pb2
-
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12:
-            return 0
-        length = int.from_bytes(head[:8], "little")
-        payload = handle.read(length)
-    try:
-        return 12 + length + 4 if event_pb2.Event.FromString(payload).HasField("file_version") else 0
-    except Exception:
-        return 0
+    event, end = first_event(path)
+    return end if event is not None and event.HasField("file_version") else 0
 
 
 def _files(run_dir: str, exclude: Iterable[str]) -> List[str]:

@@ -250,6 +250,22 @@ def _checked(block: Sequence[Any]) -> List[Any]:
     return events
 
 
+def first_event(path: str) -> Tuple[Optional[Any], int]:
+    """A local file's first record alone, without reading a block: ``(event, end offset)`` — the
+    writer's ``file_version`` header, stamped when it opened the file; ``(None, 0)`` when that
+    record is not whole or does not parse."""
+    from tensorboard.compat.proto import event_pb2
+
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12:
+            return None, 0
+        length = int.from_bytes(head[:8], "little")
+        payload = handle.read(length)
+    event = _parse_checked(payload, event_pb2) if len(payload) == length else None
+    return (event, 12 + length + 4) if event is not None else (None, 0)
+
+
 def _parse_checked(payload: bytes, event_pb2) -> Optional[Any]:
     try:
         return event_pb2.Event.FromString(payload)
