@@ -141,6 +141,8 @@ def test_an_installed_package_names_its_backend_and_unitb_push_finds_it(tmp_path
     needy = unitb_push("--to", "needy")
     assert needy.returncode == 2
     assert needy.stderr.strip().endswith("(a_package_nobody_installed): pip install a_package_nobody_installed")
+    no_value = unitb_push("--to", "jsonl", "--option", "jsonl.path")  # NAME.KEY without =VALUE
+    assert no_value.returncode == 2 and "--option takes NAME.KEY=VALUE" in no_value.stderr
     unknown = unitb_push("--to", "nope")
     assert unknown.returncode == 2
     assert "choose from tensorboard, wandb, mlflow, jsonl, needy" in unknown.stderr

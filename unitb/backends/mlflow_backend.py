@@ -39,10 +39,10 @@ class MlflowBackend(Backend):
     keywords = ("tracking_uri", "experiment", "run_name", "tags", "artifact_location", "parent_run")
     package = extra = "mlflow"
     in_order = False  # a metric point carries its own step
+    options: Dict[str, Any]
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
         super().__init__(options, warn)
-        self.options: Dict[str, Any] = dict(options)
         self.client: Any = None  # mlflow.MlflowClient, once open
         self.run_id: Optional[str] = None
         self.tracking_uri: Optional[str] = None

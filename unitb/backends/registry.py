@@ -28,9 +28,7 @@ def _load_installed() -> None:
     _plugins_loaded = True
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
-            cls = entry.load()
-            if cls not in base.registered().values():
-                base.register_backend(cls)
+            base.register_backend(entry.load())  # a class registered on import already is taken again
         except Exception as exc:
             default_warn(f"unitb: the backend {entry.name!r} ({entry.value}) could not be loaded "
                          f"({type(exc).__name__}: {exc}); it is left out")
@@ -77,10 +75,10 @@ def check_backends(value: object) -> Dict[str, Dict[str, object]]:
     out: Dict[str, Dict[str, object]] = {}
     missing: List[str] = []
     for name, options in items:
-        if name != TENSORBOARD and name not in known:
-            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(names())}")
         if name == TENSORBOARD:
             continue
+        if name not in known:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(names())}")
         cls = known[name]
         options = dict(options or {})
         unknown = sorted(set(options) - set(cls.keywords))

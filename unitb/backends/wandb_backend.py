@@ -100,10 +100,10 @@ class WandbBackend(Backend):
     keywords = ("project", "entity", "name", "group", "tags", "notes", "dir", "mode")
     package = extra = "wandb"
     in_order = True  # run.log(step=) drops a step lower than the last one
+    options: Dict[str, Any]
 
     def __init__(self, options: Mapping[str, object], warn: Callable[[str], None]):
         super().__init__(options, warn)
-        self.options: Dict[str, Any] = dict(options)
         self.run: Any = None  # the wandb Run, once open
         self.run_id: Optional[str] = None
         self.project: Optional[str] = None

@@ -218,9 +218,9 @@ def push_to_backends(args: argparse.Namespace) -> int:
     chosen: Dict[str, Dict[str, object]] = {
         name: {k: v for k, v in given.get(name, {}).items() if v is not None} for name in args.to}
     for option in args.option:
-        target, _, value = option.partition("=")
-        name, _, key = target.partition(".")
-        if not (name and key and _):
+        target, equals, value = option.partition("=")
+        name, dot, key = target.partition(".")
+        if not (equals and dot and name and key):
             print(f"unitb push: --option takes NAME.KEY=VALUE, got {option!r}", file=sys.stderr)
             return 2
         if name not in chosen:

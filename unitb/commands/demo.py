@@ -89,6 +89,10 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
     if steps <= 0:
         print("unitb demo: --steps must be positive", file=sys.stderr)
         return 2
+    chosen = fresh_folder(out)
+    if chosen != os.path.normpath(out):  # a second demo keeps the first's runs, as every entry point does
+        print(f"the previous demo's runs stay in {out}/; this one writes to {chosen}/", flush=True)
+    out = chosen
     try:
         settings = demo_backends(out, backends, tracking_uri)
     except ValueError as exc:
@@ -115,11 +119,6 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore::DeprecationWarning")
     for name, value in ONE_THREAD.items():
         env.setdefault(name, value)  # what the user set wins
-    chosen = fresh_folder(out)
-    if chosen != os.path.normpath(out):  # a second demo keeps the first's runs, as every entry point does
-        print(f"the previous demo's runs stay in {out}/; this one writes to {chosen}/", flush=True)
-        out = chosen
-        settings = demo_backends(out, backends, tracking_uri)  # W&B's files and MLflow's store beside these runs
     run_dirs: List[str] = []
     for index, example in enumerate(examples, start=1):
         name = example.name
@@ -192,9 +191,8 @@ def demo_backends(out: str, names: Sequence[str], tracking_uri: Optional[str]) -
     known = registry.backends()
     options = {name: known[name].local_options(out, "unitb-demo", given.get(name, {}))
                for name in names if name in known}
-    checked = registry.check_backends(options)
     os.makedirs(out, exist_ok=True)
-    return checked
+    return options
 
 
 def send_to_backends(run_dirs: Sequence[str], settings: Dict[str, Dict[str, object]]) -> None:

@@ -18,7 +18,7 @@ from typing import List, Optional, Set
 
 from unitb.commands.demo import runnable
 from unitb.sweep import journal, report, study
-from unitb.sweep.agent import Agent
+from unitb.sweep.agent import Agent, write_summary
 from unitb.sweep.config import SweepConfigError, load_raw
 from unitb.sweep.status import none_completed, progress, table, trial_rows
 
@@ -93,7 +93,8 @@ def _agents(sweep: study.Sweep, agents: int, count: Optional[int], heartbeat: in
             retries: int = 1) -> int:
     """Run ``agents`` agents at once (threads: the trials are processes) until they end or Ctrl-C."""
     console = Console(sweep)
-    running = [Agent(sweep, count, say=console.say, heartbeat=heartbeat, retries=retries) for _ in range(agents)]
+    running = [Agent(sweep, count, say=console.say, heartbeat=heartbeat, retries=retries, summarize=False)
+               for _ in range(agents)]
     errors: List[BaseException] = []
 
     def work(agent: Agent) -> None:
@@ -129,6 +130,8 @@ def _agents(sweep: study.Sweep, agents: int, count: Optional[int], heartbeat: in
     finally:
         signal.signal(signal.SIGINT, previous)
         console.close()
+    if any(agent.ran for agent in running):
+        write_summary(sweep, console.say)  # once for the agents of this process
     finished = sweep.study()
     failed = none_completed(finished)
     _summary(sweep, finished, look=failed is None)

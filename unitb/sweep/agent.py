@@ -111,13 +111,23 @@ def stderr_tail(path: str, limit: int = STDERR_TAIL) -> str:
         return ""
 
 
+def write_summary(sweep: Sweep, say: Callable[[str], None]) -> None:
+    """The sweep's HPARAMS table, brought up to date with the trials run; a failure is one line."""
+    try:
+        sweep.write_summary()
+    except Exception as exc:
+        say(f"unitb sweep: could not write the HPARAMS summary of {sweep.folder} ({type(exc).__name__}: {exc})")
+
+
 class Agent:
     """Runs trials of ``sweep`` one after another until ``count`` ran, the sweep is complete,
-    or :meth:`stop`. ``say`` gets one line per trial as it ends."""
+    or :meth:`stop`. ``say`` gets one line per trial as it ends. ``summarize``: write the sweep's
+    HPARAMS summary at the end (agents run together in one process leave it to their runner, which
+    writes it once)."""
 
     def __init__(self, sweep: Sweep, count: Optional[int] = None, *, poll_seconds: float = 0.5,
                  grace_seconds: float = 30.0, say: Callable[[str], None] = print,
-                 heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1) -> None:
+                 heartbeat: int = HEARTBEAT_SECONDS, retries: int = 1, summarize: bool = True) -> None:
         if count is not None and count < 1:
             raise ValueError(f"count must be a positive number of trials, got {count}")
         self.sweep = sweep
@@ -127,6 +137,7 @@ class Agent:
         self.say = say
         self.heartbeat = heartbeat
         self.retries = retries
+        self.summarize = summarize
         self.ran = 0
         self._stopping = threading.Event()
         self._process: Optional[subprocess.Popen] = None
@@ -189,18 +200,9 @@ class Agent:
                 if self._in_trial or not storage_error(exc):
                     raise
                 self._patiently(lambda: study.get_trials(deepcopy=False))  # no trial began: ask again
-        self._summarize()
+        if self.summarize and self.ran:
+            write_summary(self.sweep, self.say)
         return self.ran
-
-    def _summarize(self) -> None:
-        """The sweep's HPARAMS table, brought up to date with what this agent ran."""
-        if self.ran == 0:
-            return
-        try:
-            self.sweep.write_summary()
-        except Exception as exc:
-            self.say(f"unitb sweep: could not write the HPARAMS summary of {self.sweep.folder} "
-                     f"({type(exc).__name__}: {exc})")
 
     def _patiently(self, call: Callable[[], Any]) -> Any:
         """``call()``, waited for while the sweep's database does not answer: retried with a
