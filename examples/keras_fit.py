@@ -96,7 +96,7 @@ def train(out: str, steps: int = 60, batch_size: int = 8, callback_kwargs: Optio
                                 # The PROJECTOR: the layer before the heads on the validation images, labelled
                                 # by where the first keypoint is, with the images as the sprite.
                                 embedding_layer="dense", embedding_data=(val_images, sides),
-                                predict_heatmaps=predict_heatmaps, activation_layers=("conv3", "dense"), **kwargs)
+                                predict_heatmaps=predict_heatmaps, **kwargs)
     model.fit(images, targets(kpts), batch_size=batch_size, epochs=epochs, shuffle=False,
               validation_data=(val_images, targets(val_kpts)),
               callbacks=[callback], verbose=0)
@@ -113,8 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     # A sweep's ${args} spell parameters as they are named: --lr=0.01 --batch_size=8.
     parser.add_argument("--lr", type=float, default=0.01, help="the peak learning rate (after warm-up)")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=8)
+    parser.add_argument("--activations", action="store_true", help="histograms of the conv3 and dense outputs")
     args = parser.parse_args(argv)
-    return train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr)
+    extra = dict(activation_layers=("conv3", "dense")) if args.activations else None
+    return train(args.out, args.steps, batch_size=args.batch_size, lr=args.lr, callback_kwargs=extra)
 
 
 if __name__ == "__main__":

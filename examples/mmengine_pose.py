@@ -192,11 +192,14 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs")
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--activations", action="store_true", help="histograms of the backbone's outputs")
     args = parser.parse_args(argv)
     run_dir = os.path.join(args.out, "mmengine-pose")
     # Events straight into <out>/mmengine-pose (one TensorBoard run); checkpoints and
     # mmengine's text logs below it, where TensorBoard finds no event files.
-    hook = dict(log_graph=True, embedding_layer="backbone", activation_layers=("backbone",))  # GRAPHS, PROJECTOR
+    hook = dict(log_graph=True, embedding_layer="backbone")  # GRAPHS, PROJECTOR
+    if args.activations:
+        hook["activation_layers"] = ("backbone",)
     runner = build_runner(os.path.join(run_dir, "work_dir"), steps=args.steps, tb_dir=run_dir, hook=hook)
     runner.train()
     run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir  # -2... beside another run

@@ -77,7 +77,7 @@ def test_real_mmpose_resume_after_a_crash_continues_without_duplicates(tmp_path)
     assert steps("train/loss") == list(range(1, 9))
     assert steps("train/gradient_norm/global") == [1, 2, 4, 6, 8]
     assert steps("val/coco/AP") == [4, 8] and steps("val/PCK") == [4, 8]
-    assert steps("model/total_parameters") == [0]  # the header is written once, not again on resume
+    assert steps("model/total_parameters") == [0, 8]  # the header once, not again on resume; the last step
     resumed_loss = {r.step: r.value for r in rows if r.tag == "train/loss"}
     crashed_loss = {r.step: r.value for r in before if r.tag == "train/loss"}
     assert all(resumed_loss[s] == crashed_loss[s] for s in (1, 2, 3, 4))  # the kept steps are the originals

@@ -100,7 +100,8 @@ def test_keras_fresh_model_into_a_used_folder(tmp_path):
     assert dirs == [str(tmp_path / n) for n in ("run", "run-2", "run-3")]
     for run_dir in dirs:
         assert _loss_steps(run_dir) == list(range(1, 9))
-        assert [r.step for r in reader.read_run(run_dir) if r.tag == "model/total_parameters"] == [0]
+        # the header once, the model statistics again at each fit's end
+        assert [r.step for r in reader.read_run(run_dir) if r.tag == "model/total_parameters"] == [0, 4, 8]
 
 
 def test_mmengine_fresh_run_into_a_fixed_folder(tmp_path):
@@ -113,7 +114,7 @@ def test_mmengine_fresh_run_into_a_fixed_folder(tmp_path):
     first, second = reader.read_run(tb_dir), reader.read_run(tb_dir + "-2")
     for rows in (first, second):
         assert [r.step for r in rows if r.tag == "train/loss"] == list(range(1, 9))
-        assert [r.step for r in rows if r.tag == "model/total_parameters"] == [0]
+        assert [r.step for r in rows if r.tag == "model/total_parameters"] == [0, 8]
         assert any(r.tag == "loss" for r in rows)  # mmengine's LoggerHook scalars follow the run
 
 
@@ -136,7 +137,7 @@ def test_keras_restart_after_a_kill_keeps_every_step_once(tmp_path, mode):
     assert _accumulator_steps(run_dir) == list(range(1, 17))
     grads = [r.step for r in reader.read_run(run_dir) if r.tag == "train/gradient_norm/global"]
     assert grads == list(range(1, 17))
-    assert [r.step for r in reader.read_run(run_dir) if r.tag == "model/total_parameters"] == [0]
+    assert [r.step for r in reader.read_run(run_dir) if r.tag == "model/total_parameters"] == [0, 16]
     # The orphans are kept, outside what TensorBoard reads, and the message says where.
     (trash,) = set_aside.removals(run_dir)
     assert "resume-8" in trash
@@ -188,7 +189,7 @@ def test_mmengine_resume_into_a_new_timestamp_folder(tmp_path):
     assert all(after[s] == before[s] for s in range(1, 9))
     assert _accumulator_steps(second_dir) == list(range(1, 17))
     assert reader.find_runs(work) == sorted([failed_dir, second_dir])  # the earlier folder shows nothing twice
-    assert [r.step for r in reader.read_run(second_dir) if r.tag == "model/total_parameters"] == [0]
+    assert [r.step for r in reader.read_run(second_dir) if r.tag == "model/total_parameters"] == [0, 16]
     (trash,) = set_aside.removals(work)
     assert trash.startswith(first_dir)
     # And everything can be put back where it was.

@@ -65,7 +65,9 @@ def test_fit_tags_and_steps(fit_run):
     tags = {r.tag for r in rows}
     assert {"config", "custom_scalars__config__", "_hparams_/session_start_info", "model/total_parameters",
             "model/trainable_parameters", "model/model_size_mb"} <= tags
-    assert _values(rows, "model/total_parameters") == {0: 6 * 8 + 8 + 8 * 2 + 2}
+    # the model statistics at step 0 and again at each fit's last step (a line, not one point)
+    total = 6 * 8 + 8 + 8 * 2 + 2
+    assert _values(rows, "model/total_parameters") == {0: total, 8: total, 12: total}
 
 
 def test_learning_rate_follows_the_schedule(fit_run):
@@ -111,7 +113,7 @@ def test_a_resumed_fit_with_a_new_callback_continues_and_drops_orphans(tmp_path)
                                                                           scalar_interval=1)], verbose=0)
     rows = reader.read_run(logdir)
     assert _steps(rows, "train/loss") == list(range(1, 9))
-    assert _steps(rows, "model/total_parameters") == [0]
+    assert _steps(rows, "model/total_parameters") == [0, 8]  # the crashed fit's point at 8 was an orphan
 
 
 def test_bad_arguments_fail_at_construction(tmp_path):

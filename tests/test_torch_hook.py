@@ -93,8 +93,8 @@ def test_model_statistics_at_step_zero(epoch_run):
     runner, _, rows, _ = epoch_run
     model = runner.model
     total = sum(p.numel() for p in model.parameters())
-    assert _values(rows, "model/total_parameters") == {0: total}
-    assert _values(rows, "model/trainable_parameters") == {0: total}
+    assert _values(rows, "model/total_parameters") == {0: total, 16: total}  # at the start and the last step
+    assert _values(rows, "model/trainable_parameters") == {0: total, 16: total}
     size = (sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * b.element_size() for b in model.buffers()))
     assert _values(rows, "model/model_size_mb")[0] == pytest.approx(size / 2 ** 20, rel=1e-6)
 
@@ -193,7 +193,8 @@ def test_resume_continues_the_step_axis_without_duplicates(tmp_path):
     steps = _steps(rows, "train/loss")
     assert steps == [1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24], steps
     assert _steps(rows, "val/PCK") == [8, 16, 24]
-    assert len(_steps(rows, "model/total_parameters")) == 1
+    # the header once (not again on resume); each segment's last step
+    assert _steps(rows, "model/total_parameters") == [0, 16, 24]
 
 
 def test_resume_from_earlier_checkpoint_drops_orphaned_steps(tmp_path):

@@ -72,7 +72,7 @@ def test_resume_with_start_step_drops_orphans(tmp_path):
     _train(str(tmp_path), 10, start_step=5)  # restarted from a checkpoint at step 5
     rows = reader.read_run(str(tmp_path))
     assert _steps(rows, "train/loss") == list(range(1, 11))
-    assert _steps(rows, "model/total_parameters") == [0]
+    assert _steps(rows, "model/total_parameters") == [0, 10]  # the first run's point at 10 was an orphan
 
 
 def test_nonfinite_loss_is_an_anomaly_not_a_crash(tmp_path):

@@ -130,6 +130,8 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
             try:
                 if step == 0:
                     write_header(run, self.options, model, config_text=keras_config_text(model, self.params or {}))
+                else:
+                    write_header(run, self.options, model, at_start=False)
                 self.points.hparams_due = step == 0
                 if self.options.log_graph and step == 0:
                     write_model_graph(run.sink, model, run.warn_once)

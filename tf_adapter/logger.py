@@ -84,6 +84,8 @@ class TFLogger(LivesARun, OwnValuesAPI):
                 if self.options.log_graph and self.model is not None:
                     with tf.init_scope():  # eager even when the first step runs inside a tf.function
                         write_model_graph(run.sink, self.model, run.warn_once)
+            else:
+                write_header(run, self.options, self.model, at_start=False)
         return self.life.run
 
     def _ready(self) -> bool:
@@ -118,7 +120,7 @@ class TFLogger(LivesARun, OwnValuesAPI):
             grads = LoopGradients.unscaled(grads, loss_scale)
         if not tf.executing_eagerly():
             write_in_graph(self.run, self.options, self._gradients, step, losses or {}, learning_rate, grads,
-                           variables, loss_scale, metrics or {}, epoch)
+                           variables, loss_scale, metrics or {}, epoch, reached=self.life.reached)
             return
         step = int(step)
         opts, run = self.options, self.run

@@ -3,7 +3,7 @@ loop's own ``tf.function``, as summary ops recorded where the interval policy sa
 eager step's tag mapping (:func:`unitb.life.train_step.step_scalars`) in both cases."""
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -58,12 +58,19 @@ class LoopGradients:
 
 def write_in_graph(run: RunLogger, options: LogOptions, gradients: LoopGradients, step, losses: Mapping,
                    learning_rate, grads: Optional[Sequence], variables: Optional[Sequence], loss_scale=None,
-                   metrics: Optional[Mapping] = None, epoch=None) -> None:
+                   metrics: Optional[Mapping] = None, epoch=None,
+                   reached: Optional[Callable[[int], None]] = None) -> None:
     """The step's summary ops, inside the loop's ``tf.function``: its scalars where the scalar
     interval is due, its gradient norms where the gradient interval is (the names are known at
-    trace time)."""
+    trace time). ``reached`` is told each step on the host, as the scalar interval is asked."""
+
+    def scalar_due_at(s) -> np.bool_:
+        if reached is not None:
+            reached(int(s))
+        return np.bool_(options.scalar_policy.should_log(int(s)))
+
     step = tf.cast(step, tf.int64)
-    scalar_due = tf.numpy_function(lambda s: np.bool_(options.scalar_policy.should_log(int(s))), [step], tf.bool)
+    scalar_due = tf.numpy_function(scalar_due_at, [step], tf.bool)
     grad_due = tf.numpy_function(lambda s: np.bool_(options.grad_policy.should_log(int(s))), [step], tf.bool)
     split = split_train_values(losses=losses, metrics=metrics)
     warn_other_totals(run, split)  # at trace time

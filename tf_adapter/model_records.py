@@ -16,13 +16,14 @@ from unitb.write.writer import RunLogger
 
 
 def write_header(run: RunLogger, options: LogOptions, model=None, config_text: Optional[str] = None,
-                 hparams: Optional[Mapping[str, object]] = None) -> None:
+                 hparams: Optional[Mapping[str, object]] = None, at_start: bool = True) -> None:
     """The run's header (:func:`unitb.life.train_step.write_header`) from a Keras model: its
     statistics, and its JSON config when no config text is given."""
-    if not config_text and model is not None and hasattr(model, "to_json"):
+    if at_start and not config_text and model is not None and hasattr(model, "to_json"):
         config_text = model_config_text(model)
     stats = measure.model_stats(model) if model is not None and options.log_model_stats else None
-    train_step.write_header(run, options, model_stats=stats, config_text=config_text, hparams=hparams)
+    train_step.write_header(run, options, model_stats=stats, config_text=config_text, hparams=hparams,
+                            at_start=at_start)
 
 
 def model_config_text(model) -> str:

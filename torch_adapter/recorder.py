@@ -65,9 +65,8 @@ class TorchRecorder:
         """Attach the gradient probe and write the once-per-run records (step 0)."""
         model = measure.unwrap_model(model)
         opts = self.options
-        if write_header:
-            train_step.write_header(self.run, opts, model_stats=measure.model_stats(model) if opts.log_model_stats
-                                    else None, config_text=config_text, hparams=hparams)
+        train_step.write_header(self.run, opts, model_stats=measure.model_stats(model) if opts.log_model_stats
+                                else None, config_text=config_text, hparams=hparams, at_start=write_header)
         if opts.activation_layers and self.activations is None:
             self.activations = ActivationProbe(model, opts.activation_layers, self.run.warn_once)
         torch_opt = measure.torch_optimizer(optimizer)

@@ -51,7 +51,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [dict(type='EnhancedTensorBoardHook', grad_norm_interval=2, scalar_interval=1,
                      train_image_interval=4, val_image_interval=1, max_layers_to_log=8, log_graph=True,
-                     embedding_layer='backbone', activation_layers=('backbone', 'head.final_layer'))]
+                     embedding_layer='backbone')]
 vis_backends = [dict(type='TensorboardVisBackend')]
 visualizer = dict(type='PoseLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_level = 'WARNING'

@@ -73,14 +73,17 @@ def main(argv: Optional[list] = None) -> str:
                         help="skip CheckpointHook (a ResNet-18 checkpoint with Adam state is ~140 MB)")
     from mmengine.config import DictAction
 
+    parser.add_argument("--activations", action="store_true",
+                        help="histograms of the backbone's and the head's outputs (ACTIVATIONS: activations/*)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
                         help="override config settings, as mmengine's tools/train.py (a sweep passes its parameters "
                              "here through ${args_no_hyphens})")
     args = parser.parse_args(argv)
     epochs = epochs_for(args.steps) if args.steps else args.epochs
     # About four validations however long the run (mmengine always validates the last epoch).
+    hook = dict(activation_layers=("backbone", "head.final_layer")) if args.activations else {}
     runner = build_runner(args.out, epochs, val_interval=max(1, epochs // 4), checkpoints=not args.no_checkpoints,
-                          cfg_options=args.cfg_options)
+                          cfg_options=args.cfg_options, **hook)
     runner.train()
     # <out>/mmpose-topdown, or -2, -3... when a fresh run found another run there (unitb.folder.versions)
     run_dir = runner.visualizer.get_backend("TensorboardVisBackend")._save_dir

@@ -262,7 +262,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     names = [name.strip() for name in (args.backends or "").split(",") if name.strip()]
     return demo.run(out=args.out, steps=args.steps, torch_example=args.torch_example, backends=names,
-                    tracking_uri=args.tracking_uri)
+                    tracking_uri=args.tracking_uri, activations=args.activations)
 
 
 def _version() -> str:
@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backends", metavar="wandb,mlflow",
                       help="also send the runs to W&B (offline unless WANDB_MODE is set) and/or MLflow")
     demo.add_argument("--tracking-uri", help="MLflow tracking URI (default: a SQLite file in --out)")
+    demo.add_argument("--activations", action="store_true",
+                      help="also histograms of some layers' outputs (activations/*; off: not asked for by default)")
     demo.set_defaults(func=cmd_demo)
     arguments.add_sweep_parser(sub)
     return parser

@@ -33,6 +33,7 @@ class Example(NamedTuple):
     script: str  # relative to examples/
     what: str
     extra_args: Tuple[str, ...] = ()
+    takes_activations: bool = True  # the script has --activations (TFLogger has no activation probe)
 
 
 MMPOSE = Example("mmpose-topdown", os.path.join("mmpose", "train.py"),
@@ -41,7 +42,8 @@ MMPOSE = Example("mmpose-topdown", os.path.join("mmpose", "train.py"),
 MMENGINE = Example("mmengine-pose", "mmengine_pose.py", "PyTorch / mmengine Runner + EnhancedTensorBoardHook")
 TF_EXAMPLES = (
     Example("keras-fit", "keras_fit.py", "TensorFlow / Keras model.fit + unitb.TFCallback"),
-    Example("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager"),
+    Example("tf-yolo-loop", "yolo_tf_loop.py", "TensorFlow / custom YOLO loop + unitb.TFLogger + CheckpointManager",
+            takes_activations=False),
 )
 # The tiny models gain nothing from a second thread, and lose much when the cores are shared:
 # measured on 2 cores, 36 s with one thread against 44 s with the default (quiet machine), and
@@ -85,7 +87,10 @@ def runnable(tool: str, module: str) -> str:
 
 
 def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backends: Sequence[str] = (),
-        tracking_uri: Optional[str] = None) -> int:
+        tracking_uri: Optional[str] = None, activations: bool = False) -> int:
+    """Train the three examples into ``out`` (or its next free folder), check they share one
+    layout, and say how to look at them. ``activations``: the examples also draw their layers'
+    outputs (``activations/*``), which otherwise stay out of the Time Series tab's first screen."""
     if steps <= 0:
         print("unitb demo: --steps must be positive", file=sys.stderr)
         return 2
@@ -126,7 +131,8 @@ def run(out: str = "runs", steps: int = 64, torch_example: str = "auto", backend
         print(f"[{index}/{len(examples)}] {name}: {example.what}, {steps} steps ...", flush=True)
         started = time.time()
         command = [sys.executable, os.path.join(folder, example.script), "--out", out, "--steps", str(steps)]
-        result = subprocess.run(command + list(example.extra_args), env=env, capture_output=True, text=True)
+        command += list(example.extra_args) + (["--activations"] if activations and example.takes_activations else [])
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             print(result.stdout[-3000:] + result.stderr[-3000:], file=sys.stderr)
             print(f"unitb demo: {name} failed (exit {result.returncode})", file=sys.stderr)

@@ -188,6 +188,11 @@ class RunLife:
         if self.profiler is not None:
             self.profiler.after_step(self.step)
 
+    def reached(self, step: int) -> None:
+        """Step ``step`` ran inside a compiled graph (told from the host as it runs): own values
+        and the closing points land there; the profiler is driven by the eager steps only."""
+        self.step = int(step)
+
     def profiling(self) -> bool:
         """Whether a ``profile_steps`` window is still to come or open."""
         return self.profiler is not None
@@ -240,15 +245,23 @@ class RunLife:
     def end_training(self) -> None:
         """Training is over: the profiler, then the entry point's own parts (probes, hooks)."""
         self.end_profiler()
+        self._last_points()
         parts, self._own_parts = self._own_parts, []
         for close in parts:
             close()
+
+    def _last_points(self) -> None:
+        """The records written again at the last step (the model statistics: a line, not a
+        point), while the writer is still open: mmengine closes its writer before ``after_run``."""
+        if self.run is not None and self.step > 0:
+            self.run.model_stats_at(self.step)
 
     def close_writer(self, wait_for_upload: bool = True) -> None:
         """The writer, then the folder's last upload and the backends. ``wait_for_upload=False``
         (a Keras fit's end, with another fit to come): those two go on in the background, kept
         here until the next writer into the folder or :meth:`close`."""
         if self.run is not None:
+            self._last_points()
             if not wait_for_upload and self._folder is not None:
                 self._kept_forwarder, self._kept_mirror = self._folder.forwarder, self._folder.mirror
             self.run.close(wait_for_upload=wait_for_upload)

@@ -105,12 +105,17 @@ def step_scalars(options: LogOptions, split: TrainValues, learning_rates: Option
 
 
 def write_header(run: RunLogger, options: LogOptions, *, model_stats: Optional[Tuple[int, int, float]] = None,
-                 config_text: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None) -> None:
+                 config_text: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
+                 at_start: bool = True) -> None:
     """The once-per-run records at step 0: model statistics (``log_model_stats``), the
     config text, the hparams (:mod:`unitb.write.hparams`; None: written later by the entry point)
-    and the custom-scalars layout. Every entry point writes its header here."""
+    and the custom-scalars layout. Every entry point writes its header here. A run resumed
+    past step 0 (``at_start=False``) has its header: only the model statistics are kept, for
+    their point at the last step."""
     if model_stats is not None and options.log_model_stats:
-        run.model_stats(*model_stats)
+        run.model_stats(*model_stats, at_start=at_start)
+    if not at_start:
+        return
     if config_text:
         run.config(config_text)
     if hparams:

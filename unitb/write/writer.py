@@ -147,6 +147,8 @@ class RunLogger:
         self.failures: Dict[str, int] = {}
         self._last_repair = 0.0
         self._dir_missing = False
+        self._model_stats: Optional[Tuple[int, int, float]] = None
+        self._model_stats_step: Optional[int] = None
         self._broken = False
         self.background: Optional[BackgroundWriter] = None
         if async_writes:
@@ -306,10 +308,24 @@ class RunLogger:
         for tag, value in values.items():
             self.scalar(tag, value, step)
 
-    def model_stats(self, total: int, trainable: int, size_mb: float) -> None:
-        self.scalar(schema.MODEL_TOTAL_PARAMETERS, total, 0)
-        self.scalar(schema.MODEL_TRAINABLE_PARAMETERS, trainable, 0)
-        self.scalar(schema.MODEL_SIZE_MB, size_mb, 0)
+    def model_stats(self, total: int, trainable: int, size_mb: float, *, at_start: bool = True) -> None:
+        """``model/*`` at step 0 (``at_start``; a resumed run has them already) and again at
+        the last step when the writer closes (:meth:`model_stats_at`): one point is not drawn
+        as a line in TensorBoard's Time Series tab, two are."""
+        self._model_stats = (total, trainable, size_mb)
+        if at_start:
+            self.model_stats_at(0)
+
+    def model_stats_at(self, step: int) -> None:
+        """The model statistics given to :meth:`model_stats`, at ``step`` (none given, or
+        already written there: nothing)."""
+        if self._model_stats is None or self._model_stats_step == step:
+            return
+        self._model_stats_step = step
+        total, trainable, size_mb = self._model_stats
+        self.scalar(schema.MODEL_TOTAL_PARAMETERS, total, step)
+        self.scalar(schema.MODEL_TRAINABLE_PARAMETERS, trainable, step)
+        self.scalar(schema.MODEL_SIZE_MB, size_mb, step)
 
     # ----------------------------------------------------------------- heavy
     def histograms(self, family: Callable[[str], str], step: int, arrays: Mapping[str, np.ndarray]) -> None:
