@@ -19,9 +19,10 @@ pytest.importorskip("optuna")
 pytest.importorskip("yaml")
 pytest.importorskip("torch")
 
-from unitb import reader  # noqa: E402
+from unitb import reader, schema  # noqa: E402
 from unitb.sweep import study as sweep_study  # noqa: E402
 from unitb.sweep.status import trial_rows  # noqa: E402
+from unitb.write import hparams  # noqa: E402
 
 # A tiny torch regression trained by TorchLogger's plain-loop API: its val/loss falls faster
 # with a larger lr (clearly worse below 0.01). Flushes nothing itself.
@@ -183,6 +184,20 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
             assert value == pytest.approx(trial.value, rel=1e-5)
 
 
+def experiment_of(sweep_folder: str):
+    """The HPARAMS experiment the sweep's agents declared (the one summary file)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from unitb.files.names import EXPERIMENT_FOLDER, EXPERIMENT_SUFFIX
+
+    folder = os.path.join(sweep_folder, EXPERIMENT_FOLDER)  # a folder TensorBoard lists by what it holds
+    (summary,) = [name for name in os.listdir(folder) if name.endswith(EXPERIMENT_SUFFIX)]
+    events = list(EventFileLoader(os.path.join(folder, summary)).Load())
+    (value,) = [v for event in events for v in event.summary.value]
+    return plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).experiment
+
+
 def test_bayes_with_hyperband_prunes_and_the_pruned_run_is_kept_whole(tmp_path):
     write(tmp_path, "train.py", TORCH_TRAINING)
     # One bracket: every trial meets the others at step 6; one worse than the best there stops.
@@ -219,10 +234,15 @@ def test_bayes_with_hyperband_prunes_and_the_pruned_run_is_kept_whole(tmp_path):
         # The table says a pruned trial's value is the one at its prune, and says it once.
         row = next(line for line in done.stdout.splitlines() if line.split()[:2] == [str(trial.number), "pruned"])
         assert f" at step {pruned_at} " in row
+        # The run itself says it was pruned, and where: the HPARAMS table's column.
+        assert reader.scalar_arrays(run)[schema.SWEEP_PRUNED_AT_STEP][0].tolist() == [pruned_at]
+    metrics = [(m.name.tag, m.display_name) for m in experiment_of(sweep.folder).metric_infos]
+    assert metrics[:2] == [("val/loss", "val/loss"), (schema.SWEEP_PRUNED_AT_STEP, hparams.PRUNED_LABEL)]
     assert not re.search(r"^trial \d+: pruned", done.stdout, flags=re.M)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert complete and all(t.value == pytest.approx(last_value(t.user_attrs["unitb.run"], "val/loss"), rel=1e-6)
                             for t in complete)
+    assert not any(schema.SWEEP_PRUNED_AT_STEP in reader.scalar_arrays(t.user_attrs["unitb.run"]) for t in complete)
 
 
 def test_a_sweep_whose_trials_all_fail_says_why_and_exits_non_zero(tmp_path):
@@ -368,10 +388,6 @@ def test_ctrl_c_stops_the_trials_and_an_agent_continues_the_sweep(tmp_path):
 def test_an_agent_driven_from_python_leaves_the_sweeps_hparams_table(tmp_path, monkeypatch):
     """A team that runs ``Agent`` itself (no ``unitb sweep run``) gets the HPARAMS summary too:
     the sweep's parameter as a column, its metric first."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    from unitb.files.names import EXPERIMENT_FOLDER, EXPERIMENT_SUFFIX
     from unitb.sweep.agent import Agent
 
     monkeypatch.chdir(tmp_path)
@@ -381,10 +397,6 @@ def test_an_agent_driven_from_python_leaves_the_sweeps_hparams_table(tmp_path, m
                                name="py", logdir=str(tmp_path / "sweeps"))
     said = []
     assert Agent(sweep, None, say=said.append).run() == 2
-    folder = os.path.join(sweep.folder, EXPERIMENT_FOLDER)  # a folder TensorBoard lists by what it holds
-    (summary,) = [name for name in os.listdir(folder) if name.endswith(EXPERIMENT_SUFFIX)]
-    events = list(EventFileLoader(os.path.join(folder, summary)).Load())
-    (value,) = [v for event in events for v in event.summary.value]
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content).experiment
+    experiment = experiment_of(sweep.folder)
     assert "lr" in [info.name for info in experiment.hparam_infos]
     assert experiment.metric_infos[0].name.tag == "val/loss"

@@ -28,6 +28,9 @@ MEMORY_DEVICE_MB = "train/memory/device_mb"
 MODEL_TOTAL_PARAMETERS = "model/total_parameters"
 MODEL_TRAINABLE_PARAMETERS = "model/trainable_parameters"
 MODEL_SIZE_MB = "model/model_size_mb"
+# Written by a sweep's agent into a trial's run when its pruner stopped it, at that step: the
+# HPARAMS table's column that tells a pruned trial (its metric is the value at the prune).
+SWEEP_PRUNED_AT_STEP = "sweep/pruned_at_step"
 TRAIN_IMAGE = "train/image"
 VAL_IMAGE = "val/image"
 CONFIG = "config"
@@ -193,6 +196,7 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("custom_scalars", r"^custom_scalars__config__$", "custom_scalars"),
     ("val/pr/*", r"^val/pr/.+/pr_curves$", "pr_curves"),  # PR curves: keypoints by OKS, boxes by IoU
     ("graph", r"^__graph__$", "graph"),
+    ("sweep/pruned_at_step", r"^sweep/pruned_at_step$", "scalar"),
     ("train/*", r"^train/.+$", "scalar"),
     ("val/*", r"^val/.+$", "scalar"),
 )

@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from unitb.files import json_files
 from unitb.files.names import TRIAL_ARGS, TRIAL_NONFINITE, TRIAL_STDERR, TRIAL_STDOUT
 from unitb.life.sweep_trial import TrialInfo
-from unitb.sweep import liveness, space
+from unitb.sweep import liveness, space, trial_state
 from unitb.sweep.command import command_line
 from unitb.sweep.follow import MetricFollower
 from unitb.sweep.study import GRACE_BEATS, HEARTBEAT_SECONDS, Sweep, retry_elsewhere
@@ -384,6 +384,8 @@ class Agent:
         if outcome.pruned is not None:
             step, value = outcome.pruned
             self.say(f"{name}: pruned at step {step} ({self._metric.name} = {value:.6g})")
+            if follower.run_folder is not None and not self.sweep.in_store:
+                trial_state.mark_pruned(follower.run_folder, step, self.say)
             raise optuna.TrialPruned(f"pruned at step {step}")
         if process.returncode != 0:
             tail = stderr_tail(os.path.join(local, TRIAL_STDERR))

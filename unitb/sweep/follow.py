@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from unitb.files import json_files
 from unitb.files.names import REMOVED, TRIAL_RUNS
@@ -30,6 +30,7 @@ class MetricFollower:
         self.tag = tag
         self._needle = tag.encode()
         self._files: Dict[str, _File] = {}
+        self.run_folder: Optional[str] = None  # the folder of the event file the metric came from
 
     def tags_seen(self) -> List[str]:
         """Every tag the trial's runs wrote (read once, to name them when the metric never came)."""
@@ -57,7 +58,10 @@ class MetricFollower:
                 continue  # set aside or removed between the listing and now
             # The offset is the loop's own target: where the next read starts, after each block.
             for events, followed.offset in records.events_holding(path, self._needle, followed.offset):  # noqa: B020
-                points += run_reader.tag_scalars(events, self.tag, followed.plugin_of, set())
+                found = run_reader.tag_scalars(events, self.tag, followed.plugin_of, set())
+                if found:
+                    self.run_folder = os.path.dirname(path)
+                points += found
         return points
 
     def _event_files(self) -> List[str]:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from unitb.files import json_files, storage
 from unitb.files.names import SWEEP_FILE, SWEEP_JOURNAL
+from unitb.schema import SWEEP_PRUNED_AT_STEP
 from unitb.sweep import journal, space
 from unitb.sweep.config import SweepConfig, SweepConfigError, parse
 from unitb.sweep.defaults import DEFAULT_LOGDIR, GRACE_BEATS, HEARTBEAT_SECONDS
@@ -86,7 +87,8 @@ class Sweep:
         if self.in_store or self.config.metric is None:
             return None
         names = [p.name for p in self.config.parameters]
-        return hparams.write_experiment(self.folder, shared=names, first_metrics=[self.config.metric.name],
+        metrics = [self.config.metric.name, SWEEP_PRUNED_AT_STEP]  # the second only where a trial was pruned
+        return hparams.write_experiment(self.folder, shared=names, first_metrics=metrics,
                                         swept=[p.name for p in self.config.parameters if p.searched])
 
     def agent_command(self) -> str:

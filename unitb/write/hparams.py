@@ -27,7 +27,7 @@ import time
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from unitb.files.names import EXPERIMENT_FOLDER, EXPERIMENT_LOCK, EXPERIMENT_SUFFIX
-from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS
+from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS, SWEEP_PRUNED_AT_STEP
 from unitb.read import run_reader
 from unitb.schema import HPARAM_KEYS
 from unitb.write import protos
@@ -137,6 +137,7 @@ def experiment_columns(run_dirs: Sequence[str], shared: Sequence[str] = (),
 
 # A column header where the name alone reads two ways: a sweep's ``lr`` beside the optimizer's own.
 LEARNING_RATE_LABEL = "learning_rate (the optimizer's, at step 0)"
+PRUNED_LABEL = "pruned at step (empty: ran to the end)"
 
 
 def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Sequence[str] = (),
@@ -149,7 +150,8 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
     if not runs:
         return None
     columns, metrics = experiment_columns(runs, shared, first_metrics)
-    labels = {"learning_rate": LEARNING_RATE_LABEL, **{name: f"{name} (swept)" for name in swept}}
+    labels = {"learning_rate": LEARNING_RATE_LABEL, **{name: f"{name} (swept)" for name in swept},
+              SWEEP_PRUNED_AT_STEP: PRUNED_LABEL}
     summary = protos.experiment_summary(columns, metrics, shown=shown_first(list(columns), shared), labels=labels)
     folder = os.path.join(logdir, EXPERIMENT_FOLDER)
     os.makedirs(folder, exist_ok=True)

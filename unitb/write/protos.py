@@ -84,7 +84,8 @@ def experiment_summary(columns: Mapping[str, "Sequence[object]"], metrics: "Sequ
             listed.values.add().CopyFrom(_struct_value(value))
         info.domain_discrete.CopyFrom(listed)
     for tag in metrics:
-        experiment.metric_infos.add(name=api_pb2.MetricName(group="", tag=tag), display_name=tag)
+        experiment.metric_infos.add(name=api_pb2.MetricName(group="", tag=tag),
+                                    display_name=(labels or {}).get(tag, tag))
     summary = summary_pb2.Summary()
     summary.value.add(tag=metadata.EXPERIMENT_TAG, tensor=metadata.NULL_TENSOR,
                       metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)))
