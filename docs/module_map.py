@@ -1,4 +1,4 @@
-"""The module map of README.md ("Layout of the code") and docs/DESIGN.md ("The modules, by
+"""The module map of docs/code-layout.md ("Layout of the code") and docs/DESIGN.md ("The modules, by
 room"), made from the tree itself: each room's and each module's docstring says what it is for.
 
     python docs/module_map.py           # rewrite both maps from the tree
@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a map differs from the tree")
     args = parser.parse_args(argv)
     stale = []
-    for rel, body in (("README.md", readme_map()), (os.path.join("docs", "DESIGN.md"), design_map())):
+    maps = ((os.path.join("docs", "code-layout.md"), readme_map()), (os.path.join("docs", "DESIGN.md"), design_map()))
+    for rel, body in maps:
         path = os.path.join(ROOT, rel)
         with open(path, encoding="utf-8") as handle:
             text = handle.read()

@@ -149,7 +149,7 @@ def test_the_core_imports_no_adapter():
 
 
 def test_the_module_maps_are_the_tree():
-    """README's layout and docs/DESIGN.md's module tables are made from the tree: they cannot
+    """docs/code-layout.md's map and docs/DESIGN.md's module tables are made from the tree: they cannot
     disagree with it, or with each other."""
     done = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "module_map.py"), "--check"],
                           capture_output=True, text=True)

@@ -94,7 +94,7 @@ def test_cli_reads_urls_and_pull_feeds_tensorboard(s3_env, tmp_path, capsys):
 
 
 def test_unitb_command_follows_a_live_run(s3_env, tmp_path):
-    """The README's commands as a user types them: the environment points at the store."""
+    """The commands of docs/object-storage.md as a user types them: the environment points at the store."""
     unitb_bin = os.path.join(os.path.dirname(sys.executable), "unitb")
     url = s3_env + "/live/exp"
     log = _torch_logger(url, scalar_interval=1, upload_interval=0.3)

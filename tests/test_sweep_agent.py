@@ -77,7 +77,7 @@ PLAIN_WRITER = textwrap.dedent('''
 ''')
 
 
-# The README's DuckDB query over a sweep's export: each trial's last val/loss, best first.
+# The DuckDB query of docs/sweeps.md over a sweep's export: each trial's last val/loss, best first.
 README_QUERY = """
 SELECT s.run, h.lr, h.width, arg_max(s.value, s.step) AS last_val_loss
 FROM 'sweep.parquet' s JOIN 'sweep.hparams.parquet' h USING (run)
@@ -149,7 +149,7 @@ def test_a_grid_with_two_agents_runs_each_combination_once_in_its_own_run(tmp_pa
         assert title in html
     best = min(chosen, key=chosen.get)
     assert html.index(f"<tr class=\"best\"><td>{best}</td><td>complete</td>") < html.index("Optimization History")
-    # The whole sweep as two Parquet tables, queried with DuckDB as the README shows.
+    # The whole sweep as two Parquet tables, queried with DuckDB as docs/sweeps.md shows.
     exported = unitb(tmp_path, "export", "sweeps/grid", "--format", "parquet", "-o", "grid.parquet")
     assert exported.returncode == 0, exported.stderr
     duckdb = pytest.importorskip("duckdb")

@@ -1,4 +1,4 @@
-"""The README's sweep examples run as written: the Keras model under bayes + Hyperband, and the
+"""The sweep examples of docs/sweeps.md run as written: the Keras model under bayes + Hyperband, and the
 mmpose config under a grid passed through mmengine's --cfg-options. Each is cut to fit a test
 (fewer trials and steps), everything else as in examples/sweeps/."""
 from __future__ import annotations

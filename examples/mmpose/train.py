@@ -1,6 +1,6 @@
 """Train the tiny mmpose config with unitb's hook:  python examples/mmpose/train.py --out runs --steps 60
 
-Needs the mmpose extra (see README). Makes the synthetic COCO data first if it is missing.
+Needs mmpose (scripts/install-mmpose.sh, see docs/getting-started.md). Makes the synthetic COCO data first if it is missing.
 """
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ def add_sweep_parser(sub) -> None:
 
     def where(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--logdir", default=DEFAULT_LOGDIR,
-                            help="the folder sweeps are created in (default: runs); trials go to LOGDIR/ID/trial-NNN")
+                            help=f"the folder sweeps are created in (default: {DEFAULT_LOGDIR}); trials go to "
+                            "LOGDIR/ID/trial-NNN")
         parser.add_argument("--storage", help="an Optuna database URL for the study (default: a journal file in "
                             "the sweep's folder)")
 

@@ -47,7 +47,7 @@ TF_EXAMPLES = (
 )
 # The tiny models gain nothing from a second thread, and lose much when the cores are shared:
 # measured on 2 cores, 36 s with one thread against 44 s with the default (quiet machine), and
-# see the README for a busy one.
+# see docs/getting-started.md for a busy one.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1"}
 # Every example trains in whole epochs (mmpose: 4 steps, the others: 8), so the demo trains a

@@ -18,49 +18,82 @@ from unitb.life.profiling import check_profile_steps
 
 @dataclass
 class LogOptions:
+    """What every entry point takes besides its own arguments, with the mmpose hook's defaults.
+
+    Each field is a keyword of ``EnhancedTensorBoardHook``, ``TorchLogger``, ``TFCallback`` and
+    ``TFLogger`` (where one entry point cannot use a field, its text says so). The reference
+    page of the documentation is made from these fields and their texts.
+    """
+
     log_loss: bool = True
+    """Write ``train/loss`` and ``train/loss/{component}``."""
     log_grad_norm: bool = True
+    """Write ``train/gradient_norm/global`` and ``train/gradient_norm/layers/{layer}`` every ``grad_norm_interval``
+    steps."""
     log_weight_hist: bool = True
+    """Write ``weights/{layer}`` histograms every ``weight_hist_interval`` epochs."""
     log_val_metrics: bool = True
+    """Write the validation metrics ``val/{metric}`` at the global step of each validation."""
     log_train_images: bool = True
+    """Write ``train/image`` (inputs with ground truth and predictions) every ``train_image_interval`` steps."""
     log_val_images: bool = True
+    """Write ``val/image`` from every ``val_image_interval``-th validation batch."""
     log_lr: bool = True
+    """Write ``train/learning_rate/{group}``: the learning rate each step used."""
     log_model_stats: bool = True
-    log_speed: bool = True  # train/time/*, train/throughput, train/memory/* at scalar_interval
-    log_pr_curves: bool = True  # val/pr/*: keypoints matched by OKS at each validation (hook, TFCallback)
-    # A layer's name (torch module path / Keras layer name): its outputs on validation samples go to
-    # the PROJECTOR as val/features (the hook: at each validation; TFCallback: embedding_data each epoch).
+    """Write ``model/total_parameters``, ``model/trainable_parameters`` and ``model/model_size_mb`` at step 0 and the
+    last step."""
+    log_speed: bool = True
+    """Write ``train/time/*``, ``train/throughput`` and ``train/memory/*`` at ``scalar_interval``."""
+    log_pr_curves: bool = True
+    """(hook, ``TFCallback``) Write ``val/pr/keypoints_oks50`` and ``_oks75``: keypoints matched by OKS at each
+    validation."""
     embedding_layer: Optional[str] = None
-    # Layers whose outputs get histograms (activations/{layer}) at the steps gradient norms are
-    # measured: torch module paths (forward hooks) / Keras layer names (in the train step).
+    """(hook, ``TFCallback`` with ``embedding_data=``) A layer's name (torch module path or Keras layer name): its
+    outputs on validation samples go to the PROJECTOR as ``val/features``."""
     activation_layers: Tuple[str, ...] = ()
+    """(hook, ``TorchLogger``, ``TFCallback``) Layers whose outputs get histograms ``activations/{layer}`` at the steps
+    gradient norms are measured."""
     log_grad_hist: bool = False
+    """Also write ``gradients/{layer}`` histograms at the gradient-norm steps."""
     log_graph: bool = False
+    """Write the model's graph to the GRAPHS tab once per fresh run (tracing runs the model once more)."""
     grad_norm_interval: int = 100
+    """Steps between gradient-norm points (step 1 is always one)."""
     weight_hist_interval: int = 1
+    """Epochs between weight histograms."""
     train_image_interval: int = 500
+    """Steps between training images."""
     val_image_interval: int = 10
+    """Every N-th validation batch is drawn (mmengine)."""
     max_layers_to_log: int = 20
+    """At most this many layers get per-layer norms and histograms, spread over the model and fixed for the run."""
     max_train_images: int = 4
+    """Only these images of the first batch are kept, on the CPU."""
     kpt_thr: float = 0.3
-    # Loss, learning rate and epoch; None = grad_norm_interval (a learning rate written every
-    # iteration costs a host sync each step and shows nothing new).
+    """A predicted keypoint is drawn when its score is at least this (in [0, 1])."""
     scalar_interval: Optional[int] = None
+    """Steps between loss, learning-rate and epoch points; None: ``grad_norm_interval`` (a learning rate written every
+    step costs a host sync and shows nothing new)."""
     adaptive_interval: bool = False
+    """Dense early, then sparse: about 8 points per doubling of the step count, capped at each interval."""
     max_log_mb: Optional[float] = None
+    """Stop images and histograms once the run folder passes this many megabytes; scalars go on."""
     raise_on_nonfinite: bool = False
-    # Serialise and write on a background thread (unitb.write.background); False writes inline.
+    """Raise ``FloatingPointError`` on a NaN or Inf loss or gradient instead of recording it in ``train/anomaly/*``."""
     async_writes: bool = True
-    # (start, stop): a profiler trace of training steps start..stop (unitb's step axis) into the
-    # run folder (unitb.life.profiling); None: no profiling, and no cost.
+    """Serialise and write on a background thread; False writes inline, on the training thread."""
     profile_steps: Optional[Tuple[int, int]] = None
-    # Extra backends beside TensorBoard: ("wandb", "mlflow") or {"wandb": {"project": ...}, ...}
-    # (unitb.backends.forwarder); they get what the event files get, at the same steps, off the training thread.
+    """``(start, stop)``: a profiler trace of those training steps (both included) into the run folder; None: no
+    profiling, and no cost. ``TFCallback`` also takes Keras' ``profile_batch``."""
     backends: Any = None
-    backend_timeout: float = 30.0  # how long close() waits for the backends to catch up
-    # How long a resume waits for the interrupted run's process to let go of the run folder
-    # before it refuses (unitb.folder.claim.FolderBusy): two writers never share one folder.
+    """Backends beside TensorBoard, such as ``("wandb", "mlflow")`` or ``{"wandb": {"project": ...}}``: they get what
+    the event files get, at the same steps, off the training thread."""
+    backend_timeout: float = 30.0
+    """Seconds ``close()`` waits for the backends to catch up."""
     resume_wait: float = 60.0
+    """Seconds a resume waits for the interrupted run's process to let go of the run folder before it refuses
+    (``unitb.FolderBusy``): two writers never share one folder."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -40,10 +40,16 @@ class RunLocation:
 class StoreOptions:
     """How a URL run reaches its store; every adapter takes these keywords."""
     storage_options: Optional[Mapping[str, Any]] = None
+    """(``TorchLogger``, ``TFCallback``, ``TFLogger``) The store's options for a URL ``logdir`` (fsspec storage
+    options: ``endpoint_url``, ``key``, ``secret``…); the hook takes them as ``backend_args``."""
     spool_dir: Optional[str] = None
+    """Where a URL run is written before its upload; None: ``$UNITB_SPOOL`` or ``~/.cache/unitb/spool``."""
     upload_interval: float = 30.0
+    """Seconds between uploads of a URL run (it is also uploaded after every checkpoint)."""
     upload_timeout: float = 60.0
+    """Seconds ``close()`` keeps retrying the last upload."""
     max_spool_mb: Optional[float] = 2048.0
+    """A backlog of this many megabytes pauses images and histograms (scalars go on)."""
 
     def __post_init__(self) -> None:
         self.storage_options = storage.check_storage_options(self.storage_options)

@@ -1,0 +1,90 @@
+"""The documentation is checked like code: the site builds with warnings as errors (a broken link,
+a missing page or image, an unknown anchor), its reference pages are the code's, the README stays
+short, and every code block in the README and the site is valid in its language."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from typing import Iterator, List, Tuple
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs")
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+def markdown_files() -> List[str]:
+    found = [os.path.join(ROOT, "README.md")]
+    for folder, _dirs, files in os.walk(DOCS):
+        found += [os.path.join(folder, name) for name in sorted(files) if name.endswith(".md")]
+    return found
+
+
+def code_blocks() -> Iterator[Tuple[str, int, str, str]]:
+    """``(file, line, language, code)`` of each fenced block."""
+    for path in markdown_files():
+        text = open(path, encoding="utf-8").read()
+        for match in FENCE.finditer(text):
+            yield os.path.relpath(path, ROOT), text[:match.start()].count("\n") + 1, match.group(1), match.group(2)
+
+
+def test_the_site_builds_strict(tmp_path):
+    mkdocs = os.path.join(os.path.dirname(sys.executable), "mkdocs")
+    done = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-4000:]
+    api = (tmp_path / "site" / "reference" / "api" / "index.html").read_text()
+    assert "TFCallback" in api and "Log a plain PyTorch loop" in api  # docstrings, read from the source
+
+
+def test_the_reference_pages_are_the_code():
+    done = subprocess.run([sys.executable, os.path.join(DOCS, "gen_reference.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_reference_page_of_parameters_lists_every_option():
+    from unitb.life.options import LogOptions
+    from unitb.store.run_location import StoreOptions
+    from dataclasses import fields
+
+    page = open(os.path.join(DOCS, "reference", "parameters.md"), encoding="utf-8").read()
+    rows = re.findall(r"^\| `(\w+)` \| `[^|]*` \| `([^|]*)` \| (.*) \|$", page, flags=re.M)
+    documented = {name: (default, text) for name, default, text in rows}
+    for field in (*fields(LogOptions), *fields(StoreOptions)):
+        assert field.name in documented, field.name
+        default, text = documented[field.name]
+        assert default == repr(field.default) or (default == "()" and field.default == ()), field.name
+        assert text.strip(), f"{field.name} has no description under its field"
+
+
+def test_the_readme_is_short_and_points_into_the_site():
+    lines = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().splitlines()
+    assert len(lines) <= 200
+    text = "\n".join(lines)
+    for page in ("getting-started.md", "guide-mmpose.md", "guide-keras.md", "sweeps.md"):
+        assert f"docs/{page}" in text
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):  # every link of the README reaches its file
+        assert target.startswith("https://") or os.path.exists(os.path.join(ROOT, target)), target
+
+
+BLOCKS = list(code_blocks())
+
+
+@pytest.mark.parametrize("where,line,language,code", BLOCKS, ids=[f"{w}:{n}" for w, n, _, _ in BLOCKS])
+def test_each_code_block_is_valid(where, line, language, code):
+    """A block a test cannot run here (a cluster, a GPU, a cloud account) is still parsed."""
+    if language == "python":
+        ast.parse(code)
+    elif language in ("bash", "sh", "shell"):
+        done = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    elif language == "yaml":
+        yaml.safe_load(code)
+    else:
+        assert language in ("", "text", "sql", "json", "toml"), f"{where}:{line}: a ```{language} block"
