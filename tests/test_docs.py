@@ -88,3 +88,49 @@ def test_each_code_block_is_valid(where, line, language, code):
         yaml.safe_load(code)
     else:
         assert language in ("", "text", "sql", "json", "toml"), f"{where}:{line}: a ```{language} block"
+
+
+def api_objects() -> List[Tuple[str, object]]:
+    """``(name, object)`` of each class, function and listed member the API page shows."""
+    import importlib
+
+    page = open(os.path.join(DOCS, "reference", "api.md"), encoding="utf-8").read()
+    shown = []
+    for match in re.finditer(r"^::: ([\w.]+)\n(?:    options:\n      members: (\[[^\]]*\]|false)\n)?", page, re.M):
+        module_name, _, name = match.group(1).rpartition(".")
+        thing = getattr(importlib.import_module(module_name), name)
+        shown.append((match.group(1), thing))
+        members = match.group(2)
+        if members and members != "false":
+            shown += [(f"{match.group(1)}.{m.strip()}", getattr(thing, m.strip())) for m in members[1:-1].split(",")]
+    return shown
+
+
+def test_what_the_api_page_shows_says_its_arguments_returns_and_errors():
+    import inspect
+
+    shown = api_objects()
+    assert len(shown) > 30
+    missing = []
+    for name, thing in shown:
+        doc = inspect.getdoc(thing) or ""
+        if not doc:
+            missing.append(f"{name}: no docstring")
+            continue
+        if inspect.isclass(thing):
+            if issubclass(thing, tuple):  # a NamedTuple: its fields are its documentation
+                continue
+            needs_args = bool(inspect.signature(thing).parameters)
+            init = thing.__init__
+            source = inspect.getsource(init) if inspect.isfunction(init) else ""
+            needs_raises = "raise ValueError" in source or "RunLife(" in source  # RunLife checks the options
+            needs_returns = False
+        else:
+            signature = inspect.signature(thing)
+            needs_args = any(p not in ("self", "cls") for p in signature.parameters)
+            needs_raises = False
+            needs_returns = signature.return_annotation not in (None, "None", inspect.Signature.empty)
+        for needed, section in ((needs_args, "Args:"), (needs_returns, "Returns:"), (needs_raises, "Raises:")):
+            if needed and section not in doc:
+                missing.append(f"{name}: no {section}")
+    assert missing == []

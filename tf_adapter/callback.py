@@ -17,7 +17,7 @@ only at the end of a ``steps_per_execution`` block, labelled with the block's la
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, TYPE_CHECKING
 
 import keras
 from tf_adapter import measure
@@ -35,6 +35,11 @@ from unitb.life.options import LogOptions, show_options
 from unitb.life.own_values import OwnValuesAPI
 from unitb.store.run_location import StoreOptions
 from unitb.notices import default_warn
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from unitb.life.keywords import RunKeywords
 
 
 class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
@@ -58,6 +63,23 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
     Cost: work happens only around due points (:mod:`tf_adapter.fit_points`): one small host
     transfer per logged block; ``on_train_batch_end`` only hands a custom ``train_step``'s values
     over, on whatever thread Keras calls it.
+
+    Args:
+        logdir: The run's folder or URL.
+        image_data: Training inputs (N x H x W x C) drawn as ``train/image``.
+        gt_keypoints: Their ground-truth keypoints (N x K x 2 pixels), drawn green.
+        val_image_data: Validation inputs drawn as ``val/image`` after each validation.
+        val_gt_keypoints: Their ground truth; with ``predict_keypoints`` also the keypoint PR curves.
+        predict_keypoints: ``predict_keypoints(model, images) -> (keypoints N x K x 2, scores N x K)``.
+        skeleton: Pairs of keypoint indices joined by a line.
+        hparams: Your own hyperparameters, for the HPARAMS tab.
+        embedding_data: ``(images, labels)`` whose ``embedding_layer`` features go to the PROJECTOR.
+        predict_heatmaps: ``predict_heatmaps(model, images) -> N x h x w x K``, drawn as ``{split}/heatmap``.
+        **kwargs: The options every entry point takes (``scalar_interval``, ``log_graph``, …);
+            Keras' ``profile_batch`` is taken as ``profile_steps``.
+
+    Raises:
+        ValueError: An option with a bad value or an unknown name (with a "did you mean").
     """
 
     async_safe = True
@@ -66,7 +88,7 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
                  val_image_data=None, val_gt_keypoints=None,
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
                  hparams: Optional[Mapping[str, object]] = None, embedding_data=None,
-                 predict_heatmaps: Optional[Callable] = None, **kwargs):
+                 predict_heatmaps: Optional[Callable] = None, **kwargs: Unpack[RunKeywords]) -> None:
         super().__init__()
         if "profile_batch" in kwargs:  # Keras' TensorBoard callback's name for it
             if "profile_steps" in kwargs:
@@ -241,7 +263,8 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
         self.life.close_writer(wait_for_upload=False)  # uploads and backends go on in the background
 
     def close(self) -> None:
-        """Close the writer; a URL run makes its last upload now (else at the interpreter's exit)."""
+        """Close the run after the last ``fit``: a URL run makes its last upload now (else at the
+        interpreter's exit) and the backends catch up."""
         self.life.close()
 
 

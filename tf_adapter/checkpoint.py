@@ -14,9 +14,19 @@ from unitb.life.policy import check_interval
 
 
 class CheckpointManager:
-    """``checkpoint`` must hold the step counter as ``checkpoint.step``
-    (``tf.train.Checkpoint(step=tf.Variable(0), model=..., optimizer=...)``) or it is given
-    as ``step_counter``."""
+    """Restore the latest checkpoint, give the step to continue from, save every N steps.
+
+    Args:
+        checkpoint: A ``tf.train.Checkpoint`` holding the step counter as ``checkpoint.step``
+            (``tf.train.Checkpoint(step=tf.Variable(0), model=..., optimizer=...)``).
+        directory: Where the checkpoints go.
+        max_to_keep: Checkpoints kept; older ones are deleted.
+        save_every: :meth:`maybe_save` saves when the step is a multiple of this.
+        step_counter: The step variable, when ``checkpoint`` has no ``step``.
+
+    Raises:
+        ValueError: ``checkpoint`` is not a ``tf.train.Checkpoint``, has no step, or an interval is not positive.
+    """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int = 3,
                  save_every: int = 50, step_counter: Optional[tf.Variable] = None):
@@ -39,12 +49,20 @@ class CheckpointManager:
         return int(self.step_counter.numpy())
 
     def attach(self, logger) -> None:
-        """Register a logger: it learns the restored step and is flushed at every save."""
+        """Register a logger (``TFLogger`` does it itself when given this manager).
+
+        Args:
+            logger: It learns the restored step and is flushed before every save.
+        """
         if logger not in self._loggers:
             self._loggers.append(logger)
 
     def restore_or_initialize(self) -> int:
-        """Restore the latest checkpoint if there is one; return its step (0 when fresh)."""
+        """Restore the latest checkpoint, if there is one.
+
+        Returns:
+            The step it was saved at; 0 when there was none.
+        """
         latest = self.manager.latest_checkpoint
         if latest:
             self.checkpoint.restore(latest)
@@ -57,6 +75,12 @@ class CheckpointManager:
 
         Attached loggers are flushed first, so everything logged up to a checkpoint is on
         disk once the checkpoint is.
+
+        Args:
+            step: The step to judge (None: the checkpoint's step counter).
+
+        Returns:
+            The checkpoint's path when it saved, else None.
         """
         current = self.step if step is None else int(step)
         if current <= 0 or current % self.save_every != 0 or current == self._last_saved:

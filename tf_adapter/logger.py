@@ -15,7 +15,7 @@ under ``tf.summary.record_if`` driven by the same interval policy.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, TYPE_CHECKING
 
 import tensorflow as tf
 
@@ -32,6 +32,11 @@ from unitb.life.own_values import OwnValuesAPI
 from unitb.store.run_location import StoreOptions
 from unitb.write.writer import RunLogger
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from unitb.life.keywords import RunKeywords
+
 
 class TFLogger(LivesARun, OwnValuesAPI):
     """Log a custom TF loop. Losses: ``{'total': ..., 'coord': ..., ...}`` ('total' or
@@ -40,11 +45,25 @@ class TFLogger(LivesARun, OwnValuesAPI):
     The writer opens on first use, after ``checkpoint_manager.restore_or_initialize()``,
     so a resumed run first drops the steps the interrupted run wrote after its checkpoint.
     ``start_step`` does the same without a manager.
+
+    Args:
+        logdir: The run's folder or URL.
+        checkpoint_manager: A :class:`~tf_adapter.checkpoint.CheckpointManager`: the run continues
+            from the step it restored, and is flushed before each save.
+        start_step: The step to continue from, without a manager (None: 0, or the manager's).
+        model: The Keras model whose size, graph and config are logged.
+        config: Text for the TEXT tab (None: the model's JSON config).
+        hparams: Your own hyperparameters, for the HPARAMS tab.
+        skeleton: Pairs of keypoint indices joined by a line in the images.
+        **kwargs: The options every entry point takes (``scalar_interval``, ``log_graph``, …).
+
+    Raises:
+        ValueError: An option with a bad value or an unknown name (with a "did you mean").
     """
 
     def __init__(self, logdir: str, checkpoint_manager=None, start_step: Optional[int] = None,
                  model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
-                 skeleton: Optional[Sequence] = None, **kwargs):
+                 skeleton: Optional[Sequence] = None, **kwargs: Unpack[RunKeywords]) -> None:
         self.life = RunLife("TFLogger", "tensorflow-loop", kwargs, measure.device_peak_mb, is_chief=measure.is_chief)
         self.store, self.options = self.life.store, self.life.options
         self.logdir = self.life.logdir(logdir)
@@ -106,14 +125,24 @@ class TFLogger(LivesARun, OwnValuesAPI):
                        grads: Optional[Sequence] = None, variables: Optional[Sequence] = None,
                        metrics: Optional[Mapping[str, object]] = None, epoch=None, loss_scale=None,
                        batch_size: Optional[int] = None, data_time: Optional[float] = None) -> None:
-        """Log one optimizer step (``step`` counts from 1). Eager or inside ``tf.function``.
+        """Log one optimizer step, eagerly or inside the loop's ``tf.function``.
 
-        ``loss_scale``: under mixed precision, the scale the gradients carry (a Keras
-        ``LossScaleOptimizer``'s ``dynamic_scale`` when ``grads`` are of ``scale_loss(loss)``):
-        the norms are of the unscaled gradients, the scale is written as ``train/loss_scale``,
-        and non-finite scaled gradients — an update the scaler skips — are not an anomaly.
-        ``batch_size`` / ``data_time`` (eager only): samples of this step and seconds the loop
-        waited for its batch, for ``train/throughput`` and ``train/time/data``."""
+        Args:
+            step: Optimizer steps done, counted from 1 (a tensor inside ``tf.function``).
+            losses: ``{'total': ..., 'coord': ..., ...}``: ``total`` (or ``loss``) is ``train/loss``,
+                the others ``train/loss/{name}``.
+            learning_rate: The optimizer's learning rate (a variable or a schedule's value).
+            grads: The step's gradients, for the norms.
+            variables: The variables they belong to (their names label the per-layer norms).
+            metrics: Training metrics, ``train/{name}``.
+            epoch: The fractional epoch, ``train/epoch``.
+            loss_scale: Under mixed precision, the scale the gradients carry (a Keras
+                ``LossScaleOptimizer``'s ``dynamic_scale`` when ``grads`` are of ``scale_loss(loss)``):
+                the norms are of the unscaled gradients, the scale is ``train/loss_scale``, and
+                non-finite scaled gradients — an update the scaler skips — are not an anomaly.
+            batch_size: Samples this step, for ``train/throughput`` (eager only).
+            data_time: Seconds the loop waited for this batch, ``train/time/data`` (eager only).
+        """
         if not self._ready():
             return
         if loss_scale is not None and grads is not None:
@@ -140,11 +169,23 @@ class TFLogger(LivesARun, OwnValuesAPI):
 
     # ------------------------------------------------------------------ the rest
     def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
+        """Log a validation's metrics as ``val/{name}``, on the training step axis.
+
+        Args:
+            step: Training steps done when the validation ran.
+            metrics: ``{"loss": ..., "mAP": ...}``: numbers or scalar tensors.
+        """
         if self.options.log_val_metrics and self._ready():
             self.run.metrics(schema.VAL, int(step), {k: _host(v) for k, v in metrics.items()})
 
     def log_weights(self, step: int, epoch: int, variables: Sequence) -> None:
-        """Weight histograms after a completed epoch (1-based), per ``weight_hist_interval``."""
+        """Log weight histograms after a completed epoch, every ``weight_hist_interval`` epochs.
+
+        Args:
+            step: Training steps done.
+            epoch: Epochs done, counted from 1.
+            variables: The variables to draw (at most ``max_layers_to_log``, spread over them).
+        """
         if self.options.log_weight_hist and self.options.weight_policy.should_log(int(epoch)) and self._ready():
             variables = list(variables)
             picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self._model_name)
@@ -152,9 +193,19 @@ class TFLogger(LivesARun, OwnValuesAPI):
 
     def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
                    pred_scores=None, gt_boxes=None, pred_boxes=None, heatmaps=None) -> None:
-        """Images (N x H x W x C) with ground truth (green) and predictions (red): keypoints
-        and/or xyxy boxes; ``heatmaps`` (N x h x w x K, the model's output) also go to
-        ``{split}/heatmap``, laid over the same images."""
+        """Log images with ground truth (green) and predictions (red) drawn over them.
+
+        Args:
+            step: Training steps done.
+            images: N x H x W x C.
+            split: ``"train"`` or ``"val"``: the tag is ``{split}/image``.
+            gt_keypoints: N x K x 2 pixel coordinates.
+            pred_keypoints: N x K x 2 pixel coordinates.
+            pred_scores: N x K; keypoints under ``kpt_thr`` are not drawn.
+            gt_boxes: xyxy pixel boxes, one list per image.
+            pred_boxes: xyxy pixel boxes, one list per image.
+            heatmaps: N x h x w x K, the model's output: also ``{split}/heatmap``, laid over the images.
+        """
         if not self._ready():
             return
         if split == "train" and not self.options.train_image_policy.should_log(int(step)):
@@ -165,10 +216,12 @@ class TFLogger(LivesARun, OwnValuesAPI):
             write_heatmaps(self.run, self.options, split, int(step), images, lambda: _host(heatmaps))
 
     def flush(self) -> None:
+        """Write out everything logged so far (blocks until it is on disk)."""
         if self.life.run is not None:
             self.life.run.flush()
 
     def close(self) -> None:
+        """Write out what is queued, close the run and finish its uploads and backends."""
         self._closed = True
         self.life.close()
 

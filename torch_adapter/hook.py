@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, TYPE_CHECKING, Union
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
@@ -34,6 +34,11 @@ from unitb.life.options import LogOptions, show_options
 from unitb.life.own_values import OwnValuesAPI
 from unitb.store.run_location import StoreOptions
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from unitb.life.keywords import HookKeywords
+
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
 mmengine_internals.redact_config_text()  # the Runner writes its config before any hook exists
@@ -50,14 +55,26 @@ def _info(message: str) -> None:
 @HOOKS.register_module(force=True)
 class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     """Gradient norms, weight histograms, validation metrics, images, learning rates, model
-    statistics and losses in the unitb schema; see :class:`unitb.life.options.LogOptions` for the
-    full list of parameters and their defaults."""
+    statistics and losses of an mmengine Runner in the unitb schema:
+    ``custom_hooks = [dict(type='EnhancedTensorBoardHook', ...)]``.
+
+    Args:
+        backend_args: The store's options for ``out_dir`` (fsspec storage options), as mmengine's LoggerHook.
+        skeleton: Pairs of keypoint indices joined by a line (default: the dataset's).
+        keep_mmengine_scalars: Also keep mmengine's LoggerHook scalars (``loss``, ``lr``…) in TensorBoard.
+        out_dir: A URL or folder the run is mirrored to, at ``out_dir/<work_dir name>/<timestamp>/vis_data``.
+        hparams: Your own hyperparameters, for the HPARAMS tab (the config's are there already).
+        **kwargs: The options every entry point takes (``scalar_interval``, ``log_graph``, …).
+
+    Raises:
+        ValueError: An option with a bad value or an unknown name (with a "did you mean").
+    """
 
     priority = "VERY_LOW"
 
     def __init__(self, backend_args: Optional[dict] = None, skeleton: Optional[Sequence[Sequence[int]]] = None,
                  keep_mmengine_scalars: bool = False, out_dir: Optional[str] = None,
-                 hparams: Optional[dict] = None, **kwargs) -> None:
+                 hparams: Optional[dict] = None, **kwargs: Unpack[HookKeywords]) -> None:
         if hparams is not None and not isinstance(hparams, dict):
             raise ValueError(f"hparams must be a dict or None, got {hparams!r}")
         self.extra_hparams = dict(hparams or {})
@@ -224,4 +241,4 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         return (self.recorder.run if self.recorder is not None else None), self.life.step
 
 
-show_options(EnhancedTensorBoardHook.__init__, LogOptions, StoreOptions, leave_out=("storage_options", "spool_dir"))
+show_options(EnhancedTensorBoardHook.__init__, LogOptions, StoreOptions)

@@ -13,7 +13,7 @@ steps), so it does not matter whether ``zero_grad`` runs before or after ``log_s
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +29,11 @@ from unitb.life.lifecycle import LivesARun, RunLife, check_start_step
 from unitb.life.options import LogOptions, show_options
 from unitb.life.own_values import OwnValuesAPI
 from unitb.store.run_location import StoreOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from unitb.life.keywords import RunKeywords
 
 
 def _is_chief() -> bool:
@@ -49,11 +54,25 @@ class TorchLogger(LivesARun, OwnValuesAPI):
     ``logdir`` may be a URL (``s3://bucket/runs/exp``, ``gs://…``): the run is written to a
     local spool and uploaded in the background (``storage_options``, ``spool_dir``,
     ``upload_interval``, ``upload_timeout``, ``max_spool_mb``: :mod:`unitb.store.run_location`).
+
+    Args:
+        logdir: The run's folder or URL.
+        model: The model whose gradients, weights and size are logged (None: your values only).
+        optimizer: Its optimizer: gradient norms are measured as it steps.
+        start_step: Optimizer steps already taken when resuming from a checkpoint.
+        config: Text for the TEXT tab (your config).
+        hparams: Your own hyperparameters, for the HPARAMS tab.
+        grad_scaler: A ``torch.amp.GradScaler``: norms are of the unscaled gradients.
+        **kwargs: The options every entry point takes (``scalar_interval``, ``log_graph``, …).
+
+    Raises:
+        ValueError: An option with a bad value or an unknown name (with a "did you mean").
     """
 
     def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
                  start_step: int = 0, config: Optional[str] = None,
-                 hparams: Optional[Mapping[str, object]] = None, grad_scaler=None, **kwargs) -> None:
+                 hparams: Optional[Mapping[str, object]] = None, grad_scaler=None,
+                 **kwargs: Unpack[RunKeywords]) -> None:
         self.life = RunLife("TorchLogger", "pytorch", kwargs, measure.device_peak_mb, is_chief=_is_chief)
         self.options = self.life.options
         self.enabled = self.life.chief()
@@ -94,10 +113,19 @@ class TorchLogger(LivesARun, OwnValuesAPI):
     def log_step(self, step: int, loss: object = None, losses: Optional[Mapping[str, object]] = None,
                  metrics: Optional[Mapping[str, object]] = None, epoch: Optional[float] = None,
                  batch_size: Optional[int] = None, data_time: Optional[float] = None) -> None:
-        """Call once per optimizer step, after ``optimizer.step()`` (``scaler.update()`` under
-        mixed precision); ``step`` counts from 1. ``batch_size`` (samples this step) gives
-        ``train/throughput``; ``data_time`` (seconds the loop waited for this batch) gives
-        ``train/time/data``; ``train/time/step`` is the wall time between scalar points."""
+        """Log one optimizer step; call it after ``optimizer.step()`` (``scaler.update()`` under
+        mixed precision). ``train/time/step`` is the wall time between scalar points.
+
+        Args:
+            step: Optimizer steps done, counted from 1.
+            loss: The total loss (``train/loss``).
+            losses: Named losses: a total among them (``loss``, ``total_loss``, ``total``) is
+                ``train/loss``, the others ``train/loss/{name}``.
+            metrics: Training metrics, ``train/{name}``.
+            epoch: The fractional epoch, ``train/epoch``.
+            batch_size: Samples this step, for ``train/throughput``.
+            data_time: Seconds the loop waited for this batch, ``train/time/data``.
+        """
         if self._peer is not None:
             self._peer.step_end(loss_scaler=self.grad_scaler)
             self._peer.arm(step + 1)
@@ -118,18 +146,40 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         self.recorder.arm(step + 1)  # the probe measures inside the next optimizer.step()
 
     def log_epoch(self, step: int, epoch: int) -> None:
-        """Call after each completed epoch (1-based): weight histograms per weight_hist_interval."""
+        """Log a completed epoch: weight histograms every ``weight_hist_interval`` epochs.
+
+        Args:
+            step: Optimizer steps done.
+            epoch: Epochs done, counted from 1.
+        """
         if self.recorder is not None and self.model is not None:
             self.recorder.epoch_end(step, epoch, self.model)
 
     def log_val(self, step: int, metrics: Mapping[str, object]) -> None:
+        """Log a validation's metrics as ``val/{name}``, on the training step axis.
+
+        Args:
+            step: Optimizer steps done when the validation ran.
+            metrics: ``{"loss": ..., "PCK": ...}``.
+        """
         if self.recorder is not None:
             self.recorder.val_end(step, metrics)
 
     def log_images(self, split: str, step: int, images, gt_keypoints: Optional[Sequence] = None,
                    pred_keypoints: Optional[Sequence] = None, pred_scores: Optional[Sequence] = None,
                    mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> None:
-        """Log a batch (N x C x H x W tensor or array) with GT (green) / predicted (red) keypoints."""
+        """Log a batch of images with ground truth (green) and predicted (red) keypoints.
+
+        Args:
+            split: ``"train"`` or ``"val"``: the tag is ``{split}/image``.
+            step: Optimizer steps done.
+            images: N x C x H x W, a tensor or an array (only ``max_train_images`` are kept).
+            gt_keypoints: N x K x 2 pixel coordinates.
+            pred_keypoints: N x K x 2 pixel coordinates.
+            pred_scores: N x K; keypoints under ``kpt_thr`` are not drawn.
+            mean: The normalisation's per-channel mean, undone before drawing.
+            std: The normalisation's per-channel std, undone before drawing.
+        """
         if self.recorder is None:
             return
         limit = self.options.max_train_images
@@ -146,6 +196,7 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         self.recorder.image(split, step, batch)
 
     def flush(self) -> None:
+        """Write out everything logged so far (blocks until it is on disk)."""
         if self.recorder is not None:
             self.recorder.run.flush()
 
@@ -167,6 +218,7 @@ class TorchLogger(LivesARun, OwnValuesAPI):
             self.recorder = None
 
     def close(self) -> None:
+        """Write out what is queued, close the run and finish its uploads and backends."""
         self.life.close()
 
     def __enter__(self) -> "TorchLogger":

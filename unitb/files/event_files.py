@@ -23,11 +23,19 @@ def _natural_key(name: str) -> Tuple[Tuple[int, object], ...]:
 
 
 def event_files(run_dir: str, storage_options: Optional[Mapping[str, Any]] = None) -> List[str]:
-    """Event files directly inside ``run_dir``, in writing order: by the timestamp in the
-    name, then by the writer's counter read as a number (plain string order would put a
-    process's 10th writer before its 9th when both opened in the same second). ``run_dir``
-    may be a URL (``s3://…``, reached with ``storage_options`` or the environment): the files
-    come back as URLs."""
+    """The event files directly inside a run's folder, in writing order.
+
+    The order is by the timestamp in the name, then by the writer's counter read as a number
+    (plain string order would put a process's 10th writer before its 9th when both opened in
+    the same second).
+
+    Args:
+        run_dir: A folder, or a URL (``s3://…``) reached with ``storage_options`` or the environment.
+        storage_options: fsspec options for a URL.
+
+    Returns:
+        Their paths (URLs for a URL).
+    """
     if storage.is_url(run_dir):
         files = [name for name, kind in storage.listdir(run_dir, storage_options)
                  if kind == "file" and is_event_file(name)]
@@ -48,8 +56,15 @@ def other_event_files(run_dir: str, own: Iterable[str] = ()) -> List[str]:
     return [p for p in event_files(run_dir) if os.path.abspath(p) not in mine]
 
 def find_runs(root: str) -> List[str]:
-    """Every directory under ``root`` (itself included) that holds event files; what resumes set
-    aside (``.unitb-removed/``) is no run, on disk or in a store."""
+    """The runs below a folder: every directory that holds event files.
+
+    Args:
+        root: A folder or a URL; it counts itself. What resumes set aside (``.unitb-removed/``)
+            is no run.
+
+    Returns:
+        The runs' folders, sorted.
+    """
     if storage.is_url(root):
         return sorted({f.rsplit("/", 1)[0] for f in storage.walk_files(root) if is_event_file(f)
                        and f"/{REMOVED}/" not in f})

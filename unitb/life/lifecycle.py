@@ -12,7 +12,7 @@ keeps only the translation of its framework's events, and the measuring only its
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from unitb.backends import registry
 from unitb.files import storage
@@ -72,11 +72,12 @@ class RunLife:
     ``train/memory/device_mb``. ``is_chief``: whether this process is the one that writes (rank 0,
     the chief worker), asked when the entry point starts."""
 
-    def __init__(self, owner: str, framework: str, kwargs: Dict[str, object],
+    def __init__(self, owner: str, framework: str, keywords: Mapping[str, Any],
                  device_memory: Optional[Callable[[], Optional[float]]] = None,
                  warn: Callable[[str], None] = default_warn, info: Callable[[str], None] = default_info,
                  storage_options: Optional[Mapping[str, object]] = None,
                  is_chief: Callable[[], bool] = lambda: True):
+        kwargs: Dict[str, Any] = dict(keywords)  # the entry point's own stay as they were given
         refuse_unsupported(owner, kwargs)
         if storage_options is not None:  # the entry point's own name for them (the hook's backend_args)
             kwargs["storage_options"] = storage_options

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from unitb.backends.registry import check_backends
 from unitb.life.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
@@ -174,15 +174,17 @@ def refuse_unsupported(owner: str, kwargs: Dict[str, Any]) -> None:
             raise ValueError(f"{owner}: {why}")
 
 
-def show_options(init: Callable, *groups: type, leave_out: Iterable[str] = ()) -> None:
+def show_options(init: Callable, *groups: type) -> None:
     """Give an entry point's ``__init__(..., **kwargs)`` the signature that ``help()`` and
     ``inspect.signature`` show: its own parameters, then every field of the option
     dataclasses ``groups`` (:class:`LogOptions`, the store's options) as keyword-only, with its
-    default. The keywords still arrive in ``**kwargs`` and are validated by those classes, so
+    default, less those the entry point refuses (:data:`UNSUPPORTED`). The keywords still arrive
+    in ``**kwargs`` (typed by :mod:`unitb.life.keywords`) and are validated by those classes, so
     the list and the checks cannot drift apart."""
     signature = inspect.signature(init)
     params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    names = {p.name for p in params} | set(leave_out)
+    owner = init.__qualname__.split(".")[0]
+    names = {p.name for p in params} | set(UNSUPPORTED.get(owner, {}))
     for group in groups:
         for field_ in fields(group):
             if field_.name not in names:

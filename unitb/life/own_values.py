@@ -229,19 +229,37 @@ class OwnValuesAPI:
         return OwnValues(run), int(current if step is None else as_number(step))  # type: ignore[arg-type]
 
     def log_scalar(self, tag: str, value: object, step: Optional[int] = None) -> None:
-        """``tag`` = ``value`` at ``step`` (default: the current training step)."""
+        """Write one scalar of your own.
+
+        Args:
+            tag: Any tag, such as ``"my/metric"``; a tag of the schema's families is yours to fill too.
+            value: A number, a 0-d array or tensor; NaN or Inf is left out and counted as an anomaly.
+            step: Where it lands; None: the current training step.
+        """
         own, at = self._own(step)
         if own is not None:
             own.scalar(tag, value, at)
 
     def log_scalars(self, values: Mapping[str, object], step: Optional[int] = None) -> None:
-        """Several scalars at one step: ``{"my/metric": 0.5, ...}``."""
+        """Write several scalars at one step.
+
+        Args:
+            values: ``{"my/metric": 0.5, ...}``; each as :meth:`log_scalar` takes it.
+            step: Where they land; None: the current training step.
+        """
         own, at = self._own(step)
         if own is not None:
             for tag, value in values.items():
                 own.scalar(str(tag), value, at)
 
     def log_histogram(self, tag: str, values: object, step: Optional[int] = None) -> None:
+        """Write a histogram of ``values`` (any shape; non-finite values are left out and counted).
+
+        Args:
+            tag: Its tag, such as ``"activations/backbone"``.
+            values: An array or tensor.
+            step: Where it lands; None: the current training step.
+        """
         own, at = self._own(step)
         if own is not None:
             own.histogram(tag, values, at)
@@ -249,39 +267,75 @@ class OwnValuesAPI:
     def log_image(self, tag: str, image: object, step: Optional[int] = None, *, keypoints: object = None,
                   boxes: object = None, scores: object = None, kpt_thr: float = 0.3,
                   skeleton: Optional[Sequence[Tuple[int, int]]] = None) -> None:
-        """An image or a batch of images (grid), with optional keypoints (red; ``scores`` below
-        ``kpt_thr`` not drawn) and boxes (xyxy pixels)."""
+        """Write an image, or a batch of images as one grid, with keypoints and boxes drawn over it.
+
+        Args:
+            tag: Its tag, such as ``"val/my_image"``.
+            image: H x W [x C] or N x H x W [x C], uint8 or floats in [0, 1].
+            step: Where it lands; None: the current training step.
+            keypoints: K x 2 (or N x K x 2) pixel coordinates, drawn red.
+            boxes: xyxy pixel boxes, one list per image of a batch.
+            scores: One score per keypoint; those below ``kpt_thr`` are not drawn.
+            kpt_thr: The score a keypoint needs to be drawn.
+            skeleton: Pairs of keypoint indices joined by a line.
+        """
         own, at = self._own(step)
         if own is not None:
             own.image(tag, image, at, keypoints=keypoints, boxes=boxes, scores=scores, kpt_thr=kpt_thr,
                       skeleton=skeleton)
 
     def log_figure(self, tag: str, figure: object, step: Optional[int] = None, close: bool = True) -> None:
-        """A matplotlib figure as an image (closed afterwards unless ``close=False``)."""
+        """Write a matplotlib figure as an image.
+
+        Args:
+            tag: Its tag.
+            figure: A ``matplotlib.figure.Figure``.
+            step: Where it lands; None: the current training step.
+            close: Close the figure once drawn (False: it stays open for you).
+        """
         own, at = self._own(step)
         if own is not None:
             own.figure(tag, figure, at, close=close)
 
     def log_embedding(self, tag: str, features: object, metadata: object = None, images: object = None,
                       step: Optional[int] = None) -> None:
-        """N x D ``features`` in the PROJECTOR tab, with one label per point (``metadata``: a
-        list, or a dict of columns) and one image per point (``images``, N x H x W [x C]),
-        shown as a sprite. The same files from either framework (:mod:`unitb.write.projector`)."""
+        """Write points for the PROJECTOR tab: the same files from either framework.
+
+        Args:
+            tag: The embedding's name, such as ``"val/features"``.
+            features: N x D.
+            metadata: One label per point: a list, or a dict of columns.
+            images: One image per point (N x H x W [x C]), shown as a sprite.
+            step: Where it lands; None: the current training step.
+        """
         own, at = self._own(step)
         if own is not None:
             own.embedding(tag, features, at, metadata, images)
 
     def log_pr_curve(self, tag: str, labels: object, scores: object, step: Optional[int] = None,
                      num_thresholds: int = protos.PR_THRESHOLDS) -> None:
-        """A precision-recall curve in the PR CURVES tab: ``labels`` (ground truth, bool) and
-        ``scores`` (in [0, 1]) of the same shape — detections matched to boxes at an IoU
-        threshold, keypoints matched by OKS, a classifier's outputs."""
+        """Write a precision-recall curve for the PR CURVES tab.
+
+        Args:
+            tag: Its tag, such as ``"val/pr/boxes_iou50"``.
+            labels: Ground truth, bool: detections matched to boxes at an IoU threshold, keypoints
+                matched by OKS, a classifier's targets.
+            scores: In [0, 1], the same shape as ``labels``.
+            step: Where it lands; None: the current training step.
+            num_thresholds: Points on the curve.
+        """
         own, at = self._own(step)
         if own is not None:
             own.pr_curve(tag, labels, scores, at, num_thresholds)
 
     def log_text(self, tag: str, text: str, step: Optional[int] = None) -> None:
-        """Markdown text in the TEXT tab."""
+        """Write Markdown text for the TEXT tab.
+
+        Args:
+            tag: Its tag.
+            text: Markdown.
+            step: Where it lands; None: the current training step.
+        """
         own, at = self._own(step)
         if own is not None:
             own.text(tag, text, at)

@@ -124,7 +124,14 @@ def row_chunks(run_dir: str, arrays: bool = False) -> Iterator[Any]:
 
 
 def iter_rows(run_dir: str) -> Iterator[Row]:
-    """Every summary row of one run directory, in file then write order, streamed."""
+    """Every summary row of one run, streamed: one row in memory at a time.
+
+    Args:
+        run_dir: The run's folder (one of :func:`find_runs`).
+
+    Returns:
+        :class:`Row` s in file, then write order.
+    """
     for chunk in row_chunks(run_dir):
         if isinstance(chunk, ScalarRows):
             for tag, step, wall_time, value in zip(chunk.tags, chunk.steps, chunk.wall_times, chunk.values):
@@ -134,7 +141,14 @@ def iter_rows(run_dir: str) -> Iterator[Row]:
 
 
 def hparams(run_dir: str) -> Dict[str, object]:
-    """The run's hyperparameters as its HPARAMS records hold them (later records win)."""
+    """The run's hyperparameters, as its HPARAMS records hold them.
+
+    Args:
+        run_dir: The run's folder.
+
+    Returns:
+        ``{name: value}``; where records disagree, the later one wins.
+    """
     values: Dict[str, object] = {}
     for row in iter_rows(run_dir):
         if row.kind == "hparams":
@@ -143,7 +157,14 @@ def hparams(run_dir: str) -> Dict[str, object]:
 
 
 def read_run(run_dir: str) -> List[Row]:
-    """All summary rows of one run directory, in file then write order."""
+    """All summary rows of one run.
+
+    Args:
+        run_dir: The run's folder.
+
+    Returns:
+        :class:`Row` s in file, then write order (:func:`iter_rows` streams them instead).
+    """
     return list(iter_rows(run_dir))
 
 
@@ -155,8 +176,15 @@ def _event_rows(event, plugin_of: Dict[str, str], path: str) -> Iterator[Row]:
 
 
 def tag_summary(run_dir: str) -> List[Dict[str, object]]:
-    """What ``unitb tags`` prints — per tag: kind, count, first and last step — with no value
-    decoded; a tag's kind is the one of its first record."""
+    """What ``unitb tags`` prints, with no value decoded.
+
+    Args:
+        run_dir: The run's folder.
+
+    Returns:
+        One dict per tag: ``tag``, ``kind`` (that of its first record), ``count``, ``first`` and
+        ``last`` step.
+    """
     table: Dict[str, List] = {}  # tag: [kind, count, first step, last step, first record]
     tags = TagTable()
     plugin_of: Dict[str, str] = {}
@@ -312,8 +340,14 @@ def _decode(kind: str, value) -> object:
 
 
 def scalar_arrays(run_dir: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """``{tag: (steps, values)}`` for the scalar rows of a run, as int64 and float64 arrays in
-    the order they were written: the fast way to a run's curves."""
+    """A run's curves as arrays: the fast way to them.
+
+    Args:
+        run_dir: The run's folder.
+
+    Returns:
+        ``{tag: (steps, values)}``, int64 and float64 arrays in the order the points were written.
+    """
     tags = TagTable()
     pieces: Dict[str, List[Tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}  # tag: [(records, steps, values)]
     plugin_of: Dict[str, str] = {}
@@ -349,13 +383,27 @@ def scalar_arrays(run_dir: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
 
 
 def scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
-    """``{tag: [(step, value), ...]}`` for the scalar rows of a run, in the order they were
-    written (:func:`scalar_arrays` gives the same as arrays, without the Python objects)."""
+    """A run's curves as lists (:func:`scalar_arrays` gives the same as arrays).
+
+    Args:
+        run_dir: The run's folder.
+
+    Returns:
+        ``{tag: [(step, value), ...]}`` in the order the points were written.
+    """
     return {tag: list(zip(steps.tolist(), values.tolist())) for tag, (steps, values) in scalar_arrays(run_dir).items()}
 
 
 def decode_png(image_value: dict, index: int = 0) -> np.ndarray:
-    """An image row's ``index``-th PNG as an H x W x C uint8 array."""
+    """Decode one image of an image row.
+
+    Args:
+        image_value: The ``value`` of a :class:`Row` of kind ``image``.
+        index: Which image of the row (a row may hold several).
+
+    Returns:
+        An H x W x 3 uint8 array.
+    """
     return png_pixels(image_value["png"][index])
 
 
