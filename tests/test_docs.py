@@ -69,16 +69,70 @@ def test_the_readme_is_short_and_points_into_the_site():
     text = "\n".join(lines)
     for page in ("getting-started.md", "guide-mmpose.md", "guide-keras.md", "sweeps.md"):
         assert f"docs/{page}" in text
+    test_command = next(line for line in lines if line.endswith("&& .venv/bin/python -m pytest"))
+    assert test_command in open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()  # CI runs it verbatim
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):  # every link of the README reaches its file
         assert target.startswith("https://") or os.path.exists(os.path.join(ROOT, target)), target
 
 
 BLOCKS = list(code_blocks())
+# A block a test runs: the start of its first line -> what it needs defined first (a tiny model and
+# its data), and what it must leave (a run folder with train/loss), each run in a fresh folder.
+KERAS = """
+import numpy as np, keras, unitb
+x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32"); y = x[:, :1]
+vx, vy = x[:8], y[:8]
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]); model.compile("sgd", "mse")
+"""
+TF_LOOP = """
+import tensorflow as tf, keras, unitb
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+optimizer = keras.optimizers.SGD(0.01)
+images, targets, total_steps = tf.random.normal((8, 4)), tf.random.normal((8, 1)), 6
+@tf.function
+def train_step(images, targets):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((model(images) - targets) ** 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    ckpt.step.assign_add(1)
+    return {"total": loss}, grads
+"""
+TORCH = """
+import torch, torch_adapter, unitb
+model = torch.nn.Linear(4, 1); optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+loader = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(4)]
+loss_fn = torch.nn.functional.mse_loss
+step, loss = 1, loss_fn(model(loader[0][0]), loader[0][1])
+"""
+WROTE = "from unitb import reader\nassert 'train/loss' in reader.scalar_arrays({run!r}), {run!r}\n"
+RUN = {
+    "model.fit(x, y, validation_data": (KERAS, WROTE.format(run="runs/keras-fit")),
+    "import unitb\n\nmodel.fit(": (KERAS, WROTE.format(run="runs/keras-fit")),
+    "ckpt = tf.train.Checkpoint(": (TF_LOOP, "logger.close()\n" + WROTE.format(run="runs/yolo")),
+    "logger = torch_adapter.TorchLogger(": (TORCH, "logger.close()\n" + WROTE.format(run="runs/torch")),
+    "from torch_adapter import TorchLogger": (TORCH, WROTE.format(run="runs/torch")),
+    "params = unitb.sweep_params()": (TORCH, "assert optimizer.param_groups[0]['lr'] == 0.01\n"),
+    "from unitb import reader": (KERAS + "model.fit(x, y, callbacks=[unitb.TFCallback('runs/keras-fit')], verbose=0)\n",
+                                 "assert list(steps) and points['train/loss']\n"),
+}
+MARK = re.compile(r"<!-- (not run|run by): ([^>]+) -->\s*$")
+
+
+def runner_of(code: str):
+    return next((value for start, value in RUN.items() if code.startswith(start)), None)
+
+
+def mark_before(where: str, line: int) -> "re.Match | None":
+    lines = open(os.path.join(ROOT, where), encoding="utf-8").read().splitlines()
+    above = [text for text in lines[:line - 1] if text.strip()]
+    return MARK.match(above[-1]) if above else None
 
 
 @pytest.mark.parametrize("where,line,language,code", BLOCKS, ids=[f"{w}:{n}" for w, n, _, _ in BLOCKS])
-def test_each_code_block_is_valid(where, line, language, code):
-    """A block a test cannot run here (a cluster, a GPU, a cloud account) is still parsed."""
+def test_each_code_block_is_valid_and_run_or_marked(where, line, language, code):
+    """Every Python or shell block is run below, run by a named test or CI, or marked with why it
+    cannot run here (a cluster, a GPU, a cloud account); all of them are parsed."""
     if language == "python":
         ast.parse(code)
     elif language in ("bash", "sh", "shell"):
@@ -88,6 +142,30 @@ def test_each_code_block_is_valid(where, line, language, code):
         yaml.safe_load(code)
     else:
         assert language in ("", "text", "sql", "json", "toml"), f"{where}:{line}: a ```{language} block"
+    if language in ("python", "bash", "sh", "shell") and runner_of(code) is None:
+        mark = mark_before(where, line)
+        assert mark is not None, f"{where}:{line}: run it in tests/test_docs.py or mark it <!-- not run: why -->"
+        if mark.group(1) == "run by":
+            assert os.path.exists(os.path.join(ROOT, mark.group(2).strip())), mark.group(0)
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "torch"])
+def test_the_blocks_that_train_run_as_written(tmp_path, framework):
+    """One interpreter a framework: each block in a fresh folder, after what it needs defined."""
+    chosen = [(where, line, code) for where, line, language, code in BLOCKS if runner_of(code)
+              and (("torch" in runner_of(code)[0]) == (framework == "torch"))]
+    assert len(chosen) >= 3
+    script = ["import os, sys"]
+    for index, (where, line, code) in enumerate(chosen):
+        prelude, check = runner_of(code)
+        folder = tmp_path / f"block{index}"
+        folder.mkdir()
+        body = prelude + code + "\n" + check
+        script.append(f"os.chdir({str(folder)!r}); print({f'{where}:{line}'!r}, flush=True)")
+        script.append(f"exec(compile({body!r}, {f'{where}:{line}'!r}, 'exec'), {{'__name__': '__main__'}})")
+    done = subprocess.run([sys.executable, "-c", "\n".join(script)], capture_output=True, text=True, timeout=600,
+                          cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
 
 def api_objects() -> List[Tuple[str, object]]:

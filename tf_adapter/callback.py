@@ -17,7 +17,7 @@ only at the end of a ``steps_per_execution`` block, labelled with the block's la
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional, Sequence, TYPE_CHECKING
+from typing import Callable, Mapping, Optional, Sequence, TYPE_CHECKING, Tuple
 
 import keras
 from tf_adapter import measure
@@ -37,6 +37,7 @@ from unitb.store.run_location import StoreOptions
 from unitb.notices import default_warn
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
     from typing_extensions import Unpack
 
     from unitb.life.keywords import RunKeywords
@@ -84,10 +85,12 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
 
     async_safe = True
 
-    def __init__(self, logdir: str = "runs/keras-fit", image_data=None, gt_keypoints=None,
-                 val_image_data=None, val_gt_keypoints=None,
+    def __init__(self, logdir: str = "runs/keras-fit", image_data: Optional[ArrayLike] = None,
+                 gt_keypoints: Optional[ArrayLike] = None, val_image_data: Optional[ArrayLike] = None,
+                 val_gt_keypoints: Optional[ArrayLike] = None,
                  predict_keypoints: Optional[Callable] = None, skeleton: Optional[Sequence] = None,
-                 hparams: Optional[Mapping[str, object]] = None, embedding_data=None,
+                 hparams: Optional[Mapping[str, object]] = None,
+                 embedding_data: Optional[Tuple[ArrayLike, Sequence]] = None,
                  predict_heatmaps: Optional[Callable] = None, **kwargs: Unpack[RunKeywords]) -> None:
         super().__init__()
         if "profile_batch" in kwargs:  # Keras' TensorBoard callback's name for it

@@ -6,7 +6,7 @@ restored, so they remove the orphaned steps of the interrupted run before writin
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import tensorflow as tf
 
@@ -48,7 +48,7 @@ class CheckpointManager:
     def step(self) -> int:
         return int(self.step_counter.numpy())
 
-    def attach(self, logger) -> None:
+    def attach(self, logger: Any) -> None:
         """Register a logger (``TFLogger`` does it itself when given this manager).
 
         Args:

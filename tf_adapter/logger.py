@@ -15,7 +15,7 @@ under ``tf.summary.record_if`` driven by the same interval policy.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, TYPE_CHECKING
+from typing import Any, Mapping, Optional, Sequence, TYPE_CHECKING, Union
 
 import tensorflow as tf
 
@@ -33,8 +33,11 @@ from unitb.store.run_location import StoreOptions
 from unitb.write.writer import RunLogger
 
 if TYPE_CHECKING:
+    import keras
+    from numpy.typing import ArrayLike
     from typing_extensions import Unpack
 
+    from tf_adapter.checkpoint import CheckpointManager
     from unitb.life.keywords import RunKeywords
 
 
@@ -61,8 +64,9 @@ class TFLogger(LivesARun, OwnValuesAPI):
         ValueError: An option with a bad value or an unknown name (with a "did you mean").
     """
 
-    def __init__(self, logdir: str, checkpoint_manager=None, start_step: Optional[int] = None,
-                 model=None, config: Optional[str] = None, hparams: Optional[Mapping[str, object]] = None,
+    def __init__(self, logdir: str, checkpoint_manager: Optional[CheckpointManager] = None,
+                 start_step: Optional[int] = None, model: Optional[keras.Model] = None, config: Optional[str] = None,
+                 hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs: Unpack[RunKeywords]) -> None:
         self.life = RunLife("TFLogger", "tensorflow-loop", kwargs, measure.device_peak_mb, is_chief=measure.is_chief)
         self.store, self.options = self.life.store, self.life.options
@@ -121,9 +125,10 @@ class TFLogger(LivesARun, OwnValuesAPI):
         return (self.run if self.enabled and not self._closed else None), self.life.step
 
     # ------------------------------------------------------------------ training
-    def log_train_step(self, step, losses: Optional[Mapping[str, object]] = None, learning_rate=None,
+    def log_train_step(self, step: Union[int, tf.Tensor], losses: Optional[Mapping[str, object]] = None,
+                       learning_rate: Any = None,
                        grads: Optional[Sequence] = None, variables: Optional[Sequence] = None,
-                       metrics: Optional[Mapping[str, object]] = None, epoch=None, loss_scale=None,
+                       metrics: Optional[Mapping[str, object]] = None, epoch: Any = None, loss_scale: Any = None,
                        batch_size: Optional[int] = None, data_time: Optional[float] = None) -> None:
         """Log one optimizer step, eagerly or inside the loop's ``tf.function``.
 
@@ -191,8 +196,10 @@ class TFLogger(LivesARun, OwnValuesAPI):
             picked, names = measure.pick_layers(variables, self.options.max_layers_to_log, self._model_name)
             self.run.histograms(schema.weights_histogram, int(step), measure.weight_arrays(variables, picked, names))
 
-    def log_images(self, step: int, images, split: str = "train", gt_keypoints=None, pred_keypoints=None,
-                   pred_scores=None, gt_boxes=None, pred_boxes=None, heatmaps=None) -> None:
+    def log_images(self, step: int, images: ArrayLike, split: str = "train", gt_keypoints: Optional[ArrayLike] = None,
+                   pred_keypoints: Optional[ArrayLike] = None, pred_scores: Optional[ArrayLike] = None,
+                   gt_boxes: Optional[Sequence] = None, pred_boxes: Optional[Sequence] = None,
+                   heatmaps: Optional[ArrayLike] = None) -> None:
         """Log images with ground truth (green) and predictions (red) drawn over them.
 
         Args:

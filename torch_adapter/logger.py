@@ -13,7 +13,7 @@ steps), so it does not matter whether ``zero_grad`` runs before or after ``log_s
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, TYPE_CHECKING
+from typing import Any, Mapping, Optional, Sequence, TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from unitb.life.own_values import OwnValuesAPI
 from unitb.store.run_location import StoreOptions
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
     from typing_extensions import Unpack
 
     from unitb.life.keywords import RunKeywords
@@ -69,9 +70,9 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         ValueError: An option with a bad value or an unknown name (with a "did you mean").
     """
 
-    def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer=None,
+    def __init__(self, logdir: str, model: Optional[torch.nn.Module] = None, optimizer: Any = None,
                  start_step: int = 0, config: Optional[str] = None,
-                 hparams: Optional[Mapping[str, object]] = None, grad_scaler=None,
+                 hparams: Optional[Mapping[str, object]] = None, grad_scaler: Optional[torch.amp.GradScaler] = None,
                  **kwargs: Unpack[RunKeywords]) -> None:
         self.life = RunLife("TorchLogger", "pytorch", kwargs, measure.device_peak_mb, is_chief=_is_chief)
         self.options = self.life.options
@@ -165,8 +166,9 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         if self.recorder is not None:
             self.recorder.val_end(step, metrics)
 
-    def log_images(self, split: str, step: int, images, gt_keypoints: Optional[Sequence] = None,
-                   pred_keypoints: Optional[Sequence] = None, pred_scores: Optional[Sequence] = None,
+    def log_images(self, split: str, step: int, images: Union[torch.Tensor, ArrayLike],
+                   gt_keypoints: Optional[Sequence] = None, pred_keypoints: Optional[Sequence] = None,
+                   pred_scores: Optional[Sequence] = None,
                    mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> None:
         """Log a batch of images with ground truth (green) and predicted (red) keypoints.
 
