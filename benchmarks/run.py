@@ -25,6 +25,7 @@ from bench_records import bench_memory, bench_records
 from bench_startup import bench_keras_startup, bench_torch_start
 from bench_store import bench_store
 from bench_sweeps import bench_sweep
+from bench_system import bench_system
 from bench_training import bench_grad_norm, bench_keras, bench_keras_refit, bench_mmengine
 
 # The suites, by the name --only takes, in the order a full run measures them.
@@ -32,7 +33,8 @@ SUITES: Dict[str, Callable[[bool], List[Row]]] = {
     "grad": bench_grad_norm, "records": bench_records, "memory": bench_memory, "reading": bench_reading,
     "mmengine": bench_mmengine, "keras": bench_keras, "keras-startup": bench_keras_startup, "store": bench_store,
     "torch-start": bench_torch_start, "backends": bench_backends, "sweep": bench_sweep,
-    "own-values": bench_own_values, "logdir": bench_logdir, "keras-refit": bench_keras_refit}
+    "own-values": bench_own_values, "logdir": bench_logdir, "keras-refit": bench_keras_refit,
+    "system": bench_system}
 
 
 def main(argv: Sequence[str] = ()) -> int:

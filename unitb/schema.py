@@ -28,6 +28,27 @@ MEMORY_DEVICE_MB = "train/memory/device_mb"
 MODEL_TOTAL_PARAMETERS = "model/total_parameters"
 MODEL_TRAINABLE_PARAMETERS = "model/trainable_parameters"
 MODEL_SIZE_MB = "model/model_size_mb"
+# What the machine did (unitb.life.system_metrics): sampled every ``system_interval`` seconds on a
+# background thread, at the step training stands at. CPU percentages are psutil's: the host's of
+# all cores (0-100), the process's of one core (above 100 when it uses several).
+SYSTEM_CPU_HOST = "system/cpu/host_percent"
+SYSTEM_CPU_PROCESS = "system/cpu/process_percent"
+SYSTEM_MEMORY_HOST = "system/memory/host_used_mb"
+SYSTEM_MEMORY_PROCESS = "system/memory/process_rss_mb"
+SYSTEM_DISK_READ = "system/disk/read_mb_per_s"
+SYSTEM_DISK_WRITE = "system/disk/write_mb_per_s"
+SYSTEM_NETWORK_SENT = "system/network/sent_mb_per_s"
+SYSTEM_NETWORK_RECEIVED = "system/network/received_mb_per_s"
+SYSTEM_GPU_FIGURES = ("utilization_percent", "memory_used_mb", "memory_total_mb", "power_w", "temperature_c")
+
+
+def system_gpu(ordinal: int, figure: str) -> str:
+    """``system/gpu/{ordinal}/{figure}``: the GPU this process calls ``cuda:{ordinal}``."""
+    if figure not in SYSTEM_GPU_FIGURES:
+        raise ValueError(f"figure must be one of {SYSTEM_GPU_FIGURES}, got {figure!r}")
+    return f"system/gpu/{int(ordinal)}/{figure}"
+
+
 # Written by a sweep's agent into a trial's run when its pruner stopped it, at that step: the
 # HPARAMS table's column that tells a pruned trial (its metric is the value at the prune).
 SWEEP_PRUNED_AT_STEP = "sweep/pruned_at_step"
@@ -197,6 +218,9 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("val/pr/*", r"^val/pr/.+/pr_curves$", "pr_curves"),  # PR curves: keypoints by OKS, boxes by IoU
     ("graph", r"^__graph__$", "graph"),
     ("sweep/pruned_at_step", r"^sweep/pruned_at_step$", "scalar"),
+    ("system/*", r"^system/(cpu/(host|process)_percent|memory/(host_used|process_rss)_mb|disk/(read|write)_mb_per_s|"
+                 r"network/(sent|received)_mb_per_s|gpu/\d+/(utilization_percent|memory_(used|total)_mb|power_w|"
+                 r"temperature_c))$", "scalar"),
     ("train/*", r"^train/.+$", "scalar"),
     ("val/*", r"^val/.+$", "scalar"),
 )

@@ -45,6 +45,7 @@ class LogKeywords(TypedDict, total=False):
     backends: Any
     backend_timeout: float
     resume_wait: float
+    system_interval: float
 
 
 class StoreKeywords(TypedDict, total=False):

@@ -22,6 +22,7 @@ from unitb.life.opening import OpenedFolder, open_folder
 from unitb.life.options import LogOptions, refuse_unsupported
 from unitb.life.profiling import StepProfiler
 from unitb.life.speed import SpeedMeter
+from unitb.life.system_metrics import SystemSampler
 from unitb.notices import default_info, default_warn
 from unitb.store.run_location import StoreOptions, choose_run_location
 from unitb.write.hparams import merged
@@ -97,6 +98,7 @@ class RunLife:
         self._folder: Optional[OpenedFolder] = None
         self._kept_forwarder = None  # a Keras fit's backends and uploads, going on until the next fit
         self._kept_mirror = None
+        self._sampler: Optional[SystemSampler] = None  # system/*, while a writer is open
 
     def chief(self) -> bool:
         """Whether this process writes: only the chief (rank 0) does, in distributed runs."""
@@ -146,7 +148,15 @@ class RunLife:
                 self.warn(f"unitb: could not tell the sweep's agent where this trial's run is ({exc})")
         self.step = start_step
         self.speed.start(start_step)
+        self._start_sampler()
         return self.run
+
+    def _start_sampler(self) -> None:
+        """``system/*`` every ``system_interval`` seconds, from a thread of its own."""
+        if self.options.system_interval > 0 and self._sampler is None:
+            self._sampler = SystemSampler(self.options.system_interval, lambda: (self.run, self.step),
+                                          self.info, self.warn)
+            self._sampler.start()
 
     def open_in(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink]) -> RunLogger:
         """Pick the folder (a fresh run never writes over another; a resume claims its folder and
@@ -252,8 +262,12 @@ class RunLife:
             close()
 
     def _last_points(self) -> None:
-        """The records written again at the last step (the model statistics: a line, not a
-        point), while the writer is still open: mmengine closes its writer before ``after_run``."""
+        """The records of the step training ended at, while the writer is still open (mmengine
+        closes its writer before ``after_run``): the machine's last sample, and the model
+        statistics again (a line, not a point)."""
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
         if self.run is not None and self.step > 0:
             self.run.model_stats_at(self.step)
 

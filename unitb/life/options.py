@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from unitb.backends.registry import check_backends
 from unitb.life.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
 from unitb.life.profiling import check_profile_steps
+from unitb.life.system_metrics import check_system_interval
 
 
 @dataclass
@@ -94,6 +95,9 @@ class LogOptions:
     resume_wait: float = 60.0
     """Seconds a resume waits for the interrupted run's process to let go of the run folder before it refuses
     (``unitb.FolderBusy``): two writers never share one folder."""
+    system_interval: float = 10.0
+    """Seconds between samples of the machine (``system/*``: CPU, memory, disk, network, this process's GPUs),
+    taken on a background thread at the current step; 0 turns them off."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -127,6 +131,7 @@ class LogOptions:
         if isinstance(self.resume_wait, bool) or not isinstance(self.resume_wait, (int, float)) \
                 or not 0 <= self.resume_wait < float("inf"):
             raise ValueError(f"resume_wait must be a non-negative number of seconds, got {self.resume_wait!r}")
+        self.system_interval = check_system_interval(self.system_interval)
         adaptive = self.adaptive_interval
         self.scalar_policy: StepPolicy = make_step_policy(
             "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)

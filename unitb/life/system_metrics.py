@@ -1,0 +1,154 @@
+"""What the machine did while the run trained: CPU, memory, disk, network and GPUs, on the
+run's own step axis, sampled by a thread of its own so the training thread does nothing.
+
+Every ``system_interval`` seconds (default 10; 0 turns it off) the sampler reads the host
+through psutil and this process's GPUs through NVML (:mod:`unitb.life.gpu_metrics`) and writes
+``system/*`` (:data:`unitb.schema.FAMILIES`) at the step training stands at, so the figures
+overlay with ``train/*``; the event's wall time is the moment of the sample. It also samples
+once as the run opens and once more as training ends (when the step moved since the last
+sample: one point a step), so a run shorter than the interval still has its figures. CPU
+percentages and rates (disk, network) are over the time since the previous sample, so the
+sample as the run opens has memory figures only.
+Whatever fails (psutil missing, a counter a container hides, NVML) is one line, never training's
+problem. Only the process that writes the run samples (the chief).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+from unitb import schema
+from unitb.life.gpu_metrics import GpuReader
+
+MB = 2 ** 20
+MIN_SECONDS = 0.1  # CPU percentages and rates need this long between two readings
+
+
+def check_system_interval(value: object) -> float:
+    """Seconds between samples: a non-negative number (0: off)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"system_interval must be a non-negative number of seconds (0: off), got {value!r}")
+    return float(value)
+
+
+class HostReader:
+    """The host's and this process's figures from psutil; disk and network as rates."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._process = psutil.Process()
+        psutil.cpu_percent(None)  # the first call only starts psutil's clock
+        self._process.cpu_percent(None)
+        self._last: Tuple[float, Optional[Tuple[float, float]], Optional[Tuple[float, float]]] = (
+            time.monotonic(), self._disk(), self._network())
+
+    def _disk(self) -> Optional[Tuple[float, float]]:
+        try:
+            counters = self._psutil.disk_io_counters()
+        except Exception:
+            return None
+        return None if counters is None else (float(counters.read_bytes), float(counters.write_bytes))
+
+    def _network(self) -> Optional[Tuple[float, float]]:
+        try:
+            counters = self._psutil.net_io_counters()
+        except Exception:
+            return None
+        return None if counters is None else (float(counters.bytes_sent), float(counters.bytes_recv))
+
+    def read(self) -> Dict[str, float]:
+        psutil = self._psutil
+        values = {
+            schema.SYSTEM_CPU_HOST: float(psutil.cpu_percent(None)),
+            schema.SYSTEM_CPU_PROCESS: float(self._process.cpu_percent(None)),
+            schema.SYSTEM_MEMORY_HOST: psutil.virtual_memory().used / MB,
+            schema.SYSTEM_MEMORY_PROCESS: self._process.memory_info().rss / MB,
+        }
+        now, disk, network = time.monotonic(), self._disk(), self._network()
+        before, disk_before, network_before = self._last
+        seconds = now - before
+        if seconds < MIN_SECONDS:  # the sample as the run opens: no time yet to measure a rate over
+            del values[schema.SYSTEM_CPU_HOST], values[schema.SYSTEM_CPU_PROCESS]
+            return values
+        if seconds > 0:
+            for pair, earlier, tags in ((disk, disk_before, (schema.SYSTEM_DISK_READ, schema.SYSTEM_DISK_WRITE)),
+                                        (network, network_before,
+                                         (schema.SYSTEM_NETWORK_SENT, schema.SYSTEM_NETWORK_RECEIVED))):
+                if pair is not None and earlier is not None:
+                    for tag, later, first in zip(tags, pair, earlier):
+                        values[tag] = max(0.0, later - first) / MB / seconds
+        self._last = (now, disk, network)
+        return values
+
+
+class SystemSampler:
+    """Samples the machine every ``interval`` seconds on a daemon thread and writes the figures
+    into ``target()``'s run at its step (``target``: the open run, or None, and the current step)."""
+
+    def __init__(self, interval: float, target: Callable[[], Tuple[Optional[object], int]],
+                 info: Callable[[str], None], warn: Callable[[str], None]) -> None:
+        self.interval = interval
+        self._target = target
+        self._warn = warn
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one sample at a time: the thread's, or the last one at the end
+        self._thread: Optional[threading.Thread] = None
+        self.cpu_seconds = 0.0  # this sampler's own CPU time (benchmarks/ reads it)
+        self.samples = 0
+        self.last_step: Optional[int] = None
+        self._failed = False
+        try:
+            self._host: Optional[HostReader] = HostReader()
+        except Exception as exc:  # psutil missing or refused: the GPUs may still be read
+            self._host = None
+            info(f"unitb: no host figures in system/* (psutil: {type(exc).__name__}: {exc})")
+        self._gpus = GpuReader(info, warn)
+
+    def start(self) -> None:
+        """The first sample now, then one every ``interval`` seconds."""
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="unitb-system-metrics", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        """Read the machine once and write what was read at the current step."""
+        with self._lock:
+            if self._failed:
+                return
+            started = time.thread_time()
+            try:
+                run, step = self._target()
+                if run is None:
+                    return
+                values: Dict[str, float] = {}
+                if self._host is not None:
+                    values.update(self._host.read())
+                values.update(self._gpus.read())
+                for tag, value in values.items():
+                    run.scalar(tag, value, step)  # type: ignore[attr-defined]
+                self.samples += 1
+                self.last_step = step
+            except Exception as exc:  # never into training: the sampler stops, the run goes on
+                self._warn(f"unitb: sampling the machine failed ({type(exc).__name__}: {exc}); system/* stops here")
+                self._failed = True
+                self._stop.set()
+            finally:
+                self.cpu_seconds += time.thread_time() - started
+
+    def stop(self, last_sample: bool = True) -> None:
+        """Stop the thread; ``last_sample``: one more sample at the step training ended at."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._thread = None
+        if last_sample and self._target()[1] != self.last_step:  # one point a step
+            self.sample()
+        self._gpus.close()
