@@ -9,6 +9,9 @@ TensorFlow needed: ``PYTHONPATH=. python benchmarks/gpu_check.py OUT``).
 3. Cost: median step time of a GPU-bound model with and without unitb at defaults (ratio,
    plus an A/A pair of plain runs for the noise).
 4. Profiler: ``profile_steps`` writes a trace that holds CUDA kernels.
+5. System figures: ``system/gpu/0/*`` of a run that trains on the GPU, beside what ``nvidia-smi``
+   reads of the same GPU at the same moment (memory within 5 %, temperature within 3 °C, power
+   within 15 %: NVML averages power over its own window).
 
 Prints one JSON report and writes it to ``OUT/gpu_check.json``.
 """
@@ -163,12 +166,50 @@ def check_profiler(folder: str) -> dict:
     return {"traces": [os.path.basename(p) for p in traces], "cuda_kernel_events": kernels}
 
 
+def check_system(folder: str) -> dict:
+    import subprocess
+
+    from unitb.life.system_metrics import SystemSampler
+
+    model = _model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    logger = unitb.TorchLogger(os.path.join(folder, "run"), model=model, optimizer=optimizer, system_interval=3600)
+    data = torch.randn(256, model[0].in_features, device=DEVICE)
+    for step in range(1, 21):
+        loss = model(data).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        logger.log_step(step, loss=loss)
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    sampler: SystemSampler = logger.life._sampler
+    sampler.sample()  # now, beside nvidia-smi
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=memory.used,temperature.gpu,power.draw,utilization.gpu",
+                          "--format=csv,noheader,nounits", "-i", str(torch.cuda.current_device() if DEVICE == "cuda"
+                                                                    else 0)],
+                         capture_output=True, text=True) if DEVICE == "cuda" else None
+    logger.close()
+    written = {tag: points[-1][1] for tag, points in reader.scalars(logger.run_dir).items()
+               if tag.startswith("system/gpu/")}
+    report: dict = {"unitb": written}
+    if smi is not None and smi.returncode == 0:
+        used, temperature, power, utilization = (float(v) for v in smi.stdout.strip().split(", "))
+        report["nvidia_smi"] = {"memory_used_mb": used, "temperature_c": temperature, "power_w": power,
+                                "utilization_percent": utilization}
+        report["agree"] = {
+            "memory": abs(written.get("system/gpu/0/memory_used_mb", -1) - used) <= 0.05 * used,  # both MiB
+            "temperature": abs(written.get("system/gpu/0/temperature_c", -99) - temperature) <= 3,
+            "power": abs(written.get("system/gpu/0/power_w", -1) - power) <= 0.15 * power}
+    return report
+
+
 def main(out: str) -> int:
     os.makedirs(out, exist_ok=True)
     report = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"}
     with tempfile.TemporaryDirectory() as folder:
         for name, check in (("values", check_values), ("syncs", check_syncs), ("cost", check_cost),
-                            ("profiler", check_profiler)):
+                            ("profiler", check_profiler), ("system", check_system)):
             started = time.perf_counter()
             try:
                 with warnings.catch_warnings(record=True) as caught:

@@ -136,7 +136,7 @@ def test_the_public_paths_keep_working():
     assert reader.read_run is run_reader.read_run and resume.restore is set_aside.restore
     assert schema.TRAIN_LOSS == "train/loss"
     assert dir(unitb) == sorted(unitb.__all__)
-    assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params",
+    assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", "alert",
                                   "EnhancedTensorBoardHook",
                                   "TorchLogger", "TFCallback", "TFLogger", "CheckpointManager"}
 

@@ -94,12 +94,12 @@ def test_every_entry_point_writes_the_machine_on_its_step_axis(tmp_path, entry):
     last_step = max(step for step, _ in reader.scalars(run_dir)["train/loss"])
     for tag, points in figures.items():
         steps = [step for step, _, _ in points]
-        # In order; a step that takes longer than the interval (a first step that compiles, a
-        # hang) holds several samples: their wall times tell them apart.
-        assert steps == sorted(steps), (tag, steps)
-        assert 0 <= steps[0] and steps[-1] == last_step, (tag, steps)  # the last sample is where training ended
+        assert steps == sorted(set(steps)), (tag, steps)  # one point a step, in order
+        assert 0 <= steps[0] and steps[-1] <= last_step, (tag, steps)
     memory = figures[schema.SYSTEM_MEMORY_PROCESS]
-    assert len(memory) >= 3 and memory[0][0] == 0  # the sample as the run opened, then the thread's
+    # The sample as the run opened, the thread's, and the last one where training ended (CPU
+    # shares and rates need 0.1 s since the sample before: a last sample right after one has none).
+    assert len(memory) >= 3 and memory[0][0] == 0 and memory[-1][0] == last_step
     # The last sample was taken as training ended, a moment ago, in this process.
     assert memory[-1][2] == pytest.approx(rss_now, rel=0.15)
     assert figures[schema.SYSTEM_MEMORY_HOST][-1][2] == pytest.approx(host_now, rel=0.15)
@@ -110,8 +110,8 @@ def test_every_entry_point_writes_the_machine_on_its_step_axis(tmp_path, entry):
 
 
 def test_the_machine_is_sampled_while_the_training_thread_is_blocked(tmp_path):
-    """A step that blocks (a slow batch, a stuck collective) still gets its figures: the thread
-    of its own samples while training does nothing."""
+    """The figures of a step are taken by the sampler's thread while the training thread is
+    busy (here: blocked), once a step."""
     import torch
 
     model = torch.nn.Linear(4, 1)
@@ -124,7 +124,7 @@ def test_the_machine_is_sampled_while_the_training_thread_is_blocked(tmp_path):
     logger.close()
     during = [(step, wall) for step, wall, _ in _system(logger.run_dir)[schema.SYSTEM_MEMORY_PROCESS]
               if blocked_from < wall < blocked_to]
-    assert len(during) >= 3 and {step for step, _ in during} == {1}  # at the step training stood at
+    assert [step for step, _ in during] == [1]  # at the step training stood at, once
 
 
 def test_system_interval_zero_writes_none_and_a_bad_one_is_refused(tmp_path):

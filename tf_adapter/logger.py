@@ -93,23 +93,28 @@ class TFLogger(LivesARun, OwnValuesAPI):
         """The run's writer, opened at first use (after a checkpoint manager restored the step)."""
         if not self._opened and self.enabled and not self._closed:
             self._opened = True
-            resume_step = self.start_step
-            if resume_step is None and self.checkpoint_manager is not None:
-                resume_step = self.checkpoint_manager.restored_step
-            run = self.life.open_in_training(self.logdir, resume_step, TFSummarySink)
-            if run is None:  # opened inside the training loop: one warning, training goes on
-                self.enabled = False
-                return None
-            self.life.start_profiler(step_profiler, run.sink.logdir, at_step=resume_step or 0)
-            if not resume_step:
-                hparams = self.life.hparams({"model": self._model_name} if self._model_name else None, self.hparams)
-                write_header(run, self.options, self.model, self.config, hparams)
-                if self.options.log_graph and self.model is not None:
-                    with tf.init_scope():  # eager even when the first step runs inside a tf.function
-                        write_model_graph(run.sink, self.model, run.warn_once)
-            else:
-                write_header(run, self.options, self.model, at_start=False)
+            # Eager even when the first step runs inside a tf.function: a write made while it is
+            # traced would become an op of the graph, and be made again at every step.
+            with tf.init_scope():
+                self._open()
         return self.life.run
+
+    def _open(self) -> None:
+        resume_step = self.start_step
+        if resume_step is None and self.checkpoint_manager is not None:
+            resume_step = self.checkpoint_manager.restored_step
+        run = self.life.open_in_training(self.logdir, resume_step, TFSummarySink)
+        if run is None:  # opened inside the training loop: one warning, training goes on
+            self.enabled = False
+            return
+        self.life.start_profiler(step_profiler, run.sink.logdir, at_step=resume_step or 0)
+        if not resume_step:
+            hparams = self.life.hparams({"model": self._model_name} if self._model_name else None, self.hparams)
+            write_header(run, self.options, self.model, self.config, hparams)
+            if self.options.log_graph and self.model is not None:
+                write_model_graph(run.sink, self.model, run.warn_once)
+        else:
+            write_header(run, self.options, self.model, at_start=False)
 
     def _ready(self) -> bool:
         """Whether this process logs, opening the run at first use (a resume refused by a live

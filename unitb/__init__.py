@@ -11,10 +11,11 @@ live in the adapters and are loaded on first use::
 
 Beside them: :mod:`unitb.schema` (every tag), :mod:`unitb.reader` (runs read back),
 :mod:`unitb.resume` (what a resume set aside, and putting it back), :func:`sweep_params` (a
-sweep's trial parameters inside a trial), :class:`UnitbWarning` (every
+sweep's trial parameters inside a trial), :func:`alert` (a word to the team, through the run's
+``alerts=`` channels), :class:`UnitbWarning` (every
 problem unitb works around) and :class:`FolderBusy` (a resume refused while another process
 writes the run). The rooms below (``files``, ``read``, ``write``, ``folder``, ``backends``,
-``store``, ``log``, ``sweep``, ``commands``) are the implementation; docs/DESIGN.md draws them.
+``store``, ``life``, ``sweep``, ``commands``) are the implementation; docs/DESIGN.md draws them.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from importlib import import_module as _import_module
 
 from unitb import reader, resume, schema
 from unitb.folder.claim import FolderBusy
+from unitb.life.alerts import alert
 from unitb.life.sweep_trial import sweep_params
 from unitb.notices import UnitbWarning
 
@@ -35,7 +37,7 @@ _LAZY = {
     "CheckpointManager": "tf_adapter",
 }
 
-__all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", *_LAZY]
+__all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", "alert", *_LAZY]
 
 
 def __getattr__(name: str) -> object:

@@ -218,6 +218,7 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("val/pr/*", r"^val/pr/.+/pr_curves$", "pr_curves"),  # PR curves: keypoints by OKS, boxes by IoU
     ("graph", r"^__graph__$", "graph"),
     ("sweep/pruned_at_step", r"^sweep/pruned_at_step$", "scalar"),
+    ("alerts/*", r"^alerts/(nonfinite|diverged|stalled|gpu_memory|user)$", "text"),  # unitb.life.alerts
     ("system/*", r"^system/(cpu/(host|process)_percent|memory/(host_used|process_rss)_mb|disk/(read|write)_mb_per_s|"
                  r"network/(sent|received)_mb_per_s|gpu/\d+/(utilization_percent|memory_(used|total)_mb|power_w|"
                  r"temperature_c))$", "scalar"),

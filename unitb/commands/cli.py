@@ -242,6 +242,21 @@ def push_to_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """``unitb alerts send RUN``: the run's alerts a channel has not taken yet, sent from here."""
+    from unitb.life import alert_delivery
+
+    if not os.path.isdir(args.run):
+        print(f"unitb alerts: {args.run} is not a folder", file=sys.stderr)
+        return 2
+    said: List[str] = []
+    counts = alert_delivery.send_pending(args.run, args.timeout, said.append)
+    for line in said:
+        print(line, file=sys.stderr)
+    print(f"unitb alerts: {counts['sent']} sent, {counts['left']} still pending in {args.run}")
+    return 0 if counts["left"] == 0 else 1
+
+
 def cmd_hparams(args: argparse.Namespace) -> int:
     from unitb.write import hparams
 
@@ -344,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--activations", action="store_true",
                       help="also histograms of some layers' outputs (activations/*; off: not asked for by default)")
     demo.set_defaults(func=cmd_demo)
+    alerts = arguments.command(sub, "alerts", help="send a run's alerts that could not be delivered where it ran")
+    alert_verbs = alerts.add_subparsers(dest="verb", required=True)
+    send = arguments.command(alert_verbs, "send", help="send the run's pending alerts to their webhook and command")
+    send.add_argument("run", help="the run's folder")
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds a delivery may take (default: 10)")
+    send.set_defaults(func=cmd_alerts)
     arguments.add_sweep_parser(sub)
     return parser
 

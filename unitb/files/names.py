@@ -29,5 +29,6 @@ TRIAL_ARGS = ".unitb-trial-args.json"  # the trial's parameters for ${args_json_
 TRIAL_STDOUT = ".unitb-trial-stdout.log"  # what the trial's process printed
 TRIAL_STDERR = ".unitb-trial-stderr.log"
 TRIAL_RUNS = ".unitb-trial-runs.json"  # run folders a trial's entry points chose outside its folder
+ALERTS_FOLDER = ".unitb-alerts"  # a run's alerts, each with the channels that took it (unitb.life.alert_delivery)
 TRIAL_STATE_SUFFIX = ".unitb-trial-state"  # the event file an agent adds to a pruned trial's run
 TRIAL_NONFINITE = ".unitb-trial-nonfinite.json"  # the first non-finite value of each tag a trial's run left out

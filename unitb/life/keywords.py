@@ -46,6 +46,7 @@ class LogKeywords(TypedDict, total=False):
     backend_timeout: float
     resume_wait: float
     system_interval: float
+    alerts: Any
 
 
 class StoreKeywords(TypedDict, total=False):

@@ -22,6 +22,7 @@ from unitb.life.opening import OpenedFolder, open_folder
 from unitb.life.options import LogOptions, refuse_unsupported
 from unitb.life.profiling import StepProfiler
 from unitb.life.speed import SpeedMeter
+from unitb.life.alerts import AlertMonitor
 from unitb.life.system_metrics import SystemSampler
 from unitb.notices import default_info, default_warn
 from unitb.store.run_location import StoreOptions, choose_run_location
@@ -99,6 +100,7 @@ class RunLife:
         self._kept_forwarder = None  # a Keras fit's backends and uploads, going on until the next fit
         self._kept_mirror = None
         self._sampler: Optional[SystemSampler] = None  # system/*, while a writer is open
+        self._monitor: Optional[AlertMonitor] = None  # alerts=, while a writer is open
 
     def chief(self) -> bool:
         """Whether this process writes: only the chief (rank 0) does, in distributed runs."""
@@ -148,15 +150,33 @@ class RunLife:
                 self.warn(f"unitb: could not tell the sweep's agent where this trial's run is ({exc})")
         self.step = start_step
         self.speed.start(start_step)
+        self._start_alerts(sink.logdir)
         self._start_sampler()
         return self.run
+
+    def _start_alerts(self, folder: str) -> None:
+        """The rules of ``alerts=``, told of the run's values by its writer."""
+        if self.options.alerts is None or self.run is None:
+            return
+        monitor = AlertMonitor(self.options.alerts, folder, lambda: (self.run, self.step), self.warn)
+        self._monitor = monitor
+        trial_note = self.run.on_nonfinite
+
+        def nonfinite(tag: str, value: float, step: int) -> None:
+            if trial_note is not None:
+                trial_note(tag, value, step)
+            monitor.on_nonfinite(tag, value, step)
+
+        self.run.on_nonfinite = nonfinite
+        self.run.on_scalar = monitor.on_scalar
 
     def _start_sampler(self) -> None:
         """``system/*`` every ``system_interval`` seconds, from a thread of its own."""
         if self.options.system_interval > 0 and self._sampler is None:
             self._sampler = SystemSampler(self.options.system_interval, lambda: (self.run, self.step),
-                                          self.info, self.warn)
-            self._sampler.start()
+                                          self.info, self.warn,
+                                          self._monitor.on_system if self._monitor is not None else None)
+            self._sampler.start(self.step)
 
     def open_in(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink]) -> RunLogger:
         """Pick the folder (a fresh run never writes over another; a resume claims its folder and
@@ -277,6 +297,9 @@ class RunLife:
         here until the next writer into the folder or :meth:`close`."""
         if self.run is not None:
             self._last_points()
+            if self._monitor is not None:
+                self._monitor.close()
+                self._monitor = None
             if not wait_for_upload and self._folder is not None:
                 self._kept_forwarder, self._kept_mirror = self._folder.forwarder, self._folder.mirror
             self.run.close(wait_for_upload=wait_for_upload)

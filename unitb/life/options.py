@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from unitb.backends.registry import check_backends
 from unitb.life.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
 from unitb.life.profiling import check_profile_steps
+from unitb.life.alerts import check_alerts
 from unitb.life.system_metrics import check_system_interval
 
 
@@ -98,6 +99,10 @@ class LogOptions:
     system_interval: float = 10.0
     """Seconds between samples of the machine (``system/*``: CPU, memory, disk, network, this process's GPUs),
     taken on a background thread at the current step; 0 turns them off."""
+    alerts: Any = None
+    """A word when the run goes wrong: ``True`` (NaN/Inf loss, divergence, a stall, a full GPU: to the console and
+    the run), or a dict with a ``webhook`` URL and/or a ``command`` and the rules' settings
+    (:class:`unitb.life.alerts.AlertOptions`)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -132,6 +137,7 @@ class LogOptions:
                 or not 0 <= self.resume_wait < float("inf"):
             raise ValueError(f"resume_wait must be a non-negative number of seconds, got {self.resume_wait!r}")
         self.system_interval = check_system_interval(self.system_interval)
+        self.alerts = check_alerts(self.alerts)
         adaptive = self.adaptive_interval
         self.scalar_policy: StepPolicy = make_step_policy(
             "scalar_interval", self.scalar_interval or self.grad_norm_interval, adaptive)

@@ -5,8 +5,10 @@ Every ``system_interval`` seconds (default 10; 0 turns it off) the sampler reads
 through psutil and this process's GPUs through NVML (:mod:`unitb.life.gpu_metrics`) and writes
 ``system/*`` (:data:`unitb.schema.FAMILIES`) at the step training stands at, so the figures
 overlay with ``train/*``; the event's wall time is the moment of the sample. It also samples
-once as the run opens and once more as training ends (when the step moved since the last
-sample: one point a step), so a run shorter than the interval still has its figures. CPU
+once as a fresh run opens and once more as training ends, so a run shorter than the interval
+still has its figures. One point a step: a step longer than the interval (a first step that
+compiles, a hang — the alert rules watch those) is sampled once, as W&B and MLflow, which keep one
+value a step, get exactly what the event files hold. CPU
 percentages and rates (disk, network) are over the time since the previous sample, so the
 sample as the run opens has memory figures only.
 Whatever fails (psutil missing, a counter a container hides, NVML) is one line, never training's
@@ -89,8 +91,10 @@ class SystemSampler:
     into ``target()``'s run at its step (``target``: the open run, or None, and the current step)."""
 
     def __init__(self, interval: float, target: Callable[[], Tuple[Optional[object], int]],
-                 info: Callable[[str], None], warn: Callable[[str], None]) -> None:
+                 info: Callable[[str], None], warn: Callable[[str], None],
+                 on_values: Optional[Callable[[Dict[str, float], int], None]] = None) -> None:
         self.interval = interval
+        self._on_values = on_values  # told each sample's figures (the alert rules watch the GPUs' memory)
         self._target = target
         self._warn = warn
         self._stop = threading.Event()
@@ -107,15 +111,22 @@ class SystemSampler:
             info(f"unitb: no host figures in system/* (psutil: {type(exc).__name__}: {exc})")
         self._gpus = GpuReader(info, warn)
 
-    def start(self) -> None:
-        """The first sample now, then one every ``interval`` seconds."""
-        self.sample()
+    def start(self, at_step: int = 0) -> None:
+        """Sample now when the run starts at step 0, then every ``interval`` seconds once the step
+        moved. A run that continues (a resume, a Keras fit after another) has its figures at
+        ``at_step`` already, or lost them with the process that crashed: one point a step, as
+        W&B and MLflow keep one value a step and must match the event files."""
+        if at_step == 0:
+            self.sample()
+        else:
+            self.last_step = at_step
         self._thread = threading.Thread(target=self._loop, name="unitb-system-metrics", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.sample()
+            if self._target()[1] != self.last_step:
+                self.sample()
 
     def sample(self) -> None:
         """Read the machine once and write what was read at the current step."""
@@ -133,6 +144,8 @@ class SystemSampler:
                 values.update(self._gpus.read())
                 for tag, value in values.items():
                     run.scalar(tag, value, step)  # type: ignore[attr-defined]
+                if self._on_values is not None:
+                    self._on_values(values, step)
                 self.samples += 1
                 self.last_step = step
             except Exception as exc:  # never into training: the sampler stops, the run goes on

@@ -31,8 +31,8 @@ from unitb.files import json_files
 from unitb.files import safe_paths
 from unitb.files import storage
 from unitb.notices import default_info, default_warn
-from unitb.files.names import (BACKENDS_STATE, CLAIM, COMPACT_TMP, IN_MODEL_SUFFIX, MIRROR_STATE, REMOVED,
-                                RESUME_JOURNAL, STEP_INDEX)
+from unitb.files.names import (ALERTS_FOLDER, BACKENDS_STATE, CLAIM, COMPACT_TMP, IN_MODEL_SUFFIX, MIRROR_STATE,
+                               REMOVED, RESUME_JOURNAL, STEP_INDEX)
 from unitb.folder.set_aside import removed_name
 
 STATE = MIRROR_STATE
@@ -45,7 +45,8 @@ def local_files(folder: str) -> Dict[str, Tuple[int, int]]:
     """``{relative path: (size, mtime_ns)}`` of what belongs in the store (unitb's own
     bookkeeping files left out)."""
     found: Dict[str, Tuple[int, int]] = {}
-    for current, _dirs, names in os.walk(folder):
+    for current, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != ALERTS_FOLDER]  # they may hold a webhook's URL: not for the store
         for name in names:
             if name in _SKIP or name.endswith(".tmp"):
                 continue

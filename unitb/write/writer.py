@@ -141,6 +141,8 @@ class RunLogger:
         self.raise_on_nonfinite = bool(raise_on_nonfinite)
         # Told of each non-finite scalar left out (tag, value, step): a sweep's trial tells its agent.
         self.on_nonfinite: Optional[Callable[[str, float, int], None]] = None
+        # Told of each finite scalar written (tag, value, step): the run's alert rules watch the loss.
+        self.on_scalar: Optional[Callable[[str, float, int], None]] = None
         self._warned: Set[Tuple[str, str]] = set()
         self._heavy_writes = 0
         self.heavy_stopped = False
@@ -279,6 +281,11 @@ class RunLogger:
             self.left_out(tag, number, step)
             self._nonfinite(step, anomaly_kind, tag)
             return False
+        if self.on_scalar is not None:
+            try:
+                self.on_scalar(tag, number, int(step))
+            except Exception as exc:  # never into training
+                self.warn_once("on-scalar", type(exc).__name__, f"a watcher of the scalars failed ({exc})")
         return self._write("scalar", lambda: self.sink.write_scalar(tag, number, int(step)))
 
     def left_out(self, tag: str, value: float, step: int) -> None:
