@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Dict, List, Tuple
 
+from generated_files import refresh
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "docs", "reference")
 HEADER = "<!-- Made by docs/gen_reference.py from the code: edit the code, then run it. -->\n\n"
@@ -134,20 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a page differs from the code")
     args = parser.parse_args(argv)
     os.makedirs(OUT, exist_ok=True)
-    stale = []
-    for name, text in pages().items():
-        path = os.path.join(OUT, name)
-        old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
-        if old != text:
-            stale.append(name)
-            if not args.check:
-                with open(path, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-    if args.check and stale:
-        print("reference pages out of date: " + ", ".join(stale) + ": run python docs/gen_reference.py",
-              file=sys.stderr)
-        return 1
-    return 0
+    fresh = {os.path.join(OUT, name): text for name, text in pages().items()}
+    return refresh(fresh, args.check, "python docs/gen_reference.py")
 
 
 if __name__ == "__main__":

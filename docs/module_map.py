@@ -15,6 +15,8 @@ import re
 import sys
 from typing import List, Tuple
 
+from generated_files import refresh
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("unitb", "torch_adapter", "tf_adapter")
 START, END = "<!-- module-map -->", "<!-- /module-map -->"
@@ -85,22 +87,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a map differs from the tree")
     args = parser.parse_args(argv)
-    stale = []
-    maps = ((os.path.join("docs", "code-layout.md"), readme_map()), (os.path.join("docs", "DESIGN.md"), design_map()))
-    for rel, body in maps:
-        path = os.path.join(ROOT, rel)
+    fresh = {}
+    for rel, body in (("code-layout.md", readme_map()), ("DESIGN.md", design_map())):
+        path = os.path.join(ROOT, "docs", rel)
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        fresh = _replace(text, body, rel)
-        if fresh != text:
-            stale.append(rel)
-            if not args.check:
-                with open(path, "w", encoding="utf-8") as handle:
-                    handle.write(fresh)
-    if args.check and stale:
-        print("module map out of date in " + ", ".join(stale) + ": run python docs/module_map.py", file=sys.stderr)
-        return 1
-    return 0
+            fresh[path] = _replace(handle.read(), body, rel)
+    return refresh(fresh, args.check, "python docs/module_map.py")
 
 
 if __name__ == "__main__":

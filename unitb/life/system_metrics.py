@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from unitb import schema
 from unitb.life.gpu_metrics import GpuReader
@@ -47,19 +47,20 @@ class HostReader:
         self._last: Tuple[float, Optional[Tuple[float, float]], Optional[Tuple[float, float]]] = (
             time.monotonic(), self._disk(), self._network())
 
-    def _disk(self) -> Optional[Tuple[float, float]]:
+    @staticmethod
+    def _pair(read: Callable[[], Any], first: str, second: str) -> Optional[Tuple[float, float]]:
+        """Two byte counters of a psutil reading; None where the machine hides them (a container)."""
         try:
-            counters = self._psutil.disk_io_counters()
+            counters = read()
         except Exception:
             return None
-        return None if counters is None else (float(counters.read_bytes), float(counters.write_bytes))
+        return None if counters is None else (float(getattr(counters, first)), float(getattr(counters, second)))
+
+    def _disk(self) -> Optional[Tuple[float, float]]:
+        return self._pair(self._psutil.disk_io_counters, "read_bytes", "write_bytes")
 
     def _network(self) -> Optional[Tuple[float, float]]:
-        try:
-            counters = self._psutil.net_io_counters()
-        except Exception:
-            return None
-        return None if counters is None else (float(counters.bytes_sent), float(counters.bytes_recv))
+        return self._pair(self._psutil.net_io_counters, "bytes_sent", "bytes_recv")
 
     def read(self) -> Dict[str, float]:
         psutil = self._psutil
