@@ -31,12 +31,15 @@ def entry_points():
 @pytest.mark.parametrize("index", range(4))
 def test_the_signature_lists_every_option_less_those_refused_with_its_default(index):
     entry = entry_points()[index]
-    keyword_only = {p.name: p.default for p in inspect.signature(entry.__init__).parameters.values()
-                    if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    parameters = inspect.signature(entry).parameters
+    assert not [p for p in parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]  # help() lists them
+    keyword_only = {p.name: p.default for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
     refused = set(UNSUPPORTED.get(entry.__name__, {}))
     expected = {f.name: f.default for f in OPTION_FIELDS if f.name not in refused}
     assert all(f.default is not MISSING for f in OPTION_FIELDS)
     assert keyword_only == expected
+    text = __import__("pydoc").render_doc(entry)
+    assert "grad_norm_interval: 'int' = 100" in text and "scalar_interval: 'Optional[int]' = None" in text
 
 
 def test_the_typed_keywords_are_the_dataclasses_fields():

@@ -143,22 +143,3 @@ def test_a_model_that_cannot_be_traced_is_one_warning(tmp_path):
         log.close()
     said = [str(w.message) for w in caught if issubclass(w.category, UnitbWarning) and "log_graph" in str(w.message)]
     assert len(said) == 1 and "graph skipped" in said[0]
-
-
-def test_help_shows_every_parameter_with_its_default():
-    import inspect
-    from dataclasses import fields
-
-    import unitb
-    from unitb.life.options import LogOptions
-
-    for entry in (unitb.TFCallback, unitb.TFLogger, unitb.TorchLogger, unitb.EnhancedTensorBoardHook):
-        params = inspect.signature(entry).parameters
-        assert not [p for p in params.values() if p.kind is inspect.Parameter.VAR_KEYWORD], entry
-        for field_ in fields(LogOptions):
-            assert params[field_.name].default == field_.default, (entry, field_.name)
-            assert params[field_.name].kind is inspect.Parameter.KEYWORD_ONLY
-        assert params["upload_interval"].default == 30.0
-    assert "storage_options" not in inspect.signature(unitb.EnhancedTensorBoardHook).parameters  # backend_args
-    text = __import__("pydoc").render_doc(unitb.TFCallback)
-    assert "grad_norm_interval: 'int' = 100" in text and "scalar_interval: 'Optional[int]' = None" in text
