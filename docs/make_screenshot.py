@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--view", default="scalars&tagFilter=" + shared_charts,
                         help="the dashboard fragment to open (default: the shared charts, all runs overlaid)")
     parser.add_argument("--size", default="1400,900", help="the browser window, WIDTH,HEIGHT (default: 1400,900)")
+    parser.add_argument("--runs-expected", type=int, default=3, help="runs TensorBoard must have loaded (default: 3)")
     args = parser.parse_args()
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
@@ -38,7 +39,7 @@ def main() -> int:
     if root is None:
         root = tempfile.mkdtemp(prefix="unitb-demo-")
         subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", root, "--steps", "64"], check=True)
-    with tensorboard(root, expect_runs=3) as tb:
+    with tensorboard(root, expect_runs=args.runs_expected) as tb:
         url = f"{tb.base}/?darkMode=false#{args.view}"
         profile = tempfile.mkdtemp(prefix="unitb-chromium-")
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

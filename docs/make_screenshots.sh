@@ -17,6 +17,12 @@ fi
 "$PY" docs/make_screenshot.py --runs "$RUNS" --view hparams --size 2000,700 --out docs/tensorboard-hparams.png
 "$PY" docs/make_screenshot.py --runs "$RUNS" --view pr_curves --size 1400,1000 --out docs/tensorboard-pr-curves.png
 "$PY" docs/make_screenshot.py --runs "$RUNS" --view profile --out docs/tensorboard-profile.png
+# A sweep's HPARAMS table (the example sweep, bayes + Hyperband: some trials pruned, a column says where).
+SWEEPS="$(mktemp -d)"
+"$(dirname "$PY")/unitb" sweep run examples/sweeps/keras_fit.yaml --agents 2 --logdir "$SWEEPS" --name shots >/dev/null
+"$PY" docs/make_screenshot.py --runs "$SWEEPS/shots" --runs-expected 8 --view hparams --size 2000,800 \
+  --out docs/tensorboard-sweep-hparams.png
+rm -rf "$SWEEPS"
 # The documentation site as a reader sees it: its home page and one guide.
 SITE="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 "$(dirname "$PY")/mkdocs" build --strict -q -d "$SITE"
