@@ -115,9 +115,11 @@ def send(folder: str, alert: Alert, timeout: float, warn: Callable[[str], None])
             else:
                 run_command(alert.command or "", alert, timeout)
         except Exception as exc:
-            warn(f"unitb: the alert '{alert.title}' did not reach its {channel} ({type(exc).__name__}: {exc}); "
-                 f"it is kept in {os.path.join(folder, ALERTS_FOLDER)} and sent again with the next alert or by "
-                 f"`unitb alerts send {folder}`")
+            if (alert.id, channel) not in _WARNED:  # one warning an alert, however often it is tried
+                _WARNED.add((alert.id, channel))
+                warn(f"unitb: the alert '{alert.title}' did not reach its {channel} ({type(exc).__name__}: {exc}); "
+                     f"it is kept in {os.path.join(folder, ALERTS_FOLDER)} and sent again with the next alert or "
+                     f"by `unitb alerts send {folder}`")
             continue
         alert.sent.append(channel)
         keep(folder, alert)
@@ -125,6 +127,7 @@ def send(folder: str, alert: Alert, timeout: float, warn: Callable[[str], None])
 
 
 _SENDING = threading.Lock()  # one sender at a time in a process: nothing goes out twice
+_WARNED: set = set()  # (alert id, channel) said undeliverable in this process
 
 
 def send_pending(folder: str, timeout: float, warn: Callable[[str], None]) -> Dict[str, int]:
