@@ -23,7 +23,6 @@ process that writes the run raises alerts.
 from __future__ import annotations
 
 import difflib
-import math
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -31,9 +30,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from unitb import schema
 from unitb.life.alert_delivery import LEVELS, Alert, Dispatcher, keep
+from unitb.life.policy import check_non_negative
 from unitb.write import protos
 
-WATCHED_NONFINITE = ("train/loss", "train/gradient_norm/global")
+WATCHED_NONFINITE = (schema.TRAIN_LOSS, schema.GRAD_NORM_GLOBAL)
 
 
 @dataclass
@@ -66,9 +66,7 @@ class AlertOptions:
         if not isinstance(self.nonfinite, bool):
             raise ValueError(f"alerts: nonfinite must be True or False, got {self.nonfinite!r}")
         for name in ("diverge_factor", "stall_minutes", "gpu_memory_percent", "timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"alerts: {name} must be a non-negative number, got {value!r}")
+            check_non_negative(f"alerts: {name}", getattr(self, name))
         if self.diverge_factor and self.diverge_factor <= 1:
             raise ValueError(f"alerts: diverge_factor must be above 1 (or 0: off), got {self.diverge_factor!r}")
         if self.timeout <= 0:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from unitb.backends.registry import check_backends
-from unitb.life.policy import EveryNEpochs, StepPolicy, check_fraction, check_interval, make_step_policy
+from unitb.life.policy import (EveryNEpochs, StepPolicy, check_fraction, check_interval, check_non_negative,
+                               make_step_policy)
 from unitb.life.profiling import check_profile_steps
 from unitb.life.alerts import check_alerts
 from unitb.life.system_metrics import check_system_interval
@@ -133,9 +134,7 @@ class LogOptions:
         if isinstance(self.backend_timeout, bool) or not isinstance(self.backend_timeout, (int, float)) \
                 or self.backend_timeout <= 0:
             raise ValueError(f"backend_timeout must be a positive number of seconds, got {self.backend_timeout!r}")
-        if isinstance(self.resume_wait, bool) or not isinstance(self.resume_wait, (int, float)) \
-                or not 0 <= self.resume_wait < float("inf"):
-            raise ValueError(f"resume_wait must be a non-negative number of seconds, got {self.resume_wait!r}")
+        check_non_negative("resume_wait", self.resume_wait, "a non-negative number of seconds")
         self.system_interval = check_system_interval(self.system_interval)
         self.alerts = check_alerts(self.alerts)
         adaptive = self.adaptive_interval

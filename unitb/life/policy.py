@@ -31,6 +31,14 @@ def check_interval(name: str, value: object) -> int:
     return int(value)
 
 
+def check_non_negative(name: str, value: object, what: str = "a non-negative number") -> float:
+    """Validate a finite number >= 0 (seconds to wait, an interval where 0 means off; bools
+    not), else ValueError: ``{name} must be {what}, got …``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
 def check_fraction(name: str, value: object, low: float = 0.0, high: float = 1.0) -> float:
     """Validate a float in ``[low, high]`` (e.g. ``kpt_thr``), else ValueError naming it."""
     if isinstance(value, bool):

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from unitb import schema
 from unitb.life.gpu_metrics import GpuReader
+from unitb.life.policy import check_non_negative
 
 MB = 2 ** 20
 MIN_SECONDS = 0.1  # CPU percentages and rates need this long between two readings
@@ -29,9 +30,7 @@ MIN_SECONDS = 0.1  # CPU percentages and rates need this long between two readin
 
 def check_system_interval(value: object) -> float:
     """Seconds between samples: a non-negative number (0: off)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise ValueError(f"system_interval must be a non-negative number of seconds (0: off), got {value!r}")
-    return float(value)
+    return check_non_negative("system_interval", value, "a non-negative number of seconds (0: off)")
 
 
 class HostReader:
