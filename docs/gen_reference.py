@@ -36,12 +36,18 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def documented_fields(path: str, class_name: str) -> List[Tuple[str, str, str, str]]:
-    """``(name, type, default, text)`` of each annotated field of a dataclass in ``path``, the
-    text being the string literal right below the field."""
+def class_in(path: str, class_name: str) -> ast.ClassDef:
+    """The class ``class_name`` of the source file ``path``, parsed (nothing imported)."""
     with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
         tree = ast.parse(handle.read())
     (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    return cls
+
+
+def documented_fields(path: str, class_name: str) -> List[Tuple[str, str, str, str]]:
+    """``(name, type, default, text)`` of each annotated field of a dataclass in ``path``, the
+    text being the string literal right below the field."""
+    cls = class_in(path, class_name)
     out = []
     body = cls.body
     for index, node in enumerate(body):
@@ -56,10 +62,7 @@ def documented_fields(path: str, class_name: str) -> List[Tuple[str, str, str, s
 
 def own_parameters(path: str, class_name: str) -> List[Tuple[str, str]]:
     """``(name, default)`` of the parameters an entry point's ``__init__`` names itself."""
-    with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
-    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
-    (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    (init,) = [n for n in class_in(path, class_name).body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
     args = init.args.args[1:]
     defaults = [None] * (len(args) - len(init.args.defaults)) + list(init.args.defaults)
     return [(a.arg, "" if d is None else ast.unparse(d)) for a, d in zip(args, defaults)]

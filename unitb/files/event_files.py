@@ -12,6 +12,12 @@ from unitb.files.names import EXPERIMENT_SUFFIX, REMOVED
 EVENT_FILE_MARK = "tfevents"
 
 
+def event_file_name(stamp: float, suffix: str) -> str:
+    """An event file's name as TensorBoard's writers make it: the seconds of ``stamp`` (which
+    order the files of a run), then ``suffix`` (what wrote it: unitb's own files say so)."""
+    return f"events.out.{EVENT_FILE_MARK}.{max(0, int(stamp)):010d}{suffix}"
+
+
 def is_event_file(name: str) -> bool:
     base = os.path.basename(name)
     return EVENT_FILE_MARK in base and not base.endswith(EXPERIMENT_SUFFIX)

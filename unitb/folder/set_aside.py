@@ -34,7 +34,7 @@ from unitb.files import safe_paths
 from unitb.folder import step_index
 from unitb.files.names import COMPACT_TMP, REMOVED, RESUME_JOURNAL, RESUMED_MARK
 from unitb.notices import default_warn
-from unitb.files.event_files import event_files, is_event_file
+from unitb.files.event_files import event_file_name, event_files, is_event_file
 from unitb.read.records import first_event, split_at_step
 
 JOURNAL, TMP_NAME, TRASH = RESUME_JOURNAL, COMPACT_TMP, REMOVED
@@ -90,7 +90,7 @@ def _compacted_name(first_file: str, resume_step: int) -> str:
         stamp = int(parts[3])
     except (IndexError, ValueError):
         stamp = int(os.path.getmtime(first_file))
-    return f"events.out.tfevents.{max(0, stamp - 1):010d}{RESUMED_MARK}{max(resume_step, 0)}"
+    return event_file_name(stamp - 1, f"{RESUMED_MARK}{max(resume_step, 0)}")
 
 
 def _is_compacted_name(name: str) -> bool:

@@ -11,6 +11,7 @@ import os
 import time
 from typing import Callable
 
+from unitb.files.event_files import event_file_name
 from unitb.files.names import TRIAL_STATE_SUFFIX
 from unitb.schema import SWEEP_PRUNED_AT_STEP
 from unitb.write import protos
@@ -18,7 +19,7 @@ from unitb.write import protos
 
 def mark_pruned(run_folder: str, step: int, warn: Callable[[str], None]) -> None:
     """Write ``sweep/pruned_at_step = step`` at ``step`` into ``run_folder``; a failure is one line."""
-    path = os.path.join(run_folder, f"events.out.tfevents.{int(time.time()):010d}{TRIAL_STATE_SUFFIX}")
+    path = os.path.join(run_folder, event_file_name(time.time(), TRIAL_STATE_SUFFIX))
     try:
         protos.write_events(path, [(protos.scalars_summary([(SWEEP_PRUNED_AT_STEP, step)]), step)])
     except OSError as exc:

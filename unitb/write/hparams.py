@@ -26,6 +26,7 @@ import os
 import time
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from unitb.files.event_files import event_file_name
 from unitb.files.names import EXPERIMENT_FOLDER, EXPERIMENT_LOCK, EXPERIMENT_SUFFIX
 from unitb.schema import MODEL_SIZE_MB, MODEL_TOTAL_PARAMETERS, SWEEP_PRUNED_AT_STEP
 from unitb.read import run_reader
@@ -160,7 +161,7 @@ def write_experiment(logdir: str, shared: Sequence[str] = (), first_metrics: Seq
             for name in os.listdir(place):
                 if name.endswith(EXPERIMENT_SUFFIX):
                     os.remove(os.path.join(place, name))
-        path = os.path.join(folder, f"events.out.tfevents.{int(time.time()):010d}{EXPERIMENT_SUFFIX}")
+        path = os.path.join(folder, event_file_name(time.time(), EXPERIMENT_SUFFIX))
         protos.write_events(path, [(summary, 0)])
     return path
 
