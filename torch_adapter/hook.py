@@ -27,6 +27,7 @@ from torch_adapter import measure, mmengine_internals, mmengine_runner
 from torch_adapter.mmengine_vis_dir import MMEngineVisDir
 from torch_adapter.mmengine_images import MMEngineImages, write_graph
 from torch_adapter.mmengine_validation import ValidationPass
+from torch_adapter.node_link import node_link
 from torch_adapter.profiler import step_profiler
 from torch_adapter.recorder import TorchRecorder
 from unitb.life.lifecycle import RunLife, check_logdir
@@ -81,7 +82,8 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
         if backend_args is not None and not isinstance(backend_args, dict):
             raise ValueError(f"backend_args must be a dict or None, got {backend_args!r}")
         self.life = RunLife("EnhancedTensorBoardHook", "pytorch-mmengine", kwargs, measure.device_peak_mb, _warn,
-                            _info, storage_options=backend_args, is_chief=is_main_process)
+                            _info, storage_options=backend_args, is_chief=is_main_process,
+                            node_link=node_link)
         self.store, self.options = self.life.store, self.life.options
         # As in mmengine's LoggerHook: ``out_dir`` (a URL, or a folder) receives ``<work_dir
         # name>/<timestamp>/vis_data``, uploaded in the background; ``backend_args``: the store's options.
@@ -113,6 +115,7 @@ class EnhancedTensorBoardHook(Hook, OwnValuesAPI):
     # ------------------------------------------------------------------ set-up
     def before_train(self, runner) -> None:
         if not self.life.chief():
+            self.life.report_node()
             return
         self.life.close_with(self.folder.close, after_uploads=True)  # mmengine's out_dir, after the run's own
         try:

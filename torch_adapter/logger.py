@@ -21,6 +21,7 @@ import torch
 from torch_adapter import measure
 from torch_adapter.graph import FirstInput
 from torch_adapter.images import ImageBatch
+from torch_adapter.node_link import node_link
 from torch_adapter.profiler import step_profiler
 from torch_adapter.recorder import ShardPeer, TorchRecorder
 from torch_adapter.sink import SummaryWriterSink
@@ -74,7 +75,8 @@ class TorchLogger(LivesARun, OwnValuesAPI):
                  start_step: int = 0, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None, grad_scaler: Optional[torch.amp.GradScaler] = None,
                  **kwargs: Unpack[RunKeywords]) -> None:
-        self.life = RunLife("TorchLogger", "pytorch", kwargs, measure.device_peak_mb, is_chief=_is_chief)
+        self.life = RunLife("TorchLogger", "pytorch", kwargs, measure.device_peak_mb, is_chief=_is_chief,
+                            node_link=node_link)
         self.options = self.life.options
         self.enabled = self.life.chief()
         self.logdir = self.life.logdir(logdir, create=self.enabled)
@@ -90,6 +92,7 @@ class TorchLogger(LivesARun, OwnValuesAPI):
         self._graph: Optional[FirstInput] = None
         self.life.close_with(self._close_own_parts)
         if not self.enabled:
+            self.life.report_node()
             if model is not None and self.options.log_grad_norm and any(
                     measure.is_sharded(p) for p in model.parameters()):
                 self._peer = ShardPeer(model, optimizer, self.options)  # joins the norm's all-reduce

@@ -49,6 +49,15 @@ def system_gpu(ordinal: int, figure: str) -> str:
     return f"system/gpu/{int(ordinal)}/{figure}"
 
 
+def system_node(node: int, tag: str) -> str:
+    """``system/node{node}/…``: a ``system/*`` figure of one node of a run over several machines
+    (node 0 is the chief's). A run on one machine keeps the plain names; a run over several names
+    every node, so no figure reads as the whole job's."""
+    if not tag.startswith("system/"):
+        raise ValueError(f"tag must be a system/* tag, got {tag!r}")
+    return f"system/node{int(node)}/{tag[len('system/'):]}"
+
+
 # Written by a sweep's agent into a trial's run when its pruner stopped it, at that step: the
 # HPARAMS table's column that tells a pruned trial (its metric is the value at the prune).
 SWEEP_PRUNED_AT_STEP = "sweep/pruned_at_step"
@@ -219,8 +228,8 @@ FAMILIES: Tuple[Tuple[str, str, str], ...] = (
     ("graph", r"^__graph__$", "graph"),
     ("sweep/pruned_at_step", r"^sweep/pruned_at_step$", "scalar"),
     ("alerts/*", r"^alerts/(nonfinite|diverged|stalled|gpu_memory|user)$", "text"),  # unitb.life.alerts
-    ("system/*", r"^system/(cpu/(host|process)_percent|memory/(host_used|process_rss)_mb|disk/(read|write)_mb_per_s|"
-                 r"network/(sent|received)_mb_per_s|gpu/\d+/(utilization_percent|memory_(used|total)_mb|power_w|"
+    ("system/*", r"^system/(node\d+/)?(cpu/(host|process)_percent|memory/(host_used|process_rss)_mb|"
+                 r"disk/(read|write)_mb_per_s|network/(sent|received)_mb_per_s|gpu/\d+/(utilization_percent|memory_(used|total)_mb|power_w|"
                  r"temperature_c))$", "scalar"),
     ("train/*", r"^train/.+$", "scalar"),
     ("val/*", r"^val/.+$", "scalar"),

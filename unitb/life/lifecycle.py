@@ -23,7 +23,8 @@ from unitb.life.options import LogOptions, refuse_unsupported
 from unitb.life.profiling import StepProfiler
 from unitb.life.speed import SpeedMeter
 from unitb.life.alerts import AlertMonitor
-from unitb.life.system_metrics import SystemSampler
+from unitb.life.node_figures import NodeFigures, NodeLink, NodeReporter
+from unitb.life.system_metrics import MachineReader, SystemSampler
 from unitb.notices import default_info, default_warn
 from unitb.store.run_location import StoreOptions, choose_run_location
 from unitb.write.hparams import merged
@@ -72,13 +73,16 @@ class RunLife:
     serve is refused with a ``ValueError`` (:data:`unitb.life.options.UNSUPPORTED`).
     ``device_memory``: the framework's peak accelerator memory in MB since the last call, for
     ``train/memory/device_mb``. ``is_chief``: whether this process is the one that writes (rank 0,
-    the chief worker), asked when the entry point starts."""
+    the chief worker), asked when the entry point starts. ``node_link``: the exchange between the
+    first processes of the nodes of a job over several machines (None elsewhere), for each node's
+    ``system/*`` figures."""
 
     def __init__(self, owner: str, framework: str, keywords: Mapping[str, Any],
                  device_memory: Optional[Callable[[], Optional[float]]] = None,
                  warn: Callable[[str], None] = default_warn, info: Callable[[str], None] = default_info,
                  storage_options: Optional[Mapping[str, object]] = None,
-                 is_chief: Callable[[], bool] = lambda: True):
+                 is_chief: Callable[[], bool] = lambda: True,
+                 node_link: Callable[[], Optional[NodeLink]] = lambda: None):
         kwargs: Dict[str, Any] = dict(keywords)  # the entry point's own stay as they were given
         refuse_unsupported(owner, kwargs)
         if storage_options is not None:  # the entry point's own name for them (the hook's backend_args)
@@ -94,6 +98,7 @@ class RunLife:
         self.profiler: Optional[StepProfiler] = None
         self.trial = sweep_trial.current()  # inside a sweep's trial: its parameters and run folder
         self._is_chief = is_chief
+        self._node_link = node_link
         self._own_parts: List[Callable[[], None]] = []  # the entry point's, closed before the writer
         self._last: List[Callable[[], None]] = []  # closed after the writer and the uploads
         self._folder: Optional[OpenedFolder] = None
@@ -101,6 +106,7 @@ class RunLife:
         self._kept_mirror = None
         self._sampler: Optional[SystemSampler] = None  # system/*, while a writer is open
         self._monitor: Optional[AlertMonitor] = None  # alerts=, while a writer is open
+        self._reporter: Optional[NodeReporter] = None  # a non-chief node's figures, for the chief
 
     def chief(self) -> bool:
         """Whether this process writes: only the chief (rank 0) does, in distributed runs."""
@@ -173,10 +179,24 @@ class RunLife:
     def _start_sampler(self) -> None:
         """``system/*`` every ``system_interval`` seconds, from a thread of its own."""
         if self.options.system_interval > 0 and self._sampler is None:
+            link = self._node_link()
             self._sampler = SystemSampler(self.options.system_interval, lambda: (self.run, self.step),
                                           self.info, self.warn,
-                                          self._monitor.on_system if self._monitor is not None else None)
+                                          self._monitor.on_system if self._monitor is not None else None,
+                                          NodeFigures(link, self.warn) if link is not None and link.nodes > 1 else None)
             self._sampler.start(self.step)
+
+    def report_node(self) -> None:
+        """On a process that does not write: the first process of another node than the chief's
+        samples its machine for the chief's run (:mod:`unitb.life.node_figures`)."""
+        if self.options.system_interval <= 0 or self._reporter is not None or self.chief():
+            return
+        link = self._node_link()
+        if link is None or link.nodes < 2 or link.node == 0:
+            return
+        machine = MachineReader(self.info, self.warn)
+        self._reporter = NodeReporter(self.options.system_interval, link, machine.read, self.info, machine.close)
+        self._reporter.start()
 
     def open_in(self, logdir: str, start_step: Optional[int], make_sink: Callable[[str], Sink]) -> RunLogger:
         """Pick the folder (a fresh run never writes over another; a resume claims its folder and
@@ -288,6 +308,9 @@ class RunLife:
         if self._sampler is not None:
             self._sampler.stop()
             self._sampler = None
+        if self._reporter is not None:
+            self._reporter.stop()
+            self._reporter = None
         if self.run is not None and self.step > 0:
             self.run.model_stats_at(self.step)
 

@@ -12,17 +12,22 @@ value a step, get exactly what the event files hold. CPU
 percentages and rates (disk, network) are over the time since the previous sample, so the
 sample as the run opens has memory figures only.
 Whatever fails (psutil missing, a counter a container hides, NVML) is one line, never training's
-problem. Only the process that writes the run samples (the chief).
+problem. Only the process that writes the run samples (the chief); in a run over several
+machines each other node's first process samples its own machine and hands the figures to the
+chief, who writes every node's under its own name (:mod:`unitb.life.node_figures`).
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from unitb import schema
 from unitb.life.gpu_metrics import GpuReader
 from unitb.life.policy import check_non_negative
+
+if TYPE_CHECKING:
+    from unitb.life.node_figures import NodeFigures
 
 MB = 2 ** 20
 MIN_SECONDS = 0.1  # CPU percentages and rates need this long between two readings
@@ -86,13 +91,37 @@ class HostReader:
         return values
 
 
+class MachineReader:
+    """The host (psutil) and this process's GPUs (NVML), read together: ``system/*`` values."""
+
+    def __init__(self, info: Callable[[str], None], warn: Callable[[str], None]) -> None:
+        try:
+            self._host: Optional[HostReader] = HostReader()
+        except Exception as exc:  # psutil missing or refused: the GPUs may still be read
+            self._host = None
+            info(f"unitb: no host figures in system/* (psutil: {type(exc).__name__}: {exc})")
+        self._gpus = GpuReader(info, warn)
+
+    def read(self) -> Dict[str, float]:
+        values: Dict[str, float] = {}
+        if self._host is not None:
+            values.update(self._host.read())
+        values.update(self._gpus.read())
+        return values
+
+    def close(self) -> None:
+        self._gpus.close()
+
+
 class SystemSampler:
     """Samples the machine every ``interval`` seconds on a daemon thread and writes the figures
-    into ``target()``'s run at its step (``target``: the open run, or None, and the current step)."""
+    into ``target()``'s run at its step (``target``: the open run, or None, and the current step);
+    ``nodes``: the other machines' figures of a run over several, written beside this one's."""
 
     def __init__(self, interval: float, target: Callable[[], Tuple[Optional[object], int]],
                  info: Callable[[str], None], warn: Callable[[str], None],
-                 on_values: Optional[Callable[[Dict[str, float], int], None]] = None) -> None:
+                 on_values: Optional[Callable[[Dict[str, float], int], None]] = None,
+                 nodes: Optional[NodeFigures] = None) -> None:
         self.interval = interval
         self._on_values = on_values  # told each sample's figures (the alert rules watch the GPUs' memory)
         self._target = target
@@ -104,12 +133,8 @@ class SystemSampler:
         self.samples = 0
         self.last_step: Optional[int] = None
         self._failed = False
-        try:
-            self._host: Optional[HostReader] = HostReader()
-        except Exception as exc:  # psutil missing or refused: the GPUs may still be read
-            self._host = None
-            info(f"unitb: no host figures in system/* (psutil: {type(exc).__name__}: {exc})")
-        self._gpus = GpuReader(info, warn)
+        self._machine = MachineReader(info, warn)
+        self._nodes = nodes  # the other nodes' figures, in a run over several machines
 
     def start(self, at_step: int = 0) -> None:
         """Sample now when the run starts at step 0, then every ``interval`` seconds once the step
@@ -138,10 +163,9 @@ class SystemSampler:
                 run, step = self._target()
                 if run is None:
                     return
-                values: Dict[str, float] = {}
-                if self._host is not None:
-                    values.update(self._host.read())
-                values.update(self._gpus.read())
+                values = self._machine.read()
+                if self._nodes is not None:
+                    values = self._nodes.named(values)
                 for tag, value in values.items():
                     run.scalar(tag, value, step)  # type: ignore[attr-defined]
                 if self._on_values is not None:
@@ -164,4 +188,4 @@ class SystemSampler:
         self._thread = None
         if last_sample and self._target()[1] != self.last_step:  # one point a step
             self.sample()
-        self._gpus.close()
+        self._machine.close()
