@@ -238,7 +238,7 @@ def test_duplicate_layer_names_get_distinct_tags(tmp_path):
     assert norms["train/gradient_norm/layers/w_3"] == pytest.approx(float(tf.norm(grads[2])), rel=1e-6)
 
 
-def test_multi_worker_mirrored_strategy_two_workers_one_writer_correct_values(tmp_path):
+def test_multi_worker_mirrored_strategy_two_workers_one_writer_correct_values_each_machine_named(tmp_path):
     """Two real worker processes on localhost (TF_CONFIG), each building TFLogger outside the
     strategy scope, as users do: only the chief writes, and the logged loss and gradient norm
     are those of the global batch."""
@@ -270,3 +270,11 @@ def test_multi_worker_mirrored_strategy_two_workers_one_writer_correct_values(tm
     assert sorted(loss) == list(range(1, 9))
     assert all(loss[s] == pytest.approx(reports[0]["loss"][str(s)], rel=1e-6) for s in loss)
     assert _values(rows, "train/gradient_norm/global")[1] == pytest.approx(reports[0]["witness"]["1"], rel=1e-4)
+    # Each worker's machine, written by the chief under its node's name; worker 1 holds 300 MB more.
+    figures = {r.tag for r in rows if r.tag.startswith("system/")}
+    assert figures and all(t.startswith(("system/node0/", "system/node1/")) for t in figures)
+    rss = {node: [r.value for r in rows if r.tag == f"system/node{node}/memory/process_rss_mb"] for node in (0, 1)}
+    assert len(rss[0]) >= 2 and len(rss[1]) >= 2
+    for node in (0, 1):
+        assert rss[node][-1] == pytest.approx(reports[node]["rss_mb"], rel=0.15)
+    assert min(rss[1]) > max(rss[0]) + 200

@@ -21,6 +21,7 @@ from typing import Callable, Mapping, Optional, Sequence, TYPE_CHECKING, Tuple
 
 import keras
 from tf_adapter import measure
+from tf_adapter.node_link import node_link
 from tf_adapter.fit_points import FitImages, FitPoints, train_logs
 from tf_adapter.graph import write_model_graph
 from tf_adapter.layer_features import LayerActivations, LayerEmbedding
@@ -97,7 +98,8 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
             if "profile_steps" in kwargs:
                 raise ValueError("TFCallback: give profile_steps or profile_batch (its Keras name), not both")
             kwargs["profile_steps"] = kwargs.pop("profile_batch")
-        self.life = RunLife("TFCallback", "tensorflow-keras", kwargs, measure.device_peak_mb, is_chief=measure.is_chief)
+        self.life = RunLife("TFCallback", "tensorflow-keras", kwargs, measure.device_peak_mb, is_chief=measure.is_chief,
+                            node_link=node_link)
         self.store, self.options = self.life.store, self.life.options
         self.logdir = self.life.logdir(logdir)
         # embedding_layer's inputs: validation images x, or (x, labels) for the points' labels.
@@ -127,6 +129,8 @@ class TFCallback(LivesARun, keras.callbacks.Callback, OwnValuesAPI):
     # ------------------------------------------------------------------ set-up
     def on_train_begin(self, logs=None) -> None:
         self._chief = self.life.chief()
+        if not self._chief:
+            self.life.report_node()
         self._fit_open = False  # the run opens at the first epoch: after BackupAndRestore restored
 
     def _begin_fit(self, epoch: int) -> None:

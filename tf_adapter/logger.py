@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence, TYPE_CHECKING, Union
 import tensorflow as tf
 
 from tf_adapter import measure
+from tf_adapter.node_link import node_link
 from tf_adapter.graph import write_model_graph
 from tf_adapter.loop_step import LoopGradients, write_in_graph
 from tf_adapter.profiler import step_profiler
@@ -68,7 +69,8 @@ class TFLogger(LivesARun, OwnValuesAPI):
                  start_step: Optional[int] = None, model: Optional[keras.Model] = None, config: Optional[str] = None,
                  hparams: Optional[Mapping[str, object]] = None,
                  skeleton: Optional[Sequence] = None, **kwargs: Unpack[RunKeywords]) -> None:
-        self.life = RunLife("TFLogger", "tensorflow-loop", kwargs, measure.device_peak_mb, is_chief=measure.is_chief)
+        self.life = RunLife("TFLogger", "tensorflow-loop", kwargs, measure.device_peak_mb, is_chief=measure.is_chief,
+                            node_link=node_link)
         self.store, self.options = self.life.store, self.life.options
         self.logdir = self.life.logdir(logdir)
         start_step = check_start_step(start_step, allow_none=True)
@@ -119,7 +121,10 @@ class TFLogger(LivesARun, OwnValuesAPI):
     def _ready(self) -> bool:
         """Whether this process logs, opening the run at first use (a resume refused by a live
         writer in the folder turns logging off: :class:`~unitb.folder.claim.FolderBusy`)."""
-        return self.enabled and self.run is not None
+        if not self.enabled:
+            self.life.report_node()  # once the strategy is up: this machine's figures, for the chief
+            return False
+        return self.run is not None
 
     def _own_closed(self):
         return "TFLogger: log_* after close()" if self.enabled else None

@@ -235,7 +235,17 @@ def device_peak_mb() -> Optional[float]:
 
 
 def is_chief() -> bool:
-    """False on non-chief workers of a multi-worker strategy; True in a single process.
+    """False on non-chief workers of a multi-worker strategy; True in a single process."""
+    task_type, task_id, cluster = task_in_cluster()
+    if task_type in (None, "chief"):
+        return True
+    if task_type == "worker":
+        return "chief" not in cluster and task_id == 0
+    return False
+
+
+def task_in_cluster() -> Tuple[Optional[str], int, Dict[str, list]]:
+    """This process's task type and index in its cluster, and the cluster (None, 0, {} alone).
 
     Asks the strategy in scope, and else ``TF_CONFIG`` (what MultiWorkerMirroredStrategy reads
     too): a logger is often built outside ``strategy.scope()``, where ``get_strategy()`` is the
@@ -245,15 +255,9 @@ def is_chief() -> bool:
     except Exception:
         resolver = None
     task_type = getattr(resolver, "task_type", None)
-    task_id = getattr(resolver, "task_id", 0) or 0
-    cluster = resolver.cluster_spec().as_dict() if task_type is not None else {}
     if task_type is None:
-        task_type, task_id, cluster = _tf_config_task()
-    if task_type in (None, "chief"):
-        return True
-    if task_type == "worker":
-        return "chief" not in cluster and task_id == 0
-    return False
+        return _tf_config_task()
+    return task_type, int(getattr(resolver, "task_id", 0) or 0), resolver.cluster_spec().as_dict()
 
 
 def _tf_config_task():

@@ -5,7 +5,8 @@ would hide the one that is short of memory, and mixing them would draw one line 
 machines. So each other node's first process (local rank 0) samples its own machine every
 ``system_interval`` seconds (:class:`NodeReporter`) and hands the figures to the chief through a
 :class:`NodeLink`, a small key-value exchange the framework already keeps for its workers (the
-torch adapter's is ``torch.distributed``'s store). The chief writes them under
+torch adapter's is ``torch.distributed``'s store, the TensorFlow adapter's the coordination
+service of a multi-worker strategy). The chief writes them under
 ``system/node{k}/…`` (:func:`unitb.schema.system_node`) at the step it stands at, beside its own
 ``system/node0/…`` — in a run over several machines every node is named, so no figure reads as
 the whole job's; a run on one machine keeps the plain ``system/…`` names.
@@ -98,14 +99,16 @@ class NodeReporter:
         while not self._stop.wait(self.interval):
             self.report()
 
-    def report(self) -> None:
-        """Read this machine once and publish it."""
+    def report(self, last: bool = False) -> None:
+        """Read this machine once and publish it (``last``: as training ends, when the chief may
+        have gone already: a failure then says nothing)."""
         try:
             self._link.publish(json.dumps({"time": time.time(), "values": self._read()}))
             self.samples += 1
         except Exception as exc:  # the chief's side gone (the job ending), or the machine unreadable
             self._stop.set()
-            self._info(f"unitb: node {self._link.node}'s figures stop here ({type(exc).__name__}: {exc})")
+            if not last:
+                self._info(f"unitb: node {self._link.node}'s figures stop here ({type(exc).__name__}: {exc})")
 
     def stop(self) -> None:
         """A last sample, then the thread ends."""
@@ -114,5 +117,5 @@ class NodeReporter:
         self._stop.set()
         self._thread.join(timeout=5.0)
         self._thread = None
-        self.report()
+        self.report(last=True)
         self._close()
