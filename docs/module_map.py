@@ -22,7 +22,7 @@ PACKAGES = ("unitb", "torch_adapter", "tf_adapter")
 START, END = "<!-- module-map -->", "<!-- /module-map -->"
 # The core's rooms, lowest first: a module imports from its own room, a lower one, or the top of
 # the package (tests/test_import_graph.py holds every arrow to this order).
-ROOMS = ("files", "read", "write", "folder", "backends", "store", "life", "sweep", "commands")
+ROOMS = ("files", "read", "query", "write", "folder", "backends", "store", "life", "sweep", "commands")
 
 
 def first_sentence(path: str) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import warnings
 
@@ -87,3 +88,24 @@ def postgres():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """`unitb demo --steps 24` once for the session: the three runs the parity and query tests read."""
+    from unitb.commands import demo
+
+    torch_run = "mmpose-topdown" if demo.mmpose_installed() else "mmengine-pose"
+    root = tmp_path_factory.mktemp("demo")
+    out = subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", str(root), "--steps", "24"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"[1/3] {torch_run}" in out.stdout and "[3/3] tf-yolo-loop" in out.stdout
+    assert ("mmpose is not installed" in out.stdout) == (torch_run == "mmengine-pose")
+    first = out.stdout.split("\n\n", 1)[1] if "\n\n" in out.stdout else out.stdout
+    assert first.lstrip().startswith("parity: OK"), out.stdout[-2000:]  # the verdict before anything else
+    assert "note:" not in out.stdout  # the notes are in parity.txt
+    assert "note:" in (root / "parity.txt").read_text()
+    assert f"tensorboard --logdir {root}" in out.stdout
+    assert "HPARAMS:" in out.stdout
+    return str(root)

@@ -138,7 +138,10 @@ def test_the_public_paths_keep_working():
     assert dir(unitb) == sorted(unitb.__all__)
     assert set(unitb.__all__) == {"schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", "alert",
                                   "EnhancedTensorBoardHook",
-                                  "TorchLogger", "TFCallback", "TFLogger", "CheckpointManager"}
+                                  "TorchLogger", "TFCallback", "TFLogger", "CheckpointManager", "runs", "scalars"}
+    from unitb.query import tables
+
+    assert unitb.runs is tables.runs and unitb.scalars is tables.scalars
 
 
 def test_the_core_imports_no_adapter():

@@ -3,8 +3,6 @@ fit, custom TF loop) that the real TensorBoard server shows as one layout, under
 loaders. Where mmpose is installed (CI installs it) the PyTorch run is the real mmpose one."""
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -22,21 +20,6 @@ CANONICAL_SCALARS = ("train/loss", "train/epoch", "train/gradient_norm/global", 
                      "model/trainable_parameters", "model/model_size_mb")
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    out = subprocess.run([sys.executable, "-m", "unitb", "demo", "--out", str(root), "--steps", "24"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert f"[1/3] {TORCH_RUN}" in out.stdout and "[3/3] tf-yolo-loop" in out.stdout
-    assert ("mmpose is not installed" in out.stdout) == (TORCH_RUN == "mmengine-pose")
-    first = out.stdout.split("\n\n", 1)[1] if "\n\n" in out.stdout else out.stdout
-    assert first.lstrip().startswith("parity: OK"), out.stdout[-2000:]  # the verdict before anything else
-    assert "note:" not in out.stdout  # the notes are in parity.txt
-    assert "note:" in (root / "parity.txt").read_text()
-    assert f"tensorboard --logdir {root}" in out.stdout
-    assert "HPARAMS:" in out.stdout
-    return str(root)
 
 
 def test_demo_runs_have_parity_by_unitb_diff(demo_root):

@@ -12,9 +12,10 @@ live in the adapters and are loaded on first use::
 Beside them: :mod:`unitb.schema` (every tag), :mod:`unitb.reader` (runs read back),
 :mod:`unitb.resume` (what a resume set aside, and putting it back), :func:`sweep_params` (a
 sweep's trial parameters inside a trial), :func:`alert` (a word to the team, through the run's
-``alerts=`` channels), :class:`UnitbWarning` (every
+``alerts=`` channels), :func:`runs` and :func:`scalars` (any runs as tables, PyTorch and
+TensorFlow together: :mod:`unitb.query`), :class:`UnitbWarning` (every
 problem unitb works around) and :class:`FolderBusy` (a resume refused while another process
-writes the run). The rooms below (``files``, ``read``, ``write``, ``folder``, ``backends``,
+writes the run). The rooms below (``files``, ``read``, ``query``, ``write``, ``folder``, ``backends``,
 ``store``, ``life``, ``sweep``, ``commands``) are the implementation; docs/DESIGN.md draws them.
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ _LAZY = {
     "TFCallback": "tf_adapter",
     "TFLogger": "tf_adapter",
     "CheckpointManager": "tf_adapter",
+    "runs": "unitb.query.tables",  # a row per run below a folder (an Arrow table)
+    "scalars": "unitb.query.tables",  # every point of those runs, with epoch and samples
 }
 
 __all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", "alert", *_LAZY]

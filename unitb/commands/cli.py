@@ -8,6 +8,8 @@
     unitb pull URL DIR [--every S]      copy runs from an object store (s3://, gs://) to DIR
     unitb push SPOOL URL                upload a spool a run could not upload at its end
     unitb hparams LOGDIR                what the HPARAMS tab opens on, for all runs below LOGDIR
+    unitb query LOGDIR "SELECT …"       SQL (DuckDB) over the views runs, scalars and hparams
+    unitb report LOGDIR [--out PAGE]    one offline HTML page comparing the runs
     unitb demo [--out runs] [--steps N] [--torch-example auto|mmpose|mmengine]
                                         train the three example runs and diff them
 """
@@ -19,7 +21,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from unitb.commands import arguments
+from unitb.commands import arguments, queries
 from unitb.files import storage
 from unitb.read import diff as diff_mod
 from unitb.read import logdir, run_reader
@@ -365,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("run", help="the run's folder")
     send.add_argument("--timeout", type=float, default=10.0, help="seconds a delivery may take (default: 10)")
     send.set_defaults(func=cmd_alerts)
+    queries.add_parsers(sub)
     arguments.add_sweep_parser(sub)
     return parser
 

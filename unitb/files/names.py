@@ -6,6 +6,7 @@ copies, lists or cleans a run folder (the mirror, ``unitb pull``, a resume) read
 from __future__ import annotations
 
 CLAIM = ".unitb-claim"  # the writer that holds the folder (unitb.folder.claim)
+ENDED = ".unitb-ended.json"  # written as a writer closes, removed as one opens: the run ended cleanly
 STEP_INDEX = ".unitb-steps.json"  # the highest step of each event file (unitb.folder.step_index)
 RESUME_JOURNAL = ".unitb-resume.json"  # a resume's clean-up in progress (unitb.folder.set_aside)
 COMPACT_TMP = ".unitb-compact.tmp"  # the event file a resume compacts, before it is put in place
@@ -32,3 +33,5 @@ TRIAL_RUNS = ".unitb-trial-runs.json"  # run folders a trial's entry points chos
 ALERTS_FOLDER = ".unitb-alerts"  # a run's alerts, each with the channels that took it (unitb.life.alert_delivery)
 TRIAL_STATE_SUFFIX = ".unitb-trial-state"  # the event file an agent adds to a pruned trial's run
 TRIAL_NONFINITE = ".unitb-trial-nonfinite.json"  # the first non-finite value of each tag a trial's run left out
+# The index of a logdir's runs that `unitb query` and `unitb.runs` keep beside them (unitb.query.index).
+INDEX_FOLDER = ".unitb-index"

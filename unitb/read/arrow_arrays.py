@@ -63,3 +63,17 @@ def nullable(cells: List[object], kind: str) -> Any:
     dtype = np.dtype(kind)
     array = np.array([0 if cell is None else cell for cell in cells], dtype)
     return pa.Array.from_buffers(pa.from_numpy_dtype(dtype), len(cells), [validity, pa.py_buffer(array)])
+
+
+def column_of(cells: List[object]) -> Any:
+    """Values of one field across rows (None: missing) as one typed Arrow column: integers as
+    int64, numbers with a float among them as float64, booleans as bool, anything mixed (``8``
+    beside ``"8"``) as text, so no row's value is lost to a type."""
+    kinds = {type(cell) for cell in cells if cell is not None}
+    if kinds == {int}:
+        return nullable(cells, "int64")
+    if kinds in ({float}, {int, float}):
+        return nullable([None if cell is None else float(cell) for cell in cells], "float64")  # type: ignore[arg-type]
+    if kinds == {bool}:
+        return nullable(cells, "bool")
+    return nullable(cells, "string")

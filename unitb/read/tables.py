@@ -19,7 +19,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from unitb.read import logdir, parallel, run_reader
-from unitb.read.arrow_arrays import nullable, numbers, strings
+from unitb.read.arrow_arrays import column_of, numbers, strings
 
 HPARAMS_SUFFIX = ".hparams.parquet"
 
@@ -105,14 +105,5 @@ def _hparams_table(per_run: Dict[str, Dict[str, Any]]):
     names = sorted({name for values in per_run.values() for name in values})
     columns: Dict[str, Any] = {"run": strings(list(per_run))}
     for name in names:
-        cells = [values.get(name) for values in per_run.values()]
-        kinds = {type(cell) for cell in cells if cell is not None}
-        if kinds == {int}:
-            columns[name] = nullable(cells, "int64")
-        elif kinds in ({float}, {int, float}):
-            columns[name] = nullable([None if cell is None else float(cell) for cell in cells], "float64")
-        elif kinds == {bool}:
-            columns[name] = nullable(cells, "bool")
-        else:
-            columns[name] = nullable(cells, "string")
+        columns[name] = column_of([values.get(name) for values in per_run.values()])
     return pa.table(columns)
