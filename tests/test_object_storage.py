@@ -85,10 +85,16 @@ def test_cli_reads_urls_and_pull_feeds_tensorboard(s3_env, tmp_path, capsys):
     assert sum(1 for line in csv_path.read_text().splitlines() if line.startswith("train/loss,")) == 6
     local = tmp_path / "pulled"
     assert cli_main(["pull", s3_env + "/runs", str(local)]) == 0
-    assert "fetched 1 file(s), 0 unchanged" in capsys.readouterr().out
+    assert "fetched 2 file(s), 0 unchanged" in capsys.readouterr().out  # the event file and the run's end mark
     assert cli_main(["diff", url, str(local / "exp")]) == 0  # the store's copy and the pulled one agree
     assert cli_main(["pull", s3_env + "/runs", str(local)]) == 0
-    assert "fetched 0 file(s), 1 unchanged" in capsys.readouterr().out  # nothing changed: nothing fetched
+    assert "fetched 0 file(s), 2 unchanged" in capsys.readouterr().out  # nothing changed: nothing fetched
+    # The runs table reads the store and the pulled copy alike: one finished run, its last loss.
+    import unitb
+
+    for where in (s3_env + "/runs", str(local)):
+        (row,) = unitb.runs(where).to_pylist()
+        assert (row["run"], row["status"], row["steps"]) == ("exp", "finished", 10)
     with tensorboard(str(local)) as server:  # what a person sees
         assert server.scalar_steps("exp", "train/loss") == [1, 2, 4, 6, 8, 10]
 

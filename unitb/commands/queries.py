@@ -11,6 +11,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import sys
 from typing import Any, List
 
@@ -43,13 +44,17 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         print("unitb query: --format parquet writes a file: give it with -o OUT.parquet", file=sys.stderr)
         return 2
+    missing = _not_a_folder(args.logdir)
+    if missing:
+        print(f"unitb query: {missing}", file=sys.stderr)
+        return 2
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     try:
         answer = run_query(args.logdir, sql)
     except QueryError as exc:
         print(f"unitb query: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a store that does not answer, missing credentials, an unreadable folder
         print(f"unitb query: cannot read {args.logdir} ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
     if args.format == "parquet":
@@ -120,12 +125,24 @@ def json_text(answer: Any) -> str:
     return json.dumps(rows, indent=1, default=str) + "\n"
 
 
+def _not_a_folder(path: str) -> str:
+    """Why ``path`` cannot hold runs (not a folder nor a store URL), or ""."""
+    from unitb.files import storage
+
+    return "" if storage.is_url(path) or os.path.isdir(path) else f"{path} is not a directory"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from unitb.query.report import write_report
 
+    missing = _not_a_folder(args.logdir)
+    if missing:
+        print(f"unitb report: {missing}", file=sys.stderr)
+        return 2
+
     try:
         count = write_report(args.logdir, args.out, tags=args.tags)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a store that does not answer, missing credentials, an unreadable folder
         print(f"unitb report: cannot read {args.logdir} ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
     if not count:
