@@ -51,7 +51,7 @@ class RunEntry:
 
 def index_folder(root: str) -> str:
     """Where ``root``'s index lives: beside its runs where that can be written, else the cache."""
-    if not storage.is_url(root):
+    if not storage.is_url(root) and os.path.isdir(root):  # never a folder of its own where none was
         beside = os.path.join(root, INDEX_FOLDER)
         try:
             os.makedirs(beside, exist_ok=True)
