@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Sequence
 from bench_common import HERE, Row
 from bench_backends import bench_backends
 from bench_own_values import bench_own_values
+from bench_query import bench_query
 from bench_reading import bench_logdir, bench_reading
 from bench_records import bench_memory, bench_records
 from bench_startup import bench_keras_startup, bench_torch_start
@@ -34,7 +35,7 @@ SUITES: Dict[str, Callable[[bool], List[Row]]] = {
     "mmengine": bench_mmengine, "keras": bench_keras, "keras-startup": bench_keras_startup, "store": bench_store,
     "torch-start": bench_torch_start, "backends": bench_backends, "sweep": bench_sweep,
     "own-values": bench_own_values, "logdir": bench_logdir, "keras-refit": bench_keras_refit,
-    "system": bench_system}
+    "system": bench_system, "query": bench_query}
 
 
 def main(argv: Sequence[str] = ()) -> int:
