@@ -269,3 +269,15 @@ def test_the_guide_examples_run_as_written(study, tmp_path):
     assert table.splitlines()[0].split() == ["run", "framework", "status", "steps"]
     assert csv_text.splitlines()[0] == "run,samples,best_loss" and len(csv_text.splitlines()) == 7
     assert "adam-0.01-s0,320.0,0.05" in csv_text  # 20 steps of batch 16; its best loss 1/20
+
+
+def test_a_store_that_does_not_answer_is_one_line_and_exit_2(tmp_path):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_ENDPOINT_URL="http://127.0.0.1:9",
+               AWS_EC2_METADATA_DISABLED="true", AWS_MAX_ATTEMPTS="1")
+    for command in (["query", "s3://bucket/runs", "SELECT 1"], ["report", "s3://bucket/runs", "--out",
+                                                                 str(tmp_path / "r.html")]):
+        out = subprocess.run([sys.executable, "-m", "unitb", *command], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 2
+        assert out.stderr.startswith(f"unitb {command[0]}: cannot read s3://bucket/runs (EndpointConnectionError")
+        assert len(out.stderr.strip().splitlines()) == 1

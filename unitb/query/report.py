@@ -7,8 +7,9 @@ samples seen or wall time with TensorBoard's smoothing, runs grouped by a hyperp
 group's mean with a min–max band, over seeds for example), parallel coordinates and each
 hyperparameter's importance for a metric, all over the runs the table shows.
 
-A curve keeps at most ``MAX_POINTS`` points (evenly spaced, its last one always kept), so a page
-of hundreds of long runs stays a few megabytes.
+A curve keeps at most ``MAX_POINTS`` points, and fewer when the page holds many curves (the page
+holds ``POINTS_BUDGET`` points in all, never fewer than ``MIN_POINTS`` a curve), evenly spaced with
+its last one always kept: a page of a thousand long runs stays some tens of megabytes.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from unitb.query import index as run_index
 from unitb.query import tables
 
 MAX_POINTS = 1000
+MIN_POINTS = 50
+POINTS_BUDGET = 2_000_000
 DEFAULT_TAGS = ("train/loss", "val/*")
 AXES = ("step", "epoch", "samples", "wall_time")
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report_page.html")
@@ -37,12 +40,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _thinned(count: int) -> List[int]:
-    if count <= MAX_POINTS:
+def _thinned(count: int, most: int) -> List[int]:
+    """Indices of at most ``most`` of ``count`` points, evenly spaced, the last one kept."""
+    if count <= most:
         return list(range(count))
-    stride = count / (MAX_POINTS - 1)
-    picked = sorted({min(count - 1, int(i * stride)) for i in range(MAX_POINTS - 1)} | {count - 1})
-    return picked
+    stride = count / (most - 1)
+    return sorted({min(count - 1, int(i * stride)) for i in range(most - 1)} | {count - 1})
 
 
 def page_data(logdir: str, tags: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -57,6 +60,8 @@ def page_data(logdir: str, tags: Optional[Sequence[str]] = None) -> Dict[str, An
     rows = [[_plain(row[name]) for name in columns] for row in table.to_pylist()]
     curves: Dict[str, Dict[str, Dict[str, List[Any]]]] = {}
     chosen = set()
+    drawn = sum(1 for entry in entries for tag in entry.summary.get("metrics", {}) if tables._wanted(tag, patterns))
+    most = max(MIN_POINTS, min(MAX_POINTS, POINTS_BUDGET // max(1, drawn)))
     for entry in entries:
         points = pq.ParquetFile(entry.points).read()  # not pq.read_table: it imports pandas
         per_tag: Dict[str, Dict[str, List[Any]]] = {}
@@ -64,7 +69,7 @@ def page_data(logdir: str, tags: Optional[Sequence[str]] = None) -> Dict[str, An
             if not tables._wanted(tag, patterns):
                 continue
             mine = points.filter(pc.equal(points.column("tag"), tag)).sort_by("step")
-            keep = _thinned(mine.num_rows)
+            keep = _thinned(mine.num_rows, most)
             per_tag[tag] = {}
             for axis in AXES + ("value",):
                 values = mine.column(axis).to_pylist()
