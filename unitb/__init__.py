@@ -21,15 +21,22 @@ writes the run). The rooms below (``files``, ``read``, ``query``, ``write``, ``f
 from __future__ import annotations
 
 from importlib import import_module as _import_module
+from typing import TYPE_CHECKING
 
-from unitb import reader, resume, schema
-from unitb.folder.claim import FolderBusy
-from unitb.life.alerts import alert
-from unitb.life.sweep_trial import sweep_params
+from unitb import reader, schema
 from unitb.notices import UnitbWarning
+
+if TYPE_CHECKING:  # what editors and mypy see of the lazy names below
+    from unitb import resume as resume
+    from unitb.folder.claim import FolderBusy as FolderBusy
+    from unitb.life.alerts import alert as alert
+    from unitb.life.sweep_trial import sweep_params as sweep_params
+    from unitb.query.tables import runs as runs, scalars as scalars
 
 __version__ = "0.1.0"
 
+# Loaded on first use: the adapters (their framework), and whatever the `unitb` command's reading
+# does not need (alerts load http.client, a tenth of the command's start-up).
 _LAZY = {
     "EnhancedTensorBoardHook": "torch_adapter",
     "TorchLogger": "torch_adapter",
@@ -38,16 +45,21 @@ _LAZY = {
     "CheckpointManager": "tf_adapter",
     "runs": "unitb.query.tables",  # a row per run below a folder (an Arrow table)
     "scalars": "unitb.query.tables",  # every point of those runs, with epoch and samples
+    "resume": "unitb.resume",  # the module itself
+    "FolderBusy": "unitb.folder.claim",
+    "alert": "unitb.life.alerts",
+    "sweep_params": "unitb.life.sweep_trial",
 }
 
-__all__ = ["schema", "reader", "resume", "UnitbWarning", "FolderBusy", "sweep_params", "alert", *_LAZY]
+__all__ = ["schema", "reader", "UnitbWarning", *_LAZY]
 
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'unitb' has no attribute {name!r}")
-    value = getattr(_import_module(module), name)
+    loaded = _import_module(module)
+    value = loaded if module == f"unitb.{name}" else getattr(loaded, name)
     globals()[name] = value
     return value
 
