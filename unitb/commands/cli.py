@@ -292,9 +292,22 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version is looked up when asked (importlib.metadata costs every
+    other command ~12 ms of start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the installed version and exit", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"unitb {_version()}")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unitb", description="One TensorBoard layout for PyTorch and TensorFlow.")
-    parser.add_argument("--version", action="version", version=f"unitb {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     tags = arguments.command(sub, "tags", help="list the tags of a run, or of every run below a folder")
     tags.add_argument("run", help="a run folder (or a URL: s3://…, gs://…) holding event files, or a folder of "

@@ -16,7 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Dict, Iterator, List, Optional
+import os
+from collections import deque
+from typing import Any, Deque, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -24,6 +26,8 @@ from unitb.read import run_reader
 from unitb.read.arrow_arrays import mask, numbers, string, strings
 
 CSV_HEADER = ("tag", "step", "wall_time", "kind", "value")
+ENCODERS = min(2, os.cpu_count() or 1)  # threads formatting scalars (more gained nothing on this project's 2 cores)
+SPLIT_FROM = 20_000  # a stretch of fewer scalars is formatted whole, on one thread
 
 
 def row_value(row: run_reader.Row) -> object:
@@ -74,21 +78,49 @@ class RunText:
         self._quoted: Dict[str, str] = {}  # tag -> a line's start up to the tag (quoted once, used for every row)
 
     def pieces(self, run_dir: str) -> Iterator[bytes]:
-        """The run's rows as text: CSV lines, or JSON objects each followed by ``,\\n``."""
-        for chunk in run_reader.row_chunks(run_dir, arrays=True):
-            if isinstance(chunk, run_reader.ScalarRows):
-                yield self.scalars(chunk)
-            elif self.fmt == "csv":
-                yield (self._prefix + csv_line(csv_cells(chunk))).encode()
-            else:
-                yield (json_object(chunk, self.run) + ",\n").encode()
+        """The run's rows as text: CSV lines, or JSON objects each followed by ``,\\n``. With
+        Arrow, stretches of scalars are formatted on ``ENCODERS`` threads (its kernels let go of
+        the GIL) while the next block is read; the pieces come out in the rows' order."""
+        rows = run_reader.row_chunks(run_dir, arrays=True)
+        if not self.compiled or ENCODERS < 2:
+            for chunk in rows:
+                yield self.scalars(chunk) if isinstance(chunk, run_reader.ScalarRows) else self._other(chunk)
+            return
+        from concurrent.futures import Future, ThreadPoolExecutor
 
-    def scalars(self, chunk: run_reader.ScalarRows) -> bytes:
-        """A stretch of scalar rows (columns as from ``row_chunks(arrays=True)``)."""
+        pending: Deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=ENCODERS, thread_name_prefix="unitb-encode") as pool:
+            for chunk in rows:
+                if isinstance(chunk, run_reader.ScalarRows):
+                    self._quote(chunk)
+                    for part in _split(chunk, ENCODERS):
+                        pending.append(pool.submit(self.scalars, part, quoted=True))
+                else:
+                    done: Future = Future()
+                    done.set_result(self._other(chunk))
+                    pending.append(done)
+                while len(pending) > 2 * ENCODERS:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _other(self, row: run_reader.Row) -> bytes:
+        if self.fmt == "csv":
+            return (self._prefix + csv_line(csv_cells(row))).encode()
+        return (json_object(row, self.run) + ",\n").encode()
+
+    def _quote(self, chunk: run_reader.ScalarRows) -> None:
+        """Each tag's line start, quoted once for every row of it."""
         for tag in chunk.tag_names if chunk.tag_names is not None else set(chunk.tags):
             if tag not in self._quoted:
                 self._quoted[tag] = (self._prefix + csv_line((tag,))[:-2] if self.fmt == "csv"
                                      else "{" + self._prefix + '"tag": ' + json.dumps(tag))
+
+    def scalars(self, chunk: run_reader.ScalarRows, quoted: bool = False) -> bytes:
+        """A stretch of scalar rows (columns as from ``row_chunks(arrays=True)``); ``quoted``:
+        its tags' line starts are made already."""
+        if not quoted:
+            self._quote(chunk)
         values = np.asarray(chunk.values, np.float64)
         walls = np.asarray(chunk.wall_times, np.float64)
         if self.fmt == "json" and not (np.isfinite(values).all() and np.isfinite(walls).all()):
@@ -105,6 +137,19 @@ class RunText:
 
 _CSV_SCALAR = "{},{},{:.6f},scalar,{!r}\r\n".format  # what csv.writer writes for such a row
 _JSON_SCALAR = '{}, "step": {}, "wall_time": {!r}, "kind": "scalar", "value": {!r}}},\n'.format  # after '{"tag": …'
+
+
+def _split(chunk: run_reader.ScalarRows, parts: int) -> List[run_reader.ScalarRows]:
+    """``chunk`` in ``parts`` consecutive stretches (one when it is small), each with its own copy
+    of the tag names read so far (the reader goes on adding to its list)."""
+    count = len(chunk.values)
+    names = list(chunk.tag_names) if chunk.tag_names is not None else None
+    if count < SPLIT_FROM:
+        return [chunk._replace(tag_names=names)]
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return [run_reader.ScalarRows(chunk.tags[a:b], chunk.steps[a:b], chunk.wall_times[a:b], chunk.values[a:b],
+                                  chunk.file, None if chunk.tag_ids is None else chunk.tag_ids[a:b], names)
+            for a, b in zip(bounds, bounds[1:])]
 
 
 def _arrow_available() -> bool:
