@@ -68,6 +68,21 @@ def test_torch_logger_to_s3_reads_back_from_the_store(s3_env, moto_store):
     second.close()
     assert _loss_steps(url) == list(range(1, 13)) and _loss_steps(url + "-2") == [1, 2, 3]
     assert reader.find_runs(s3_env + "/runs") == [url, url + "-2"]
+    # The folder of runs read as one: fetched ahead into local copies the workers read; the same
+    # rows, in the same order, as each run read straight from the store.
+    from unitb.read import logdir
+
+    runs = logdir.runs_below(s3_env + "/runs")
+    whole = [name for name, _summary in logdir.tag_summaries(s3_env + "/runs", runs)]
+    assert whole == ["exp", "exp-2"]
+    import io
+
+    together, one_by_one = io.BytesIO(), io.BytesIO()
+    logdir.export_runs(s3_env + "/runs", runs, "csv", together)
+    for name, folder in runs:
+        logdir.export_runs(folder, [(name, folder)], "csv", one_by_one)
+    lines = [line for line in one_by_one.getvalue().splitlines() if not line.startswith(b"run,")]
+    assert together.getvalue().splitlines()[1:] == lines and len(lines) > 15
 
 
 def test_cli_reads_urls_and_pull_feeds_tensorboard(s3_env, tmp_path, capsys):

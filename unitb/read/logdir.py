@@ -12,11 +12,13 @@ import io
 import os
 import shutil
 import tempfile
-from typing import IO, Dict, Iterator, List, Optional, Tuple
+from collections import deque
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 from unitb.files.copying import copy_bytes
 from unitb.files import storage
 from unitb.read import diff, parallel, run_reader
+from unitb.read.prefetch import Prefetch
 from unitb.read.row_text import CSV_HEADER, RunText, csv_line
 
 
@@ -32,15 +34,40 @@ def runs_below(root: str) -> List[Tuple[str, str]]:
     return [(os.path.relpath(run, root), run) for run in found]
 
 
+def over_runs(work: Callable[[Tuple], Any], root: str, runs: List[Tuple[str, str]],
+              extra: Tuple = ()) -> Iterator[Tuple[str, Any]]:
+    """``(name, work((name, folder, *extra)))`` for each run, read in parallel, in order. Below a
+    store URL the runs are fetched ahead into local copies the workers read
+    (:mod:`unitb.read.prefetch`), each copy removed once its result is taken."""
+    if not storage.is_url(root) or len(runs) < 2:
+        results = parallel.in_order(work, [run + extra for run in runs], parallel.workers_for(root, len(runs)))
+        for (name, _folder), result in zip(runs, results):
+            yield name, result
+        return
+    fetch = Prefetch(root, runs)
+    handed: Deque[Tuple[str, str]] = deque()
+
+    def items() -> Iterator[Tuple]:
+        for run in fetch:
+            handed.append(run)
+            yield run + extra
+
+    try:
+        for result in parallel.in_order(work, items(), parallel.workers_for(root, len(runs), fetched=True)):
+            name, folder = handed.popleft()
+            fetch.taken(folder)
+            yield name, result
+    finally:
+        fetch.close()
+
+
 def _summary(run: Tuple[str, str]) -> List[Dict[str, object]]:
     return run_reader.tag_summary(run[1])
 
 
 def tag_summaries(root: str, runs: List[Tuple[str, str]]) -> Iterator[Tuple[str, List[Dict[str, object]]]]:
     """``(name, tag summary)`` of each run, read in parallel, in order."""
-    summaries = parallel.in_order(_summary, runs, parallel.workers_for(root, len(runs)))
-    for (name, _folder), summary in zip(runs, summaries):
-        yield name, summary
+    yield from over_runs(_summary, root, runs)
 
 
 def _layout(run: Tuple[str, str]) -> diff.RunLayout:
@@ -49,8 +76,7 @@ def _layout(run: Tuple[str, str]) -> diff.RunLayout:
 
 def layouts(root: str, folders: List[str]) -> List[diff.RunLayout]:
     """The layout of each run (``unitb diff``), read in parallel, in order."""
-    return list(parallel.in_order(_layout, [("", folder) for folder in folders],
-                                  parallel.workers_for(root, len(folders))))
+    return [layout for _name, layout in over_runs(_layout, root, [(folder, folder) for folder in folders])]
 
 
 class JsonArray:
@@ -133,8 +159,7 @@ def export_runs(root: str, runs: List[Tuple[str, str]], fmt: str, out: IO[bytes]
     in each row; the runs are read in parallel and written in order."""
     spool = tempfile.mkdtemp(prefix="unitb-export-", dir=spool_dir)
     try:
-        jobs = [(name, folder, fmt, spool) for name, folder in runs]
-        parts = parallel.in_order(_export_to_file, jobs, parallel.workers_for(root, len(runs)))
+        parts = (path for _name, path in over_runs(_export_to_file, root, runs, (fmt, spool)))
         array = None
         if fmt == "csv":
             out.write(csv_line(("run",) + CSV_HEADER).encode())

@@ -40,10 +40,11 @@ def cores() -> int:
 WORKERS_VARIABLE = "UNITB_READ_WORKERS"  # a cap set by the user (a shared login node: 1)
 
 
-def workers_for(root: str, runs: int) -> int:
-    """How many workers read ``runs`` runs below ``root``: a core each on disk, a few requests
-    a core from a store, never more than the runs nor than ``UNITB_READ_WORKERS`` when set."""
-    per_core = STORE_WORKERS_A_CORE if storage.is_url(root) else 1
+def workers_for(root: str, runs: int, fetched: bool = False) -> int:
+    """How many workers read ``runs`` runs below ``root``: a core each on disk (or from the local
+    copies of a store's runs, ``fetched``), a few requests a core from a store, never more than
+    the runs nor than ``UNITB_READ_WORKERS`` when set."""
+    per_core = STORE_WORKERS_A_CORE if storage.is_url(root) and not fetched else 1
     wanted = cores() * per_core
     cap = os.environ.get(WORKERS_VARIABLE, "").strip()
     if cap.isdigit() and int(cap) > 0:
@@ -73,11 +74,12 @@ def _start_method() -> str:
 
 def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int) -> Iterator[Result]:
     """``work(item)`` for each item, in the items' order, on ``workers`` processes (in this
-    process when one is enough). ``work`` must be a module-level function. The workers start,
+    process when one is enough). ``work`` must be a module-level function; ``items`` may be an
+    iterator that waits for each item (runs fetched from a store, :mod:`unitb.read.prefetch`),
+    asked for its first one only once every worker has started. The workers start,
     and the first items go out, in this call: a caller that starts threads of its own afterwards
     (Arrow's, writing the results) never forks under them."""
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
+    if workers <= 1 or (isinstance(items, list) and len(items) <= 1):
         return map(work, items)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -86,6 +88,7 @@ def in_order(work: Callable[[Item], Result], items: Iterable[Item], workers: int
     pending: Deque[Future] = deque()
     queue = iter(items)
     try:
+        pool.submit(int).result()  # every worker started now, before an item's iterator starts threads
         for item in queue:
             pending.append(pool.submit(work, item))
             if len(pending) >= workers * AHEAD:

@@ -11,6 +11,7 @@ whatever the size of the runs (the disk holds the runs in flight, uncompressed).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from unitb.read import logdir, parallel, run_reader
+from unitb.read import logdir, run_reader
 from unitb.read.arrow_arrays import column_of, numbers, strings
 
 HPARAMS_SUFFIX = ".hparams.parquet"
@@ -80,13 +81,13 @@ def write_parquet(root: str, out: str) -> Tuple[int, int]:
     rows = 0
     hparams: Dict[str, Dict[str, Any]] = {}
     try:
-        parts = parallel.in_order(_run_part, [(name, folder, spool) for name, folder in runs],
-                                  parallel.workers_for(root, len(runs)))  # the workers start before Arrow's threads
+        parts = logdir.over_runs(_run_part, root, runs, (spool,))
+        first = next(parts, None)  # the workers start (and the first run is read) before Arrow's threads
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         with pq.ParquetWriter(out, _schema(), compression="zstd") as writer:
-            for (name, _folder), (path, count, values) in zip(runs, parts):
+            for name, (path, count, values) in itertools.chain([first] if first is not None else [], parts):
                 with pa.memory_map(path) as source:
                     for recorded in pa.ipc.open_stream(source):
                         writer.write_batch(recorded)
