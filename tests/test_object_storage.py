@@ -83,6 +83,11 @@ def test_torch_logger_to_s3_reads_back_from_the_store(s3_env, moto_store):
         logdir.export_runs(folder, [(name, folder)], "csv", one_by_one)
     lines = [line for line in one_by_one.getvalue().splitlines() if not line.startswith(b"run,")]
     assert together.getvalue().splitlines()[1:] == lines and len(lines) > 15
+    import unitb
+
+    table = {row["run"]: row for row in unitb.runs(s3_env + "/runs").to_pylist()}  # the index, fetched ahead
+    assert {name: (row["path"], row["status"], row["steps"]) for name, row in table.items()} == {
+        "exp": (url, "finished", 12), "exp-2": (url + "-2", "finished", 3)}
 
 
 def test_cli_reads_urls_and_pull_feeds_tensorboard(s3_env, tmp_path, capsys):

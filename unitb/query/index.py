@@ -6,7 +6,8 @@ reading a single event file again.
 read at (the name, size and modification time of each of its event files). A question lists the
 runs and their files (``stat`` only), reads again just the runs whose signature changed (a run
 that grew, one that was added; a run that is gone leaves the index) on worker processes side by
-side, and writes the new ``runs.json`` in one rename.
+side (a store's runs fetched ahead into local copies, :mod:`unitb.read.prefetch`), and writes
+the new ``runs.json`` in one rename.
 
 Safe while runs write: a run read mid-write is read up to its last whole record and its
 signature is the one taken *before* reading, so its growth is read at the next question. Safe
@@ -32,7 +33,6 @@ from unitb.files.names import ENDED, INDEX_FOLDER
 from unitb.query import run_status
 from unitb.query.run_facts import read_run_facts
 from unitb.read import logdir as logdir_runs
-from unitb.read import parallel
 
 FORMAT = 1  # bumped when what an entry holds changes: older entries are read again
 MANIFEST = "runs.json"
@@ -157,10 +157,9 @@ def update(root: str, runs: Optional[Sequence[Tuple[str, str]]] = None) -> List[
         else:
             fresh[name] = {"signature": files, "path": folder}
             stale.append((name, folder, index))
-    if stale:
-        results = parallel.in_order(_read, stale, parallel.workers_for(root, len(stale)))
-        for (name, _folder, _index), (summary, points) in zip(stale, results):
-            fresh[name].update(summary=summary, points=points)
+    if stale:  # read on workers; a store's runs fetched ahead into local copies (unitb.read.prefetch)
+        for name, (summary, points) in logdir_runs.over_runs(_read, root, [(n, f) for n, f, _ in stale], (index,)):
+            fresh[name].update(summary=dict(summary, path=fresh[name]["path"]), points=points)
     if stale or set(entries) != set(fresh):
         _write_manifest(index, {"format": FORMAT, "root": root, "runs": fresh})
         _remove_orphans(index, {entry["points"] for entry in fresh.values()})
