@@ -60,13 +60,13 @@ def page_data(logdir: str, tags: Optional[Sequence[str]] = None) -> Dict[str, An
     rows = [[_plain(row[name]) for name in columns] for row in table.to_pylist()]
     curves: Dict[str, Dict[str, Dict[str, List[Any]]]] = {}
     chosen = set()
-    drawn = sum(1 for entry in entries for tag in entry.summary.get("metrics", {}) if tables._wanted(tag, patterns))
+    drawn = sum(1 for entry in entries for tag in entry.summary.get("metrics", {}) if tables.wanted(tag, patterns))
     most = max(MIN_POINTS, min(MAX_POINTS, POINTS_BUDGET // max(1, drawn)))
     for entry in entries:
         points = pq.ParquetFile(entry.points).read()  # not pq.read_table: it imports pandas
         per_tag: Dict[str, Dict[str, List[Any]]] = {}
         for tag in points.column("tag").unique().to_pylist():
-            if not tables._wanted(tag, patterns):
+            if not tables.wanted(tag, patterns):
                 continue
             mine = points.filter(pc.equal(points.column("tag"), tag)).sort_by("step")
             keep = _thinned(mine.num_rows, most)

@@ -154,12 +154,12 @@ def _table(name: str, tag_names: List[str], tag, step, epoch, samples, wall, val
 
     count = len(tag)
     empty = np.full(count, np.nan)
-    columns = [pa.DictionaryArray.from_arrays(numbers(np.zeros(count, np.int32), np.int32), strings([name])),
+    run = pa.DictionaryArray.from_arrays(numbers(np.zeros(count, np.int32), np.int32), strings([name]))
+    columns = [run.cast(pa.string()),  # one name for every row, without a Python string each
                pc.take(strings(tag_names), numbers(tag, np.int64)) if count else strings([]),
                numbers(step, np.int64), _maybe_null(epoch if epoch is not None else empty),
                _maybe_null(samples if samples is not None else empty), numbers(wall, np.float64),
                numbers(value, np.float64)]
-    columns[0] = columns[0].cast(pa.string())
     return pa.Table.from_arrays(columns, schema=scalars_schema())
 
 

@@ -21,7 +21,8 @@ METRIC_FIELDS = ("last", "best", "best_step")
 LEFT_OUT_HPARAMS = ("framework",)  # told by the framework and entry_point columns
 
 
-def _wanted(tag: str, patterns: Optional[Sequence[str]]) -> bool:
+def wanted(tag: str, patterns: Optional[Sequence[str]]) -> bool:
+    """Whether ``tag`` is one of ``patterns`` (names or globs; None: every tag)."""
     return patterns is None or any(fnmatch.fnmatchcase(tag, pattern) for pattern in patterns)
 
 
@@ -76,7 +77,7 @@ def runs_of(entries: Sequence[run_index.RunEntry], tags: Optional[Iterable[str]]
     for name in names:
         column = f"hparam.{name}" if name in FIXED_COLUMNS else name
         columns[column] = column_of([s.get("hparams", {}).get(name) for s in summaries])
-    tags_seen = sorted({tag for s in summaries for tag in s.get("metrics", {}) if _wanted(tag, patterns)})
+    tags_seen = sorted({tag for s in summaries for tag in s.get("metrics", {}) if wanted(tag, patterns)})
     for tag in tags_seen:
         cells = [s.get("metrics", {}).get(tag) for s in summaries]
         for position, field in enumerate(METRIC_FIELDS):
@@ -125,7 +126,7 @@ def scalars(logdir: str, tags: Optional[Iterable[str]] = None,
         table = pq.ParquetFile(entry.points).read()  # not pq.read_table: it imports pandas
         if patterns is not None:
             names = table.column("tag").unique().to_pylist()
-            keep = [name for name in names if _wanted(name, patterns)]
+            keep = [name for name in names if wanted(name, patterns)]
             table = table.filter(pc.is_in(table.column("tag"), value_set=strings(keep)))
         tables.append(table)
     return pa.concat_tables(tables) if tables else scalars_schema().empty_table()
