@@ -11,10 +11,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The private names each fence holds: no other module may spell them.
 FENCED = {
     "torch_adapter/torch_internals.py": ("_foreach_norm", "_orig_mod", "_get_file_writer", "_file_name",
-                                         "_AsyncWriterThread"),
+                                         "_AsyncWriterThread", "_get_default_store"),
     "torch_adapter/mmengine_internals.py": ("_tensorboard", "_save_dir", "_accumulative_counts", "_enable_normalize",
                                             "_channel_conversion", "_statistics_methods"),
-    "tf_adapter/tf_internals.py": ("_resource", "gen_summary_ops"),
+    "tf_adapter/tf_internals.py": ("_resource", "gen_summary_ops", "coordination_service", "set_config_key_value",
+                                   "get_config_key_value", "delete_config_key_value"),
     "tf_adapter/keras_internals.py": ("_learning_rate", "_iterations", "_accumulated_gradients",
                                       "_get_variable_index", "_all_reduce_sum_gradients"),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from tf_adapter import tf_internals
 from tf_adapter.measure import task_in_cluster
 
 KEY = "unitb/system/node{}"
@@ -21,26 +22,18 @@ class CoordinationNodeLink:
     overwritten there, so publishing deletes the one before (the chief, reading between the two,
     finds none and takes the next)."""
 
-    def __init__(self, context, node: int, nodes: int) -> None:
-        self._context = context
+    def __init__(self, store, node: int, nodes: int) -> None:
+        self._store = store
         self.node = node
         self.nodes = nodes
         self._published = False
 
     def publish(self, payload: str) -> None:
-        key = KEY.format(self.node)
-        if self._published:
-            self._context.delete_config_key_value(key)
-        self._context.set_config_key_value(key, payload)
+        tf_internals.store_set(self._store, KEY.format(self.node), payload, replace=self._published)
         self._published = True
 
     def latest(self, node: int) -> Optional[str]:
-        import tensorflow as tf
-
-        try:
-            return str(self._context.get_config_key_value(KEY.format(node), NO_WAIT_MS))
-        except (tf.errors.DeadlineExceededError, tf.errors.NotFoundError):
-            return None
+        return tf_internals.store_get(self._store, KEY.format(node), NO_WAIT_MS)
 
 
 def node_link() -> Optional[CoordinationNodeLink]:
@@ -52,12 +45,7 @@ def node_link() -> Optional[CoordinationNodeLink]:
     nodes = chiefs + len(cluster.get("worker") or [])
     if nodes < 2:
         return None
-    try:
-        from tensorflow.python.eager import context as eager_context
-
-        context = eager_context.context()
-        if context.coordination_service is None:  # no strategy over the cluster yet
-            return None
-    except (ImportError, AttributeError):
+    store = tf_internals.coordination_store()  # None: no strategy over the cluster yet
+    if store is None:
         return None
-    return CoordinationNodeLink(context, 0 if task_type == "chief" else chiefs + task_id, nodes)
+    return CoordinationNodeLink(store, 0 if task_type == "chief" else chiefs + task_id, nodes)

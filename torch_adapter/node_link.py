@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import torch
 
+from torch_adapter import torch_internals
+
 KEY = "unitb/system/node{}"
 
 
@@ -48,8 +50,7 @@ def node_link() -> Optional[StoreNodeLink]:
         if per_node < 1 or local_rank != 0 or world // per_node < 2:
             return None
         node = int(os.environ.get("GROUP_RANK", dist.get_rank() // per_node))
-        from torch.distributed import distributed_c10d
-
-        return StoreNodeLink(distributed_c10d._get_default_store(), node, world // per_node)
+        store = torch_internals.default_store()
     except (ValueError, RuntimeError, AttributeError):  # a launcher's odd variables, a store torch hides
         return None
+    return None if store is None else StoreNodeLink(store, node, world // per_node)

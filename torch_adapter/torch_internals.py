@@ -9,7 +9,10 @@
 - ``SummaryWriter.file_writer`` and its event writer's ``_file_name``: the event file a writer
   holds open (left alone by a resume's clean-up), and dropping it to open a new file;
 - tensorboard's ``_AsyncWriterThread``: told apart from other threads, so a full disk does not
-  print its raw traceback (the writer raises the error again where the run logger handles it).
+  print its raw traceback (the writer raises the error again where the run logger handles it);
+- ``distributed_c10d._get_default_store()``: the key-value store the processes of a
+  ``torch.distributed`` job share, which carries each node's ``system/*`` figures to the chief
+  (``torch_adapter/node_link.py``) without a collective.
 
 Checked against :data:`CHECKED_VERSIONS`; :func:`missing_internals` lists what is absent from
 the installed versions, and ``tests/test_library_fences.py`` fails naming it.
@@ -63,6 +66,14 @@ def is_event_writer_thread(thread: object) -> bool:
     return isinstance(thread, _AsyncWriterThread)
 
 
+def default_store() -> Optional[object]:
+    """The key-value store of the initialised ``torch.distributed`` job, or None."""
+    from torch.distributed import distributed_c10d
+
+    getter = getattr(distributed_c10d, "_get_default_store", None)
+    return getter() if callable(getter) else None
+
+
 def missing_internals() -> List[str]:
     """What this module relies on that the installed torch/tensorboard lack."""
     import inspect
@@ -78,6 +89,10 @@ def missing_internals() -> List[str]:
             missing.append(f"OptimizedModule.{COMPILED_PART}")
     except (ImportError, OSError, TypeError):
         missing.append("torch._dynamo.eval_frame.OptimizedModule")
+    from torch.distributed import distributed_c10d
+
+    if not callable(getattr(distributed_c10d, "_get_default_store", None)):
+        missing.append("distributed_c10d._get_default_store")
     if not callable(getattr(SummaryWriter, "_get_file_writer", None)):
         missing.append("SummaryWriter._get_file_writer")
     if "self.file_writer" not in inspect.getsource(SummaryWriter._get_file_writer):
