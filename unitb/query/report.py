@@ -78,7 +78,7 @@ def page_data(logdir: str, tags: Optional[Sequence[str]] = None) -> Dict[str, An
         curves[entry.name] = per_tag
     found = {name for entry in entries for name in entry.summary.get("hparams", {})} - set(tables.LEFT_OUT_HPARAMS)
     hparams = [n for n in schema.HPARAM_KEYS if n in found] + sorted(found - set(schema.HPARAM_KEYS))  # shared first
-    hparam_columns = [f"hparam.{n}" if n in tables.FIXED_COLUMNS else n for n in hparams]
+    hparam_columns = [tables.hparam_column(n) for n in hparams]
     return {"logdir": logdir, "columns": columns, "rows": rows, "curves": curves, "tags": sorted(chosen),
             "hparams": [c for c in hparam_columns if c in columns],
             "metrics": [c for c in columns if c.endswith((".best", ".last"))],

@@ -21,6 +21,11 @@ METRIC_FIELDS = ("last", "best", "best_step")
 LEFT_OUT_HPARAMS = ("framework",)  # told by the framework and entry_point columns
 
 
+def hparam_column(name: str) -> str:
+    """The runs table's column of hyperparameter ``name`` (``hparam.<name>`` where a fixed column has the name)."""
+    return f"hparam.{name}" if name in FIXED_COLUMNS else name
+
+
 def wanted(tag: str, patterns: Optional[Sequence[str]]) -> bool:
     """Whether ``tag`` is one of ``patterns`` (names or globs; None: every tag)."""
     return patterns is None or any(fnmatch.fnmatchcase(tag, pattern) for pattern in patterns)
@@ -75,8 +80,7 @@ def runs_of(entries: Sequence[run_index.RunEntry], tags: Optional[Iterable[str]]
     }
     names = sorted({name for s in summaries for name in s.get("hparams", {})} - set(LEFT_OUT_HPARAMS))
     for name in names:
-        column = f"hparam.{name}" if name in FIXED_COLUMNS else name
-        columns[column] = column_of([s.get("hparams", {}).get(name) for s in summaries])
+        columns[hparam_column(name)] = column_of([s.get("hparams", {}).get(name) for s in summaries])
     tags_seen = sorted({tag for s in summaries for tag in s.get("metrics", {}) if wanted(tag, patterns)})
     for tag in tags_seen:
         cells = [s.get("metrics", {}).get(tag) for s in summaries]
