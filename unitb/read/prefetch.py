@@ -18,7 +18,7 @@ import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from unitb.files import storage
-from unitb.files.event_files import _natural_key, is_event_file
+from unitb.files.event_files import is_event_file
 
 BATCH_RUNS = 4  # runs whose files are asked for in one concurrent request
 AHEAD_BATCHES = 2  # batches fetched ahead of the workers
@@ -38,14 +38,14 @@ class Prefetch:
         self._thread = threading.Thread(target=self._fetch_all, name="unitb-prefetch", daemon=True)
 
     def _files_by_run(self) -> Dict[str, List[str]]:
-        """Each run folder's event files (store paths, in writing order), from one listing."""
+        """Each run folder's event files (store paths), from one listing; the worker reading a
+        copy puts them in writing order itself."""
         found: Dict[str, List[str]] = {}
         for path in self._fs.find(self._root):
             folder, _, name = path.rpartition("/")
             if is_event_file(name):
                 found.setdefault(folder, []).append(path)
-        return {folder: sorted(paths, key=lambda p: _natural_key(p.rpartition("/")[2]))
-                for folder, paths in found.items()}
+        return found
 
     def _fetch_all(self) -> None:
         try:
@@ -64,7 +64,7 @@ class Prefetch:
         local: List[str] = []
         out: List[Tuple[str, str]] = []
         for offset, (name, url) in enumerate(batch):
-            paths = files.get(storage.filesystem(url)[1].rstrip("/"), []) if storage.is_url(url) else []
+            paths = files.get(storage.filesystem(url)[1], []) if storage.is_url(url) else []
             if not paths:
                 out.append((name, url))  # a local run, or nothing listed: its worker reads it where it is
                 continue
