@@ -191,10 +191,9 @@ def listing(fs, root: str) -> Dict[str, int]:
     return {rel: size for rel, (size, _digest) in signatures(fs, root).items()}
 
 
-def signatures(fs, root: str) -> Dict[str, Tuple[int, Optional[str]]]:
-    """``{path below root: (size, MD5 hex or None)}`` of every object below ``root``, fresh
-    from the store. The MD5 is the object's ETag where the store makes it the content's MD5
-    (S3 and its kin for a single-part upload; GCS reports ``md5Hash``); None elsewhere."""
+def objects(fs, root: str) -> Dict[str, Dict[str, Any]]:
+    """``{path below root: the store's details}`` of every object below ``root``, fresh from the
+    store (one listing, nothing fsspec cached)."""
     _forget_cached(fs)
     try:
         found = fs.find(root, detail=True)
@@ -204,8 +203,15 @@ def signatures(fs, root: str) -> Dict[str, Tuple[int, Optional[str]]]:
     for name, info in found.items():
         name = name.rstrip("/")
         if name.startswith(root + "/"):
-            out[name[len(root) + 1:]] = (int(info.get("size") or 0), _content_md5(info))
+            out[name[len(root) + 1:]] = info
     return out
+
+
+def signatures(fs, root: str) -> Dict[str, Tuple[int, Optional[str]]]:
+    """``{path below root: (size, MD5 hex or None)}`` of every object below ``root``, fresh
+    from the store. The MD5 is the object's ETag where the store makes it the content's MD5
+    (S3 and its kin for a single-part upload; GCS reports ``md5Hash``); None elsewhere."""
+    return {rel: (int(info.get("size") or 0), _content_md5(info)) for rel, info in objects(fs, root).items()}
 
 
 def _content_md5(info: Mapping[str, Any]) -> Optional[str]:

@@ -88,15 +88,26 @@ def _moment(info: Dict[str, Any]) -> float:
         return 0.0
 
 
-def _store_signature(fs, folder: str) -> Tuple[List[List[Any]], float, Optional[float]]:
-    """``([[file, size, ETag or time], ...], newest upload, the end mark's upload time or None)``."""
+def _store_folders(root: str) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """``{folder's path in the store: {file name: the store's details}}`` of every object below
+    ``root``, from one fresh listing (not one request a run)."""
+    fs, base = storage.filesystem(root)
+    folders: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for rel, info in storage.objects(fs, base).items():
+        parent, _, name = rel.rpartition("/")
+        folders.setdefault(f"{base}/{parent}" if parent else base, {})[name] = info
+    return folders
+
+
+def _store_signature(listed: Dict[str, Dict[str, Any]]) -> Tuple[List[List[Any]], float, Optional[float]]:
+    """``([[file, size, ETag or time], ...], newest upload, the end mark's upload time or None)``
+    of one run folder's objects."""
     files: List[List[Any]] = []
     newest, ended = 0.0, None
-    for info in sorted(fs.ls(folder, detail=True), key=lambda i: i["name"]):
-        name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+    for name, info in sorted(listed.items()):
         if name == ENDED:
             ended = _moment(info)
-        elif info.get("type") == "file" and is_event_file(name):
+        elif is_event_file(name):
             files.append([name, int(info.get("size") or 0), str(info.get("ETag") or _moment(info))])
             newest = max(newest, _moment(info))
     return files, newest, ended
@@ -140,13 +151,13 @@ def update(root: str, runs: Optional[Sequence[Tuple[str, str]]] = None) -> List[
         known = {}
     held = known.get("runs")
     entries: Dict[str, Any] = dict(held) if isinstance(held, dict) else {}
-    fs = storage.filesystem(root)[0] if storage.is_url(root) else None
+    listing = _store_folders(root) if storage.is_url(root) else None
     fresh: Dict[str, Any] = {}
     stale: List[Tuple[str, str, str]] = []
     live: Dict[str, Tuple[float, Optional[float]]] = {}  # newest write, the store's end mark
     for name, folder in runs:
-        if fs is not None:
-            files, newest, ended = _store_signature(fs, folder)
+        if listing is not None:
+            files, newest, ended = _store_signature(listing.get(storage.filesystem(folder)[1], {}))
         else:
             (files, newest), ended = _local_signature(folder), None
         live[name] = (newest, ended)
@@ -168,7 +179,7 @@ def update(root: str, runs: Optional[Sequence[Tuple[str, str]]] = None) -> List[
         entry = fresh[name]
         summary = dict(entry["summary"])
         newest, ended = live[name]
-        summary["status"] = run_status.store_status(ended, newest) if fs is not None \
+        summary["status"] = run_status.store_status(ended, newest) if listing is not None \
             else run_status.local_status(entry["path"], newest)
         out.append(RunEntry(name, summary, entry["points"]))
     return out
