@@ -16,17 +16,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import deque
 from typing import Any, Deque, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from unitb.read import run_reader
+from unitb.read import parallel, run_reader
 from unitb.read.arrow_arrays import mask, numbers, string, strings
 
 CSV_HEADER = ("tag", "step", "wall_time", "kind", "value")
-ENCODERS = min(2, os.cpu_count() or 1)  # threads formatting scalars (more gained nothing on this project's 2 cores)
+ENCODERS = min(2, parallel.cores())  # threads formatting scalars (more gained nothing on this project's 2 cores)
 SPLIT_FROM = 20_000  # a stretch of fewer scalars is formatted whole, on one thread
 
 
