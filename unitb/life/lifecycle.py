@@ -107,6 +107,7 @@ class RunLife:
         self._sampler: Optional[SystemSampler] = None  # system/*, while a writer is open
         self._monitor: Optional[AlertMonitor] = None  # alerts=, while a writer is open
         self._reporter: Optional[NodeReporter] = None  # a non-chief node's figures, for the chief
+        self._node_settled = False  # whether report_node has its answer
 
     def chief(self) -> bool:
         """Whether this process writes: only the chief (rank 0) does, in distributed runs."""
@@ -188,11 +189,19 @@ class RunLife:
 
     def report_node(self) -> None:
         """On a process that does not write: the first process of another node than the chief's
-        samples its machine for the chief's run (:mod:`unitb.life.node_figures`)."""
-        if self.options.system_interval <= 0 or self._reporter is not None or self.chief():
+        samples its machine for the chief's run (:mod:`unitb.life.node_figures`). Cheap to call
+        at every step: once the answer is known it is not asked again; only a link that is not
+        up yet (a strategy made after the logger) is asked for again."""
+        if self._node_settled:
+            return
+        if self.options.system_interval <= 0 or self.chief():
+            self._node_settled = True
             return
         link = self._node_link()
-        if link is None or link.nodes < 2 or link.node == 0:
+        if link is None:
+            return
+        self._node_settled = True
+        if link.nodes < 2 or link.node == 0:
             return
         machine = MachineReader(self.info, self.warn)
         self._reporter = NodeReporter(self.options.system_interval, link, machine.read, self.info, machine.close)
