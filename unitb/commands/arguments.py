@@ -4,10 +4,20 @@ only the command that runs needs its modules loaded."""
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Optional
 
+from unitb.files import storage
 from unitb.sweep.defaults import DEFAULT_LOGDIR, HEARTBEAT_SECONDS
 
 TORCH_CHOICES = ("auto", "mmpose", "mmengine")  # the PyTorch example ``unitb demo --torch-example`` runs
+
+
+def not_a_folder(path: str, urls: bool = False, who: str = "unitb") -> Optional[str]:
+    """What ``who`` says when ``path`` is not a folder (nor, with ``urls``, a store's URL); None when it is."""
+    if (urls and storage.is_url(path)) or os.path.isdir(path):
+        return None
+    return f"{who}: {path} is not a directory"
 
 
 def command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:

@@ -30,18 +30,11 @@ from unitb.read import logdir, run_reader
 # only other commands need are loaded by those commands, so a start-up loads what it uses.
 
 
-def _not_a_folder(path: str, urls: bool = False) -> Optional[str]:
-    """What to say when ``path`` is not a folder (nor, with ``urls``, a store's URL); None when it is."""
-    if (urls and storage.is_url(path)) or os.path.isdir(path):
-        return None
-    return f"unitb: {path} is not a directory"
-
-
 def _runs_of(path: str) -> Tuple[Optional[List[Tuple[str, str]]], Optional[str]]:
     """What ``path`` is to the reading commands: a run (event files directly in it): ``(None,
     None)``; a folder that holds runs below it (a sweep's, a team's): ``(runs, None)``, from one
     listing; otherwise ``(None, error)``."""
-    missing = _not_a_folder(path, urls=True)
+    missing = arguments.not_a_folder(path, urls=True)
     if missing:
         return None, missing
     try:
@@ -105,7 +98,7 @@ def _export_parquet(args: argparse.Namespace) -> int:
     if not args.output:
         print("unitb export: --format parquet writes a file: give it with -o OUT.parquet", file=sys.stderr)
         return 2
-    missing = _not_a_folder(args.run, urls=True)
+    missing = arguments.not_a_folder(args.run, urls=True)
     if missing:
         print(missing, file=sys.stderr)
         return 2
@@ -143,7 +136,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from unitb.files import safe_paths
     from unitb.folder import set_aside
 
-    missing = _not_a_folder(args.path)
+    missing = arguments.not_a_folder(args.path)
     if missing:
         print(missing, file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import sys
 from typing import Any, List
 
@@ -44,9 +43,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output:
         print("unitb query: --format parquet writes a file: give it with -o OUT.parquet", file=sys.stderr)
         return 2
-    missing = _not_a_folder(args.logdir)
+    missing = arguments.not_a_folder(args.logdir, urls=True, who="unitb query")
     if missing:
-        print(f"unitb query: {missing}", file=sys.stderr)
+        print(missing, file=sys.stderr)
         return 2
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     try:
@@ -125,19 +124,12 @@ def json_text(answer: Any) -> str:
     return json.dumps(rows, indent=1, default=str) + "\n"
 
 
-def _not_a_folder(path: str) -> str:
-    """Why ``path`` cannot hold runs (not a folder nor a store URL), or ""."""
-    from unitb.files import storage
-
-    return "" if storage.is_url(path) or os.path.isdir(path) else f"{path} is not a directory"
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from unitb.query.report import write_report
 
-    missing = _not_a_folder(args.logdir)
+    missing = arguments.not_a_folder(args.logdir, urls=True, who="unitb report")
     if missing:
-        print(f"unitb report: {missing}", file=sys.stderr)
+        print(missing, file=sys.stderr)
         return 2
 
     try:
