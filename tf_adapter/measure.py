@@ -31,19 +31,39 @@ def dense_grad(grad):
     return grad
 
 
-def norms_in_graph(grads: Sequence, picked: Sequence[int]) -> tf.Tensor:
-    """[global L2 norm, norms of the picked gradients...] as one float32 vector.
+def half_squares(grads: Sequence, picked: Sequence[int]) -> tf.Tensor:
+    """[sum over all gradients, picked gradients...] of half the squared L2 norm, float32.
 
-    One squared sum per gradient serves both the global norm and the picked layers (fewer
-    ops to trace and to run than ``tf.linalg.global_norm`` plus a norm per layer). Works
-    eagerly and inside ``tf.function``; ``None`` gradients count as zero.
+    One op a gradient (``L2Loss``) serves both the global norm and the picked layers: in a
+    Keras fit every op here is traced and optimized at the fit's start, so the square roots
+    are left to whoever reads the values (:func:`norms_in_graph`, or the host). ``None``
+    gradients count as zero.
     """
-    squares = tf.stack([tf.reduce_sum(tf.square(tf.cast(dense_grad(g), tf.float32))) if g is not None
-                        else tf.constant(0.0) for g in grads] or [tf.constant(0.0)])
-    global_norm = tf.sqrt(tf.reduce_sum(squares))
+    positions = [i for i, g in enumerate(grads) if g is not None]
+    if not positions:
+        return tf.zeros([1 + len(picked)])
+    halves = tf.stack([tf.nn.l2_loss(tf.cast(dense_grad(grads[i]), tf.float32)) for i in positions])
+    total = tf.reduce_sum(halves, keepdims=True)
     if not picked:
-        return tf.reshape(global_norm, [1])
-    return tf.concat([tf.reshape(global_norm, [1]), tf.sqrt(tf.gather(squares, list(picked)))], 0)
+        return total
+    present = {p: k for k, p in enumerate(positions)}
+    if all(p in present for p in picked):
+        rows = [present[p] for p in picked]
+        layers = halves if rows == list(range(len(positions))) else tf.gather(halves, rows)
+    else:
+        layers = tf.stack([halves[present[p]] if p in present else tf.constant(0.0) for p in picked])
+    return tf.concat([total, layers], 0)
+
+
+def norms_in_graph(grads: Sequence, picked: Sequence[int]) -> tf.Tensor:
+    """[global L2 norm, norms of the picked gradients...] as one float32 vector. Works eagerly
+    and inside ``tf.function``."""
+    return tf.sqrt(2.0 * half_squares(grads, picked))
+
+
+def clips(optimizer) -> bool:
+    """Whether Keras clips the optimizer's gradients (``global_clipnorm``, ``clipnorm``, ``clipvalue``)."""
+    return any(getattr(optimizer, name, None) for name in ("global_clipnorm", "clipnorm", "clipvalue"))
 
 
 def clipped_global(grads: Sequence, norms: tf.Tensor, optimizer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:

@@ -8,7 +8,7 @@ writes into the run folder without a writer of its own.
 - **Step**: unitb's step of the iteration being trained (iterations completed + 1), the value of
   a variable the train-step wrapper sets (:class:`~tf_adapter.probe.GradProbe`), so the graph is
   traced once, not per step.
-- **When**: on the steps unitb writes its own scalars (``scalar_interval``: a mask the callback sets
+- **When**: on the steps unitb writes its own scalars (``scalar_interval``: flags the callback sets
   before each block, read in the graph), where Keras records on every ``update_freq``-th batch.
   Outside those steps the summary ops are skipped by their ``record_if`` condition.
 - **Where**: one extra event file in the run folder (``*.in-model``), opened once per model and run
@@ -56,7 +56,7 @@ class ModelSummaries:
             # Called only where a summary op is made (a trace) or written eagerly: this model
             # does use tf.summary, so its writer and file stay.
             probe.summaries_in_graph = True
-            return probe.record
+            return probe.recording()
 
         stack = contextlib.ExitStack()
         stack.enter_context(sink.default_writer(writer, probe.summary_step, recording))

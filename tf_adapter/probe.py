@@ -7,8 +7,9 @@ optimizer knows which gradients it applies. So ``optimizer.apply`` is wrapped on
 optimizer (shared by every TFCallback on the model, across fits):
 
 - the outer optimizer's ``apply`` runs once per training iteration: it advances
-  ``counter`` (iterations completed, the unitb step) and, when the step is due (a mask the
-  callback sets before each block), raises ``pending``;
+  ``counter`` (iterations completed, the unitb step) and reads whether the step is due (flags
+  the callback sets before each block). A plain optimizer on one replica measures the update
+  right there; otherwise the step raises ``pending``;
 - the optimizer that applies the update (``LossScaleOptimizer.inner_optimizer`` under
   ``mixed_float16``, else the optimizer itself) measures, while ``pending``, the first update
   it really applies: unscaled gradients (loss scaling), the accumulated gradient on the
@@ -16,13 +17,16 @@ optimizer (shared by every TFCallback on the model, across fits):
   loss scaler skipped (inf/NaN) applies nothing, so nothing is measured there; the norm is
   taken at the next applied update, labelled with that update's step.
 
-Rows are ``[step, applied global norm, pre-clip norm (-1: no clipping), layers...]`` at
-``step % slots``.
+Rows are ``[step, pre-clip norm (-1: no clipping), applied global, layers...]`` at ``step %
+slots``, the norms as half their squares (one ``L2Loss`` op a gradient; :meth:`GradProbe.rows`
+takes the roots on the host).
 """
 from __future__ import annotations
 
+import weakref
 from typing import List, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from tf_adapter import keras_internals, measure
@@ -67,25 +71,33 @@ class GradProbe:
         with tf.init_scope():
             # Plain (not distributed) variables: under tf.distribute only the first local replica
             # writes them, inside tf.cond, where a distributed variable's merge_call is not allowed.
+            # Few of them: each is a handle to capture in every trace and an eager call to create.
             self.counter = tf.Variable(tf.constant(raw_iterations(optimizer), tf.int64), trainable=False,
                                        name="unitb_step")
             self.norms = tf.Variable(tf.zeros((self.slots, len(self.picked) + 3)), trainable=False,
                                      name="unitb_grad_norms")
-            self.mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False, name="unitb_due")
-            self.mask_base = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_base")
+            # What the callback planned for the block after step ``origin``: entry r says whether
+            # step origin + r is due for gradient norms / records the model's summaries; entries
+            # 0 and window + 1 stay False, so a step outside the block reads "no" after one clip.
+            self.due_flags = tf.Variable(tf.zeros((self.window + 2,), tf.bool), trainable=False, name="unitb_due")
+            self.record_flags = tf.Variable(tf.zeros((self.window + 2,), tf.bool), trainable=False,
+                                            name="unitb_record_due")
+            self.origin = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_origin")
             self.pending = tf.Variable(False, trainable=False, name="unitb_pending")
             self.samples = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_samples")
             # For tf.summary calls inside the model (tf_adapter.model_summaries): the step being
-            # trained, and whether unitb records scalars at it (a mask set before each block).
-            self.record_mask = tf.Variable(tf.zeros((self.window,), tf.bool), trainable=False,
-                                           name="unitb_record_due")
-            self.record = tf.Variable(False, trainable=False, name="unitb_record")
+            # trained, set in the graph where the model makes such a call (see ``recording``).
             self.summary_step = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_summary_step")
         self.summary_writer = None  # opened by ModelSummaries, kept across fits
         self.summary_folder: Optional[str] = None
         self.summaries_in_graph = False  # the model (or a callback) made a tf.summary call
-        self._due_now: List[bool] = [False] * self.window  # what mask / record_mask hold
+        self._due_now: List[bool] = [False] * self.window  # what due_flags / record_flags hold
         self._record_now: List[bool] = [False] * self.window
+        # Per traced graph: the step its iteration trains (set by the train-step wrapper) and
+        # whether model summaries record there (made once, on the graph's first summary call).
+        self._step_in: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._record_in: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._updated_in: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         strategy = model.distribute_strategy
         self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
         try:
@@ -101,38 +113,79 @@ class GradProbe:
         self._count_samples(model)
 
     # ------------------------------------------------------------------ graph
-    def _first_local_replica(self) -> tf.Tensor:
-        """True in one replica per process: the one that counts and measures."""
+    # Every op made here is traced, then optimized by Grappler, at the start of each fit() of a
+    # fresh model: the graph side is kept to few ops (no per-replica logic on one replica, one
+    # read of the step for the whole iteration, the pending flag only where an update can come
+    # later than its step).
+
+    def _first_local_replica(self) -> Optional[tf.Tensor]:
+        """True in one replica per process (the one that counts and measures); None on one replica."""
         if self.replicas == 1:
-            return tf.constant(True)
+            return None
         context = tf.distribute.get_replica_context()
         replica = context.replica_id_in_sync_group if context is not None else 0
         return tf.equal(tf.cast(replica, tf.int32) % self.local_replicas, 0)
+
+    def _flag(self, flags: tf.Variable, step) -> tf.Tensor:
+        """``flags``' entry for ``step`` (False outside the armed block)."""
+        return tf.gather(flags, tf.clip_by_value(step - self.origin, 0, self.window + 1))
+
+    def _training_step(self, for_update: bool = False) -> tf.Tensor:
+        """The step this iteration trains: the one the train-step wrapper read in this graph
+        (for an update: only for the first, as a train step that applies twice counts twice)."""
+        graph = tf.compat.v1.get_default_graph()
+        step = self._step_in.get(graph)
+        if for_update and step is not None:
+            if graph in self._updated_in:
+                step = None
+            else:
+                self._updated_in[graph] = True
+        return step if step is not None else self.counter + 1
+
+    def recording(self):
+        """The record condition of the model's own ``tf.summary`` calls, and the moment their step
+        is set: made once per traced graph, on its first summary call, so a model that makes no
+        such call carries none of these ops. Eagerly (a callback's summary between steps): the
+        step last trained."""
+        if tf.executing_eagerly():
+            step = self.counter.read_value()
+            self.summary_step.assign(step)
+            return self._flag(self.record_flags, step)
+        graph = tf.compat.v1.get_default_graph()
+        record = self._record_in.get(graph)
+        if record is None:
+            step = self._training_step()
+            self.summary_step.assign(step)
+            record = self._record_in[graph] = self._flag(self.record_flags, step)
+        return record
 
     def _install(self) -> None:
         outer = self.optimizer
         applier = applying_optimizer(outer)
         probe = self
         outer_apply = outer.apply
+        # Measured straight at the due step, unless the update may come later than the step
+        # that was due: a loss-scaled step the scaler skips, an accumulated gradient's update
+        # step, an all-reduce across replicas. Those raise ``pending`` and measure it there.
+        self._direct = (applier is outer and self.replicas == 1
+                        and not getattr(applier, "gradient_accumulation_steps", None))
 
         @_plain
         def counting_apply(grads, trainable_variables=None):
             first = probe._first_local_replica()
-            step = probe.counter + 1
-            index = step - probe.mask_base - 1
-            in_window = tf.logical_and(index >= 0, index < probe.window)
-            due = tf.logical_and(in_window, tf.gather(probe.mask, tf.clip_by_value(index, 0, probe.window - 1)))
-
-            # Plain arithmetic instead of tf.cond where it will do: every cond is a pair of
-            # function graphs to build on each trace, i.e. start-up time of every fit().
-            probe.pending.assign(tf.logical_or(probe.pending, tf.logical_and(due, first)))
-            if probe.replicas > 1:
-                # Traced once: the picked layers' positions in this call's variable list, which
-                # the all-reduce (measuring_reduce) receives in the same order.
-                probe._call_picked = probe._picked_in(list(trainable_variables) if trainable_variables is not None
-                                                      else probe._variables)
-            elif applier is outer:
-                probe._measure(applier, list(grads), trainable_variables, step)
+            step = probe._training_step(for_update=True)
+            due = probe._flag(probe.due_flags, step)
+            if probe._direct:
+                probe._measure_when(due, applier, list(grads), trainable_variables, step)
+            else:
+                probe.pending.assign(tf.logical_or(probe.pending, due if first is None else tf.logical_and(due, first)))
+                if probe.replicas > 1:
+                    # Traced once: the picked layers' positions in this call's variable list, which
+                    # the all-reduce (measuring_reduce) receives in the same order.
+                    probe._call_picked = probe._picked_in(list(trainable_variables) if trainable_variables is not None
+                                                          else probe._variables)
+                elif applier is outer:
+                    probe._measure(applier, list(grads), trainable_variables, step)
             result = outer_apply(grads, trainable_variables)
 
             # Counted only once the gradients exist. At the end of a dataset of unknown length
@@ -141,7 +194,7 @@ class GradProbe:
             # counter without this dependency would count a step that trained on nothing.
             computed = [t for t in tf.nest.flatten(list(grads), expand_composites=True) if t is not None]
             with tf.control_dependencies(computed):
-                probe.counter.assign_add(tf.cast(first, tf.int64))
+                probe.counter.assign_add(1 if first is None else tf.cast(first, tf.int64))
             return result
 
         outer.apply = counting_apply
@@ -170,23 +223,20 @@ class GradProbe:
 
     def _count_samples(self, model) -> None:
         """Samples trained on, counted in the graph (Keras tells callbacks no batch size):
-        the leading dimension of the batch's first input, times the replicas in sync."""
+        the leading dimension of the batch's first input, times the replicas in sync. The
+        wrapper also notes the step this iteration trains, for the model's summaries."""
         original_step = model.train_step
         probe = self
 
         @_plain
         def train_step(data):
-            first = tf.nest.flatten(data)[0]
-            count = tf.cast(tf.shape(first)[0], tf.int64) * probe.replicas
-            probe.samples.assign_add(count * tf.cast(probe._first_local_replica(), tf.int64))
-            # The step this iteration trains, and whether unitb records at it: read by the
-            # tf.summary calls of the model and of the train step (plain arithmetic, no cond).
-            step = probe.counter + 1
-            index = step - probe.mask_base - 1
-            in_window = tf.logical_and(index >= 0, index < probe.window)
-            probe.summary_step.assign(step)
-            probe.record.assign(tf.logical_and(in_window, tf.gather(
-                probe.record_mask, tf.clip_by_value(index, 0, probe.window - 1))))
+            first_input = tf.nest.flatten(data)[0]
+            count = _batch_size(first_input)
+            replica = probe._first_local_replica()
+            if replica is not None:
+                count = count * probe.replicas * tf.cast(replica, tf.int64)
+            probe.samples.assign_add(count)
+            probe._step_in[tf.compat.v1.get_default_graph()] = probe.counter + 1
             return original_step(data)
 
         model.train_step = train_step
@@ -196,15 +246,35 @@ class GradProbe:
         index = {n: i for i, n in enumerate(names)}
         return [p for p in (index.get(self._paths[i], -1) for i in self.picked) if p >= 0]
 
-    def _write_row(self, step, global_norm, pre_clip, layer_norms) -> None:
-        values = tf.concat([[tf.cast(step, tf.float32), global_norm,
-                             pre_clip if pre_clip is not None else -1.0], layer_norms], 0)
+    def _write_row(self, step, halves: tf.Tensor, pre_clip=None) -> None:
+        """Row ``[step, pre-clip norm or -1, halves...]`` into its slot, where ``halves`` are
+        half the squared norms ``[applied global, layers...]`` (:meth:`rows` takes the roots)."""
+        head = tf.stack([tf.cast(step, tf.float32), -1.0 if pre_clip is None else pre_clip])
+        values = tf.concat([head, halves], 0)
         width = self.norms.shape[1]
         if values.shape[0] < width:
             values = tf.pad(values, [[0, width - values.shape[0]]])
-        slot = tf.cast(step % self.slots, tf.int32)
-        self.norms.scatter_nd_update([[slot]], [values])
-        self.pending.assign(False)
+        # One scatter of one row: a scalar index and a vector (ResourceScatterUpdate takes both).
+        self.norms.scatter_update(tf.IndexedSlices(values, tf.cast(step % self.slots, tf.int32)))
+
+    def _row_of(self, optimizer, applied: List, picked: List[int], step) -> None:
+        halves = measure.half_squares(applied, picked)
+        if not measure.clips(optimizer):
+            self._write_row(step, halves)
+            return
+        global_norm, pre_clip = measure.clipped_global(applied, tf.sqrt(2.0 * halves), optimizer)
+        self._write_row(step, tf.concat([tf.reshape(0.5 * tf.square(global_norm), [1]), halves[1:]], 0), pre_clip)
+
+    def _measure_when(self, due, optimizer, grads: List, trainable_variables, step) -> None:
+        """The row of this very update where ``due`` (the plain case: no pending flag)."""
+        variables = list(trainable_variables) if trainable_variables is not None else self._variables
+        picked = self._picked_in(variables)
+
+        def write():
+            self._row_of(optimizer, grads, picked, step)
+            return tf.constant(True)
+
+        tf.cond(due, write, lambda: tf.constant(False))
 
     def _measure(self, optimizer, grads: List, trainable_variables, step) -> None:
         variables = list(trainable_variables) if trainable_variables is not None else self._variables
@@ -216,24 +286,24 @@ class GradProbe:
             is_update = tf.equal((keras_internals.micro_batches(optimizer) + 1) % accumulate, 0)
             accumulated = keras_internals.accumulated(optimizer, variables)
             applied = [None if g is None else (g + a) / accumulate for g, a in zip(grads, accumulated)]
+            when = tf.logical_and(self.pending, is_update)
         else:
-            is_update = tf.constant(True)
             applied = grads
+            when = self.pending.read_value()
 
         def write():
-            norms = measure.norms_in_graph(applied, picked)
-            global_norm, pre_clip = measure.clipped_global(applied, norms, optimizer)
-            self._write_row(step, global_norm, pre_clip, norms[1:])
+            self._row_of(optimizer, applied, picked, step)
+            self.pending.assign(False)
             return tf.constant(True)
 
-        tf.cond(tf.logical_and(self.pending, is_update), write, lambda: tf.constant(False))
+        tf.cond(when, write, lambda: tf.constant(False))
 
     def _measure_reduced(self, grads: List, step) -> None:
         picked = self._call_picked
 
         def write():
-            norms = measure.norms_in_graph(grads, picked)
-            self._write_row(step, norms[0], None, norms[1:])
+            self._write_row(step, measure.half_squares(grads, picked))
+            self.pending.assign(False)
             return tf.constant(True)
 
         tf.cond(tf.logical_and(self.pending, self._first_local_replica()), write, lambda: tf.constant(False))
@@ -263,38 +333,48 @@ class GradProbe:
         self.last_counter = int(self.counter.numpy())
         self.disarm()
 
-    def _set_masks(self, due: List[bool], record: List[bool]) -> None:
-        """Assign a mask only when it changes: each assign is a host-to-device call, and with
-        a scalar every step the masks stay the same from block to block."""
+    def _set_flags(self, due: List[bool], record: List[bool]) -> None:
+        """Assign the flags only when they change: each assign is a host-to-device call, and
+        with a scalar every step they stay the same from block to block."""
         if due != self._due_now:
-            self.mask.assign(due)
+            self.due_flags.assign([False] + due + [False])
             self._due_now = due
         if record != self._record_now:
-            self.record_mask.assign(record)
+            self.record_flags.assign([False] + record + [False])
             self._record_now = record
 
     def arm(self, base: int, due: List[bool], record: Optional[List[bool]] = None) -> None:
         """Mark which of the steps ``base+1 .. base+len(due)`` are due for gradient norms, and
         (``record``) at which the model's own tf.summary calls are recorded."""
         pad = [False] * self.window
-        self._set_masks((list(due) + pad)[: self.window], (list(record or []) + pad)[: self.window])
-        self.mask_base.assign(base)
+        self._set_flags((list(due) + pad)[: self.window], (list(record or []) + pad)[: self.window])
+        self.origin.assign(base)
         self.armed = True
 
     def disarm(self) -> None:
         if self.armed:
-            self._set_masks([False] * self.window, [False] * self.window)
+            self._set_flags([False] * self.window, [False] * self.window)
             self.armed = False
 
     def rows(self, after: int, upto: int) -> List[List[float]]:
-        """Rows for steps ``after < step <= upto``, oldest first (one transfer)."""
+        """Rows ``[step, applied global norm, pre-clip norm (-1: no clipping), layers...]`` for
+        steps ``after < step <= upto``, oldest first (one transfer)."""
         table = self.norms.numpy()
         found = {}
         for row in table:
             step = int(round(float(row[0])))
             if after < step <= upto:
-                found[step] = row.tolist()
+                norms = np.sqrt(2.0 * np.maximum(row[2:].astype(np.float64), 0.0))
+                found[step] = [float(step), float(norms[0]), float(row[1]), *norms[1:].tolist()]
         return [found[s] for s in sorted(found)]
+
+
+def _batch_size(batch) -> tf.Tensor:
+    """The leading dimension of ``batch`` as int64, in as few ops as its static shape allows."""
+    rest = batch.shape[1:]
+    if rest.is_fully_defined() and rest.num_elements():
+        return tf.size(batch, out_type=tf.int64) // rest.num_elements()
+    return tf.shape(batch, out_type=tf.int64)[0]
 
 
 def probe_for(model, layer_limit: int, window: int) -> "GradProbe":
