@@ -27,11 +27,10 @@ def write_header(run: RunLogger, options: LogOptions, model=None, config_text: O
 
 
 def model_config_text(model) -> str:
-    """The model's Keras JSON config, as a markdown code block for the TEXT tab."""
-    import json
-
+    """The model's Keras JSON config, as a markdown code block for the TEXT tab (Keras passes
+    ``indent`` on to ``json.dumps``: one serialisation, not three)."""
     try:
-        return "```\n" + json.dumps(json.loads(model.to_json()), indent=1)[:20000] + "\n```"
+        return "```\n" + model.to_json(indent=1)[:20000] + "\n```"
     except Exception:
         return f"model: {type(model).__name__}"
 

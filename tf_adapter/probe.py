@@ -68,6 +68,18 @@ class GradProbe:
         self.picked, self.layer_names = measure.pick_layers(variables, layer_limit, model.name)
         self._paths = unique_names([measure.variable_name(v) for v in variables])
         self._variables = variables
+        strategy = model.distribute_strategy
+        self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+        try:
+            self.local_replicas = max(1, len(strategy.extended.worker_devices)) if self.replicas > 1 else 1
+        except (AttributeError, RuntimeError):
+            self.local_replicas = 1
+        # Measured straight at the due step, unless the update may come later than the step
+        # that was due: a loss-scaled step the scaler skips, an accumulated gradient's update
+        # step, an all-reduce across replicas. Those raise ``pending`` and measure it there.
+        applier = applying_optimizer(optimizer)
+        self._direct = (applier is optimizer and self.replicas == 1
+                        and not getattr(applier, "gradient_accumulation_steps", None))
         with tf.init_scope():
             # Plain (not distributed) variables: under tf.distribute only the first local replica
             # writes them, inside tf.cond, where a distributed variable's merge_call is not allowed.
@@ -83,7 +95,7 @@ class GradProbe:
             self.record_flags = tf.Variable(tf.zeros((self.window + 2,), tf.bool), trainable=False,
                                             name="unitb_record_due")
             self.origin = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_due_origin")
-            self.pending = tf.Variable(False, trainable=False, name="unitb_pending")
+            self.pending = None if self._direct else tf.Variable(False, trainable=False, name="unitb_pending")
             self.samples = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="unitb_samples")
             # For tf.summary calls inside the model (tf_adapter.model_summaries): the step being
             # trained, set in the graph where the model makes such a call (see ``recording``).
@@ -98,12 +110,6 @@ class GradProbe:
         self._step_in: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         self._record_in: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         self._updated_in: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        strategy = model.distribute_strategy
-        self.replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
-        try:
-            self.local_replicas = max(1, len(strategy.extended.worker_devices)) if self.replicas > 1 else 1
-        except (AttributeError, RuntimeError):
-            self.local_replicas = 1
         self._call_picked: List[int] = list(range(len(self.picked)))
         self.armed = False
         # What the counter and the optimizer said when the last fit ended (see ``sync``).
@@ -164,21 +170,17 @@ class GradProbe:
         applier = applying_optimizer(outer)
         probe = self
         outer_apply = outer.apply
-        # Measured straight at the due step, unless the update may come later than the step
-        # that was due: a loss-scaled step the scaler skips, an accumulated gradient's update
-        # step, an all-reduce across replicas. Those raise ``pending`` and measure it there.
-        self._direct = (applier is outer and self.replicas == 1
-                        and not getattr(applier, "gradient_accumulation_steps", None))
 
         @_plain
         def counting_apply(grads, trainable_variables=None):
             first = probe._first_local_replica()
             step = probe._training_step(for_update=True)
             due = probe._flag(probe.due_flags, step)
-            if probe._direct:
+            pending = probe.pending
+            if pending is None:
                 probe._measure_when(due, applier, list(grads), trainable_variables, step)
             else:
-                probe.pending.assign(tf.logical_or(probe.pending, due if first is None else tf.logical_and(due, first)))
+                pending.assign(tf.logical_or(pending, due if first is None else tf.logical_and(due, first)))
                 if probe.replicas > 1:
                     # Traced once: the picked layers' positions in this call's variable list, which
                     # the all-reduce (measuring_reduce) receives in the same order.
@@ -277,6 +279,10 @@ class GradProbe:
         tf.cond(due, write, lambda: tf.constant(False))
 
     def _measure(self, optimizer, grads: List, trainable_variables, step) -> None:
+        """The row of the first update applied while ``pending`` (not the direct case)."""
+        pending = self.pending
+        if pending is None:  # measured at the due step by counting_apply
+            return
         variables = list(trainable_variables) if trainable_variables is not None else self._variables
         picked = self._picked_in(variables)
         accumulate = getattr(optimizer, "gradient_accumulation_steps", None)
@@ -286,27 +292,30 @@ class GradProbe:
             is_update = tf.equal((keras_internals.micro_batches(optimizer) + 1) % accumulate, 0)
             accumulated = keras_internals.accumulated(optimizer, variables)
             applied = [None if g is None else (g + a) / accumulate for g, a in zip(grads, accumulated)]
-            when = tf.logical_and(self.pending, is_update)
+            when = tf.logical_and(pending, is_update)
         else:
             applied = grads
-            when = self.pending.read_value()
+            when = pending.read_value()
 
         def write():
             self._row_of(optimizer, applied, picked, step)
-            self.pending.assign(False)
+            pending.assign(False)
             return tf.constant(True)
 
         tf.cond(when, write, lambda: tf.constant(False))
 
     def _measure_reduced(self, grads: List, step) -> None:
         picked = self._call_picked
+        pending = self.pending
+        if pending is None:  # one replica: measured at the due step by counting_apply
+            return
 
         def write():
             self._write_row(step, measure.half_squares(grads, picked))
-            self.pending.assign(False)
+            pending.assign(False)
             return tf.constant(True)
 
-        tf.cond(tf.logical_and(self.pending, self._first_local_replica()), write, lambda: tf.constant(False))
+        tf.cond(tf.logical_and(pending, self._first_local_replica()), write, lambda: tf.constant(False))
 
     # ------------------------------------------------------------------ host side
     def sync(self, restored_epoch_step: int) -> int:

@@ -133,28 +133,31 @@ class SystemSampler:
         self.samples = 0
         self.last_step: Optional[int] = None
         self._failed = False
-        self._machine = MachineReader(info, warn)
+        self._info = info
+        self._machine: Optional[MachineReader] = None  # made by the first sample, on the thread
         self._nodes = nodes  # the other nodes' figures, in a run over several machines
 
     def start(self, at_step: int = 0) -> None:
-        """Sample now when the run starts at step 0, then every ``interval`` seconds once the step
-        moved. A run that continues (a resume, a Keras fit after another) has its figures at
+        """Sample at once when the run starts at step 0, then every ``interval`` seconds once the
+        step moved. A run that continues (a resume, a Keras fit after another) has its figures at
         ``at_step`` already, or lost them with the process that crashed: one point a step, as
-        W&B and MLflow keep one value a step and must match the event files."""
-        if at_step == 0:
-            self.sample()
-        else:
+        W&B and MLflow keep one value a step and must match the event files. The first sample
+        (and opening NVML) is the thread's, so training does not wait for it."""
+        first = 0 if at_step == 0 else None
+        if first is None:
             self.last_step = at_step
-        self._thread = threading.Thread(target=self._loop, name="unitb-system-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(first,), name="unitb-system-metrics", daemon=True)
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, first: Optional[int]) -> None:
+        if first is not None:
+            self.sample(at_step=first)
         while not self._stop.wait(self.interval):
             if self._target()[1] != self.last_step:
                 self.sample()
 
-    def sample(self) -> None:
-        """Read the machine once and write what was read at the current step."""
+    def sample(self, at_step: Optional[int] = None) -> None:
+        """Read the machine once and write what was read at ``at_step`` (else the current step)."""
         with self._lock:
             if self._failed:
                 return
@@ -163,6 +166,10 @@ class SystemSampler:
                 run, step = self._target()
                 if run is None:
                     return
+                if at_step is not None:
+                    step = at_step
+                if self._machine is None:
+                    self._machine = MachineReader(self._info, self._warn)
                 values = self._machine.read()
                 if self._nodes is not None:
                     values = self._nodes.named(values)
@@ -188,4 +195,6 @@ class SystemSampler:
         self._thread = None
         if last_sample and self._target()[1] != self.last_step:  # one point a step
             self.sample()
-        self._machine.close()
+        with self._lock:
+            if self._machine is not None:
+                self._machine.close()
