@@ -1,7 +1,7 @@
 """Native TensorFlow/Keras measurements: in-graph gradient norms, LR, model statistics."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -61,9 +61,24 @@ def norms_in_graph(grads: Sequence, picked: Sequence[int]) -> tf.Tensor:
     return tf.sqrt(2.0 * half_squares(grads, picked))
 
 
+class Clipping(NamedTuple):
+    """How Keras clips an optimizer's gradients; hashable, so it can key a traced function."""
+
+    global_clipnorm: Optional[float] = None
+    clipnorm: Optional[float] = None
+    clipvalue: Optional[float] = None
+
+    @classmethod
+    def of(cls, optimizer) -> "Clipping":
+        def setting(name: str) -> Optional[float]:
+            value = getattr(optimizer, name, None)
+            return float(value) if value else None
+        return cls(setting("global_clipnorm"), setting("clipnorm"), setting("clipvalue"))
+
+
 def clips(optimizer) -> bool:
     """Whether Keras clips the optimizer's gradients (``global_clipnorm``, ``clipnorm``, ``clipvalue``)."""
-    return any(getattr(optimizer, name, None) for name in ("global_clipnorm", "clipnorm", "clipvalue"))
+    return any(getattr(optimizer, name, None) for name in Clipping._fields)
 
 
 def clipped_global(grads: Sequence, norms: tf.Tensor, optimizer) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:

@@ -24,7 +24,7 @@ takes the roots on the host).
 from __future__ import annotations
 
 import weakref
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -248,35 +248,17 @@ class GradProbe:
         index = {n: i for i, n in enumerate(names)}
         return [p for p in (index.get(self._paths[i], -1) for i in self.picked) if p >= 0]
 
-    def _write_row(self, step, halves: tf.Tensor, pre_clip=None) -> None:
-        """Row ``[step, pre-clip norm or -1, halves...]`` into its slot, where ``halves`` are
-        half the squared norms ``[applied global, layers...]`` (:meth:`rows` takes the roots)."""
-        head = tf.stack([tf.cast(step, tf.float32), -1.0 if pre_clip is None else pre_clip])
-        values = tf.concat([head, halves], 0)
-        width = self.norms.shape[1]
-        if values.shape[0] < width:
-            values = tf.pad(values, [[0, width - values.shape[0]]])
+    def _write_row(self, step, values: tf.Tensor) -> None:
         # One scatter of one row: a scalar index and a vector (ResourceScatterUpdate takes both).
         self.norms.scatter_update(tf.IndexedSlices(values, tf.cast(step % self.slots, tf.int32)))
 
-    def _row_of(self, optimizer, applied: List, picked: List[int], step) -> None:
-        halves = measure.half_squares(applied, picked)
-        if not measure.clips(optimizer):
-            self._write_row(step, halves)
-            return
-        global_norm, pre_clip = measure.clipped_global(applied, tf.sqrt(2.0 * halves), optimizer)
-        self._write_row(step, tf.concat([tf.reshape(0.5 * tf.square(global_norm), [1]), halves[1:]], 0), pre_clip)
-
     def _measure_when(self, due, optimizer, grads: List, trainable_variables, step) -> None:
-        """The row of this very update where ``due`` (the plain case: no pending flag)."""
+        """The row of this very update where ``due`` (the plain case: no pending flag), through
+        the traced function every model with these gradient shapes shares."""
         variables = list(trainable_variables) if trainable_variables is not None else self._variables
-        picked = self._picked_in(variables)
-
-        def write():
-            self._row_of(optimizer, grads, picked, step)
-            return tf.constant(True)
-
-        tf.cond(due, write, lambda: tf.constant(False))
+        picked = tuple(self._picked_in(variables))
+        _row_when_due(due, list(grads), step, self.norms.handle, picked,
+                      measure.Clipping.of(optimizer), self.slots, int(self.norms.shape[1]))
 
     def _measure(self, optimizer, grads: List, trainable_variables, step) -> None:
         """The row of the first update applied while ``pending`` (not the direct case)."""
@@ -298,7 +280,7 @@ class GradProbe:
             when = pending.read_value()
 
         def write():
-            self._row_of(optimizer, applied, picked, step)
+            self._write_row(step, _row(step, applied, picked, measure.Clipping.of(optimizer), int(self.norms.shape[1])))
             pending.assign(False)
             return tf.constant(True)
 
@@ -311,7 +293,7 @@ class GradProbe:
             return
 
         def write():
-            self._write_row(step, measure.half_squares(grads, picked))
+            self._write_row(step, _row(step, grads, picked, measure.Clipping(), int(self.norms.shape[1])))
             pending.assign(False)
             return tf.constant(True)
 
@@ -376,6 +358,44 @@ class GradProbe:
                 norms = np.sqrt(2.0 * np.maximum(row[2:].astype(np.float64), 0.0))
                 found[step] = [float(step), float(norms[0]), float(row[1]), *norms[1:].tolist()]
         return [found[s] for s in sorted(found)]
+
+
+def _row(step, grads: List, picked, clipping: "measure.Clipping", width: int) -> tf.Tensor:
+    """A ring row: ``[step, pre-clip norm or -1, applied global, layers...]``, the norms as half
+    their squares (:meth:`GradProbe.rows` takes the roots), padded to ``width``."""
+    halves = measure.half_squares(grads, picked)
+    pre_clip = None
+    if measure.clips(clipping):
+        global_norm, pre_clip = measure.clipped_global(grads, tf.sqrt(2.0 * halves), clipping)
+        halves = tf.concat([tf.reshape(0.5 * tf.square(global_norm), [1]), halves[1:]], 0)
+    head = tf.stack([tf.cast(step, tf.float32), -1.0 if pre_clip is None else pre_clip])
+    values = tf.concat([head, halves], 0)
+    if values.shape[0] < width:
+        values = tf.pad(values, [[0, width - values.shape[0]]])
+    return values
+
+
+@_plain
+def _write_row_when(due, grads: List, step, rows, picked: Tuple[int, ...], clipping: "measure.Clipping",
+                    slots: int, width: int) -> tf.Tensor:
+    """Where ``due``: this update's row into the ring variable behind the handle ``rows``."""
+    def write():
+        tf.raw_ops.ResourceScatterUpdate(resource=rows, indices=tf.cast(step % slots, tf.int32),
+                                         updates=_row(step, grads, picked, clipping, width))
+        return tf.constant(True)
+
+    return tf.cond(due, write, lambda: tf.constant(False))
+
+
+# Traced once per gradient shapes, layer choice and clipping in a process, then called from each
+# train step that needs it: a second model of the same architecture (a sweep's next trial, a
+# notebook's re-run), and the second trace Keras' steps_per_execution loop makes of its body,
+# skip tracing the measuring branch again. Variables go in as handles, so no model's are kept.
+_row_when_due = tf.function(_write_row_when, autograph=False)
+try:  # a new architecture traces anew by design; keep TF's "retracing" warning for real bugs
+    _row_when_due._omit_frequent_tracing_warning = True  # type: ignore[attr-defined]
+except AttributeError:
+    pass
 
 
 def _batch_size(batch) -> tf.Tensor:
