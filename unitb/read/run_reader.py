@@ -318,13 +318,13 @@ def _legacy_kind(value) -> str:
 
 
 def _decode(kind: str, value) -> object:
-    from tensorboard.util import tensor_util
+    from unitb.files.tensor_proto import ndarray_of
 
     if kind in ("hparams", "custom_scalars"):
         return bytes(value.metadata.plugin_data.content) or value.tensor.SerializeToString()
     if not value.HasField("tensor"):
         return None
-    array = tensor_util.make_ndarray(value.tensor)
+    array = ndarray_of(value.tensor)
     if kind == "scalar":
         return float(np.asarray(array).reshape(-1)[0])
     if kind == "histogram":

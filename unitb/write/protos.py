@@ -12,12 +12,13 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from unitb.files.tensor_proto import tensor_proto
+
 
 def custom_scalars_summary(layout: Dict[str, List[Dict[str, Any]]]):
     """A ``Summary`` proto holding the custom-scalars layout."""
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.custom_scalar import layout_pb2, metadata
-    from tensorboard.util import tensor_util
 
     categories = []
     for title, charts in layout.items():
@@ -30,7 +31,7 @@ def custom_scalars_summary(layout: Dict[str, List[Dict[str, Any]]]):
     payload = layout_pb2.Layout(category=categories).SerializeToString()
     summary = summary_pb2.Summary()
     summary.value.add(tag=metadata.CONFIG_SUMMARY_TAG, metadata=metadata.create_summary_metadata(),
-                      tensor=tensor_util.make_tensor_proto(payload))
+                      tensor=tensor_proto(payload))
     return summary
 
 
@@ -39,11 +40,11 @@ def hparams_summaries(hparams: Mapping[str, object]):
     TensorBoard joins the hparams of every run into its columns and takes the runs' scalars
     as metrics, the same for every run (see :mod:`unitb.write.hparams`)."""
     from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
     def wrap(tag: str, data) -> object:
         summary = summary_pb2.Summary()
-        summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+        summary.value.add(tag=tag, metadata=hparams_metadata(data), tensor=null_tensor())
         return summary
 
     session = plugin_data_pb2.SessionStartInfo(group_name="")
@@ -55,7 +56,7 @@ def hparams_summaries(hparams: Mapping[str, object]):
             session.hparams[key].number_value = float(value)
         else:
             session.hparams[key].string_value = str(value)
-    return [wrap(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=session))]
+    return [wrap(HPARAMS_SESSION_START_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=session))]
 
 
 def experiment_summary(columns: Mapping[str, "Sequence[object]"], metrics: "Sequence[str]",
@@ -66,7 +67,7 @@ def experiment_summary(columns: Mapping[str, "Sequence[object]"], metrics: "Sequ
     :data:`unitb.write.hparams.SHOWN`). ``labels``: a column's header where its name alone could
     be read two ways (the table shows it; the runs' values stay keyed by the name)."""
     from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
     from google.protobuf import struct_pb2
 
     experiment = api_pb2.Experiment(time_created_secs=time.time())
@@ -87,9 +88,34 @@ def experiment_summary(columns: Mapping[str, "Sequence[object]"], metrics: "Sequ
         experiment.metric_infos.add(name=api_pb2.MetricName(group="", tag=tag),
                                     display_name=(labels or {}).get(tag, tag))
     summary = summary_pb2.Summary()
-    summary.value.add(tag=metadata.EXPERIMENT_TAG, tensor=metadata.NULL_TENSOR,
-                      metadata=metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)))
+    summary.value.add(tag=HPARAMS_EXPERIMENT_TAG, tensor=null_tensor(),
+                      metadata=hparams_metadata(plugin_data_pb2.HParamsPluginData(experiment=experiment)))
     return summary
+
+
+# The hparams plugin's names and metadata, as its ``metadata`` module makes them: that module
+# imports ``tensor_util`` and with it tensorboard's TensorFlow stub (see unitb.files.tensor_proto).
+HPARAMS_EXPERIMENT_TAG = "_hparams_/experiment"
+HPARAMS_SESSION_START_TAG = "_hparams_/session_start_info"
+
+
+def hparams_metadata(data):
+    """The ``SummaryMetadata`` of an hparams-plugin summary holding ``data`` (version 0)."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = plugin_data_pb2.HParamsPluginData()
+    content.CopyFrom(data)
+    content.version = 0
+    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name="hparams", content=content.SerializeToString()))
+
+
+def null_tensor():
+    """The length-0 float vector the hparams plugin's summaries carry (they hold only metadata)."""
+    import numpy as np
+
+    return tensor_proto(np.zeros((0,), np.float32))
 
 
 def _struct_value(value: object):
@@ -124,11 +150,10 @@ def text_summary(tag: str, text: str):
     import numpy as np
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.text import metadata
-    from tensorboard.util import tensor_util
 
     summary = summary_pb2.Summary()
     summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(display_name=None, description=None),
-                      tensor=tensor_util.make_tensor_proto(np.array(text.encode("utf-8"), dtype=np.object_)))
+                      tensor=tensor_proto(np.array(text.encode("utf-8"), dtype=np.object_)))
     return summary
 
 
@@ -180,11 +205,10 @@ def histogram_summary(tag: str, values):
     """A histograms-plugin ``Summary`` in the tensor form ``tf.summary.histogram`` writes."""
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.histogram import metadata
-    from tensorboard.util import tensor_util
 
     summary = summary_pb2.Summary()
     summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(display_name=None, description=None),
-                      tensor=tensor_util.make_tensor_proto(histogram_buckets(values)))
+                      tensor=tensor_proto(histogram_buckets(values)))
     return summary
 
 
@@ -199,7 +223,6 @@ def pr_curve_summary(tag: str, labels, scores, num_thresholds: int = PR_THRESHOL
     import numpy as np
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.pr_curve import metadata
-    from tensorboard.util import tensor_util
 
     truth = np.asarray(labels, dtype=bool).reshape(-1).astype(float)
     score = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -213,7 +236,7 @@ def pr_curve_summary(tag: str, labels, scores, num_thresholds: int = PR_THRESHOL
     recall = tp / np.maximum(1e-7, tp + fn)
     data = np.float32(np.stack((tp, fp, tn, fn, precision, recall)))
     summary = summary_pb2.Summary()
-    summary.value.add(tag=f"{tag}/pr_curves", tensor=tensor_util.make_tensor_proto(data),
+    summary.value.add(tag=f"{tag}/pr_curves", tensor=tensor_proto(data),
                       metadata=metadata.create_summary_metadata(display_name=tag, description="",
                                                                 num_thresholds=num_thresholds))
     return summary
