@@ -159,6 +159,20 @@ def test_many_fits_in_one_process_do_not_retrace_or_warn(tmp_path, no_unitb_warn
     assert not [r for r in records if "retracing" in r.getMessage()]
 
 
+def test_xla_compiled_steps_log_the_applied_norms(tmp_path):
+    """``jit_compile=True``, what Keras picks on a GPU ("auto"): the counter, the flags and the
+    measuring branch compile with the step, here inside a steps_per_execution loop."""
+    x, y = _data(n=16)
+    model = _model(jit_compile=True, steps_per_execution=2)
+    witness = float(tf.linalg.global_norm(_grads(model, [w.numpy() for w in model.trainable_weights], x[:4], y[:4])))
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False,
+              callbacks=[unitb.TFCallback(str(tmp_path), grad_norm_interval=1, scalar_interval=1)])
+    assert model.jit_compile
+    norms = _values(reader.read_run(str(tmp_path)), "train/gradient_norm/global")
+    assert sorted(norms) == [1, 2, 3, 4]
+    assert norms[1] == pytest.approx(witness, rel=1e-5)
+
+
 def test_models_of_one_architecture_share_the_traced_branch_but_each_logs_its_own_norms(tmp_path):
     """The measuring branch is traced once per gradient shapes in a process and given each
     model's ring as a handle: the second model's norms are its own, not the first's."""
