@@ -12,12 +12,14 @@ from typing import Union
 
 import numpy as np
 
-# TensorFlow's DataType numbers (tensorboard/compat/proto/types.proto).
-_DATA_TYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3,
-               np.dtype(np.int64): 9, np.dtype(np.float16): 19}
+# TensorFlow's DataType numbers (tensorboard/compat/proto/types.proto): the numpy type of each,
+# and the repeated field a tensor of it lists its values in when it has no ``tensor_content``.
+_NUMERIC = {1: (np.float32, "float_val"), 2: (np.float64, "double_val"), 3: (np.int32, "int_val"),
+            9: (np.int64, "int64_val"), 10: (np.bool_, "bool_val"), 19: (np.float16, "half_val")}
 _STRING = 7
-# The repeated field a one-element tensor of each type keeps its value in.
-_ONE_VALUE = {1: "float_val", 2: "double_val", 3: "int_val", 9: "int64_val", 19: "half_val"}
+_HALF = 19  # listed as each value's 16 bits, as an integer
+# The numeric types unitb writes (a bool tensor is only read).
+_DATA_TYPE_OF = {np.dtype(kind): number for number, (kind, _) in _NUMERIC.items() if kind is not np.bool_}
 
 
 def tensor_proto(value: Union[bytes, str, np.ndarray, np.generic]):
@@ -35,21 +37,16 @@ def tensor_proto(value: Union[bytes, str, np.ndarray, np.generic]):
         proto.string_val.extend([item if isinstance(item, bytes) else str(item).encode("utf-8")
                                  for item in array.reshape(-1).tolist()])
         return proto
-    data_type = _DATA_TYPES.get(array.dtype)
+    data_type = _DATA_TYPE_OF.get(array.dtype)
     if data_type is None:
         raise TypeError(f"no TensorProto form here for dtype {array.dtype}")
     proto = tensor_pb2.TensorProto(dtype=data_type, tensor_shape=shape)
     if array.size > 1:
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
-    elif data_type == 19:  # half: its 16 bits as an integer
-        getattr(proto, _ONE_VALUE[data_type]).extend(array.reshape(-1).view(np.uint16).tolist())
-    else:
-        getattr(proto, _ONE_VALUE[data_type]).extend(array.reshape(-1).tolist())
+        return proto
+    flat = array.reshape(-1)
+    getattr(proto, _NUMERIC[data_type][1]).extend((flat.view(np.uint16) if data_type == _HALF else flat).tolist())
     return proto
-
-
-_NUMPY_TYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64, 10: np.bool_, 19: np.float16}
-_VALUE_LISTS = {1: "float_val", 2: "double_val", 3: "int_val", 9: "int64_val", 10: "bool_val", 19: "half_val"}
 
 
 def ndarray_of(proto) -> np.ndarray:
@@ -63,15 +60,15 @@ def ndarray_of(proto) -> np.ndarray:
         if len(strings) == 1:
             return np.repeat(np.array(strings[0], dtype=np.object_), count).reshape(shape)
         return np.array(strings, dtype=np.object_).reshape(shape)
-    numpy_type = _NUMPY_TYPES.get(proto.dtype)
-    if numpy_type is None:
+    if proto.dtype not in _NUMERIC:
         from tensorboard.util import tensor_util
 
         return tensor_util.make_ndarray(proto)
+    numpy_type, field = _NUMERIC[proto.dtype]
     if proto.tensor_content:
         return np.frombuffer(proto.tensor_content, dtype=numpy_type).copy().reshape(shape)
-    listed = getattr(proto, _VALUE_LISTS[proto.dtype])
-    if proto.dtype == 19:  # half: each value's 16 bits as an integer
+    listed = getattr(proto, field)
+    if proto.dtype == _HALF:
         values = np.fromiter(listed, dtype=np.uint16).view(np.float16)
     else:
         values = np.fromiter(listed, dtype=numpy_type)
