@@ -248,9 +248,9 @@ class GradProbe:
         index = {n: i for i, n in enumerate(names)}
         return [p for p in (index.get(self._paths[i], -1) for i in self.picked) if p >= 0]
 
-    def _write_row(self, step, values: tf.Tensor) -> None:
-        # One scatter of one row: a scalar index and a vector (ResourceScatterUpdate takes both).
-        self.norms.scatter_update(tf.IndexedSlices(values, tf.cast(step % self.slots, tf.int32)))
+    def _write_row(self, step, grads: List, picked, clipping: "measure.Clipping") -> None:
+        """This update's row into the ring (inside the branch that found it due)."""
+        _put_row(self.norms.handle, step, self.slots, _row(step, grads, picked, clipping, int(self.norms.shape[1])))
 
     def _measure_when(self, due, optimizer, grads: List, trainable_variables, step) -> None:
         """The row of this very update where ``due`` (the plain case: no pending flag), through
@@ -280,7 +280,7 @@ class GradProbe:
             when = pending.read_value()
 
         def write():
-            self._write_row(step, _row(step, applied, picked, measure.Clipping.of(optimizer), int(self.norms.shape[1])))
+            self._write_row(step, applied, picked, measure.Clipping.of(optimizer))
             pending.assign(False)
             return tf.constant(True)
 
@@ -293,7 +293,7 @@ class GradProbe:
             return
 
         def write():
-            self._write_row(step, _row(step, grads, picked, measure.Clipping(), int(self.norms.shape[1])))
+            self._write_row(step, grads, picked, measure.Clipping())
             pending.assign(False)
             return tf.constant(True)
 
@@ -375,13 +375,18 @@ def _row(step, grads: List, picked, clipping: "measure.Clipping", width: int) ->
     return values
 
 
+def _put_row(rows, step, slots: int, values: tf.Tensor) -> None:
+    """``values`` into slot ``step % slots`` of the ring variable behind the handle ``rows``:
+    one scatter of one row (ResourceScatterUpdate takes a scalar index and a vector)."""
+    tf.raw_ops.ResourceScatterUpdate(resource=rows, indices=tf.cast(step % slots, tf.int32), updates=values)
+
+
 @_plain
 def _write_row_when(due, grads: List, step, rows, picked: Tuple[int, ...], clipping: "measure.Clipping",
                     slots: int, width: int) -> tf.Tensor:
     """Where ``due``: this update's row into the ring variable behind the handle ``rows``."""
     def write():
-        tf.raw_ops.ResourceScatterUpdate(resource=rows, indices=tf.cast(step % slots, tf.int32),
-                                         updates=_row(step, grads, picked, clipping, width))
+        _put_row(rows, step, slots, _row(step, grads, picked, clipping, width))
         return tf.constant(True)
 
     return tf.cond(due, write, lambda: tf.constant(False))
