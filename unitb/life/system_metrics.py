@@ -143,15 +143,15 @@ class SystemSampler:
         ``at_step`` already, or lost them with the process that crashed: one point a step, as
         W&B and MLflow keep one value a step and must match the event files. The first sample
         (and opening NVML) is the thread's, so training does not wait for it."""
-        first = 0 if at_step == 0 else None
-        if first is None:
+        opening = at_step == 0
+        if not opening:
             self.last_step = at_step
-        self._thread = threading.Thread(target=self._loop, args=(first,), name="unitb-system-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(opening,), name="unitb-system-metrics", daemon=True)
         self._thread.start()
 
-    def _loop(self, first: Optional[int]) -> None:
-        if first is not None:
-            self.sample(at_step=first)
+    def _loop(self, opening: bool) -> None:
+        if opening:
+            self.sample(at_step=0)
         while not self._stop.wait(self.interval):
             if self._target()[1] != self.last_step:
                 self.sample()
